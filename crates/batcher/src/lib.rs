@@ -1,0 +1,26 @@
+//! Token batches cut, reshaped, repacked or document-packed to a scheduled sequence length.
+//!
+//! The pure, synchronous core of seqwarm's data path: no I/O, no async.
+//!
+//! - [`Batch`]: named `i32`/`i64` tensors over shared [`bytes::Bytes`] buffers.
+//! - [`Batch::set_sequence_length`]: Composer's `set_batch_sequence_length`, bit-exact
+//!   (truncate, truncate preserving the end of sequence, reshape).
+//! - [`Repacker`]: lossless streaming reshape; the tokens that do not fill a row are carried
+//!   into the next batch instead of dropped.
+//! - [`DocumentPacker`]: rows built from documents, greedy or best-fit-decreasing, with
+//!   `position_ids`, `segment_ids` and boundary-masked `labels`.
+
+mod batch;
+mod error;
+mod packer;
+mod repacker;
+mod tensor;
+
+pub use batch::{Batch, Cut, IGNORE_INDEX, fields};
+pub use error::BatchError;
+pub use packer::{DocumentPacker, PackStrategy, PackerConfig, PackerStats};
+pub use repacker::{PadValues, Repacker, RepackerConfig};
+pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,425 @@
+//! Document-aware packing: rows of the scheduled length built from whole or split documents.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::repacker::PadValues;
+use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
+use crate::BatchError;
+
+/// How documents are assigned to rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackStrategy {
+    /// Concatenate documents in order and cut rows wherever they fall: no padding, but most
+    /// documents that cross a row boundary are split.
+    Greedy,
+    /// Best-fit-decreasing over a window of documents (Ding et al. 2024, "Fewer Truncations
+    /// Improve Language Modeling"): documents longer than a row are cut into row-sized chunks,
+    /// the chunks sorted longest first, and each put in the fullest row it still fits. Only
+    /// documents longer than a row are split; the cost is some padding.
+    BestFitDecreasing {
+        /// Documents considered together; larger packs tighter and holds more in memory.
+        window: usize,
+    },
+}
+
+/// Configuration of a [`DocumentPacker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackerConfig {
+    /// The packing algorithm.
+    pub strategy: PackStrategy,
+    /// Set `labels` to -100 where the token is predicted from another document: the first
+    /// token of every segment that does not start its row. Default: true.
+    pub mask_document_boundaries: bool,
+    /// Padding values for the end of rows.
+    pub pad: PadValues,
+}
+
+impl Default for PackerConfig {
+    fn default() -> Self {
+        Self {
+            strategy: PackStrategy::Greedy,
+            mask_document_boundaries: true,
+            pad: PadValues::default(),
+        }
+    }
+}
+
+impl PackerConfig {
+    /// Sets the strategy.
+    #[must_use]
+    pub fn with_strategy(mut self, strategy: PackStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+    /// Sets [`PackerConfig::mask_document_boundaries`].
+    #[must_use]
+    pub fn with_mask_document_boundaries(mut self, mask: bool) -> Self {
+        self.mask_document_boundaries = mask;
+        self
+    }
+    /// Sets the padding values.
+    #[must_use]
+    pub fn with_pad_values(mut self, pad: PadValues) -> Self {
+        self.pad = pad;
+        self
+    }
+    /// Builds the packer.
+    pub fn build(self) -> DocumentPacker {
+        DocumentPacker {
+            config: self,
+            dtype: None,
+            pending: VecDeque::new(),
+            pending_tokens: 0,
+            ready: VecDeque::new(),
+            ready_len: 0,
+            stats: PackerStats::default(),
+        }
+    }
+}
+
+/// Counters of a [`DocumentPacker`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackerStats {
+    /// Documents pushed (empty ones included).
+    pub documents: u64,
+    /// Documents whose tokens ended up in more than one row.
+    pub documents_split: u64,
+    /// Tokens pushed.
+    pub tokens_in: u64,
+    /// Real tokens handed out.
+    pub tokens_out: u64,
+    /// Padding positions handed out.
+    pub padding: u64,
+    /// Rows handed out.
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Piece {
+    tokens: Bytes,
+    len: usize,
+    /// Whether the document has already been counted as split.
+    split: bool,
+}
+
+impl Piece {
+    fn split_at(&mut self, at: usize, size: usize) -> Piece {
+        let head = Piece {
+            tokens: self.tokens.slice(..at * size),
+            len: at,
+            split: true,
+        };
+        self.tokens = self.tokens.slice(at * size..);
+        self.len -= at;
+        self.split = true;
+        head
+    }
+}
+
+/// Packs documents into rows of a (possibly changing) sequence length.
+///
+/// Every row is `len` tokens with fields `input_ids`, `attention_mask`, `labels`,
+/// `position_ids` (restarting at 0 at each segment) and `segment_ids` (1-based index of the
+/// segment within its row, 0 on padding); [`Batch::cu_seqlens`] turns the latter into
+/// FlashAttention-style offsets. Tokens are copied once, from the pushed buffers into the rows.
+///
+/// ```
+/// use seqwarm_batcher::{PackerConfig, PackStrategy, Tensor};
+///
+/// let mut packer = PackerConfig::default()
+///     .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
+///     .build();
+/// for doc in [vec![1i32, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]] {
+///     packer.push_document(Tensor::vector(doc))?;
+/// }
+/// let batch = packer.finish(5)?.unwrap();
+/// assert_eq!(batch.input_ids().unwrap().to_rows_i64(), vec![vec![6, 7, 8, 9, 10], vec![1, 2, 3, 4, 5]]);
+/// assert_eq!(batch.get("position_ids").unwrap().to_rows_i64()[1], vec![0, 1, 2, 0, 1]);
+/// assert_eq!(batch.get("labels").unwrap().to_rows_i64()[1], vec![1, 2, 3, -100, 5]);
+/// assert_eq!(packer.stats().documents_split, 0);
+/// # Ok::<(), seqwarm_batcher::BatchError>(())
+/// ```
+#[derive(Debug)]
+pub struct DocumentPacker {
+    config: PackerConfig,
+    dtype: Option<DType>,
+    pending: VecDeque<Piece>,
+    pending_tokens: usize,
+    /// Rows already assigned by best-fit at `ready_len`.
+    ready: VecDeque<Vec<Piece>>,
+    ready_len: usize,
+    stats: PackerStats,
+}
+
+impl Default for DocumentPacker {
+    fn default() -> Self {
+        PackerConfig::default().build()
+    }
+}
+
+impl DocumentPacker {
+    /// Counters so far.
+    pub fn stats(&self) -> PackerStats {
+        self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PackerConfig {
+        &self.config
+    }
+
+    /// Tokens pushed but not yet handed out.
+    pub fn buffered_tokens(&self) -> usize {
+        self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
+    }
+
+    /// Accepts one document: a 1-D token tensor (shared, not copied). All documents must share
+    /// one dtype.
+    pub fn push_document(&mut self, tokens: Tensor) -> Result<(), BatchError> {
+        let document = self.stats.documents;
+        let Shape::Vector { len } = tokens.shape() else {
+            return Err(BatchError::ShapeMismatch {
+                field: format!("document {document}"),
+                shape: tokens.shape().dims(),
+                expected: vec![tokens.numel()],
+                operation: "a document is a 1-D token tensor",
+            });
+        };
+        match self.dtype {
+            None => self.dtype = Some(tokens.dtype()),
+            Some(expected) if expected != tokens.dtype() => {
+                return Err(BatchError::DTypeMismatch {
+                    document,
+                    expected,
+                    got: tokens.dtype(),
+                });
+            }
+            Some(_) => {}
+        }
+        self.stats.documents += 1;
+        self.stats.tokens_in += len as u64;
+        if len > 0 {
+            self.pending_tokens += len;
+            self.pending.push_back(Piece {
+                tokens: tokens.buffer().clone(),
+                len,
+                split: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes exactly `rows` rows of `len`, or `None` when more documents are needed first
+    /// (greedy: fewer than `rows * len` tokens buffered; best-fit: fewer than a window of
+    /// documents).
+    pub fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        self.dissolve_if_len_changed(len);
+        match self.config.strategy {
+            PackStrategy::Greedy => {
+                if self.pending_tokens < rows * len {
+                    return Ok(None);
+                }
+                let packed: Vec<Vec<Piece>> = (0..rows).map(|_| self.greedy_row(len)).collect();
+                self.emit(&packed, len).map(Some)
+            }
+            PackStrategy::BestFitDecreasing { window } => {
+                let window = window.max(1);
+                while self.ready.len() < rows {
+                    if self.pending.len() < window {
+                        return Ok(None);
+                    }
+                    self.pack_window(len, window);
+                }
+                let packed: Vec<Vec<Piece>> = self.ready.drain(..rows).collect();
+                self.emit(&packed, len).map(Some)
+            }
+        }
+    }
+
+    /// Hands back everything buffered as rows of `len` (the last rows padded), or `None` when
+    /// nothing is buffered.
+    pub fn finish(&mut self, len: usize) -> Result<Option<Batch>, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        self.dissolve_if_len_changed(len);
+        let mut packed: Vec<Vec<Piece>> = Vec::new();
+        match self.config.strategy {
+            PackStrategy::Greedy => {
+                while self.pending_tokens > 0 {
+                    packed.push(self.greedy_row(len));
+                }
+            }
+            PackStrategy::BestFitDecreasing { window } => {
+                while !self.pending.is_empty() {
+                    self.pack_window(len, window.max(1));
+                }
+                packed.extend(self.ready.drain(..));
+            }
+        }
+        if packed.is_empty() {
+            return Ok(None);
+        }
+        self.emit(&packed, len).map(Some)
+    }
+
+    fn size(&self) -> usize {
+        self.dtype.map_or(8, DType::size)
+    }
+
+    /// Rows packed for another length go back to the front of the queue, in order.
+    fn dissolve_if_len_changed(&mut self, len: usize) {
+        if self.ready_len == len || self.ready.is_empty() {
+            self.ready_len = len;
+            return;
+        }
+        let pieces: Vec<Piece> = self.ready.drain(..).flatten().collect();
+        for piece in pieces.into_iter().rev() {
+            self.pending_tokens += piece.len;
+            self.pending.push_front(piece);
+        }
+        self.ready_len = len;
+    }
+
+    fn greedy_row(&mut self, len: usize) -> Vec<Piece> {
+        let size = self.size();
+        let mut row = Vec::new();
+        let mut room = len;
+        while room > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                break;
+            };
+            if front.len <= room {
+                room -= front.len;
+                if let Some(piece) = self.pending.pop_front() {
+                    self.pending_tokens -= piece.len;
+                    row.push(piece);
+                }
+            } else {
+                if !front.split {
+                    self.stats.documents_split += 1;
+                }
+                let head = front.split_at(room, size);
+                self.pending_tokens -= head.len;
+                row.push(head);
+                room = 0;
+            }
+        }
+        row
+    }
+
+    fn pack_window(&mut self, len: usize, window: usize) {
+        let size = self.size();
+        let take = window.min(self.pending.len());
+        let mut chunks: Vec<Piece> = Vec::new();
+        for mut piece in self.pending.drain(..take) {
+            self.pending_tokens -= piece.len;
+            if piece.len > len && !piece.split {
+                self.stats.documents_split += 1;
+            }
+            while piece.len > len {
+                chunks.push(piece.split_at(len, size));
+            }
+            chunks.push(piece);
+        }
+        // Longest first; ties keep document order (stable sort).
+        let mut order: Vec<usize> = (0..chunks.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(chunks[i].len));
+        // Bins keyed by (room left, bin index): the best fit is the first key with room >= need.
+        let mut bins: Vec<Vec<usize>> = Vec::new();
+        let mut by_room: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for &i in &order {
+            let need = chunks[i].len;
+            let found = by_room.range((need, 0)..).next().copied();
+            let (room, bin) = match found {
+                Some(key) => {
+                    by_room.remove(&key);
+                    key
+                }
+                None => {
+                    bins.push(Vec::new());
+                    (len, bins.len() - 1)
+                }
+            };
+            bins[bin].push(i);
+            if room > need {
+                by_room.insert((room - need, bin));
+            }
+        }
+        let mut slots: Vec<Option<Piece>> = chunks.into_iter().map(Some).collect();
+        for bin in bins {
+            let row: Vec<Piece> = bin.into_iter().filter_map(|i| slots[i].take()).collect();
+            self.ready.push_back(row);
+        }
+        self.ready_len = len;
+    }
+
+    fn emit(&mut self, packed: &[Vec<Piece>], len: usize) -> Result<Batch, BatchError> {
+        match self.dtype.unwrap_or(DType::I64) {
+            DType::I32 => self.emit_typed::<i32>(packed, len),
+            DType::I64 => self.emit_typed::<i64>(packed, len),
+        }
+    }
+
+    fn emit_typed<T: Element>(&mut self, packed: &[Vec<Piece>], len: usize) -> Result<Batch, BatchError> {
+        let rows = packed.len();
+        let total = rows * len;
+        let cast = |field: &str, v: i64| {
+            T::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
+                field: field.into(),
+                value: v,
+                dtype: T::DTYPE,
+            })
+        };
+        let pad_id = cast(fields::INPUT_IDS, self.config.pad.input_ids)?;
+        let pad_label = cast(fields::LABELS, self.config.pad.labels)?;
+        let ignore = cast(fields::LABELS, IGNORE_INDEX)?;
+        let (zero, one) = (cast("", 0)?, cast("", 1)?);
+        let mut ids: Vec<T> = Vec::with_capacity(total);
+        let mut labels: Vec<T> = Vec::with_capacity(total);
+        let mut mask: Vec<T> = Vec::with_capacity(total);
+        let mut positions: Vec<T> = Vec::with_capacity(total);
+        let mut segments: Vec<T> = Vec::with_capacity(total);
+        let mut real = 0usize;
+        for row in packed {
+            let row_start = ids.len();
+            for (s, piece) in row.iter().enumerate() {
+                let tokens: &[T] = bytemuck::cast_slice(&piece.tokens);
+                let start = ids.len();
+                ids.extend_from_slice(tokens);
+                labels.extend_from_slice(tokens);
+                if self.config.mask_document_boundaries && start > row_start {
+                    labels[start] = ignore;
+                }
+                mask.resize(ids.len(), one);
+                for p in 0..piece.len {
+                    positions.push(cast(fields::POSITION_IDS, p as i64)?);
+                }
+                segments.resize(ids.len(), cast(fields::SEGMENT_IDS, s as i64 + 1)?);
+                real += piece.len;
+            }
+            let end = row_start + len;
+            ids.resize(end, pad_id);
+            labels.resize(end, pad_label);
+            mask.resize(end, zero);
+            positions.resize(end, zero);
+            segments.resize(end, zero);
+        }
+        self.stats.rows += rows as u64;
+        self.stats.tokens_out += real as u64;
+        self.stats.padding += (total - real) as u64;
+        let tensor = |v: Vec<T>| Tensor::from_bytes(bytes_from_vec(v), T::DTYPE, rows, len);
+        Batch::new()
+            .with_field(fields::INPUT_IDS, tensor(ids)?)?
+            .with_field(fields::ATTENTION_MASK, tensor(mask)?)?
+            .with_field(fields::LABELS, tensor(labels)?)?
+            .with_field(fields::POSITION_IDS, tensor(positions)?)?
+            .with_field(fields::SEGMENT_IDS, tensor(segments)?)
+    }
+}

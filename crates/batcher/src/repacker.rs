@@ -1,0 +1,426 @@
+//! Lossless streaming repacking: rows of exactly the scheduled length, remainder carried.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
+use crate::BatchError;
+
+/// Values used to pad the final partial row handed back by [`Repacker::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadValues {
+    /// Padding for `input_ids` (the tokenizer's pad id).
+    pub input_ids: i64,
+    /// Padding for `labels` (ignored by the loss).
+    pub labels: i64,
+    /// Padding for `attention_mask`.
+    pub attention_mask: i64,
+    /// Padding for every other field.
+    pub other: i64,
+}
+
+impl Default for PadValues {
+    fn default() -> Self {
+        Self {
+            input_ids: 0,
+            labels: IGNORE_INDEX,
+            attention_mask: 0,
+            other: 0,
+        }
+    }
+}
+
+impl PadValues {
+    /// The padding value for the field called `name`.
+    pub fn for_field(&self, name: &str) -> i64 {
+        match name {
+            fields::INPUT_IDS => self.input_ids,
+            fields::LABELS => self.labels,
+            fields::ATTENTION_MASK => self.attention_mask,
+            _ => self.other,
+        }
+    }
+}
+
+/// Configuration of a [`Repacker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepackerConfig {
+    /// Drop positions whose `attention_mask` is 0 before repacking, so padding never becomes
+    /// training tokens. Default: true.
+    pub strip_padding: bool,
+    /// Padding for [`Repacker::finish`].
+    pub pad: PadValues,
+}
+
+impl Default for RepackerConfig {
+    fn default() -> Self {
+        Self {
+            strip_padding: true,
+            pad: PadValues::default(),
+        }
+    }
+}
+
+impl RepackerConfig {
+    /// Sets [`RepackerConfig::strip_padding`].
+    #[must_use]
+    pub fn with_strip_padding(mut self, strip: bool) -> Self {
+        self.strip_padding = strip;
+        self
+    }
+    /// Sets [`RepackerConfig::pad`].
+    #[must_use]
+    pub fn with_pad_values(mut self, pad: PadValues) -> Self {
+        self.pad = pad;
+        self
+    }
+    /// Builds the repacker.
+    pub fn build(self) -> Repacker {
+        Repacker {
+            config: self,
+            schema: None,
+            queue: VecDeque::new(),
+            carried: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+        }
+    }
+}
+
+/// A run of tokens, one byte slice per field, all of the same token count.
+#[derive(Debug, Clone)]
+struct Segment {
+    tokens: usize,
+    columns: Vec<Bytes>,
+}
+
+/// Lossless streaming repacker.
+///
+/// Every field of every pushed batch is read as one flat token stream (row-major, padding
+/// stripped unless configured otherwise) and cut into rows of exactly the requested length.
+/// The tokens that do not fill a row stay in the repacker and lead the next batch; nothing is
+/// dropped. The length may change from one call to the next. [`Repacker::finish`] hands back
+/// the last partial row, padded.
+///
+/// Pushing never copies tokens (batches are held by reference); popping copies each token at
+/// most once, and not at all when the requested rows lie inside one pushed buffer.
+///
+/// ```
+/// use seqwarm_batcher::{Batch, RepackerConfig};
+///
+/// let mut repacker = RepackerConfig::default().build();
+/// let out = repacker.repack(Batch::from_input_ids((0..10i64).collect(), 2, 5)?, 4)?;
+/// assert_eq!(out.input_ids().unwrap().to_rows_i64(), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+/// assert_eq!(repacker.carried_tokens(), 2); // 8 and 9 wait for the next batch
+/// let last = repacker.finish(4)?.unwrap();
+/// assert_eq!(last.input_ids().unwrap().to_rows_i64(), vec![vec![8, 9, 0, 0]]);
+/// assert_eq!(last.get("attention_mask").unwrap().to_rows_i64(), vec![vec![1, 1, 0, 0]]);
+/// # Ok::<(), seqwarm_batcher::BatchError>(())
+/// ```
+#[derive(Debug)]
+pub struct Repacker {
+    config: RepackerConfig,
+    schema: Option<Vec<(Arc<str>, DType)>>,
+    queue: VecDeque<Segment>,
+    carried: usize,
+    tokens_in: u64,
+    tokens_out: u64,
+}
+
+impl Default for Repacker {
+    fn default() -> Self {
+        RepackerConfig::default().build()
+    }
+}
+
+impl Repacker {
+    /// Tokens held, waiting to fill a row.
+    pub fn carried_tokens(&self) -> usize {
+        self.carried
+    }
+
+    /// Real tokens accepted so far.
+    pub fn tokens_in(&self) -> u64 {
+        self.tokens_in
+    }
+
+    /// Real (non-padding) tokens handed out so far.
+    pub fn tokens_out(&self) -> u64 {
+        self.tokens_out
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RepackerConfig {
+        &self.config
+    }
+
+    /// Accepts a batch; its tokens join the carried stream. All fields must be sequence-shaped
+    /// like `input_ids`, and names and dtypes must match the first batch pushed.
+    pub fn push(&mut self, batch: &Batch) -> Result<(), BatchError> {
+        let ids = batch.input_ids().ok_or_else(|| BatchError::MissingField {
+            field: fields::INPUT_IDS.into(),
+            operation: "repacking",
+        })?;
+        let shape = ids.shape();
+        let Shape::Matrix { rows, cols } = shape else {
+            return Err(BatchError::NotSequenceShaped {
+                field: fields::INPUT_IDS.into(),
+                shape: shape.dims(),
+                operation: "repacking",
+            });
+        };
+        for (name, tensor) in batch.iter() {
+            if tensor.cols().is_none() {
+                return Err(BatchError::NotSequenceShaped {
+                    field: name.into(),
+                    shape: tensor.shape().dims(),
+                    operation: "repacking (per-sample fields cannot follow tokens into new rows)",
+                });
+            }
+            if tensor.shape() != shape {
+                return Err(BatchError::ShapeMismatch {
+                    field: name.into(),
+                    shape: tensor.shape().dims(),
+                    expected: shape.dims(),
+                    operation: "repacking needs every field shaped like input_ids",
+                });
+            }
+        }
+        let schema: Vec<(Arc<str>, DType)> =
+            batch.iter().map(|(n, t)| (Arc::from(n), t.dtype())).collect();
+        match &self.schema {
+            None => self.schema = Some(schema),
+            Some(expected) if *expected != schema => {
+                return Err(BatchError::FieldsChanged {
+                    expected: describe(expected),
+                    got: describe(&schema),
+                });
+            }
+            Some(_) => {}
+        }
+        let tensors: Vec<&Tensor> = batch.iter().map(|(_, t)| t).collect();
+        let mask = if self.config.strip_padding {
+            batch.get(fields::ATTENTION_MASK)
+        } else {
+            None
+        };
+        match mask {
+            None if tensors.iter().all(|t| t.is_contiguous()) => {
+                // Fast path: the whole batch is one run, shared, not copied.
+                self.enqueue(Segment {
+                    tokens: rows * cols,
+                    columns: tensors.iter().map(|t| t.to_contiguous_bytes()).collect(),
+                });
+            }
+            None => {
+                for r in 0..rows {
+                    self.enqueue_span(&tensors, r, 0, cols);
+                }
+            }
+            Some(mask) => {
+                for r in 0..rows {
+                    let row = mask.row(r).map(|v| v.to_vec_i64()).unwrap_or_default();
+                    let real = row.iter().take_while(|&&m| m != 0).count();
+                    if row[real..].iter().all(|&m| m == 0) {
+                        // Right padding (the common case): the row's prefix, shared.
+                        self.enqueue_span(&tensors, r, 0, real);
+                    } else {
+                        self.enqueue_gathered(&tensors, r, &row);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, segment: Segment) {
+        if segment.tokens == 0 {
+            return;
+        }
+        self.carried += segment.tokens;
+        self.tokens_in += segment.tokens as u64;
+        self.queue.push_back(segment);
+    }
+
+    fn enqueue_span(&mut self, tensors: &[&Tensor], row: usize, start: usize, end: usize) {
+        let columns = tensors
+            .iter()
+            .filter_map(|t| t.row_span_bytes(row, start, end))
+            .collect();
+        self.enqueue(Segment {
+            tokens: end - start,
+            columns,
+        });
+    }
+
+    fn enqueue_gathered(&mut self, tensors: &[&Tensor], row: usize, mask: &[i64]) {
+        let keep: Vec<usize> = (0..mask.len()).filter(|&i| mask[i] != 0).collect();
+        let columns = tensors
+            .iter()
+            .map(|t| match t.dtype() {
+                DType::I32 => gather_row::<i32>(t, row, &keep),
+                DType::I64 => gather_row::<i64>(t, row, &keep),
+            })
+            .collect();
+        self.enqueue(Segment {
+            tokens: keep.len(),
+            columns,
+        });
+    }
+
+    /// Takes exactly `rows` rows of `len` tokens, or `None` (taking nothing) when fewer than
+    /// `rows * len` tokens are carried.
+    pub fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        let need = rows * len;
+        if need > self.carried {
+            return Ok(None);
+        }
+        let Some(schema) = self.schema.clone() else {
+            return Ok(None);
+        };
+        let pieces = self.take(need);
+        let mut batch = Batch::new();
+        for (c, (name, dtype)) in schema.iter().enumerate() {
+            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+            let data = match dtype {
+                DType::I32 => concat::<i32>(&column, need, 0),
+                DType::I64 => concat::<i64>(&column, need, 0),
+            };
+            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
+        }
+        self.tokens_out += need as u64;
+        Ok(Some(batch))
+    }
+
+    /// Pushes `batch` and returns every full row of `len` now available (possibly none).
+    pub fn repack(&mut self, batch: Batch, len: usize) -> Result<Batch, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        self.push(&batch)?;
+        let rows = self.carried / len;
+        Ok(self.pop(len, rows)?.unwrap_or_default())
+    }
+
+    /// Hands back every carried token as rows of `len`, the last one padded with
+    /// [`RepackerConfig::pad`] (`attention_mask` 0, `labels` -100); adds an `attention_mask`
+    /// field when the stream had none, so the padding is visible. `None` when nothing is
+    /// carried.
+    pub fn finish(&mut self, len: usize) -> Result<Option<Batch>, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        let Some(schema) = self.schema.clone() else {
+            return Ok(None);
+        };
+        let real = self.carried;
+        if real == 0 {
+            return Ok(None);
+        }
+        let rows = real.div_ceil(len);
+        let total = rows * len;
+        let pieces = self.take(real);
+        let mut batch = Batch::new();
+        for (c, (name, dtype)) in schema.iter().enumerate() {
+            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+            let pad = self.config.pad.for_field(name);
+            let data = match dtype {
+                DType::I32 => concat::<i32>(&column, total, checked_i32(name, pad)?),
+                DType::I64 => concat::<i64>(&column, total, pad),
+            };
+            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
+        }
+        if batch.get(fields::ATTENTION_MASK).is_none() {
+            let dtype = schema
+                .iter()
+                .find(|(n, _)| &**n == fields::INPUT_IDS)
+                .map_or(DType::I64, |(_, d)| *d);
+            let mask: Vec<i64> = (0..total).map(|i| i64::from(i < real)).collect();
+            let tensor = match dtype {
+                DType::I32 => Tensor::from_vec(mask.iter().map(|&x| x as i32).collect(), rows, len)?,
+                DType::I64 => Tensor::from_vec(mask, rows, len)?,
+            };
+            batch.insert(fields::ATTENTION_MASK, tensor)?;
+        }
+        self.tokens_out += real as u64;
+        Ok(Some(batch))
+    }
+
+    /// Removes `count` tokens from the front of the queue, as segments.
+    fn take(&mut self, count: usize) -> Vec<Segment> {
+        let mut out = Vec::new();
+        let mut remaining = count;
+        while remaining > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let take = front.tokens.min(remaining);
+            if take == front.tokens {
+                if let Some(seg) = self.queue.pop_front() {
+                    out.push(seg);
+                }
+            } else {
+                let size_of = |c: &Bytes, tokens: usize| c.len() / tokens;
+                let tokens = front.tokens;
+                let head = Segment {
+                    tokens: take,
+                    columns: front
+                        .columns
+                        .iter()
+                        .map(|c| c.slice(..take * size_of(c, tokens)))
+                        .collect(),
+                };
+                for c in &mut front.columns {
+                    *c = c.slice(take * size_of(c, tokens)..);
+                }
+                front.tokens -= take;
+                out.push(head);
+            }
+            remaining -= take;
+        }
+        self.carried -= count - remaining;
+        out
+    }
+}
+
+fn checked_i32(field: &str, value: i64) -> Result<i32, BatchError> {
+    i32::try_from(value).map_err(|_| BatchError::ValueOutOfRange {
+        field: field.into(),
+        value,
+        dtype: DType::I32,
+    })
+}
+
+fn describe(schema: &[(Arc<str>, DType)]) -> Vec<String> {
+    schema.iter().map(|(n, d)| format!("{n}:{d}")).collect()
+}
+
+fn gather_row<T: Element>(tensor: &Tensor, row: usize, keep: &[usize]) -> Bytes {
+    let values: Vec<T> = tensor
+        .typed_row::<T>(row)
+        .map(|r| keep.iter().map(|&i| r[i]).collect())
+        .unwrap_or_default();
+    bytes_from_vec(values)
+}
+
+/// Joins byte runs of `T` into `total` elements, filling the rest with `pad`. One run that is
+/// already the whole result is shared, not copied.
+fn concat<T: Element>(column: &[Bytes], total: usize, pad: T) -> Bytes {
+    if let [only] = column {
+        if only.len() == total * size_of::<T>() {
+            return only.clone();
+        }
+    }
+    let mut out: Vec<T> = Vec::with_capacity(total);
+    for run in column {
+        out.extend_from_slice(bytemuck::cast_slice(run));
+    }
+    out.resize(total, pad);
+    bytes_from_vec(out)
+}

@@ -1,0 +1,167 @@
+//! The validated schedule curves and their evaluation.
+
+/// A validated curve: every field has passed [`crate::ScheduleConfig::build`]'s checks, so
+/// evaluation cannot divide by zero.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Curve {
+    Constant {
+        len: u64,
+    },
+    Linear {
+        min: u64,
+        max: u64,
+        step: u64,
+        /// Progress at which `max` is reached; lengths ramp over `[0, warmup)`.
+        warmup: u64,
+    },
+    Composer {
+        min: u64,
+        max: u64,
+        step: u64,
+        /// Composer's `update_every_n_steps`, >= 1.
+        every: u64,
+    },
+    DeepSpeedRoot {
+        min: u64,
+        max: u64,
+        step: u64,
+        total_step: u64,
+        degree: u32,
+    },
+    Discrete {
+        difficulty: Vec<u64>,
+        max_step: Vec<u64>,
+    },
+}
+
+impl Curve {
+    /// The length at `position` (in the schedule's unit).
+    pub(crate) fn len_at(&self, position: u64) -> u64 {
+        match *self {
+            Self::Constant { len } => len,
+            Self::Linear {
+                min,
+                max,
+                step,
+                warmup,
+            } => {
+                if position >= warmup {
+                    return max;
+                }
+                // Exact integer interpolation (u128: (max - min) * position cannot overflow).
+                let raw = u128::from(min)
+                    + u128::from(max - min) * u128::from(position) / u128::from(warmup);
+                let raw = raw as u64; // < max, so it fits.
+                let quantized = raw - raw % step;
+                quantized.max(min)
+            }
+            Self::Composer {
+                min,
+                max,
+                step,
+                every,
+            } => {
+                // curr_seq_len = step_size * (batch // update_every_n_steps) + min_seq_length;
+                // at or past max the batch is left at full length.
+                let len = u128::from(step) * u128::from(position / every) + u128::from(min);
+                if len >= u128::from(max) {
+                    max
+                } else {
+                    len as u64
+                }
+            }
+            Self::DeepSpeedRoot {
+                min,
+                max,
+                step,
+                total_step,
+                degree,
+            } => {
+                // The same float operations as DeepSpeed's __fixed_root_get_difficulty.
+                let ratio = (position as f64 / total_step as f64).powf(1.0 / f64::from(degree));
+                let raw = (ratio * (max - min) as f64 + min as f64).floor();
+                // Saturating float-to-int cast: far past the end the value is clamped anyway.
+                let mut len = raw as u64;
+                len -= len % step;
+                if len < min {
+                    // DeepSpeed 0.19 rounds a length that fell below min up by one step.
+                    len += step;
+                }
+                len.min(max)
+            }
+            Self::Discrete {
+                ref difficulty,
+                ref max_step,
+            } => {
+                let index = max_step.partition_point(|&m| position > m);
+                difficulty[index]
+            }
+        }
+    }
+
+    /// The length the curve settles at.
+    pub(crate) fn final_len(&self) -> u64 {
+        match self {
+            Self::Constant { len } => *len,
+            Self::Linear { max, .. }
+            | Self::Composer { max, .. }
+            | Self::DeepSpeedRoot { max, .. } => *max,
+            Self::Discrete { difficulty, .. } => difficulty.last().copied().unwrap_or(1),
+        }
+    }
+
+    /// The smallest length the curve yields.
+    pub(crate) fn first_len(&self) -> u64 {
+        self.len_at(0)
+    }
+
+    /// First progress at which Composer's curve reaches `max`, if any within `u64`.
+    pub(crate) fn composer_max_reached_at(&self) -> Option<u64> {
+        match *self {
+            Self::Composer {
+                min,
+                max,
+                step,
+                every,
+            } => {
+                let updates_needed = (max - min).div_ceil(step);
+                updates_needed.checked_mul(every)
+            }
+            _ => None,
+        }
+    }
+
+    /// The first position after `from` at which the length differs from `len_at(from)`,
+    /// or `None` when the length never changes again. O(log) evaluations.
+    pub(crate) fn next_change(&self, from: u64) -> Option<u64> {
+        let current = self.len_at(from);
+        if current >= self.final_len() {
+            return None;
+        }
+        // Exponential then binary search: the curve is non-decreasing, so the set of positions
+        // whose length exceeds `current` is an upper interval.
+        let mut low = from; // len_at(low) == current
+        let mut span: u64 = 1;
+        let high = loop {
+            let probe = from.saturating_add(span);
+            if self.len_at(probe) != current {
+                break probe;
+            }
+            if probe == u64::MAX {
+                return None;
+            }
+            low = probe;
+            span = span.saturating_mul(2);
+        };
+        let mut high = high;
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if self.len_at(mid) == current {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        Some(high)
+    }
+}

@@ -1,0 +1,8 @@
+//! seqwarm: Sequence Length Warmup as a streaming data-loader stage.
+//!
+//! This facade re-exports the member crates:
+//! - [`schedule`]: training progress to sequence length (Composer- and DeepSpeed-exact).
+//! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
+
+pub use seqwarm_batcher as batcher;
+pub use seqwarm_schedule as schedule;
