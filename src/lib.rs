@@ -4,5 +4,9 @@
 //! - [`schedule`]: training progress to sequence length (Composer- and DeepSpeed-exact).
 //! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+struct ReadmeDoctests;
+
 pub use seqwarm_batcher as batcher;
 pub use seqwarm_schedule as schedule;

@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
 use seqwarm::batcher::{Batch, Cut, Tensor};
 use seqwarm::schedule::{ScheduleConfig, ScheduleError, ScheduleKind};
+use serde_json::Value;
 
 /// The vectors file `name`, or `None` (with a printed notice) when it should be skipped.
 fn load(name: &str) -> Option<Value> {
@@ -36,7 +36,8 @@ fn load(name: &str) -> Option<Value> {
 }
 
 fn int(v: &Value, what: &str) -> i64 {
-    v.as_i64().unwrap_or_else(|| panic!("{what}: expected an integer, got {v}"))
+    v.as_i64()
+        .unwrap_or_else(|| panic!("{what}: expected an integer, got {v}"))
 }
 
 fn batch_from_json(value: &Value) -> Batch {
@@ -55,7 +56,9 @@ fn batch_from_json(value: &Value) -> Batch {
         } else {
             Tensor::vector(rows.iter().map(|x| int(x, name)).collect::<Vec<i64>>())
         };
-        batch.insert(name.as_str(), tensor).expect("consistent rows");
+        batch
+            .insert(name.as_str(), tensor)
+            .expect("consistent rows");
     }
     batch
 }
@@ -84,7 +87,9 @@ fn composer_batch_cases() {
         let batch = batch_from_json(&case["batch"]);
         let len = usize::try_from(int(&case["seq_len"], "seq_len")).expect("seq_len >= 0");
         let truncate = case["truncate"].as_bool().expect("truncate flag");
-        let preserve = case["preserve_end_of_sequence"].as_bool().expect("preserve flag");
+        let preserve = case["preserve_end_of_sequence"]
+            .as_bool()
+            .expect("preserve flag");
         let cut = if truncate {
             Cut::Truncate {
                 preserve_end_of_sequence: preserve,
@@ -121,7 +126,9 @@ fn composer_schedule_cases() {
     let Some(doc) = load("composer_public.json") else {
         return;
     };
-    let cases = doc["schedule_cases"].as_array().expect("schedule_cases list");
+    let cases = doc["schedule_cases"]
+        .as_array()
+        .expect("schedule_cases list");
     assert!(!cases.is_empty(), "no schedule cases");
     let (mut passed, mut points_checked) = (0, 0);
     for (i, case) in cases.iter().enumerate() {
@@ -142,7 +149,11 @@ fn composer_schedule_cases() {
                 for p in points {
                     let batch = u64::try_from(int(&p[0], "batch")).expect("batch index");
                     let expect = u64::try_from(int(&p[1], "seq_len")).expect("length");
-                    assert_eq!(schedule.seq_len_at(batch), expect, "case {i} at batch {batch}");
+                    assert_eq!(
+                        schedule.seq_len_at(batch),
+                        expect,
+                        "case {i} at batch {batch}"
+                    );
                     points_checked += 1;
                 }
             }
@@ -178,7 +189,11 @@ fn deepspeed_schedule_cases() {
         for p in case["points"].as_array().expect("points") {
             let step = u64::try_from(int(&p[0], "step")).expect("step");
             let expect = u64::try_from(int(&p[1], "difficulty")).expect("difficulty");
-            assert_eq!(schedule.seq_len_at(step), expect, "case {i} ({ds}) at step {step}");
+            assert_eq!(
+                schedule.seq_len_at(step),
+                expect,
+                "case {i} ({ds}) at step {step}"
+            );
             points_checked += 1;
         }
         passed += 1;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 use crate::BatchError;
+use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 
 /// Conventional field names.
 pub mod fields {
@@ -52,7 +52,11 @@ impl Batch {
     }
 
     /// Adds a field; its row count must match the fields already present.
-    pub fn with_field(mut self, name: impl Into<Arc<str>>, tensor: Tensor) -> Result<Self, BatchError> {
+    pub fn with_field(
+        mut self,
+        name: impl Into<Arc<str>>,
+        tensor: Tensor,
+    ) -> Result<Self, BatchError> {
         self.insert(name, tensor)?;
         Ok(self)
     }
@@ -79,13 +83,20 @@ impl Batch {
     }
 
     /// A batch of just `input_ids` from row-major values.
-    pub fn from_input_ids<T: Element>(values: Vec<T>, rows: usize, cols: usize) -> Result<Self, BatchError> {
+    pub fn from_input_ids<T: Element>(
+        values: Vec<T>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, BatchError> {
         Self::new().with_field(fields::INPUT_IDS, Tensor::from_vec(values, rows, cols)?)
     }
 
     /// The field called `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.fields.iter().find(|(n, _)| &**n == name).map(|(_, t)| t)
+        self.fields
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, t)| t)
     }
 
     /// The `input_ids` field.
@@ -121,10 +132,7 @@ impl Batch {
     /// The batch's sequence length by Composer's rule: the columns of the first
     /// sequence-shaped field, or 0 when there is none.
     pub fn seq_len(&self) -> usize {
-        self.fields
-            .iter()
-            .find_map(|(_, t)| t.cols())
-            .unwrap_or(0)
+        self.fields.iter().find_map(|(_, t)| t.cols()).unwrap_or(0)
     }
 
     /// Real tokens: the ones of `attention_mask` when present, else every `input_ids` entry.
@@ -200,7 +208,11 @@ impl Batch {
         // eos_idx = attention_mask.sum(dim=1) - 1: possibly -1, which indexes from the end as
         // in PyTorch.
         let eos: Vec<i64> = (0..mask.rows())
-            .map(|r| mask.row(r).map_or(0, |row| row.to_vec_i64().iter().sum::<i64>()) - 1)
+            .map(|r| {
+                mask.row(r)
+                    .map_or(0, |row| row.to_vec_i64().iter().sum::<i64>())
+                    - 1
+            })
             .collect();
         let mut out = Vec::with_capacity(self.fields.len());
         for (name, tensor) in &self.fields {
@@ -283,7 +295,11 @@ impl Batch {
     }
 }
 
-fn require_sequence(name: &str, tensor: &Tensor, operation: &'static str) -> Result<(), BatchError> {
+fn require_sequence(
+    name: &str,
+    tensor: &Tensor,
+    operation: &'static str,
+) -> Result<(), BatchError> {
     match tensor.shape() {
         Shape::Matrix { .. } => Ok(()),
         shape @ Shape::Vector { .. } => Err(BatchError::NotSequenceShaped {
@@ -296,7 +312,11 @@ fn require_sequence(name: &str, tensor: &Tensor, operation: &'static str) -> Res
 
 /// PyTorch-style index: negative counts from the end.
 fn wrap_index(name: &str, row: usize, index: i64, cols: usize) -> Result<usize, BatchError> {
-    let wrapped = if index < 0 { index + cols as i64 } else { index };
+    let wrapped = if index < 0 {
+        index + cols as i64
+    } else {
+        index
+    };
     if wrapped < 0 || wrapped >= cols as i64 {
         return Err(BatchError::IndexOutOfRange {
             field: name.to_string(),

@@ -16,7 +16,9 @@ pub enum BatchError {
         operation: &'static str,
     },
     /// A per-sample (1-D) field where a sequence-shaped `[rows, seq]` one is required.
-    #[error("field `{field}` has shape {shape:?}, but {operation} requires every field to be sequence-shaped [rows, seq]")]
+    #[error(
+        "field `{field}` has shape {shape:?}, but {operation} requires every field to be sequence-shaped [rows, seq]"
+    )]
     NotSequenceShaped {
         /// The field.
         field: String,
@@ -72,7 +74,9 @@ pub enum BatchError {
         len: usize,
     },
     /// An end-of-sequence index (from `attention_mask`) outside a field's row.
-    #[error("field `{field}` row {row}: end-of-sequence index {index} is outside a row of {seq_len} tokens")]
+    #[error(
+        "field `{field}` row {row}: end-of-sequence index {index} is outside a row of {seq_len} tokens"
+    )]
     IndexOutOfRange {
         /// The field.
         field: String,

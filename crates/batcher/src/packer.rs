@@ -4,10 +4,10 @@ use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
 use crate::repacker::PadValues;
 use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
-use crate::BatchError;
 
 /// How documents are assigned to rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Piece {
 ///     .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
 ///     .build();
 /// for doc in [vec![1i32, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]] {
-///     packer.push_document(Tensor::vector(doc))?;
+///     packer.push_document(&Tensor::vector(doc))?;
 /// }
 /// let batch = packer.finish(5)?.unwrap();
 /// assert_eq!(batch.input_ids().unwrap().to_rows_i64(), vec![vec![6, 7, 8, 9, 10], vec![1, 2, 3, 4, 5]]);
@@ -178,7 +178,7 @@ impl DocumentPacker {
 
     /// Accepts one document: a 1-D token tensor (shared, not copied). All documents must share
     /// one dtype.
-    pub fn push_document(&mut self, tokens: Tensor) -> Result<(), BatchError> {
+    pub fn push_document(&mut self, tokens: &Tensor) -> Result<(), BatchError> {
         let document = self.stats.documents;
         let Shape::Vector { len } = tokens.shape() else {
             return Err(BatchError::ShapeMismatch {
@@ -337,15 +337,12 @@ impl DocumentPacker {
         for &i in &order {
             let need = chunks[i].len;
             let found = by_room.range((need, 0)..).next().copied();
-            let (room, bin) = match found {
-                Some(key) => {
-                    by_room.remove(&key);
-                    key
-                }
-                None => {
-                    bins.push(Vec::new());
-                    (len, bins.len() - 1)
-                }
+            let (room, bin) = if let Some(key) = found {
+                by_room.remove(&key);
+                key
+            } else {
+                bins.push(Vec::new());
+                (len, bins.len() - 1)
             };
             bins[bin].push(i);
             if room > need {
@@ -367,7 +364,11 @@ impl DocumentPacker {
         }
     }
 
-    fn emit_typed<T: Element>(&mut self, packed: &[Vec<Piece>], len: usize) -> Result<Batch, BatchError> {
+    fn emit_typed<T: Element>(
+        &mut self,
+        packed: &[Vec<Piece>],
+        len: usize,
+    ) -> Result<Batch, BatchError> {
         let rows = packed.len();
         let total = rows * len;
         let cast = |field: &str, v: i64| {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, IGNORE_INDEX, fields};
-use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 use crate::BatchError;
+use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 
 /// Values used to pad the final partial row handed back by [`Repacker::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ struct Segment {
 /// use seqwarm_batcher::{Batch, RepackerConfig};
 ///
 /// let mut repacker = RepackerConfig::default().build();
-/// let out = repacker.repack(Batch::from_input_ids((0..10i64).collect(), 2, 5)?, 4)?;
+/// let out = repacker.repack(&Batch::from_input_ids((0..10i64).collect(), 2, 5)?, 4)?;
 /// assert_eq!(out.input_ids().unwrap().to_rows_i64(), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
 /// assert_eq!(repacker.carried_tokens(), 2); // 8 and 9 wait for the next batch
 /// let last = repacker.finish(4)?.unwrap();
@@ -189,8 +189,10 @@ impl Repacker {
                 });
             }
         }
-        let schema: Vec<(Arc<str>, DType)> =
-            batch.iter().map(|(n, t)| (Arc::from(n), t.dtype())).collect();
+        let schema: Vec<(Arc<str>, DType)> = batch
+            .iter()
+            .map(|(n, t)| (Arc::from(n), t.dtype()))
+            .collect();
         match &self.schema {
             None => self.schema = Some(schema),
             Some(expected) if *expected != schema => {
@@ -222,13 +224,12 @@ impl Repacker {
             }
             Some(mask) => {
                 for r in 0..rows {
-                    let row = mask.row(r).map(|v| v.to_vec_i64()).unwrap_or_default();
-                    let real = row.iter().take_while(|&&m| m != 0).count();
-                    if row[real..].iter().all(|&m| m == 0) {
+                    let Some(row) = mask.row(r) else { continue };
+                    if let Some(real) = right_padded_len(row) {
                         // Right padding (the common case): the row's prefix, shared.
                         self.enqueue_span(&tensors, r, 0, real);
                     } else {
-                        self.enqueue_gathered(&tensors, r, &row);
+                        self.enqueue_gathered(&tensors, r, &row.to_vec_i64());
                     }
                 }
             }
@@ -299,11 +300,11 @@ impl Repacker {
     }
 
     /// Pushes `batch` and returns every full row of `len` now available (possibly none).
-    pub fn repack(&mut self, batch: Batch, len: usize) -> Result<Batch, BatchError> {
+    pub fn repack(&mut self, batch: &Batch, len: usize) -> Result<Batch, BatchError> {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
-        self.push(&batch)?;
+        self.push(batch)?;
         let rows = self.carried / len;
         Ok(self.pop(len, rows)?.unwrap_or_default())
     }
@@ -343,7 +344,9 @@ impl Repacker {
                 .map_or(DType::I64, |(_, d)| *d);
             let mask: Vec<i64> = (0..total).map(|i| i64::from(i < real)).collect();
             let tensor = match dtype {
-                DType::I32 => Tensor::from_vec(mask.iter().map(|&x| x as i32).collect(), rows, len)?,
+                DType::I32 => {
+                    Tensor::from_vec(mask.iter().map(|&x| x as i32).collect(), rows, len)?
+                }
                 DType::I64 => Tensor::from_vec(mask, rows, len)?,
             };
             batch.insert(fields::ATTENTION_MASK, tensor)?;
@@ -386,6 +389,36 @@ impl Repacker {
         }
         self.carried -= count - remaining;
         out
+    }
+}
+
+#[allow(clippy::needless_bitwise_bool)] // branch-free on purpose, see below
+/// The number of leading real tokens when the row is right-padded (ones, then only zeros);
+/// `None` for any other mask.
+fn right_padded_len(mask: Values<'_>) -> Option<usize> {
+    fn scan<T: Copy + PartialEq + Default>(mask: &[T]) -> Option<usize> {
+        // Branch-free folds over fixed chunks vectorize; an early-exit scan does not.
+        const CHUNK: usize = 64;
+        let zero = T::default();
+        let mut real = 0;
+        for chunk in mask.chunks_exact(CHUNK) {
+            if !chunk.iter().fold(true, |all, &m| all & (m != zero)) {
+                break;
+            }
+            real += CHUNK;
+        }
+        real += mask[real..]
+            .iter()
+            .position(|&m| m == zero)
+            .unwrap_or(mask.len() - real);
+        mask[real..]
+            .iter()
+            .fold(true, |all, &m| all & (m == zero))
+            .then_some(real)
+    }
+    match mask {
+        Values::I32(m) => scan(m),
+        Values::I64(m) => scan(m),
     }
 }
 

@@ -113,7 +113,9 @@ impl Shape {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
-    Vector { len: usize },
+    Vector {
+        len: usize,
+    },
     /// Row-major with `row_stride >= cols` elements between row starts, so that cutting
     /// columns is a zero-copy view.
     Matrix {
@@ -159,7 +161,11 @@ fn aligned(data: Bytes, dtype: DType) -> Bytes {
 
 impl Tensor {
     /// A `[rows, cols]` tensor from row-major values.
-    pub fn from_vec<T: Element>(values: Vec<T>, rows: usize, cols: usize) -> Result<Self, BatchError> {
+    pub fn from_vec<T: Element>(
+        values: Vec<T>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, BatchError> {
         Self::from_bytes(bytes_from_vec(values), T::DTYPE, rows, cols)
     }
 
@@ -174,7 +180,12 @@ impl Tensor {
     }
 
     /// A `[rows, cols]` tensor over native-endian bytes, without copying them when aligned.
-    pub fn from_bytes(data: Bytes, dtype: DType, rows: usize, cols: usize) -> Result<Self, BatchError> {
+    pub fn from_bytes(
+        data: Bytes,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, BatchError> {
         let elements = rows.checked_mul(cols).ok_or(BatchError::BufferSize {
             field: "<tensor>".into(),
             bytes: data.len(),
@@ -351,7 +362,10 @@ impl Tensor {
             return None;
         }
         let size = self.dtype.size();
-        Some(self.data.slice((row_start + start) * size..(row_start + end) * size))
+        Some(
+            self.data
+                .slice((row_start + start) * size..(row_start + end) * size),
+        )
     }
 
     /// Element at `(row, col)` of a matrix (or `(i, 0)` of a vector), widened to `i64`.

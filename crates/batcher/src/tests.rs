@@ -1,0 +1,420 @@
+use proptest::prelude::*;
+
+use crate::{
+    Batch, BatchError, Cut, DType, DocumentPacker, PackStrategy, PackerConfig, RepackerConfig,
+    Tensor, fields,
+};
+
+fn ids(values: Vec<i64>, rows: usize, cols: usize) -> Tensor {
+    Tensor::from_vec(values, rows, cols).unwrap()
+}
+
+/// A batch whose companion fields are functions of `input_ids`, so that any transform that
+/// moves tokens without moving their companions is caught.
+fn linked_batch(tokens: &[i64], rows: usize, cols: usize) -> Batch {
+    let labels: Vec<i64> = tokens.iter().map(|t| t + 1_000_000).collect();
+    let types: Vec<i32> = tokens.iter().map(|t| (t % 7) as i32).collect();
+    Batch::new()
+        .with_field(fields::INPUT_IDS, ids(tokens.to_vec(), rows, cols))
+        .unwrap()
+        .with_field(fields::LABELS, ids(labels, rows, cols))
+        .unwrap()
+        .with_field(
+            fields::TOKEN_TYPE_IDS,
+            Tensor::from_vec(types, rows, cols).unwrap(),
+        )
+        .unwrap()
+}
+
+fn assert_linked(batch: &Batch) {
+    let tokens = batch.input_ids().unwrap().to_vec_i64();
+    let labels = batch.get(fields::LABELS).unwrap().to_vec_i64();
+    let types = batch.get(fields::TOKEN_TYPE_IDS).unwrap().to_vec_i64();
+    for i in 0..tokens.len() {
+        if labels[i] != crate::IGNORE_INDEX {
+            assert_eq!(
+                labels[i],
+                tokens[i] + 1_000_000,
+                "labels moved apart at {i}"
+            );
+        }
+        if batch
+            .get(fields::ATTENTION_MASK)
+            .is_none_or(|m| m.to_vec_i64()[i] != 0)
+        {
+            assert_eq!(types[i], tokens[i] % 7, "token_type_ids moved apart at {i}");
+        }
+    }
+}
+
+#[test]
+fn truncate_is_a_zero_copy_view() {
+    let batch = Batch::from_input_ids((0..64i64).collect(), 4, 16).unwrap();
+    let cut = batch
+        .set_sequence_length(
+            8,
+            Cut::Truncate {
+                preserve_end_of_sequence: false,
+            },
+        )
+        .unwrap();
+    let before = batch.input_ids().unwrap().buffer().as_ptr();
+    let after = cut.input_ids().unwrap();
+    assert_eq!(after.buffer().as_ptr(), before);
+    assert!(!after.is_contiguous());
+    assert_eq!(after.to_rows_i64()[1], (16..24).collect::<Vec<_>>());
+    assert_eq!(after.contiguous().to_vec_i64().len(), 32);
+}
+
+#[test]
+fn reshape_of_contiguous_batch_is_zero_copy() {
+    let batch = Batch::from_input_ids((0..60i64).collect(), 3, 20).unwrap();
+    let out = batch.set_sequence_length(7, Cut::Reshape).unwrap();
+    assert_eq!(out.rows(), 8);
+    assert_eq!(
+        out.input_ids().unwrap().buffer().as_ptr(),
+        batch.input_ids().unwrap().buffer().as_ptr()
+    );
+}
+
+#[test]
+fn preserve_end_of_sequence_moves_the_last_real_token() {
+    let tokens = vec![1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0];
+    let mask = vec![1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
+    let batch = Batch::new()
+        .with_field("input_ids", ids(tokens, 2, 6))
+        .unwrap()
+        .with_field("attention_mask", ids(mask, 2, 6))
+        .unwrap();
+    let out = batch
+        .set_sequence_length(
+            3,
+            Cut::Truncate {
+                preserve_end_of_sequence: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        out.input_ids().unwrap().to_rows_i64(),
+        vec![vec![1, 2, 6], vec![7, 8, 0]]
+    );
+    // Without attention_mask it is an error, as in Composer.
+    let err = Batch::from_input_ids(vec![1i64, 2, 3, 4], 1, 4)
+        .unwrap()
+        .set_sequence_length(
+            2,
+            Cut::Truncate {
+                preserve_end_of_sequence: true,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, BatchError::MissingField { ref field, .. } if field == "attention_mask"));
+}
+
+#[test]
+fn composer_errors_name_the_field() {
+    let batch = Batch::from_input_ids((0..8i64).collect(), 2, 4)
+        .unwrap()
+        .with_field("class_label", Tensor::vector(vec![3i64, 4]))
+        .unwrap();
+    let err = batch
+        .set_sequence_length(
+            2,
+            Cut::Truncate {
+                preserve_end_of_sequence: false,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("`class_label`"), "{err}");
+    let err = batch.set_sequence_length(2, Cut::Reshape).unwrap_err();
+    assert!(
+        err.to_string().contains("`class_label` has shape [2]"),
+        "{err}"
+    );
+    assert!(matches!(
+        batch.set_sequence_length(0, Cut::Reshape),
+        Err(BatchError::InvalidLength { len: 0 })
+    ));
+}
+
+#[test]
+fn batch_rejects_inconsistent_fields() {
+    let err = Batch::from_input_ids((0..8i64).collect(), 2, 4)
+        .unwrap()
+        .with_field("labels", ids((0..12).collect(), 3, 4))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        BatchError::RowMismatch {
+            rows: 3,
+            expected: 2,
+            ..
+        }
+    ));
+    let err = Tensor::from_vec((0..7i64).collect(), 2, 4).unwrap_err();
+    assert!(matches!(err, BatchError::BufferSize { .. }));
+}
+
+#[test]
+fn misaligned_bytes_are_copied_into_aligned_storage() {
+    let raw: Vec<u8> = (0..17u8).collect();
+    let bytes = bytes::Bytes::from(raw).slice(1..17);
+    let t = Tensor::from_bytes(bytes, DType::I64, 1, 2).unwrap();
+    assert_eq!(t.rows(), 1);
+    assert_eq!(t.to_vec_i64().len(), 2);
+}
+
+#[test]
+fn repacker_rejects_per_sample_fields_and_changed_schemas() {
+    let mut r = RepackerConfig::default().build();
+    let with_label = Batch::from_input_ids((0..8i64).collect(), 2, 4)
+        .unwrap()
+        .with_field("class_label", Tensor::vector(vec![1i64, 2]))
+        .unwrap();
+    assert!(matches!(
+        r.push(&with_label),
+        Err(BatchError::NotSequenceShaped { .. })
+    ));
+    r.push(&Batch::from_input_ids((0..8i64).collect(), 2, 4).unwrap())
+        .unwrap();
+    let other = Batch::from_input_ids((0..8i32).collect(), 2, 4).unwrap();
+    assert!(matches!(
+        r.push(&other),
+        Err(BatchError::FieldsChanged { .. })
+    ));
+}
+
+#[test]
+fn repacker_strips_padding_and_pads_the_final_row() {
+    let mut r = RepackerConfig::default().build();
+    let batch = Batch::new()
+        .with_field("input_ids", ids(vec![1, 2, 0, 3, 4, 5, 0, 6, 0], 3, 3))
+        .unwrap()
+        .with_field("attention_mask", ids(vec![1, 1, 0, 1, 1, 1, 0, 1, 0], 3, 3))
+        .unwrap()
+        .with_field(
+            "labels",
+            ids(vec![1, 2, -100, 3, 4, 5, -100, 6, -100], 3, 3),
+        )
+        .unwrap();
+    let out = r.repack(&batch, 4).unwrap();
+    assert_eq!(
+        out.input_ids().unwrap().to_rows_i64(),
+        vec![vec![1, 2, 3, 4]]
+    );
+    assert_eq!(r.carried_tokens(), 2); // 5, then 6 gathered from the left-padded row
+    let last = r.finish(4).unwrap().unwrap();
+    assert_eq!(
+        last.input_ids().unwrap().to_rows_i64(),
+        vec![vec![5, 6, 0, 0]]
+    );
+    assert_eq!(
+        last.get("labels").unwrap().to_rows_i64(),
+        vec![vec![5, 6, -100, -100]]
+    );
+    assert_eq!(
+        last.get("attention_mask").unwrap().to_rows_i64(),
+        vec![vec![1, 1, 0, 0]]
+    );
+    assert!(r.finish(4).unwrap().is_none());
+}
+
+#[test]
+fn packer_greedy_fills_rows_and_splits_at_boundaries() {
+    let mut p = PackerConfig::default().build();
+    for doc in [vec![1i64, 2, 3], vec![4, 5, 6, 7], vec![8]] {
+        p.push_document(&Tensor::vector(doc)).unwrap();
+    }
+    let out = p.pop(4, 2).unwrap().unwrap();
+    assert_eq!(
+        out.input_ids().unwrap().to_rows_i64(),
+        vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]]
+    );
+    assert_eq!(
+        out.get("segment_ids").unwrap().to_rows_i64(),
+        vec![vec![1, 1, 1, 2], vec![1, 1, 1, 2]]
+    );
+    assert_eq!(
+        out.get("labels").unwrap().to_rows_i64(),
+        vec![vec![1, 2, 3, -100], vec![5, 6, 7, -100]]
+    );
+    assert_eq!(out.cu_seqlens().unwrap(), vec![0, 3, 4, 7, 8]);
+    assert_eq!(p.stats().documents_split, 1);
+    assert!(p.pop(4, 1).unwrap().is_none());
+}
+
+#[test]
+fn packer_rejects_mixed_dtypes() {
+    let mut p = DocumentPacker::default();
+    p.push_document(&Tensor::vector(vec![1i32])).unwrap();
+    assert!(matches!(
+        p.push_document(&Tensor::vector(vec![1i64])),
+        Err(BatchError::DTypeMismatch { document: 1, .. })
+    ));
+}
+
+fn padded_batch() -> impl Strategy<Value = (Vec<Vec<i64>>, usize)> {
+    (1usize..6, 1usize..12).prop_flat_map(|(rows, cols)| {
+        (
+            proptest::collection::vec(proptest::collection::vec(1i64..50_000, 0..=cols), rows),
+            Just(cols),
+        )
+    })
+}
+
+fn to_batch(rows: &[Vec<i64>], cols: usize, dtype: DType) -> Batch {
+    let mut tokens = Vec::new();
+    let mut mask = Vec::new();
+    for row in rows {
+        tokens.extend(row.iter().copied());
+        mask.extend(std::iter::repeat_n(1, row.len()));
+        tokens.extend(std::iter::repeat_n(0, cols - row.len()));
+        mask.extend(std::iter::repeat_n(0, cols - row.len()));
+    }
+    let make = |v: Vec<i64>| match dtype {
+        DType::I64 => Tensor::from_vec(v, rows.len(), cols).unwrap(),
+        DType::I32 => {
+            Tensor::from_vec(v.iter().map(|&x| x as i32).collect(), rows.len(), cols).unwrap()
+        }
+    };
+    let labels: Vec<i64> = tokens.iter().map(|t| t + 1_000_000).collect();
+    let types: Vec<i64> = tokens.iter().map(|t| t % 7).collect();
+    Batch::new()
+        .with_field("input_ids", make(tokens))
+        .unwrap()
+        .with_field("attention_mask", make(mask))
+        .unwrap()
+        .with_field("labels", make(labels))
+        .unwrap()
+        .with_field("token_type_ids", make(types))
+        .unwrap()
+}
+
+proptest! {
+    #[test]
+    fn truncate_and_reshape_keep_fields_together(rows in 1usize..6, cols in 1usize..40, len in 1usize..50, seed in 0i64..1000) {
+        let tokens: Vec<i64> = (0..(rows * cols) as i64).map(|i| i * 31 + seed).collect();
+        let batch = linked_batch(&tokens, rows, cols);
+        for cut in [Cut::Truncate { preserve_end_of_sequence: false }, Cut::Reshape] {
+            let out = batch.set_sequence_length(len, cut).unwrap();
+            assert_linked(&out);
+            let expect_cols = len.min(cols);
+            prop_assert_eq!(out.seq_len(), expect_cols);
+            let kept = out.input_ids().unwrap().numel();
+            match cut {
+                Cut::Reshape if len < cols => prop_assert_eq!(kept, rows * cols / len * len),
+                _ => prop_assert_eq!(kept, rows * expect_cols),
+            }
+        }
+    }
+
+    #[test]
+    fn repacker_is_lossless_at_every_call(
+        batches in proptest::collection::vec(padded_batch(), 1..8),
+        lens in proptest::collection::vec(1usize..20, 8),
+        use_i32 in any::<bool>(),
+        strip in any::<bool>(),
+    ) {
+        let dtype = if use_i32 { DType::I32 } else { DType::I64 };
+        let mut r = RepackerConfig::default().with_strip_padding(strip).build();
+        let mut expected_stream = Vec::new();
+        let mut out_stream = Vec::new();
+        let mut tokens_in = 0u64;
+        for (i, (rows, cols)) in batches.iter().enumerate() {
+            let batch = to_batch(rows, *cols, dtype);
+            for row in rows {
+                expected_stream.extend(row.iter().copied());
+                if !strip {
+                    expected_stream.extend(std::iter::repeat_n(0, cols - row.len()));
+                }
+            }
+            tokens_in += if strip { rows.iter().map(Vec::len).sum::<usize>() } else { rows.len() * cols } as u64;
+            let len = lens[i];
+            let out = r.repack(&batch, len).unwrap();
+            if out.rows() > 0 {
+                prop_assert_eq!(out.seq_len(), len);
+                assert_linked(&out);
+            }
+            out_stream.extend(out.input_ids().map(Tensor::to_vec_i64).unwrap_or_default());
+            prop_assert_eq!(r.tokens_in(), tokens_in);
+            prop_assert_eq!(r.tokens_in(), r.tokens_out() + r.carried_tokens() as u64);
+            prop_assert!(r.carried_tokens() < len);
+        }
+        let carried = r.carried_tokens();
+        if let Some(last) = r.finish(lens[7]).unwrap() {
+            let mask = last.get("attention_mask").unwrap().to_vec_i64();
+            let toks = last.input_ids().unwrap().to_vec_i64();
+            prop_assert_eq!(toks.len(), carried.div_ceil(lens[7]) * lens[7]);
+            // Carried tokens lead the row; everything after them is padding.
+            prop_assert!(mask[carried..].iter().all(|&m| m == 0));
+            if strip {
+                prop_assert!(mask[..carried].iter().all(|&m| m == 1));
+            }
+            out_stream.extend(toks.into_iter().take(carried));
+        }
+        prop_assert_eq!(r.carried_tokens(), 0);
+        prop_assert_eq!(r.tokens_out(), tokens_in);
+        prop_assert_eq!(out_stream, expected_stream);
+    }
+
+    #[test]
+    fn packer_is_lossless_and_marks_documents(
+        docs in proptest::collection::vec(proptest::collection::vec(1i64..1000, 0..40), 1..40),
+        len in 1usize..32,
+        window in 1usize..10,
+        best_fit in any::<bool>(),
+        mask in any::<bool>(),
+    ) {
+        let strategy = if best_fit { PackStrategy::BestFitDecreasing { window } } else { PackStrategy::Greedy };
+        let mut p = PackerConfig::default().with_strategy(strategy).with_mask_document_boundaries(mask).build();
+        for d in &docs {
+            p.push_document(&Tensor::vector(d.clone())).unwrap();
+        }
+        let mut batches = Vec::new();
+        while let Some(b) = p.pop(len, 2).unwrap() {
+            batches.push(b);
+        }
+        batches.extend(p.finish(len).unwrap());
+        let total: usize = docs.iter().map(Vec::len).sum();
+        let stats = p.stats();
+        prop_assert_eq!(stats.tokens_out, total as u64);
+        prop_assert_eq!(p.buffered_tokens(), 0);
+        let mut real_tokens = Vec::new();
+        for b in &batches {
+            prop_assert_eq!(b.seq_len(), len);
+            let ids = b.input_ids().unwrap().to_rows_i64();
+            let labels = b.get("labels").unwrap().to_rows_i64();
+            let pos = b.get("position_ids").unwrap().to_rows_i64();
+            let seg = b.get("segment_ids").unwrap().to_rows_i64();
+            let att = b.get("attention_mask").unwrap().to_rows_i64();
+            for r in 0..ids.len() {
+                for c in 0..len {
+                    if att[r][c] == 0 {
+                        prop_assert_eq!(seg[r][c], 0);
+                        prop_assert_eq!(labels[r][c], -100);
+                        continue;
+                    }
+                    real_tokens.push(ids[r][c]);
+                    let starts = c == 0 || seg[r][c] != seg[r][c - 1];
+                    prop_assert_eq!(pos[r][c] == 0, starts);
+                    if starts && c > 0 && mask {
+                        prop_assert_eq!(labels[r][c], -100);
+                    } else {
+                        prop_assert_eq!(labels[r][c], ids[r][c]);
+                    }
+                }
+            }
+        }
+        let mut expected: Vec<i64> = docs.iter().flatten().copied().collect();
+        if best_fit {
+            // Best fit reorders documents; the multiset of tokens is what must survive.
+            expected.sort_unstable();
+            real_tokens.sort_unstable();
+            let long_docs = docs.iter().filter(|d| d.len() > len).count() as u64;
+            prop_assert_eq!(stats.documents_split, long_docs);
+        } else {
+            prop_assert_eq!(stats.padding, (batches.iter().map(Batch::rows).sum::<usize>() * len - total) as u64);
+        }
+        prop_assert_eq!(real_tokens, expected);
+    }
+}

@@ -62,7 +62,10 @@ impl std::str::FromStr for ScheduleKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown schedule kind `{s}`; expected one of {}", names.join(", "))
+                format!(
+                    "unknown schedule kind `{s}`; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -302,11 +305,7 @@ impl ScheduleConfig {
         let min = positive("min", self.require("min", self.min)?)?;
         let max = self.require("max", self.max)?;
         if max < min {
-            return Err(invalid(
-                "max",
-                max,
-                &format!("must be >= min ({min})"),
-            ));
+            return Err(invalid("max", max, &format!("must be >= min ({min})")));
         }
         Ok((min, max))
     }
@@ -380,13 +379,9 @@ impl ScheduleConfig {
                 &["total", "duration", "min", "max", "step"]
             }
             ScheduleKind::FixedLinear => &["min", "max", "step", "total_curriculum_step"],
-            ScheduleKind::FixedRoot => &[
-                "min",
-                "max",
-                "step",
-                "total_curriculum_step",
-                "root_degree",
-            ],
+            ScheduleKind::FixedRoot => {
+                &["min", "max", "step", "total_curriculum_step", "root_degree"]
+            }
             // min/max are accepted for DeepSpeed config parity; max bounds the difficulties.
             ScheduleKind::FixedDiscrete => &["min", "max", "difficulty", "max_step"],
         };
@@ -396,7 +391,10 @@ impl ScheduleConfig {
             ("min", self.min.is_some()),
             ("max", self.max.is_some()),
             ("step", self.step.is_some()),
-            ("total_curriculum_step", self.total_curriculum_step.is_some()),
+            (
+                "total_curriculum_step",
+                self.total_curriculum_step.is_some(),
+            ),
             ("root_degree", self.root_degree.is_some()),
             ("difficulty", self.difficulty.is_some()),
             ("max_step", self.max_step.is_some()),

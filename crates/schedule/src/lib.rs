@@ -77,16 +77,18 @@ impl std::fmt::Display for ScheduleWarning {
             ),
             Self::ComposerStepDoesNotDivideRange { min, max, step } => write!(
                 f,
-                "max - min = {} - {} is not a multiple of step = {step}: Composer's schedule \
-                 skips to max one update late",
-                max, min
+                "max - min = {max} - {min} is not a multiple of step = {step}: Composer's \
+                 schedule skips to max one update late"
             ),
             Self::MaxNotReachedInTraining { total, reached_at } => match reached_at {
                 Some(at) => write!(
                     f,
                     "the final length is first reached at {at}, not before the end of training ({total})"
                 ),
-                None => write!(f, "the final length is never reached (training length {total})"),
+                None => write!(
+                    f,
+                    "the final length is never reached (training length {total})"
+                ),
             },
         }
     }

@@ -1,8 +1,6 @@
 use proptest::prelude::*;
 
-use crate::{
-    ProgressUnit, Schedule, ScheduleConfig, ScheduleError, ScheduleKind, ScheduleWarning,
-};
+use crate::{ProgressUnit, Schedule, ScheduleConfig, ScheduleError, ScheduleKind, ScheduleWarning};
 
 fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> ScheduleConfig {
     ScheduleConfig::new(ScheduleKind::Composer)
@@ -15,7 +13,9 @@ fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> Schedul
 
 #[test]
 fn linear_reaches_max_exactly_at_warmup_end() {
-    let s = ScheduleConfig::linear(8, 1024, 0.3, 10_000).build().unwrap();
+    let s = ScheduleConfig::linear(8, 1024, 0.3, 10_000)
+        .build()
+        .unwrap();
     assert_eq!(s.seq_len_at(0), 8);
     assert!(s.seq_len_at(2_999) < 1024);
     assert_eq!(s.seq_len_at(3_000), 1024);
@@ -56,7 +56,10 @@ fn composer_quirk_never_reaching_max_is_a_warning() {
             .any(|w| matches!(w, ScheduleWarning::ComposerStepDoesNotDivideRange { .. }))
     );
     // Never a length between the last whole step (24) and max (30).
-    assert!(s.change_points().all(|c| c.seq_len <= 24 || c.seq_len == 30));
+    assert!(
+        s.change_points()
+            .all(|c| c.seq_len <= 24 || c.seq_len == 30)
+    );
 }
 
 #[test]
@@ -73,10 +76,16 @@ fn validation_names_the_field_and_value() {
     let cases: Vec<(ScheduleConfig, &str)> = vec![
         (ScheduleConfig::linear(0, 64, 0.3, 10), "`min` = 0"),
         (ScheduleConfig::linear(64, 8, 0.3, 10), "`max` = 8"),
-        (ScheduleConfig::linear(8, 64, 0.3, 10).with_step(0), "`step` = 0"),
+        (
+            ScheduleConfig::linear(8, 64, 0.3, 10).with_step(0),
+            "`step` = 0",
+        ),
         (ScheduleConfig::linear(8, 64, 1.5, 10), "`duration` = 1.5"),
         (ScheduleConfig::linear(8, 64, -0.1, 10), "`duration` = -0.1"),
-        (ScheduleConfig::linear(8, 64, f64::NAN, 10), "`duration` = NaN"),
+        (
+            ScheduleConfig::linear(8, 64, f64::NAN, 10),
+            "`duration` = NaN",
+        ),
         (ScheduleConfig::constant(0), "`max` = 0"),
         (
             ScheduleConfig::new(ScheduleKind::FixedRoot)
@@ -123,7 +132,10 @@ fn missing_and_unused_fields_are_reported() {
             kind: "linear"
         }
     );
-    let err = ScheduleConfig::constant(64).with_root_degree(2).build().unwrap_err();
+    let err = ScheduleConfig::constant(64)
+        .with_root_degree(2)
+        .build()
+        .unwrap_err();
     assert_eq!(
         err,
         ScheduleError::UnusedField {
@@ -135,8 +147,14 @@ fn missing_and_unused_fields_are_reported() {
 
 #[test]
 fn step_not_multiple_of_eight_warns() {
-    let s = ScheduleConfig::linear(8, 64, 0.5, 100).with_step(12).build().unwrap();
-    assert_eq!(s.warnings(), &[ScheduleWarning::StepNotMultipleOf8 { step: 12 }]);
+    let s = ScheduleConfig::linear(8, 64, 0.5, 100)
+        .with_step(12)
+        .build()
+        .unwrap();
+    assert_eq!(
+        s.warnings(),
+        &[ScheduleWarning::StepNotMultipleOf8 { step: 12 }]
+    );
 }
 
 #[test]
@@ -182,7 +200,9 @@ fn unit_mismatch_is_an_error() {
 
 #[test]
 fn a_billion_step_plan_has_few_change_points() {
-    let s = ScheduleConfig::linear(8, 2048, 0.3, 1_000_000_000).build().unwrap();
+    let s = ScheduleConfig::linear(8, 2048, 0.3, 1_000_000_000)
+        .build()
+        .unwrap();
     let points: Vec<_> = s.change_points().collect();
     assert_eq!(points.len(), 256);
     assert_eq!(points.last().unwrap().position, 300_000_000);
@@ -197,17 +217,25 @@ fn a_billion_step_plan_has_few_change_points() {
 }
 
 fn any_schedule() -> impl Strategy<Value = Schedule> {
-    let ramp = (1u64..2000, 0u64..4000, 1u64..128, 0.0f64..=1.0, 1u64..100_000);
+    let ramp = (
+        1u64..2000,
+        0u64..4000,
+        1u64..128,
+        0.0f64..=1.0,
+        1u64..100_000,
+    );
     prop_oneof![
-        ramp.clone().prop_filter_map("valid linear", |(min, extra, step, d, total)| {
-            ScheduleConfig::linear(min, min + extra, d, total)
-                .with_step(step)
-                .build()
-                .ok()
-        }),
-        ramp.clone().prop_filter_map("valid composer", |(min, extra, step, d, total)| {
-            composer(total, d, min, min + extra, step).build().ok()
-        }),
+        ramp.clone()
+            .prop_filter_map("valid linear", |(min, extra, step, d, total)| {
+                ScheduleConfig::linear(min, min + extra, d, total)
+                    .with_step(step)
+                    .build()
+                    .ok()
+            }),
+        ramp.clone()
+            .prop_filter_map("valid composer", |(min, extra, step, d, total)| {
+                composer(total, d, min, min + extra, step).build().ok()
+            }),
         (ramp, 1u32..5).prop_filter_map("valid root", |((min, extra, step, _, total), deg)| {
             let base = if deg == 1 {
                 ScheduleConfig::new(ScheduleKind::FixedLinear)
@@ -221,8 +249,11 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
                 .build()
                 .ok()
         }),
-        (proptest::collection::vec((1u64..500, 1u64..1000), 1..6), 1u64..1000).prop_map(
-            |(pairs, first)| {
+        (
+            proptest::collection::vec((1u64..500, 1u64..1000), 1..6),
+            1u64..1000
+        )
+            .prop_map(|(pairs, first)| {
                 let mut difficulty = vec![first];
                 let mut max_step = Vec::new();
                 let (mut d, mut m) = (first, 0);
@@ -236,8 +267,7 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
                     .with_discrete(difficulty, max_step)
                     .build()
                     .unwrap()
-            }
-        ),
+            }),
         (1u64..5000).prop_map(|max| ScheduleConfig::constant(max).build().unwrap()),
     ]
 }

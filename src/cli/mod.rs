@@ -1,0 +1,55 @@
+//! Command-line front end: argument parsing, logging, dispatch.
+
+mod plan;
+mod schedule_args;
+
+use clap::{Parser, Subcommand};
+
+/// Sequence Length Warmup as a streaming data-loader stage.
+#[derive(Debug, Parser)]
+#[command(name = "seqwarm", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a sequence-length schedule as a table of change points and plot it as SVG.
+    #[command(after_help = plan::EXAMPLES)]
+    Plan(plan::PlanArgs),
+}
+
+/// Parses arguments, sets up logging and runs the chosen command.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,109 @@
+//! End-to-end tests of `seqwarm plan`.
+
+use std::process::Command;
+
+fn seqwarm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+}
+
+#[test]
+fn plan_on_defaults_prints_a_table_and_writes_svg() {
+    let dir = std::env::temp_dir().join(format!("seqwarm-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("plan.svg");
+    let out = seqwarm()
+        .args(["plan", "--svg"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("schedule: linear"), "{stdout}");
+    assert!(stdout.contains("max 1024 from steps 3000"), "{stdout}");
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("<polyline"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plan_json_of_a_billion_steps_is_instant_and_exact() {
+    let out = seqwarm()
+        .args([
+            "plan",
+            "--no-svg",
+            "--format",
+            "json",
+            "--total",
+            "1000000000",
+            "--min",
+            "64",
+            "--max",
+            "4096",
+            "--step",
+            "64",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = v["change_points"].as_array().unwrap();
+    assert_eq!(points.len(), 64);
+    assert_eq!(
+        points.last().unwrap(),
+        &serde_json::json!([300_000_000u64, 4096])
+    );
+}
+
+#[test]
+fn plan_reads_a_toml_config_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("seqwarm-plan-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("schedule.toml");
+    std::fs::write(
+        &config,
+        "kind = \"composer\"\nduration = 0.5\nmin = 16\nmax = 80\nstep = 16\ntotal = 100\n",
+    )
+    .unwrap();
+    let out = seqwarm()
+        .args(["plan", "--no-svg", "--format", "json", "--schedule-config"])
+        .arg(&config)
+        .args(["--max", "144"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["kind"], "composer");
+    assert_eq!(v["max_len"], 144);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plan_rejects_bad_config_naming_the_field() {
+    let out = seqwarm()
+        .args(["plan", "--no-svg", "--min", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`min` = 0"), "{stderr}");
+    let out = seqwarm()
+        .args([
+            "plan", "--no-svg", "--kind", "composer", "--min", "8", "--max", "12", "--step", "45",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("divides by zero"));
+}
