@@ -18,7 +18,9 @@ mod tensor;
 
 pub use batch::{Batch, Cut, IGNORE_INDEX, fields};
 pub use error::BatchError;
-pub use packer::{DocumentPacker, PackStrategy, PackerConfig, PackerStats};
+pub use packer::{
+    DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PackerStats, PieceState,
+};
 pub use repacker::{PadValues, Repacker, RepackerConfig};
 pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 

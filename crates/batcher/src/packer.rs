@@ -97,6 +97,28 @@ pub struct PackerStats {
     pub rows: u64,
 }
 
+/// One buffered piece of a document, as stored in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PieceState {
+    /// The piece's tokens.
+    pub tokens: Vec<i64>,
+    /// Whether its document was already counted as split.
+    pub split: bool,
+}
+
+/// Everything a [`DocumentPacker`] holds between calls, serializable for checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackerCarry {
+    /// Token dtype, once known.
+    pub dtype: Option<DType>,
+    /// Pieces not yet assigned to a row, in order.
+    pub pending: Vec<PieceState>,
+    /// Rows already assigned by best fit, not yet handed out.
+    pub ready: Vec<Vec<PieceState>>,
+    /// The row length `ready` was packed for.
+    pub ready_len: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Piece {
     tokens: Bytes,
@@ -174,6 +196,68 @@ impl DocumentPacker {
     /// Tokens pushed but not yet handed out.
     pub fn buffered_tokens(&self) -> usize {
         self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
+    }
+
+    /// Everything buffered, copied out for a checkpoint.
+    pub fn carry(&self) -> PackerCarry {
+        let export = |p: &Piece| PieceState {
+            tokens: match self.dtype {
+                Some(DType::I32) => bytemuck::cast_slice::<u8, i32>(&p.tokens)
+                    .iter()
+                    .map(|&x| i64::from(x))
+                    .collect(),
+                _ => bytemuck::cast_slice::<u8, i64>(&p.tokens).to_vec(),
+            },
+            split: p.split,
+        };
+        PackerCarry {
+            dtype: self.dtype,
+            pending: self.pending.iter().map(export).collect(),
+            ready: self
+                .ready
+                .iter()
+                .map(|r| r.iter().map(export).collect())
+                .collect(),
+            ready_len: self.ready_len,
+        }
+    }
+
+    /// Replaces the buffered state with a checkpoint's (counters other than buffered tokens
+    /// are left as they are).
+    pub fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
+        let dtype = carry.dtype;
+        let import = |p: &PieceState| -> Result<Piece, BatchError> {
+            let tokens = match dtype {
+                Some(DType::I32) => bytes_from_vec(
+                    p.tokens
+                        .iter()
+                        .map(|&x| {
+                            i32::try_from(x).map_err(|_| BatchError::ValueOutOfRange {
+                                field: fields::INPUT_IDS.into(),
+                                value: x,
+                                dtype: DType::I32,
+                            })
+                        })
+                        .collect::<Result<Vec<i32>, _>>()?,
+                ),
+                _ => bytes_from_vec(p.tokens.clone()),
+            };
+            Ok(Piece {
+                tokens,
+                len: p.tokens.len(),
+                split: p.split,
+            })
+        };
+        self.dtype = dtype;
+        self.pending = carry.pending.iter().map(import).collect::<Result<_, _>>()?;
+        self.pending_tokens = self.pending.iter().map(|p| p.len).sum();
+        self.ready = carry
+            .ready
+            .iter()
+            .map(|r| r.iter().map(import).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<_, _>>()?;
+        self.ready_len = carry.ready_len;
+        Ok(())
     }
 
     /// Accepts one document: a 1-D token tensor (shared, not copied). All documents must share

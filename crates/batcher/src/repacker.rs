@@ -237,6 +237,89 @@ impl Repacker {
         Ok(())
     }
 
+    /// Accepts one run of tokens (a 1-D `input_ids` tensor, plus an optional 1-D `labels`
+    /// tensor of the same length), shared, not copied. The fast path for document streams;
+    /// the schema is `input_ids` (and `labels`), fixed by the first push.
+    pub fn push_tokens(
+        &mut self,
+        input_ids: &Tensor,
+        labels: Option<&Tensor>,
+    ) -> Result<(), BatchError> {
+        let Shape::Vector { len } = input_ids.shape() else {
+            return Err(BatchError::ShapeMismatch {
+                field: fields::INPUT_IDS.into(),
+                shape: input_ids.shape().dims(),
+                expected: vec![input_ids.numel()],
+                operation: "push_tokens takes 1-D token runs",
+            });
+        };
+        if let Some(labels) = labels {
+            if labels.shape() != input_ids.shape() {
+                return Err(BatchError::ShapeMismatch {
+                    field: fields::LABELS.into(),
+                    shape: labels.shape().dims(),
+                    expected: vec![len],
+                    operation: "labels must match input_ids",
+                });
+            }
+        }
+        let mut schema = vec![(Arc::from(fields::INPUT_IDS), input_ids.dtype())];
+        if let Some(labels) = labels {
+            schema.push((Arc::from(fields::LABELS), labels.dtype()));
+        }
+        match &self.schema {
+            None => self.schema = Some(schema),
+            Some(expected) if *expected != schema => {
+                return Err(BatchError::FieldsChanged {
+                    expected: describe(expected),
+                    got: describe(&schema),
+                });
+            }
+            Some(_) => {}
+        }
+        let mut columns = vec![input_ids.buffer().clone()];
+        if let Some(labels) = labels {
+            columns.push(labels.buffer().clone());
+        }
+        self.enqueue(Segment {
+            tokens: len,
+            columns,
+        });
+        Ok(())
+    }
+
+    /// The carried tokens as a `[1, carried]` batch (copied), for checkpoints; `None` when
+    /// nothing is carried. [`Repacker::restore`] puts them back.
+    pub fn carried(&self) -> Option<Batch> {
+        let schema = self.schema.as_ref()?;
+        if self.carried == 0 {
+            return None;
+        }
+        let mut batch = Batch::new();
+        for (c, (name, dtype)) in schema.iter().enumerate() {
+            let column: Vec<Bytes> = self.queue.iter().map(|s| s.columns[c].clone()).collect();
+            let data = match dtype {
+                DType::I32 => concat::<i32>(&column, self.carried, 0),
+                DType::I64 => concat::<i64>(&column, self.carried, 0),
+            };
+            let tensor = Tensor::from_bytes(data, *dtype, 1, self.carried).ok()?;
+            batch.insert(name.clone(), tensor).ok()?;
+        }
+        Some(batch)
+    }
+
+    /// Restores tokens taken with [`Repacker::carried`] into a fresh repacker, keeping the
+    /// token counters consistent (they count only tokens pushed after the restore).
+    pub fn restore(&mut self, carried: &Batch) -> Result<(), BatchError> {
+        let strip = self.config.strip_padding;
+        self.config.strip_padding = false;
+        let result = self.push(carried);
+        self.config.strip_padding = strip;
+        result?;
+        self.tokens_in -= carried.input_ids().map_or(0, Tensor::numel) as u64;
+        Ok(())
+    }
+
     fn enqueue(&mut self, segment: Segment) {
         if segment.tokens == 0 {
             return;

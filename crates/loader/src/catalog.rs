@@ -1,0 +1,236 @@
+//! The catalog: every shard's footer read once, its layout checked, its row groups listed as
+//! work units; and the deterministic order in which each rank reads them.
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt, stream};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::SpawnedReader;
+use parquet::errors::ParquetError;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::error::{LoaderError, Result};
+use crate::layout::{ResolvedLayout, ShardLayout};
+use crate::reader::{ObjectStoreReader, RetryPolicy};
+use crate::rng::SplitMix64;
+use crate::source::ShardFile;
+
+/// What to do with a shard that cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadShardPolicy {
+    /// Stop with the error (default).
+    #[default]
+    Fail,
+    /// Skip the shard (or row group), log the error and count it in the stats.
+    Skip,
+}
+
+pub(crate) struct Shard {
+    pub file: ShardFile,
+    pub metadata: ArrowReaderMetadata,
+    pub layout: ResolvedLayout,
+    pub projection: ProjectionMask,
+}
+
+/// One row group: the unit of reading, shuffling and rank assignment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unit {
+    pub shard: usize,
+    pub row_group: usize,
+    pub rows: usize,
+    /// Tokens the row group holds at least, from the footer alone.
+    pub tokens_lower_bound: u64,
+}
+
+/// All shards and their row groups.
+pub struct Catalog {
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) units: Vec<Unit>,
+    /// Shards skipped under [`BadShardPolicy::Skip`], with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("shards", &self.shards.len())
+            .field("units", &self.units.len())
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// Number of readable shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+    /// Number of row groups.
+    pub fn unit_count(&self) -> usize {
+        self.units.len()
+    }
+    /// A lower bound on the tokens in all shards, from footers alone.
+    pub fn tokens_lower_bound(&self) -> u64 {
+        self.units.iter().map(|u| u.tokens_lower_bound).sum()
+    }
+
+    /// The order in which `rank` reads work units in `epoch`: a permutation of all units
+    /// drawn from (seed, epoch) alone, so it does not depend on `world_size`, then every
+    /// `world_size`-th unit starting at `rank`.
+    pub(crate) fn rank_order(
+        &self,
+        seed: u64,
+        epoch: u64,
+        shuffle: bool,
+        rank: usize,
+        world_size: usize,
+    ) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.units.len()).collect();
+        if shuffle {
+            SplitMix64::from_parts(&[seed, epoch, 0x0D0E]).shuffle(&mut order);
+        }
+        order
+            .into_iter()
+            .skip(rank)
+            .step_by(world_size.max(1))
+            .collect()
+    }
+}
+
+fn classify(file: &str, e: ParquetError) -> LoaderError {
+    match e {
+        ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
+            Ok(source) => LoaderError::Io {
+                file: file.into(),
+                source: *source,
+            },
+            Err(other) => LoaderError::NotParquet {
+                file: file.into(),
+                source: ParquetError::External(other),
+            },
+        },
+        other => LoaderError::NotParquet {
+            file: file.into(),
+            source: other,
+        },
+    }
+}
+
+async fn open_shard(
+    file: ShardFile,
+    layout: &ShardLayout,
+    retry: RetryPolicy,
+    io: Handle,
+) -> Result<(Shard, Vec<Unit>)> {
+    let display = file.display.clone();
+    let reader =
+        ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
+    let mut reader = SpawnedReader::new(reader, io);
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|e| classify(&display, e))?;
+    let resolved = layout.resolve(&display, metadata.schema())?;
+    let parquet = metadata.metadata();
+    if parquet.file_metadata().num_rows() == 0 {
+        return Err(LoaderError::EmptyShard { file: display });
+    }
+    let roots: Vec<usize> = resolved
+        .columns()
+        .iter()
+        .filter_map(|c| metadata.schema().index_of(c).ok())
+        .collect();
+    let projection = ProjectionMask::roots(metadata.parquet_schema(), roots);
+    let leaf = metadata.parquet_schema().columns().iter().position(|c| {
+        c.path()
+            .parts()
+            .first()
+            .is_some_and(|p| *p == resolved.token_column)
+    });
+    let units = parquet
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| rg.num_rows() > 0)
+        .map(|(i, rg)| {
+            let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+            let values = leaf.map_or(0, |l| u64::try_from(rg.column(l).num_values()).unwrap_or(0));
+            // A list leaf counts one level per empty or null list: subtract one per row.
+            let tokens = if resolved.flat {
+                rows as u64
+            } else {
+                values.saturating_sub(rows as u64)
+            };
+            Unit {
+                shard: 0,
+                row_group: i,
+                rows,
+                tokens_lower_bound: tokens,
+            }
+        })
+        .collect();
+    Ok((
+        Shard {
+            file,
+            metadata,
+            layout: resolved,
+            projection,
+        },
+        units,
+    ))
+}
+
+/// Reads every footer (with bounded concurrency) and builds the catalog.
+pub(crate) async fn build_catalog(
+    files: Vec<ShardFile>,
+    layout: &ShardLayout,
+    policy: BadShardPolicy,
+    retry: RetryPolicy,
+    io: Handle,
+    concurrency: usize,
+) -> Result<Catalog> {
+    let opened: Vec<(String, Result<(Shard, Vec<Unit>)>)> = stream::iter(files)
+        .map(|file| {
+            let io = io.clone();
+            async move {
+                let location = file.display.clone();
+                (location, open_shard(file, layout, retry, io).await)
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut catalog = Catalog {
+        shards: Vec::new(),
+        units: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (location, result) in opened {
+        match result {
+            Ok((shard, units)) => {
+                let index = catalog.shards.len();
+                catalog.shards.push(shard);
+                catalog
+                    .units
+                    .extend(units.into_iter().map(|u| Unit { shard: index, ..u }));
+            }
+            Err(e) if policy == BadShardPolicy::Skip => {
+                tracing::warn!("skipping shard {location}: {e}");
+                catalog.skipped.push(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if catalog.units.is_empty() {
+        return Err(LoaderError::Config {
+            field: "shards",
+            reason: format!(
+                "no readable row groups ({} shards skipped)",
+                catalog.skipped.len()
+            ),
+        });
+    }
+    Ok(catalog)
+}

@@ -1,0 +1,158 @@
+//! The error type of the loader crate.
+
+use seqwarm_batcher::BatchError;
+use seqwarm_schedule::ScheduleError;
+
+/// Why loading failed. Every variant that concerns data names the file, and the row group,
+/// column and row where known.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoaderError {
+    /// A shard location that cannot be listed or parsed.
+    #[error("{location}: {reason}")]
+    Location {
+        /// The path, glob or URL given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A location that matched no Parquet files.
+    #[error("{location}: no Parquet shards found")]
+    NoShards {
+        /// The path, glob or URL given.
+        location: String,
+    },
+    /// The object store could not open or read a file.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A file that is not valid Parquet (bad magic, truncated, corrupt footer).
+    #[error("{file}: not a readable Parquet file: {source}")]
+    NotParquet {
+        /// The file.
+        file: String,
+        /// The decoder's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A row group that could not be decoded.
+    #[error("{file} row group {row_group}: cannot decode column `{column}`: {source}")]
+    Decode {
+        /// The file.
+        file: String,
+        /// The row group.
+        row_group: usize,
+        /// The column being read.
+        column: String,
+        /// The decoder's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A configured column that the file lacks.
+    #[error("{file}: no column `{column}` (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        file: String,
+        /// The column asked for.
+        column: String,
+        /// The file's top-level columns.
+        available: String,
+    },
+    /// A column of a type the loader cannot read as tokens.
+    #[error("{file}: column `{column}` has type {found}; expected {expected}")]
+    ColumnType {
+        /// The file.
+        file: String,
+        /// The column.
+        column: String,
+        /// Its Arrow type.
+        found: String,
+        /// What would be accepted.
+        expected: &'static str,
+    },
+    /// A null where a document or token is required.
+    #[error("{file} row group {row_group} row {row}: column `{column}` is null")]
+    Null {
+        /// The file.
+        file: String,
+        /// The row group.
+        row_group: usize,
+        /// The row within the row group.
+        row: usize,
+        /// The column.
+        column: String,
+    },
+    /// A per-token column whose row length differs from the token column's.
+    #[error(
+        "{file} row group {row_group} row {row}: column `{column}` has {len} values but the tokens have {expected}"
+    )]
+    LengthMismatch {
+        /// The file.
+        file: String,
+        /// The row group.
+        row_group: usize,
+        /// The row within the row group.
+        row: usize,
+        /// The column.
+        column: String,
+        /// Its length in that row.
+        len: usize,
+        /// The token count of that row.
+        expected: usize,
+    },
+    /// A token id outside `[0, vocab_size)`.
+    #[error(
+        "{file} row group {row_group} row {row}: token {token} in column `{column}` is outside the vocabulary [0, {vocab_size})"
+    )]
+    TokenOutOfRange {
+        /// The file.
+        file: String,
+        /// The row group.
+        row_group: usize,
+        /// The row within the row group (document for list layouts, token for flat ones).
+        row: usize,
+        /// The column.
+        column: String,
+        /// The token id.
+        token: i64,
+        /// The configured vocabulary size.
+        vocab_size: u64,
+    },
+    /// A shard without rows.
+    #[error("{file}: empty shard (no rows)")]
+    EmptyShard {
+        /// The file.
+        file: String,
+    },
+    /// An invalid loader setting.
+    #[error("loader setting `{field}`: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong and what would work.
+        reason: String,
+    },
+    /// A checkpoint that does not match this loader.
+    #[error("resume state: {reason}")]
+    State {
+        /// What does not match.
+        reason: String,
+    },
+    /// The input stream of a [`crate::WarmupStream`] failed.
+    #[error("input stream: {0}")]
+    Input(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A batch transform failed.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The schedule is invalid.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+/// Shorthand for loader results.
+pub type Result<T, E = LoaderError> = std::result::Result<T, E>;

@@ -1,0 +1,458 @@
+//! Shard layouts: which columns hold tokens and document boundaries, and their decoding from
+//! Arrow arrays into [`Documents`] without per-token copies.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, OffsetSizeTrait, RecordBatch};
+use arrow_schema::{DataType, Schema};
+use bytes::Bytes;
+use seqwarm_batcher::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::documents::Documents;
+use crate::error::{LoaderError, Result};
+
+/// How a shard stores its tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayoutKind {
+    /// Rows if the file has the `input_ids` column, else flat if it has the `tokens` column.
+    #[default]
+    Auto,
+    /// Hugging Face style: one document per row, tokens in a `list<int>` column.
+    Rows,
+    /// seqwarm's fast layout: one token per row in a flat integer column, documents marked by
+    /// a boolean `document_start` column. See `docs/formats.md`.
+    Flat,
+}
+
+/// Layout and column names of the shards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardLayout {
+    /// Which layout to expect.
+    pub kind: LayoutKind,
+    /// The list column of the rows layout.
+    pub input_ids: String,
+    /// An optional list column of per-token labels (rows layout), moved with the tokens.
+    pub labels: Option<String>,
+    /// The flat token column of the fast layout.
+    pub tokens: String,
+    /// The boolean document-start column of the fast layout. When a file lacks it, each row
+    /// group is read as one document.
+    pub document_start: String,
+}
+
+impl Default for ShardLayout {
+    fn default() -> Self {
+        Self {
+            kind: LayoutKind::Auto,
+            input_ids: "input_ids".into(),
+            labels: None,
+            tokens: "tokens".into(),
+            document_start: "document_start".into(),
+        }
+    }
+}
+
+/// A layout checked against one file's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResolvedLayout {
+    pub flat: bool,
+    pub token_column: String,
+    pub labels_column: Option<String>,
+    pub document_start_column: Option<String>,
+}
+
+impl ResolvedLayout {
+    /// Top-level columns to read.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out = vec![self.token_column.as_str()];
+        out.extend(self.labels_column.as_deref());
+        out.extend(self.document_start_column.as_deref());
+        out
+    }
+}
+
+const TOKEN_TYPES: &str = "int8/16/32/64 or uint8/16/32";
+
+fn is_token_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+    )
+}
+
+impl ShardLayout {
+    /// Checks this layout against a file's Arrow schema.
+    pub(crate) fn resolve(&self, file: &str, schema: &Schema) -> Result<ResolvedLayout> {
+        let available = || {
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let find = |name: &str| schema.field_with_name(name).ok();
+        let missing = |column: &str| LoaderError::MissingColumn {
+            file: file.into(),
+            column: column.into(),
+            available: available(),
+        };
+        let flat = match self.kind {
+            LayoutKind::Rows => false,
+            LayoutKind::Flat => true,
+            LayoutKind::Auto => {
+                if find(&self.input_ids).is_some() {
+                    false
+                } else if find(&self.tokens).is_some() {
+                    true
+                } else {
+                    return Err(missing(&format!("{}` or `{}", self.input_ids, self.tokens)));
+                }
+            }
+        };
+        let list_of_tokens = |column: &str| -> Result<()> {
+            let field = find(column).ok_or_else(|| missing(column))?;
+            match field.data_type() {
+                DataType::List(item) | DataType::LargeList(item)
+                    if is_token_type(item.data_type()) =>
+                {
+                    Ok(())
+                }
+                other => Err(LoaderError::ColumnType {
+                    file: file.into(),
+                    column: column.into(),
+                    found: other.to_string(),
+                    expected: "list<int> or large_list<int> (int8/16/32/64 or uint8/16/32 values)",
+                }),
+            }
+        };
+        if flat {
+            let field = find(&self.tokens).ok_or_else(|| missing(&self.tokens))?;
+            if !is_token_type(field.data_type()) {
+                return Err(LoaderError::ColumnType {
+                    file: file.into(),
+                    column: self.tokens.clone(),
+                    found: field.data_type().to_string(),
+                    expected: TOKEN_TYPES,
+                });
+            }
+            let document_start = match find(&self.document_start) {
+                Some(f) if f.data_type() == &DataType::Boolean => Some(self.document_start.clone()),
+                Some(f) => {
+                    return Err(LoaderError::ColumnType {
+                        file: file.into(),
+                        column: self.document_start.clone(),
+                        found: f.data_type().to_string(),
+                        expected: "boolean",
+                    });
+                }
+                None => None,
+            };
+            Ok(ResolvedLayout {
+                flat: true,
+                token_column: self.tokens.clone(),
+                labels_column: None,
+                document_start_column: document_start,
+            })
+        } else {
+            list_of_tokens(&self.input_ids)?;
+            if let Some(labels) = &self.labels {
+                list_of_tokens(labels)?;
+            }
+            Ok(ResolvedLayout {
+                flat: false,
+                token_column: self.input_ids.clone(),
+                labels_column: self.labels.clone(),
+                document_start_column: None,
+            })
+        }
+    }
+}
+
+/// Where a decoded array sits, for error messages.
+pub(crate) struct Place<'a> {
+    pub file: &'a str,
+    pub row_group: usize,
+}
+
+/// Decoding options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DecodeOptions {
+    pub dtype: DType,
+    pub vocab_size: Option<u64>,
+}
+
+/// Decodes one row group's record batch into documents.
+pub(crate) fn decode(
+    place: &Place<'_>,
+    batch: &RecordBatch,
+    layout: &ResolvedLayout,
+    options: DecodeOptions,
+) -> Result<Documents> {
+    let column = |name: &str| -> Result<&ArrayRef> {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| LoaderError::MissingColumn {
+                file: place.file.into(),
+                column: name.into(),
+                available: batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    };
+    let tokens_array = column(&layout.token_column)?;
+    if layout.flat {
+        let n = tokens_array.len();
+        let tokens = to_tensor(
+            place,
+            &layout.token_column,
+            tokens_array.as_ref(),
+            options,
+            |i| i,
+        )?;
+        let mut offsets = vec![0usize];
+        if let Some(name) = &layout.document_start_column {
+            let starts = column(name)?;
+            if let Some(row) = first_null(starts.as_ref()) {
+                return Err(null(place, name, row));
+            }
+            let starts = starts.as_boolean();
+            offsets.extend(starts.values().set_indices().filter(|&i| i > 0));
+        }
+        offsets.push(n);
+        offsets.dedup();
+        if n == 0 {
+            offsets = vec![0];
+        }
+        return Documents::new(tokens, offsets)
+            .ok_or_else(|| internal(place, &layout.token_column));
+    }
+    let (tokens, offsets) = match tokens_array.data_type() {
+        DataType::LargeList(_) => {
+            list_tokens::<i64>(place, &layout.token_column, tokens_array, options)?
+        }
+        _ => list_tokens::<i32>(place, &layout.token_column, tokens_array, options)?,
+    };
+    let mut documents = Documents::new(tokens, offsets.clone())
+        .ok_or_else(|| internal(place, &layout.token_column))?;
+    if let Some(name) = &layout.labels_column {
+        let array = column(name)?;
+        let labels_options = DecodeOptions {
+            vocab_size: None,
+            ..options
+        };
+        let (labels, label_offsets) = match array.data_type() {
+            DataType::LargeList(_) => list_tokens::<i64>(place, name, array, labels_options)?,
+            _ => list_tokens::<i32>(place, name, array, labels_options)?,
+        };
+        if let Some(row) = (1..offsets.len())
+            .find(|&i| offsets[i] - offsets[i - 1] != label_offsets[i] - label_offsets[i - 1])
+        {
+            return Err(LoaderError::LengthMismatch {
+                file: place.file.into(),
+                row_group: place.row_group,
+                row: row - 1,
+                column: name.clone(),
+                len: label_offsets[row] - label_offsets[row - 1],
+                expected: offsets[row] - offsets[row - 1],
+            });
+        }
+        documents = documents
+            .with_labels(labels)
+            .ok_or_else(|| internal(place, name))?;
+    }
+    Ok(documents)
+}
+
+fn internal(place: &Place<'_>, column: &str) -> LoaderError {
+    LoaderError::ColumnType {
+        file: place.file.into(),
+        column: column.into(),
+        found: "inconsistent offsets".into(),
+        expected: "valid list offsets",
+    }
+}
+
+fn null(place: &Place<'_>, column: &str, row: usize) -> LoaderError {
+    LoaderError::Null {
+        file: place.file.into(),
+        row_group: place.row_group,
+        row,
+        column: column.into(),
+    }
+}
+
+fn first_null(array: &dyn Array) -> Option<usize> {
+    if array.null_count() == 0 {
+        return None;
+    }
+    (0..array.len()).find(|&i| array.is_null(i))
+}
+
+/// A list column's values as one token tensor plus document offsets (relative to 0).
+fn list_tokens<O: OffsetSizeTrait>(
+    place: &Place<'_>,
+    column: &str,
+    array: &ArrayRef,
+    options: DecodeOptions,
+) -> Result<(Tensor, Vec<usize>)> {
+    if let Some(row) = first_null(array.as_ref()) {
+        return Err(null(place, column, row));
+    }
+    let list = array.as_list::<O>();
+    let raw = list.value_offsets();
+    let base = raw.first().map_or(0, |o| o.as_usize());
+    let offsets: Vec<usize> = raw.iter().map(|o| o.as_usize() - base).collect();
+    let end = offsets.last().copied().unwrap_or(0);
+    let values = list.values().slice(base, end);
+    // Errors inside the values name the document (list row), not the value index.
+    let row_of = |value_index: usize| {
+        offsets
+            .partition_point(|&o| o <= value_index)
+            .saturating_sub(1)
+    };
+    let tokens = to_tensor(place, column, values.as_ref(), options, row_of)?;
+    Ok((tokens, offsets))
+}
+
+/// An integer array as a 1-D tensor of `options.dtype`: shared when the types match,
+/// converted (with range checks) otherwise. `row_of` maps a value index to the row to report.
+fn to_tensor(
+    place: &Place<'_>,
+    column: &str,
+    array: &dyn Array,
+    options: DecodeOptions,
+    row_of: impl Fn(usize) -> usize,
+) -> Result<Tensor> {
+    if let Some(i) = first_null(array) {
+        return Err(null(place, column, row_of(i)));
+    }
+    let out_of_range = |i: usize, token: i64| LoaderError::TokenOutOfRange {
+        file: place.file.into(),
+        row_group: place.row_group,
+        row: row_of(i),
+        column: column.into(),
+        token,
+        vocab_size: options.vocab_size.unwrap_or(match options.dtype {
+            DType::I32 => 1 << 31,
+            DType::I64 => u64::MAX,
+        }),
+    };
+    // Exclusive upper bound on token ids: the vocabulary, else what the dtype holds.
+    let limit: i128 = match (options.vocab_size, options.dtype) {
+        (Some(v), _) => i128::from(v),
+        (None, DType::I32) => i128::from(i32::MAX) + 1,
+        (None, DType::I64) => i128::from(i64::MAX) + 1,
+    };
+    macro_rules! check {
+        ($values:expr) => {{
+            let values = $values;
+            // Cheap vectorizable min/max first; locate the offender only on failure.
+            let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| {
+                let v = i64::from(v);
+                (lo.min(v), hi.max(v))
+            });
+            if !values.is_empty() && (lo < 0 || i128::from(hi) >= limit) {
+                if let Some((i, &v)) = values
+                    .iter()
+                    .enumerate()
+                    .find(|&(_, &v)| i64::from(v) < 0 || i128::from(i64::from(v)) >= limit)
+                {
+                    return Err(out_of_range(i, i64::from(v)));
+                }
+            }
+        }};
+    }
+    let tensor = match array.data_type() {
+        DataType::Int32 => {
+            let values = array.as_primitive::<Int32Type>().values();
+            check!(values.as_ref());
+            match options.dtype {
+                DType::I32 => shared(values.inner().clone().into(), DType::I32),
+                DType::I64 => {
+                    Tensor::vector(values.iter().map(|&v| i64::from(v)).collect::<Vec<_>>())
+                }
+            }
+        }
+        DataType::Int64 => {
+            let values = array.as_primitive::<Int64Type>().values();
+            check!(values.as_ref());
+            match options.dtype {
+                // In range after the check above, so the narrowing is exact.
+                DType::I32 => Tensor::vector(values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+                DType::I64 => shared(values.inner().clone().into(), DType::I64),
+            }
+        }
+        DataType::Int16 => widen(
+            array.as_primitive::<Int16Type>().values().as_ref(),
+            options.dtype,
+            limit,
+            &out_of_range,
+        )?,
+        DataType::UInt8 => widen(
+            array.as_primitive::<UInt8Type>().values().as_ref(),
+            options.dtype,
+            limit,
+            &out_of_range,
+        )?,
+        DataType::UInt16 => widen(
+            array.as_primitive::<UInt16Type>().values().as_ref(),
+            options.dtype,
+            limit,
+            &out_of_range,
+        )?,
+        DataType::UInt32 => widen(
+            array.as_primitive::<UInt32Type>().values().as_ref(),
+            options.dtype,
+            limit,
+            &out_of_range,
+        )?,
+        other => {
+            return Err(LoaderError::ColumnType {
+                file: place.file.into(),
+                column: column.into(),
+                found: other.to_string(),
+                expected: TOKEN_TYPES,
+            });
+        }
+    };
+    Ok(tensor)
+}
+
+fn shared(bytes: Bytes, dtype: DType) -> Tensor {
+    // The Arrow buffer is aligned and sized for `dtype`, so this cannot fail; fall back to an
+    // empty tensor rather than panic.
+    Tensor::vector_from_bytes(bytes, dtype).unwrap_or_else(|_| Tensor::vector(Vec::<i32>::new()))
+}
+
+fn widen<T: Copy + Into<i64>>(
+    values: &[T],
+    dtype: DType,
+    limit: i128,
+    out_of_range: &dyn Fn(usize, i64) -> LoaderError,
+) -> Result<Tensor> {
+    if let Some((i, v)) = values
+        .iter()
+        .map(|&v| v.into())
+        .enumerate()
+        .find(|&(_, v): &(usize, i64)| v < 0 || i128::from(v) >= limit)
+    {
+        return Err(out_of_range(i, v));
+    }
+    Ok(match dtype {
+        DType::I32 => Tensor::vector(values.iter().map(|&v| v.into() as i32).collect::<Vec<_>>()),
+        DType::I64 => Tensor::vector(values.iter().map(|&v| v.into()).collect::<Vec<_>>()),
+    })
+}

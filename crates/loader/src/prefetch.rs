@@ -1,0 +1,215 @@
+//! Reading ahead: row groups fetched and decoded by spawned tasks with bounded concurrency,
+//! handed over through a bounded queue (so a slow consumer stops the reading).
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::SpawnedReader;
+use parquet::errors::ParquetError;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::catalog::{BadShardPolicy, Catalog};
+use crate::documents::{Documents, Origin};
+use crate::error::{LoaderError, Result};
+use crate::layout::{DecodeOptions, Place, decode};
+use crate::reader::{ObjectStoreReader, RetryPolicy};
+
+/// How far ahead to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prefetch {
+    /// Row groups fetched and decoded at once.
+    pub concurrency: usize,
+    /// Decoded row groups waiting for the consumer.
+    pub queue: usize,
+}
+
+impl Default for Prefetch {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            queue: 4,
+        }
+    }
+}
+
+/// One item from the reader.
+pub(crate) enum Item {
+    Documents(Documents),
+    /// A row group skipped under the skip policy, with the reason.
+    Skipped(String),
+    /// A full pass over the rank's units produced no documents (with `repeat`).
+    Barren,
+}
+
+#[derive(Clone)]
+pub(crate) struct ReadSettings {
+    pub prefetch: Prefetch,
+    pub policy: BadShardPolicy,
+    pub decode: DecodeOptions,
+    pub retry: RetryPolicy,
+    pub io: Handle,
+}
+
+/// A running reader task; dropping it stops the task.
+pub(crate) struct Prefetcher {
+    pub rx: mpsc::Receiver<Result<Item>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts reading `order[start..]` (cycling through `order` forever when `repeat`), skipping
+/// the first `skip` documents of the first unit.
+pub(crate) fn spawn(
+    catalog: Arc<Catalog>,
+    epoch: u64,
+    order: Arc<Vec<usize>>,
+    start: u64,
+    skip: u64,
+    repeat: bool,
+    settings: ReadSettings,
+) -> Prefetcher {
+    let (tx, rx) = mpsc::channel(settings.prefetch.queue.max(1));
+    let task = tokio::spawn(async move {
+        let len = order.len() as u64;
+        let end = if repeat { u64::MAX } else { len };
+        let mut since_documents = 0u64;
+        let mut reads = stream::iter(start..end)
+            .map(|position| {
+                let catalog = Arc::clone(&catalog);
+                let unit = order[(position % len.max(1)) as usize];
+                let settings = settings.clone();
+                let handle =
+                    tokio::spawn(async move { read_unit(&catalog, unit, &settings).await });
+                async move { (position, handle.await) }
+            })
+            .buffered(settings.prefetch.concurrency.max(1));
+        while let Some((position, joined)) = reads.next().await {
+            let result = match joined {
+                Ok(r) => r,
+                Err(e) => Err(LoaderError::Input(Box::new(e))),
+            };
+            let origin = Origin {
+                epoch,
+                unit: position,
+                first_document: 0,
+            };
+            let items: Vec<Result<Item>> = match result {
+                Ok(chunks) => {
+                    let mut first = 0u64;
+                    let mut items = Vec::new();
+                    for chunk in chunks {
+                        let n = chunk.len() as u64;
+                        let chunk = chunk.with_origin(Origin {
+                            first_document: first,
+                            ..origin
+                        });
+                        first += n;
+                        let chunk = if position == start && skip > 0 {
+                            let local = skip.saturating_sub(chunk.origin().first_document);
+                            match chunk.skip(usize::try_from(local).unwrap_or(usize::MAX)) {
+                                Some(c) => c,
+                                None => continue,
+                            }
+                        } else {
+                            chunk
+                        };
+                        if !chunk.is_empty() {
+                            since_documents = 0;
+                            items.push(Ok(Item::Documents(chunk)));
+                        }
+                    }
+                    items
+                }
+                Err(e) if settings.policy == BadShardPolicy::Skip => {
+                    tracing::warn!("skipping row group: {e}");
+                    vec![Ok(Item::Skipped(e.to_string()))]
+                }
+                Err(e) => vec![Err(e)],
+            };
+            let failed = items.iter().any(Result::is_err);
+            for item in items {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+            if failed {
+                return;
+            }
+            since_documents += 1;
+            if repeat && since_documents > len {
+                let _ = tx.send(Ok(Item::Barren)).await;
+                return;
+            }
+        }
+    });
+    Prefetcher { rx, task }
+}
+
+/// Fetches and decodes one row group.
+pub(crate) async fn read_unit(
+    catalog: &Catalog,
+    unit: usize,
+    settings: &ReadSettings,
+) -> Result<Vec<Documents>> {
+    let unit = catalog.units[unit];
+    let shard = &catalog.shards[unit.shard];
+    let file = &shard.file;
+    let place = Place {
+        file: &file.display,
+        row_group: unit.row_group,
+    };
+    let decode_error = |e: ParquetError| match e {
+        // A read failure (a shard deleted mid-run, a network error that outlived the
+        // retries) is reported as such, not as corrupt data.
+        ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
+            Ok(source) => LoaderError::Io {
+                file: format!("{} row group {}", file.display, unit.row_group),
+                source: *source,
+            },
+            Err(other) => LoaderError::Decode {
+                file: file.display.clone(),
+                row_group: unit.row_group,
+                column: shard.layout.token_column.clone(),
+                source: ParquetError::External(other),
+            },
+        },
+        source => LoaderError::Decode {
+            file: file.display.clone(),
+            row_group: unit.row_group,
+            column: shard.layout.token_column.clone(),
+            source,
+        },
+    };
+    let reader = ObjectStoreReader::new(
+        Arc::clone(&file.store),
+        file.path.clone(),
+        file.size,
+        settings.retry,
+    );
+    let reader = SpawnedReader::new(reader, settings.io.clone());
+    let batches: Vec<_> =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, shard.metadata.clone())
+            .with_row_groups(vec![unit.row_group])
+            .with_projection(shard.projection.clone())
+            // One record batch per row group: whole documents, no stitching.
+            .with_batch_size(unit.rows.max(1))
+            .build()
+            .map_err(decode_error)?
+            .try_collect()
+            .await
+            .map_err(decode_error)?;
+    batches
+        .iter()
+        .map(|batch| decode(&place, batch, &shard.layout, settings.decode))
+        .collect()
+}

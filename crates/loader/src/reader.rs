@@ -1,0 +1,159 @@
+//! [`AsyncFileReader`] over any `object_store` backend, with retries.
+//!
+//! parquet's own `ParquetObjectReader` is deprecated; this is the replacement its docs advise.
+//! Readers are wrapped in parquet's `SpawnedReader` by the loader so that I/O runs on a
+//! dedicated runtime and decoding never stalls it.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use serde::{Deserialize, Serialize};
+
+/// Retries of transient object-store errors, with exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_backoff_ms: 50,
+            max_backoff_ms: 2_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` until it succeeds, fails permanently, or retries run out.
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut attempt: F) -> object_store::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let mut backoff = self.initial_backoff_ms;
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if tries < self.max_retries && is_transient(&e) => {
+                    tries += 1;
+                    tracing::warn!(
+                        retry = tries,
+                        backoff_ms = backoff,
+                        "{what}: transient error: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                    backoff = (backoff * 2).min(self.max_backoff_ms);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Errors worth another attempt: anything but a definite answer from the store.
+pub(crate) fn is_transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::NotModified { .. }
+    )
+}
+
+/// Reads one object as a Parquet file.
+#[derive(Clone, Debug)]
+pub(crate) struct ObjectStoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    retry: RetryPolicy,
+}
+
+impl ObjectStoreReader {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        size: u64,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            store,
+            path,
+            size,
+            retry,
+        }
+    }
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectStoreReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            let what = self.path.to_string();
+            self.retry
+                .run(&what, || self.store.get_range(&self.path, range.clone()))
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let what = self.path.to_string();
+            self.retry
+                .run(&what, || self.store.get_ranges(&self.path, &ranges))
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                // One request for footer and metadata in the common case.
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
