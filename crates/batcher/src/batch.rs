@@ -69,14 +69,14 @@ impl Batch {
                 field: name.to_string(),
             });
         }
-        if let Some((_, first)) = self.fields.first() {
-            if first.rows() != tensor.rows() {
-                return Err(BatchError::RowMismatch {
-                    field: name.to_string(),
-                    rows: tensor.rows(),
-                    expected: first.rows(),
-                });
-            }
+        if let Some((_, first)) = self.fields.first()
+            && first.rows() != tensor.rows()
+        {
+            return Err(BatchError::RowMismatch {
+                field: name.to_string(),
+                rows: tensor.rows(),
+                expected: first.rows(),
+            });
         }
         self.fields.push((name, tensor));
         Ok(())

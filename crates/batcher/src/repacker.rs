@@ -253,15 +253,15 @@ impl Repacker {
                 operation: "push_tokens takes 1-D token runs",
             });
         };
-        if let Some(labels) = labels {
-            if labels.shape() != input_ids.shape() {
-                return Err(BatchError::ShapeMismatch {
-                    field: fields::LABELS.into(),
-                    shape: labels.shape().dims(),
-                    expected: vec![len],
-                    operation: "labels must match input_ids",
-                });
-            }
+        if let Some(labels) = labels
+            && labels.shape() != input_ids.shape()
+        {
+            return Err(BatchError::ShapeMismatch {
+                field: fields::LABELS.into(),
+                shape: labels.shape().dims(),
+                expected: vec![len],
+                operation: "labels must match input_ids",
+            });
         }
         let mut schema = vec![(Arc::from(fields::INPUT_IDS), input_ids.dtype())];
         if let Some(labels) = labels {
@@ -528,10 +528,10 @@ fn gather_row<T: Element>(tensor: &Tensor, row: usize, keep: &[usize]) -> Bytes 
 /// Joins byte runs of `T` into `total` elements, filling the rest with `pad`. One run that is
 /// already the whole result is shared, not copied.
 fn concat<T: Element>(column: &[Bytes], total: usize, pad: T) -> Bytes {
-    if let [only] = column {
-        if only.len() == total * size_of::<T>() {
-            return only.clone();
-        }
+    if let [only] = column
+        && only.len() == total * size_of::<T>()
+    {
+        return only.clone();
     }
     let mut out: Vec<T> = Vec::with_capacity(total);
     for run in column {

@@ -149,7 +149,7 @@ pub fn bytes_from_vec<T: Element>(values: Vec<T>) -> Bytes {
 }
 
 fn aligned(data: Bytes, dtype: DType) -> Bytes {
-    if (data.as_ptr() as usize) % dtype.size() == 0 {
+    if (data.as_ptr() as usize).is_multiple_of(dtype.size()) {
         return data;
     }
     // Rare: a buffer from an unaligned source. One copy into aligned storage.
@@ -206,7 +206,7 @@ impl Tensor {
 
     /// A 1-D tensor over native-endian bytes, without copying them when aligned.
     pub fn vector_from_bytes(data: Bytes, dtype: DType) -> Result<Self, BatchError> {
-        if data.len() % dtype.size() != 0 {
+        if !data.len().is_multiple_of(dtype.size()) {
             return Err(BatchError::BufferSize {
                 field: "<tensor>".into(),
                 bytes: data.len(),

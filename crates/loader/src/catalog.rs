@@ -119,12 +119,15 @@ fn classify(file: &str, e: ParquetError) -> LoaderError {
     }
 }
 
+/// A shard with its row groups, as read from its footer.
+type OpenedShard = (Shard, Vec<Unit>);
+
 async fn open_shard(
     file: ShardFile,
     layout: &ShardLayout,
     retry: RetryPolicy,
     io: Handle,
-) -> Result<(Shard, Vec<Unit>)> {
+) -> Result<OpenedShard> {
     let display = file.display.clone();
     let reader =
         ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
@@ -191,7 +194,7 @@ pub(crate) async fn build_catalog(
     io: Handle,
     concurrency: usize,
 ) -> Result<Catalog> {
-    let opened: Vec<(String, Result<(Shard, Vec<Unit>)>)> = stream::iter(files)
+    let opened: Vec<(String, Result<OpenedShard>)> = stream::iter(files)
         .map(|file| {
             let io = io.clone();
             async move {

@@ -276,7 +276,7 @@ impl WarmupCore {
                 None
             }
             Sink::Rows(r) if self.config.mode.is_composer() => match r.finish(max)? {
-                Some(b) => Some(self.cut(b, len)?),
+                Some(b) => Some(self.cut(&b, len)?),
                 None => None,
             },
             Sink::Rows(r) => r.finish(len)?,
@@ -303,10 +303,10 @@ impl WarmupCore {
             dropped += s.documents.iter().map(|(t, _)| t.numel()).sum::<usize>();
             s.documents.clear();
         }
-        if let Some(current) = self.current.take() {
-            if let Some((start, _)) = current.span(self.cursor) {
-                dropped += current.token_count() - start;
-            }
+        if let Some(current) = self.current.take()
+            && let Some((start, _)) = current.span(self.cursor)
+        {
+            dropped += current.token_count() - start;
         }
         self.cursor = 0;
         self.stats.tokens_dropped += dropped as u64;
@@ -341,7 +341,7 @@ impl WarmupCore {
         }
     }
 
-    fn cut(&mut self, batch: Batch, len: usize) -> Result<Batch> {
+    fn cut(&mut self, batch: &Batch, len: usize) -> Result<Batch> {
         let cut = match self.config.mode {
             Mode::Truncate {
                 preserve_end_of_sequence,
@@ -365,9 +365,29 @@ impl WarmupCore {
             Sink::Pack(p) => p.pop(len, rows)?,
         };
         match popped {
-            Some(b) if composer => Ok(Some(self.cut(b, len)?)),
+            Some(b) if composer => {
+                let b = self.with_full_mask(b)?;
+                Ok(Some(self.cut(&b, len)?))
+            }
             other => Ok(other),
         }
+    }
+
+    /// Composer's `preserve_end_of_sequence` needs an `attention_mask`; rows concatenated
+    /// from documents have no padding, so the mask is all ones.
+    fn with_full_mask(&self, batch: Batch) -> Result<Batch> {
+        let preserve = matches!(
+            self.config.mode,
+            Mode::Truncate {
+                preserve_end_of_sequence: true
+            }
+        );
+        if !preserve || batch.get(seqwarm_batcher::fields::ATTENTION_MASK).is_some() {
+            return Ok(batch);
+        }
+        let dtype = batch.input_ids().map_or(DType::I64, Tensor::dtype);
+        let mask = Tensor::full(dtype, batch.rows(), batch.seq_len(), 1)?;
+        Ok(batch.with_field(seqwarm_batcher::fields::ATTENTION_MASK, mask)?)
     }
 
     fn buffered(&self) -> usize {
@@ -450,15 +470,15 @@ impl WarmupCore {
                 if shuffle.documents.len() > shuffle.capacity {
                     let j = shuffle.rng.below(shuffle.documents.len());
                     let out = shuffle.documents.swap_remove(j);
-                    self.to_sink(&out)?;
+                    self.send_to_sink(&out)?;
                 }
                 Ok(())
             }
-            None => self.to_sink(&doc),
+            None => self.send_to_sink(&doc),
         }
     }
 
-    fn to_sink(&mut self, (tokens, labels): &Doc) -> Result<()> {
+    fn send_to_sink(&mut self, (tokens, labels): &Doc) -> Result<()> {
         let eos = self.config.eos_id;
         self.stats.tokens_in += (tokens.numel() + usize::from(eos.is_some())) as u64;
         match &mut self.sink {
@@ -497,7 +517,7 @@ impl WarmupCore {
             while !shuffle.documents.is_empty() {
                 let j = shuffle.rng.below(shuffle.documents.len());
                 let doc = shuffle.documents.swap_remove(j);
-                self.to_sink(&doc)?;
+                self.send_to_sink(&doc)?;
             }
             self.shuffle = Some(shuffle);
         }

@@ -357,14 +357,14 @@ impl ScheduleConfig {
                 "must be strictly increasing",
             ));
         }
-        if let (Some(max), Some(&last)) = (self.max, difficulty.last()) {
-            if last > max {
-                return Err(invalid(
-                    "difficulty",
-                    format!("{difficulty:?}"),
-                    &format!("entries must not exceed max ({max})"),
-                ));
-            }
+        if let (Some(max), Some(&last)) = (self.max, difficulty.last())
+            && last > max
+        {
+            return Err(invalid(
+                "difficulty",
+                format!("{difficulty:?}"),
+                &format!("entries must not exceed max ({max})"),
+            ));
         }
         Ok(Curve::Discrete {
             difficulty,
@@ -448,7 +448,7 @@ fn composer_curve(
         every,
     };
     let reaches_max_at = curve.composer_max_reached_at();
-    if (max - min) % step != 0 {
+    if !(max - min).is_multiple_of(step) {
         warnings.push(ScheduleWarning::ComposerStepDoesNotDivideRange { min, max, step });
     }
     if reaches_max_at.is_none_or(|at| at >= total) {

@@ -23,13 +23,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// (document, position) so that any reordering or loss is visible.
 pub fn documents(count: usize, max_len: usize, seed: u64) -> Vec<Vec<i32>> {
     let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
     (0..count)
         .map(|d| {
             state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let len = 1 + (state >> 33) as usize % max_len;
             (0..len)
                 .map(|p| ((d * 1000 + p) % 50_000) as i32 + 1)
@@ -128,4 +128,24 @@ pub fn assert_same_tokens(got: &[i64], expected: &[i64], what: &str) {
             expected.len()
         ),
     }
+}
+
+/// SHA-256 over every field (name, dtype, shape, values) of every batch, plus its length.
+pub fn hash_batches(batches: &[seqwarm_loader::ScheduledBatch]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    batches
+        .iter()
+        .map(|b| {
+            let mut h = Sha256::new();
+            h.update(b.seq_len.to_le_bytes());
+            for (name, t) in b.batch.iter() {
+                h.update(name.as_bytes());
+                h.update(format!("{:?}{:?}", t.dtype(), t.shape()).as_bytes());
+                for v in t.to_vec_i64() {
+                    h.update(v.to_le_bytes());
+                }
+            }
+            format!("{:x}", h.finalize())
+        })
+        .collect()
 }

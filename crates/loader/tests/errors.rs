@@ -1,0 +1,252 @@
+//! Bad input gives a typed error naming the file (and row group, column, row); a policy can
+//! skip and count bad shards instead. Nothing panics.
+
+mod common;
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Int32Builder, ListBuilder};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use futures_util::StreamExt;
+use parquet::arrow::ArrowWriter;
+use seqwarm_loader::{
+    BadShardPolicy, BatchSize, LoaderBuilder, LoaderError, Mode, Result, ScheduledBatch,
+    WarmupConfig,
+};
+use seqwarm_schedule::ScheduleConfig;
+
+fn warmup() -> WarmupConfig {
+    let schedule = ScheduleConfig::linear(8, 32, 0.5, 20).build().unwrap();
+    WarmupConfig::new(schedule)
+        .with_mode(Mode::Repack)
+        .with_batch_size(BatchSize::Rows(2))
+}
+
+async fn run(
+    builder: LoaderBuilder,
+) -> Result<(Vec<ScheduledBatch>, seqwarm_loader::Stats, Vec<String>)> {
+    let mut loader = builder.build().await?;
+    let mut out = Vec::new();
+    while let Some(b) = loader.next().await {
+        out.push(b?);
+    }
+    Ok((out, loader.stats(), loader.skipped()))
+}
+
+async fn error_for(location: &std::path::Path) -> LoaderError {
+    run(LoaderBuilder::new(
+        [location.display().to_string()],
+        warmup(),
+    ))
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("{} should fail", location.display()))
+}
+
+fn write_batch(path: &std::path::Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test]
+async fn missing_path_names_it() {
+    let err = error_for(std::path::Path::new("/nonexistent/shards")).await;
+    assert!(matches!(err, LoaderError::Location { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/shards"), "{err}");
+}
+
+#[tokio::test]
+async fn empty_directory_has_no_shards() {
+    let dir = common::temp_dir("empty-dir");
+    let err = error_for(&dir).await;
+    assert!(matches!(err, LoaderError::NoShards { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn non_parquet_and_truncated_files_are_named() {
+    let dir = common::temp_dir("not-parquet");
+    let text = dir.join("notes.parquet");
+    std::fs::write(&text, "this is not parquet at all, just some text").unwrap();
+    let err = error_for(&text).await;
+    assert!(matches!(err, LoaderError::NotParquet { .. }), "{err:?}");
+    assert!(err.to_string().contains("notes.parquet"), "{err}");
+
+    let good = dir.join("good.parquet");
+    common::write_rows(&good, &common::documents(100, 50, 1), 10);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = error_for(&cut).await;
+    assert!(matches!(err, LoaderError::NotParquet { .. }), "{err:?}");
+    assert!(err.to_string().contains("cut.parquet"), "{err}");
+}
+
+#[tokio::test]
+async fn missing_and_mistyped_columns_are_named() {
+    let dir = common::temp_dir("columns");
+    let other = dir.join("other.parquet");
+    let text: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+    write_batch(
+        &other,
+        &RecordBatch::try_from_iter([("text", text)]).unwrap(),
+    );
+    let err = error_for(&other).await;
+    assert!(matches!(err, LoaderError::MissingColumn { .. }), "{err:?}");
+    assert!(err.to_string().contains("text"), "{err}");
+
+    let typed = dir.join("typed.parquet");
+    let strings: ArrayRef = Arc::new(StringArray::from(vec!["1 2 3"]));
+    write_batch(
+        &typed,
+        &RecordBatch::try_from_iter([("input_ids", strings)]).unwrap(),
+    );
+    let err = error_for(&typed).await;
+    assert!(
+        matches!(err, LoaderError::ColumnType { ref column, .. } if column == "input_ids"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("typed.parquet"), "{err}");
+}
+
+#[tokio::test]
+async fn null_document_names_row_group_and_row() {
+    let dir = common::temp_dir("nulls");
+    let path = dir.join("nulls.parquet");
+    let mut builder = ListBuilder::new(Int32Builder::new());
+    builder.values().append_slice(&[1, 2, 3]);
+    builder.append(true);
+    builder.append(false); // null document
+    let array: ArrayRef = Arc::new(builder.finish());
+    write_batch(
+        &path,
+        &RecordBatch::try_from_iter([("input_ids", array)]).unwrap(),
+    );
+    let err = error_for(&path).await;
+    match &err {
+        LoaderError::Null {
+            row_group,
+            row,
+            column,
+            ..
+        } => assert_eq!((*row_group, *row, column.as_str()), (0, 1, "input_ids")),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains("nulls.parquet row group 0 row 1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn empty_shard_is_an_error() {
+    let dir = common::temp_dir("empty-shard");
+    let path = dir.join("empty.parquet");
+    common::write_rows(&path, &[], 10);
+    let err = error_for(&path).await;
+    assert!(matches!(err, LoaderError::EmptyShard { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn token_outside_vocabulary_is_located() {
+    let dir = common::temp_dir("vocab");
+    let path = dir.join("vocab.parquet");
+    let mut docs = common::documents(30, 20, 2);
+    docs[17][3] = 60_000;
+    common::write_rows(&path, &docs, 10);
+    let err =
+        run(LoaderBuilder::new([path.display().to_string()], warmup())
+            .with_vocab_size(Some(50_257)))
+        .await
+        .err()
+        .unwrap();
+    match &err {
+        LoaderError::TokenOutOfRange {
+            row_group,
+            row,
+            token,
+            ..
+        } => assert_eq!((*row_group, *row, *token), (1, 7, 60_000)),
+        other => panic!("{other:?}"),
+    }
+    // Negative ids in a flat int64 column too.
+    let flat = dir.join("flat.parquet");
+    let tokens: ArrayRef = Arc::new(Int64Array::from(vec![5, 6, -1, 7]));
+    write_batch(
+        &flat,
+        &RecordBatch::try_from_iter([("tokens", tokens)]).unwrap(),
+    );
+    let err = error_for(&flat).await;
+    assert!(
+        matches!(
+            err,
+            LoaderError::TokenOutOfRange {
+                row: 2,
+                token: -1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn skip_policy_counts_bad_shards_and_keeps_the_good_ones() {
+    let dir = common::temp_dir("skip");
+    let docs = common::documents(60, 30, 5);
+    common::write_rows(&dir.join("a_good.parquet"), &docs, 20);
+    std::fs::write(dir.join("b_bad.parquet"), "garbage").unwrap();
+    let builder = LoaderBuilder::new([dir.display().to_string()], warmup().with_keep_last(true))
+        .with_shuffle_units(false)
+        .with_bad_shard_policy(BadShardPolicy::Skip);
+    let (batches, stats, skipped) = run(builder).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].contains("b_bad.parquet"), "{skipped:?}");
+    let tokens: usize = docs.iter().map(Vec::len).sum();
+    assert_eq!(stats.tokens_out as usize, tokens);
+    assert!(!batches.is_empty());
+    // The same directory fails under the default policy.
+    let err = run(LoaderBuilder::new([dir.display().to_string()], warmup()))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("b_bad.parquet"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
+    let dir = common::temp_dir("vanish");
+    let docs = common::documents(200, 40, 6);
+    common::write_rows(&dir.join("a.parquet"), &docs[..100], 10);
+    common::write_rows(&dir.join("b.parquet"), &docs[100..], 10);
+    for policy in [BadShardPolicy::Fail, BadShardPolicy::Skip] {
+        let builder = LoaderBuilder::new([dir.display().to_string()], warmup())
+            .with_shuffle_units(false)
+            .with_bad_shard_policy(policy);
+        let mut loader = builder.build().await.unwrap();
+        let _ = std::fs::rename(dir.join("b.parquet"), dir.join("b.moved"));
+        let mut result = Ok(0usize);
+        while let Some(b) = loader.next().await {
+            match b {
+                Ok(_) => result = result.map(|n| n + 1),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        std::fs::rename(dir.join("b.moved"), dir.join("b.parquet")).unwrap();
+        match policy {
+            BadShardPolicy::Fail => {
+                let err = result.err().unwrap();
+                assert!(matches!(err, LoaderError::Io { .. }), "{err:?}");
+                assert!(err.to_string().contains("b.parquet"), "{err}");
+            }
+            BadShardPolicy::Skip => {
+                assert!(result.unwrap() > 0);
+                assert_eq!(loader.stats().units_skipped, 10);
+            }
+        }
+    }
+}
