@@ -157,3 +157,66 @@ impl AsyncFileReader for ObjectStoreReader {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::RetryPolicy;
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "test",
+            source: message.to_string().into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_with_backoff() {
+        let attempts = AtomicU32::new(0);
+        let policy = RetryPolicy::default();
+        let started = tokio::time::Instant::now();
+        let result = policy
+            .run("test", || async {
+                if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(generic("connection reset"))
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        // 50 ms, then 100 ms of (paused, virtual) backoff.
+        assert_eq!(started.elapsed().as_millis(), 150);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn definite_errors_and_exhausted_retries_fail() {
+        let attempts = AtomicU32::new(0);
+        let result: object_store::Result<()> = RetryPolicy::default()
+            .run("test", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err(object_store::Error::NotFound {
+                    path: "x".into(),
+                    source: "gone".into(),
+                })
+            })
+            .await;
+        assert!(matches!(result, Err(object_store::Error::NotFound { .. })));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        let attempts = AtomicU32::new(0);
+        let policy = RetryPolicy {
+            max_retries: 3,
+            ..RetryPolicy::default()
+        };
+        let result: object_store::Result<()> = policy
+            .run("test", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err(generic("timeout"))
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    }
+}
