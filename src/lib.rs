@@ -3,10 +3,12 @@
 //! This facade re-exports the member crates:
 //! - [`schedule`]: training progress to sequence length (Composer- and DeepSpeed-exact).
 //! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
+//! - [`loader`]: async Parquet shards to warmup-scheduled batches.
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 struct ReadmeDoctests;
 
 pub use seqwarm_batcher as batcher;
+pub use seqwarm_loader as loader;
 pub use seqwarm_schedule as schedule;

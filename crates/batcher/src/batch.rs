@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::BatchError;
-use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
+use crate::tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 
 /// Conventional field names.
 pub mod fields {
@@ -140,7 +140,10 @@ impl Batch {
         if let Some(mask) = self.get(fields::ATTENTION_MASK) {
             return (0..mask.rows())
                 .filter_map(|r| mask.row(r))
-                .map(|row| (0..row.len()).filter(|&i| row.get(i) != Some(0)).count())
+                .map(|row| match row {
+                    Values::I32(v) => v.iter().filter(|&&m| m != 0).count(),
+                    Values::I64(v) => v.iter().filter(|&&m| m != 0).count(),
+                })
                 .sum();
         }
         self.input_ids().map_or(0, Tensor::numel)

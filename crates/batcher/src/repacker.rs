@@ -288,6 +288,66 @@ impl Repacker {
         Ok(())
     }
 
+    /// Accepts elements `start..end` of 1-D `input_ids` (and `labels`) buffers, shared, not
+    /// copied. When the previous push ended exactly where this one starts in the same
+    /// buffers, the two runs are joined into one, so that later pops that span both are still
+    /// zero-copy views.
+    pub fn push_span(
+        &mut self,
+        input_ids: &Tensor,
+        labels: Option<&Tensor>,
+        start: usize,
+        end: usize,
+    ) -> Result<(), BatchError> {
+        let out_of_range = |field: &str, t: &Tensor| BatchError::ShapeMismatch {
+            field: field.into(),
+            shape: t.shape().dims(),
+            expected: vec![end],
+            operation: "push_span range outside the buffer",
+        };
+        let ids = input_ids
+            .slice_rows(start, end)
+            .ok_or_else(|| out_of_range(fields::INPUT_IDS, input_ids))?;
+        let labels_span = match labels {
+            Some(l) => Some(
+                l.slice_rows(start, end)
+                    .ok_or_else(|| out_of_range(fields::LABELS, l))?,
+            ),
+            None => None,
+        };
+        let schema_matches = self.schema.as_ref().is_some_and(|s| {
+            s.len() == 1 + usize::from(labels.is_some())
+                && s[0].1 == input_ids.dtype()
+                && labels.is_none_or(|l| s[1].1 == l.dtype())
+        });
+        if schema_matches && input_ids.cols().is_none() && start < end {
+            let parents: Vec<&Tensor> = std::iter::once(input_ids).chain(labels).collect();
+            if let Some(last) = self.queue.back_mut() {
+                let joined: Vec<Bytes> = parents
+                    .iter()
+                    .zip(&last.columns)
+                    .filter_map(|(parent, tail)| {
+                        let size = parent.dtype().size();
+                        let buffer = parent.buffer();
+                        let base = buffer.as_ptr() as usize;
+                        let tail_start = tail.as_ptr() as usize;
+                        // The previous run lies inside this buffer and ends at `start`.
+                        (tail_start >= base && tail_start + tail.len() == base + start * size)
+                            .then(|| buffer.slice(tail_start - base..end * size))
+                    })
+                    .collect();
+                if joined.len() == parents.len() && joined.len() == last.columns.len() {
+                    last.columns = joined;
+                    last.tokens += end - start;
+                    self.carried += end - start;
+                    self.tokens_in += (end - start) as u64;
+                    return Ok(());
+                }
+            }
+        }
+        self.push_tokens(&ids, labels_span.as_ref())
+    }
+
     /// The carried tokens as a `[1, carried]` batch (copied), for checkpoints; `None` when
     /// nothing is carried. [`Repacker::restore`] puts them back.
     pub fn carried(&self) -> Option<Batch> {

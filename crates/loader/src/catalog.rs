@@ -6,14 +6,14 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::arrow::async_reader::SpawnedReader;
 use parquet::errors::ParquetError;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::error::{LoaderError, Result};
+use crate::format::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
 use crate::layout::{ResolvedLayout, ShardLayout};
-use crate::reader::{ObjectStoreReader, RetryPolicy};
+use crate::reader::{RetryPolicy, reader_for};
 use crate::rng::SplitMix64;
 use crate::source::ShardFile;
 
@@ -36,13 +36,15 @@ pub(crate) struct Shard {
 }
 
 /// One row group: the unit of reading, shuffling and rank assignment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Unit {
     pub shard: usize,
     pub row_group: usize,
     pub rows: usize,
     /// Tokens the row group holds at least, from the footer alone.
     pub tokens_lower_bound: u64,
+    /// Document lengths from the flat layout's footer metadata.
+    pub document_lengths: Option<Arc<[u64]>>,
 }
 
 /// All shards and their row groups.
@@ -129,14 +131,21 @@ async fn open_shard(
     io: Handle,
 ) -> Result<OpenedShard> {
     let display = file.display.clone();
-    let reader =
-        ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
-    let mut reader = SpawnedReader::new(reader, io);
+    let mut reader = reader_for(&file, retry, io);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|e| classify(&display, e))?;
-    let resolved = layout.resolve(&display, metadata.schema())?;
+    let mut resolved = layout.resolve(&display, metadata.schema())?;
     let parquet = metadata.metadata();
+    let lengths = if resolved.flat {
+        document_lengths(&display, parquet)?
+    } else {
+        None
+    };
+    if lengths.is_some() {
+        // The footer has the boundaries; the boolean column need not be decoded.
+        resolved.document_start_column = None;
+    }
     if parquet.file_metadata().num_rows() == 0 {
         return Err(LoaderError::EmptyShard { file: display });
     }
@@ -158,6 +167,7 @@ async fn open_shard(
         .enumerate()
         .filter(|(_, rg)| rg.num_rows() > 0)
         .map(|(i, rg)| {
+            let document_lengths = lengths.as_ref().map(|l| Arc::from(l[i].as_slice()));
             let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
             let values = leaf.map_or(0, |l| u64::try_from(rg.column(l).num_values()).unwrap_or(0));
             // A list leaf counts one level per empty or null list: subtract one per row.
@@ -171,6 +181,7 @@ async fn open_shard(
                 row_group: i,
                 rows,
                 tokens_lower_bound: tokens,
+                document_lengths,
             }
         })
         .collect();
@@ -183,6 +194,46 @@ async fn open_shard(
         },
         units,
     ))
+}
+
+/// The flat layout's per-row-group document lengths from the footer, checked against the
+/// row counts; `None` when the file has none.
+fn document_lengths(
+    file: &str,
+    parquet: &parquet::file::metadata::ParquetMetaData,
+) -> Result<Option<Vec<Vec<u64>>>> {
+    let Some(text) = parquet
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == DOCUMENT_LENGTHS_KEY))
+        .and_then(|k| k.value.as_deref())
+    else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| LoaderError::Metadata {
+        file: file.into(),
+        key: DOCUMENT_LENGTHS_KEY,
+        reason,
+    };
+    let lengths =
+        decode_document_lengths(text).ok_or_else(|| invalid("not valid base64 LEB128".into()))?;
+    if lengths.len() != parquet.num_row_groups() {
+        return Err(invalid(format!(
+            "{} row groups described, the file has {}",
+            lengths.len(),
+            parquet.num_row_groups()
+        )));
+    }
+    for (i, (rg, l)) in parquet.row_groups().iter().zip(&lengths).enumerate() {
+        let sum: u64 = l.iter().sum();
+        if i64::try_from(sum).ok() != Some(rg.num_rows()) {
+            return Err(invalid(format!(
+                "row group {i}: document lengths add up to {sum}, the row group has {} rows",
+                rg.num_rows()
+            )));
+        }
+    }
+    Ok(Some(lengths))
 }
 
 /// Reads every footer (with bounded concurrency) and builds the catalog.

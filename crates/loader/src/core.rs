@@ -425,9 +425,9 @@ impl WarmupCore {
             let deficit = target.saturating_sub(repacker.carried_tokens()).max(1);
             let end = current.end_for_tokens(self.cursor, deficit);
             let end = end.max(self.cursor + 1).min(current.len());
-            if let Some((tokens, labels)) = current.range(self.cursor, end) {
-                repacker.push_tokens(&tokens, labels.as_ref())?;
-                let n = tokens.numel() as u64;
+            if let Some((start, stop)) = current.token_span(self.cursor, end) {
+                repacker.push_span(current.tokens(), current.labels(), start, stop)?;
+                let n = (stop - start) as u64;
                 self.stats.documents += (end - self.cursor) as u64;
                 self.stats.tokens_in += n;
                 self.stats.empty_documents += (self.cursor..end)

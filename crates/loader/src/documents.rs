@@ -133,6 +133,11 @@ impl Documents {
         Some((*self.offsets.get(i)?, *self.offsets.get(i + 1)?))
     }
 
+    /// The token index range covered by documents `first..end`.
+    pub fn token_span(&self, first: usize, end: usize) -> Option<(usize, usize)> {
+        Some((*self.offsets.get(first)?, *self.offsets.get(end)?))
+    }
+
     /// Tokens (and labels) of documents `first..end`, shared, not copied.
     pub fn range(&self, first: usize, end: usize) -> Option<(Tensor, Option<Tensor>)> {
         let (start, _) = self.span(first)?;

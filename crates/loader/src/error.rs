@@ -123,6 +123,16 @@ pub enum LoaderError {
         /// The configured vocabulary size.
         vocab_size: u64,
     },
+    /// Footer metadata that contradicts the file (e.g. document lengths that do not add up).
+    #[error("{file}: invalid metadata `{key}`: {reason}")]
+    Metadata {
+        /// The file.
+        file: String,
+        /// The metadata key.
+        key: &'static str,
+        /// What does not add up.
+        reason: String,
+    },
     /// A shard without rows.
     #[error("{file}: empty shard (no rows)")]
     EmptyShard {

@@ -195,6 +195,7 @@ pub(crate) fn decode(
     place: &Place<'_>,
     batch: &RecordBatch,
     layout: &ResolvedLayout,
+    document_lengths: Option<&[u64]>,
     options: DecodeOptions,
 ) -> Result<Documents> {
     let column = |name: &str| -> Result<&ArrayRef> {
@@ -223,7 +224,16 @@ pub(crate) fn decode(
             |i| i,
         )?;
         let mut offsets = vec![0usize];
-        if let Some(name) = &layout.document_start_column {
+        if let Some(lengths) = document_lengths {
+            // Lengths were checked against the row count when the footer was read.
+            offsets.reserve(lengths.len());
+            let mut at = 0usize;
+            for &len in lengths {
+                at += usize::try_from(len).unwrap_or(0);
+                offsets.push(at);
+            }
+            offsets.pop();
+        } else if let Some(name) = &layout.document_start_column {
             let starts = column(name)?;
             if let Some(row) = first_null(starts.as_ref()) {
                 return Err(null(place, name, row));
@@ -359,26 +369,30 @@ fn to_tensor(
     macro_rules! check {
         ($values:expr) => {{
             let values = $values;
-            // Cheap vectorizable min/max first; locate the offender only on failure.
-            let (lo, hi) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| {
-                let v = i64::from(v);
-                (lo.min(v), hi.max(v))
-            });
-            if !values.is_empty() && (lo < 0 || i128::from(hi) >= limit) {
-                if let Some((i, &v)) = values
-                    .iter()
-                    .enumerate()
-                    .find(|&(_, &v)| i64::from(v) < 0 || i128::from(i64::from(v)) >= limit)
-                {
-                    return Err(out_of_range(i, i64::from(v)));
+            // A by-value fold vectorizes (`Iterator::min` over references does not); locate
+            // the offender only on failure.
+            if let Some((lo, hi)) = min_max(values) {
+                if i64::from(lo) < 0 || i128::from(i64::from(hi)) >= limit {
+                    if let Some((i, &v)) = values
+                        .iter()
+                        .enumerate()
+                        .find(|&(_, &v)| i64::from(v) < 0 || i128::from(i64::from(v)) >= limit)
+                    {
+                        return Err(out_of_range(i, i64::from(v)));
+                    }
                 }
             }
         }};
     }
+    // Without a vocabulary, a same-width read cannot overflow: skip the scan (it costs about
+    // a tenth of the decode). Negative ids then pass through unchecked.
+    let checked = options.vocab_size.is_some();
     let tensor = match array.data_type() {
         DataType::Int32 => {
             let values = array.as_primitive::<Int32Type>().values();
-            check!(values.as_ref());
+            if checked || options.dtype == DType::I64 {
+                check!(values.as_ref());
+            }
             match options.dtype {
                 DType::I32 => shared(values.inner().clone().into(), DType::I32),
                 DType::I64 => {
@@ -388,7 +402,9 @@ fn to_tensor(
         }
         DataType::Int64 => {
             let values = array.as_primitive::<Int64Type>().values();
-            check!(values.as_ref());
+            if checked || options.dtype == DType::I32 {
+                check!(values.as_ref());
+            }
             match options.dtype {
                 // In range after the check above, so the narrowing is exact.
                 DType::I32 => Tensor::vector(values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
@@ -455,4 +471,14 @@ fn widen<T: Copy + Into<i64>>(
         DType::I32 => Tensor::vector(values.iter().map(|&v| v.into() as i32).collect::<Vec<_>>()),
         DType::I64 => Tensor::vector(values.iter().map(|&v| v.into()).collect::<Vec<_>>()),
     })
+}
+
+/// Smallest and largest value, `None` for an empty slice.
+fn min_max<T: Copy + Ord + Into<i64>>(values: &[T]) -> Option<(T, T)> {
+    let first = *values.first()?;
+    Some(
+        values
+            .iter()
+            .fold((first, first), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+    )
 }

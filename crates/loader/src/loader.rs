@@ -43,26 +43,40 @@ pub struct LoaderState {
 
 /// Configures and builds a [`Loader`].
 ///
-/// ```no_run
+/// ```
 /// use futures_util::StreamExt;
-/// use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
+/// use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, OutputLayout, ShardWriter, WarmupConfig};
 /// use seqwarm_schedule::ScheduleConfig;
 ///
-/// # async fn run() -> Result<(), seqwarm_loader::LoaderError> {
-/// let schedule = ScheduleConfig::linear(64, 1024, 0.3, 10_000).with_step(64).build()?;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // A directory with one shard of 200 documents.
+/// let dir = std::env::temp_dir().join(format!("seqwarm-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let file = std::fs::File::create(dir.join("shard-0.parquet")).unwrap();
+/// let mut writer = ShardWriter::new(file, OutputLayout::Flat, 4096, "shard-0").unwrap();
+/// for doc in 0..200 {
+///     writer.write_document(&vec![doc; 100]).unwrap();
+/// }
+/// writer.finish().unwrap();
+///
+/// let schedule = ScheduleConfig::linear(16, 128, 0.5, 40).with_step(16).build()?;
 /// let warmup = WarmupConfig::new(schedule)
 ///     .with_mode(Mode::Repack)
-///     .with_batch_size(BatchSize::Tokens(64 * 1024));
-/// let mut loader = LoaderBuilder::new(["data/shards/"], warmup)
+///     .with_batch_size(BatchSize::Tokens(512));
+/// let mut loader = LoaderBuilder::new([dir.display().to_string()], warmup)
 ///     .with_seed(17)
-///     .with_rank(0, 1)
 ///     .build()
 ///     .await?;
+/// let first = loader.next().await.unwrap()?;
+/// assert_eq!((first.seq_len, first.batch.rows()), (16, 32)); // 512 tokens at length 16
 /// while let Some(batch) = loader.next().await {
 ///     let batch = batch?;
-///     println!("step {} len {} rows {}", batch.step, batch.seq_len, batch.batch.rows());
+///     assert_eq!(batch.batch.seq_len(), batch.seq_len);
 /// }
-/// # Ok(()) }
+/// assert_eq!(loader.stats().documents, 200);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), seqwarm_loader::LoaderError>(())
+/// # }).unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct LoaderBuilder {

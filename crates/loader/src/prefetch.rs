@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::async_reader::SpawnedReader;
 use parquet::errors::ParquetError;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -16,7 +15,7 @@ use crate::catalog::{BadShardPolicy, Catalog};
 use crate::documents::{Documents, Origin};
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, Place, decode};
-use crate::reader::{ObjectStoreReader, RetryPolicy};
+use crate::reader::{RetryPolicy, reader_for};
 
 /// How far ahead to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +160,7 @@ pub(crate) async fn read_unit(
     unit: usize,
     settings: &ReadSettings,
 ) -> Result<Vec<Documents>> {
-    let unit = catalog.units[unit];
+    let unit = &catalog.units[unit];
     let shard = &catalog.shards[unit.shard];
     let file = &shard.file;
     let place = Place {
@@ -190,13 +189,7 @@ pub(crate) async fn read_unit(
             source,
         },
     };
-    let reader = ObjectStoreReader::new(
-        Arc::clone(&file.store),
-        file.path.clone(),
-        file.size,
-        settings.retry,
-    );
-    let reader = SpawnedReader::new(reader, settings.io.clone());
+    let reader = reader_for(file, settings.retry, settings.io.clone());
     let batches: Vec<_> =
         ParquetRecordBatchStreamBuilder::new_with_metadata(reader, shard.metadata.clone())
             .with_row_groups(vec![unit.row_group])
@@ -210,6 +203,14 @@ pub(crate) async fn read_unit(
             .map_err(decode_error)?;
     batches
         .iter()
-        .map(|batch| decode(&place, batch, &shard.layout, settings.decode))
+        .map(|batch| {
+            decode(
+                &place,
+                batch,
+                &shard.layout,
+                unit.document_lengths.as_deref(),
+                settings.decode,
+            )
+        })
         .collect()
 }

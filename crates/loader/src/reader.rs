@@ -94,6 +94,23 @@ pub(crate) struct ObjectStoreReader {
     retry: RetryPolicy,
 }
 
+/// A reader for `file`: remote stores do their I/O on the dedicated `io` runtime, so that
+/// decoding on the caller's runtime never stalls it; local files are read on blocking threads
+/// by `object_store` already, so they skip that extra hop.
+pub(crate) fn reader_for(
+    file: &crate::source::ShardFile,
+    retry: RetryPolicy,
+    io: tokio::runtime::Handle,
+) -> Box<dyn AsyncFileReader> {
+    let reader =
+        ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
+    if file.local {
+        Box::new(reader)
+    } else {
+        Box::new(parquet::arrow::async_reader::SpawnedReader::new(reader, io))
+    }
+}
+
 impl ObjectStoreReader {
     pub(crate) fn new(
         store: Arc<dyn ObjectStore>,

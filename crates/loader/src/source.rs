@@ -22,6 +22,8 @@ pub struct ShardFile {
     pub path: Path,
     /// Its size in bytes.
     pub size: u64,
+    /// Whether it is a local file (read on blocking threads already, so no I/O runtime hop).
+    pub local: bool,
 }
 
 impl std::fmt::Debug for ShardFile {
@@ -159,6 +161,7 @@ fn list_local(location: &str) -> Result<Vec<ShardFile>> {
                 store: Arc::clone(&store),
                 path,
                 size,
+                local: true,
             })
         })
         .collect()
@@ -183,6 +186,7 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
             store,
             path,
             size: meta.size,
+            local: url.scheme() == "file",
         }]);
     }
     let prefix = if path.as_ref().is_empty() {
@@ -209,6 +213,7 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
             store: Arc::clone(&store),
             path: m.location,
             size: m.size,
+            local: url.scheme() == "file",
         })
         .collect())
 }

@@ -250,3 +250,25 @@ async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
         }
     }
 }
+
+#[tokio::test]
+async fn inconsistent_flat_metadata_is_named() {
+    use parquet::file::metadata::KeyValue;
+    let dir = common::temp_dir("bad-metadata");
+    let path = dir.join("flat.parquet");
+    let tokens: ArrayRef = Arc::new(arrow_array::Int32Array::from(vec![1, 2, 3, 4, 5]));
+    let batch = RecordBatch::try_from_iter([("tokens", tokens)]).unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    // Says 2 + 2 tokens; the row group has 5.
+    let lengths = seqwarm_loader::format::encode_document_lengths(&[vec![2, 2]]);
+    writer.append_key_value_metadata(KeyValue::new(
+        seqwarm_loader::format::DOCUMENT_LENGTHS_KEY.into(),
+        lengths,
+    ));
+    writer.close().unwrap();
+    let err = error_for(&path).await;
+    assert!(matches!(err, LoaderError::Metadata { .. }), "{err:?}");
+    assert!(err.to_string().contains("add up to 4"), "{err}");
+}

@@ -36,7 +36,8 @@ async fn rows_and_flat_layouts_deliver_every_token_in_order() {
     let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
     common::write_rows(&dir.join("rows.parquet"), &docs, 37);
     common::write_flat(&dir.join("flat.parquet"), &docs, 2_000);
-    for file in ["rows.parquet", "flat.parquet"] {
+    common::write_flat_start_column(&dir.join("flat_column.parquet"), &docs, 2_000);
+    for file in ["rows.parquet", "flat.parquet", "flat_column.parquet"] {
         let builder = LoaderBuilder::new(
             [dir.join(file).display().to_string()],
             warmup(Mode::Repack).with_keep_last(true),
@@ -57,5 +58,55 @@ async fn rows_and_flat_layouts_deliver_every_token_in_order() {
             assert_eq!(b.batch.seq_len(), b.seq_len);
             assert_eq!(b.batch.rows(), 4);
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_writer_output_reads_back_in_both_layouts() {
+    let dir = common::temp_dir("writer");
+    let docs = common::documents(500, 120, 2);
+    let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    for layout in [
+        seqwarm_loader::OutputLayout::Flat,
+        seqwarm_loader::OutputLayout::Rows,
+    ] {
+        let path = dir.join(format!("{layout:?}.parquet"));
+        let mut writer = seqwarm_loader::ShardWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            layout,
+            3_000,
+            "test",
+        )
+        .unwrap();
+        for d in &docs {
+            writer.write_document(d).unwrap();
+        }
+        let summary = writer.finish().unwrap();
+        assert_eq!(summary.documents, 500);
+        assert_eq!(summary.tokens as usize, expected.len());
+        assert!(summary.row_groups > 5);
+        let builder = LoaderBuilder::new(
+            [path.display().to_string()],
+            warmup(Mode::Repack).with_keep_last(true),
+        )
+        .with_shuffle_units(false);
+        let mut loader = builder.build().await.unwrap();
+        assert_eq!(loader.catalog().unit_count() as u64, summary.row_groups);
+        let mut got = Vec::new();
+        while let Some(b) = loader.next().await {
+            let b = b.unwrap();
+            let ids = b.batch.input_ids().unwrap().to_vec_i64();
+            match b.batch.get("attention_mask") {
+                Some(m) => got.extend(
+                    ids.iter()
+                        .zip(m.to_vec_i64())
+                        .filter(|(_, m)| *m == 1)
+                        .map(|(t, _)| *t),
+                ),
+                None => got.extend(ids),
+            }
+        }
+        common::assert_same_tokens(&got, &expected, &format!("{layout:?}"));
+        assert_eq!(loader.stats().documents, 500);
     }
 }

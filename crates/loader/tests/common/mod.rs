@@ -61,9 +61,26 @@ pub fn write_rows(path: &Path, docs: &[Vec<i32>], rows_per_group: usize) {
     writer.close().unwrap();
 }
 
-/// Fast layout: `tokens: int32`, `document_start: bool`; row groups aligned to documents
-/// (each holds whole documents, about `tokens_per_group` tokens).
+/// seqwarm's fast layout as `ShardWriter` writes it: `tokens: int32`, document boundaries
+/// in the footer, row groups of whole documents (about `tokens_per_group` tokens).
 pub fn write_flat(path: &Path, docs: &[Vec<i32>], tokens_per_group: usize) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = seqwarm_loader::ShardWriter::new(
+        file,
+        seqwarm_loader::OutputLayout::Flat,
+        tokens_per_group,
+        &path.display().to_string(),
+    )
+    .unwrap();
+    for d in docs {
+        writer.write_document(d).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// The fast layout with boundaries in a `document_start: bool` column instead of the footer
+/// (what other writers produce).
+pub fn write_flat_start_column(path: &Path, docs: &[Vec<i32>], tokens_per_group: usize) {
     let file = std::fs::File::create(path).unwrap();
     let schema = Arc::new(arrow_schema::Schema::new(vec![
         arrow_schema::Field::new("tokens", arrow_schema::DataType::Int32, false),

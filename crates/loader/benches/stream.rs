@@ -1,0 +1,245 @@
+//! The loader beside raw arrow-rs decoding of the same shards, in the same run.
+//!
+//! `cargo bench -p seqwarm-loader --bench stream` prints tokens/s (criterion's elements/s)
+//! for: raw decode of the token column with arrow-rs alone (the baseline), then the full
+//! warmup stream in each mode, for the fast (flat) layout and the rows (list) layout. One
+//! core: the loader runs on a current-thread runtime with one row group in flight.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Int32Builder, ListBuilder};
+use arrow_array::{ArrayRef, BooleanArray, Int32Array, RecordBatch};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use seqwarm_batcher::PackStrategy;
+use seqwarm_loader::{
+    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardWriter, WarmupConfig,
+};
+use seqwarm_schedule::ScheduleConfig;
+
+const DOCUMENTS: usize = 24_000;
+const ROW_GROUP_TOKENS: usize = 1 << 20;
+
+/// Document lengths: log-normal-ish around 300 tokens from a fixed LCG; token ids < 50 257.
+fn documents() -> Vec<Vec<i32>> {
+    let mut s = 42u64;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        s >> 33
+    };
+    (0..DOCUMENTS)
+        .map(|_| {
+            let len = 20 + (next() % 300 + next() % 300 + next() % 100) as usize;
+            (0..len).map(|_| (next() % 50_257) as i32).collect()
+        })
+        .collect()
+}
+
+fn props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(usize::MAX))
+        .build()
+}
+
+fn write_flat(path: &Path, docs: &[Vec<i32>]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ShardWriter::new(file, OutputLayout::Flat, ROW_GROUP_TOKENS, "bench").unwrap();
+    for d in docs {
+        writer.write_document(d).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// The flat layout as other writers produce it: boundaries in a boolean column.
+fn write_flat_start_column(path: &Path, docs: &[Vec<i32>]) {
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("tokens", arrow_schema::DataType::Int32, false),
+        arrow_schema::Field::new("document_start", arrow_schema::DataType::Boolean, false),
+    ]));
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        Arc::clone(&schema),
+        Some(props()),
+    )
+    .unwrap();
+    let (mut tokens, mut starts) = (Vec::new(), Vec::new());
+    for (i, d) in docs.iter().enumerate() {
+        tokens.extend_from_slice(d);
+        starts.push(true);
+        starts.extend(std::iter::repeat_n(false, d.len() - 1));
+        if tokens.len() >= ROW_GROUP_TOKENS || i + 1 == docs.len() {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int32Array::from(std::mem::take(&mut tokens))),
+                    Arc::new(BooleanArray::from(std::mem::take(&mut starts))),
+                ],
+            )
+            .unwrap();
+            writer.write(&batch).unwrap();
+            writer.flush().unwrap();
+        }
+    }
+    writer.close().unwrap();
+}
+
+fn write_rows(path: &Path, docs: &[Vec<i32>]) {
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    let mut builder = ListBuilder::new(Int32Builder::new());
+    let mut in_group = 0;
+    for (i, d) in docs.iter().enumerate() {
+        builder.values().append_slice(d);
+        builder.append(true);
+        in_group += d.len();
+        if in_group >= ROW_GROUP_TOKENS || i + 1 == docs.len() {
+            let array: ArrayRef = Arc::new(builder.finish());
+            let batch = RecordBatch::try_from_iter([("input_ids", array)]).unwrap();
+            let w = writer.get_or_insert_with(|| {
+                ArrowWriter::try_new(
+                    std::fs::File::create(path).unwrap(),
+                    batch.schema(),
+                    Some(props()),
+                )
+                .unwrap()
+            });
+            w.write(&batch).unwrap();
+            w.flush().unwrap();
+            in_group = 0;
+        }
+    }
+    writer.unwrap().close().unwrap();
+}
+
+/// Raw arrow-rs: decode the token column of every row group (one record batch per row group,
+/// as the loader reads them), nothing else.
+fn raw_decode(path: &Path, columns: &[&str]) -> usize {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| builder.schema().index_of(c).unwrap())
+        .collect();
+    let groups = builder.metadata().num_row_groups();
+    let mut n = 0;
+    for group in 0..groups {
+        let file = std::fs::File::open(path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let rows = usize::try_from(builder.metadata().row_group(group).num_rows()).unwrap();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices.clone());
+        let reader = builder
+            .with_projection(mask)
+            .with_row_groups(vec![group])
+            .with_batch_size(rows)
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            n += batch.column(0).len();
+            black_box(&batch);
+        }
+    }
+    n
+}
+
+fn stream(runtime: &tokio::runtime::Runtime, path: &Path, mode: Mode) -> u64 {
+    runtime.block_on(async {
+        let schedule = ScheduleConfig::linear(64, 2048, 0.3, 1_000)
+            .with_step(64)
+            .build()
+            .unwrap();
+        let warmup = WarmupConfig::new(schedule)
+            .with_mode(mode)
+            .with_batch_size(BatchSize::Tokens(64 * 2048));
+        let mut loader = LoaderBuilder::new([path.display().to_string()], warmup)
+            .with_prefetch(Prefetch {
+                concurrency: 1,
+                queue: 1,
+            })
+            .build()
+            .await
+            .unwrap();
+        let mut tokens = 0;
+        while let Some(b) = loader.next().await {
+            let b = b.unwrap();
+            tokens += b.tokens;
+            black_box(&b);
+        }
+        tokens
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("seqwarm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = documents();
+    let total: usize = docs.iter().map(Vec::len).sum();
+    let flat: PathBuf = dir.join("flat.parquet");
+    let rows: PathBuf = dir.join("rows.parquet");
+    let flat_column: PathBuf = dir.join("flat_column.parquet");
+    write_flat(&flat, &docs);
+    write_flat_start_column(&flat_column, &docs);
+    write_rows(&rows, &docs);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let modes = [
+        (
+            "truncate",
+            Mode::Truncate {
+                preserve_end_of_sequence: false,
+            },
+        ),
+        ("reshape", Mode::Reshape),
+        ("repack", Mode::Repack),
+        (
+            "pack_greedy",
+            Mode::Pack {
+                strategy: PackStrategy::Greedy,
+            },
+        ),
+        (
+            "pack_bestfit64",
+            Mode::Pack {
+                strategy: PackStrategy::BestFitDecreasing { window: 64 },
+            },
+        ),
+    ];
+    for (layout, path, column) in [
+        ("flat", &flat, "tokens"),
+        ("flat_bool_column", &flat_column, "tokens"),
+        ("rows", &rows, "input_ids"),
+    ] {
+        let mut group = c.benchmark_group(format!("{layout}_{}M_tokens", total / 1_000_000));
+        group.throughput(Throughput::Elements(total as u64));
+        group.sample_size(10);
+        group.bench_function("raw_arrow_decode", |b| {
+            b.iter(|| raw_decode(path, &[column]));
+        });
+        if layout == "flat_bool_column" {
+            group.bench_function("raw_arrow_decode_with_boundaries", |b| {
+                b.iter(|| raw_decode(path, &[column, "document_start"]));
+            });
+        }
+        for (name, mode) in modes {
+            if layout == "flat_bool_column" && name != "repack" {
+                continue;
+            }
+            group.bench_function(name, |b| b.iter(|| stream(&runtime, path, mode)));
+        }
+        group.finish();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

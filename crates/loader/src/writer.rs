@@ -1,0 +1,162 @@
+//! Writing token shards in either layout (used by `seqwarm preprocess`, tests and benches).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::builder::{Int32Builder, ListBuilder};
+use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LoaderError, Result};
+use crate::format::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_document_lengths};
+
+/// Which layout a [`ShardWriter`] writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputLayout {
+    /// Hugging Face style: `input_ids: list<int32>`, one document per row.
+    Rows,
+    /// seqwarm's fast layout: `tokens: int32`, boundaries in the footer (`docs/formats.md`).
+    #[default]
+    Flat,
+}
+
+/// What a finished shard holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// Documents written.
+    pub documents: u64,
+    /// Tokens written.
+    pub tokens: u64,
+    /// Row groups written.
+    pub row_groups: u64,
+}
+
+/// Writes documents into one Parquet shard. Row groups hold whole documents and close once
+/// they reach `row_group_tokens` tokens.
+pub struct ShardWriter<W: Write + Send> {
+    writer: ArrowWriter<W>,
+    schema: Arc<Schema>,
+    layout: OutputLayout,
+    row_group_tokens: usize,
+    tokens: Vec<i32>,
+    lengths: Vec<u64>,
+    all_lengths: Vec<Vec<u64>>,
+    summary: ShardSummary,
+    file: String,
+}
+
+fn write_error(file: &str, e: impl std::fmt::Display) -> LoaderError {
+    LoaderError::Location {
+        location: file.into(),
+        reason: format!("cannot write shard: {e}"),
+    }
+}
+
+impl<W: Write + Send> ShardWriter<W> {
+    /// A writer in `layout`, zstd-compressed; `file` names the output in errors.
+    pub fn new(out: W, layout: OutputLayout, row_group_tokens: usize, file: &str) -> Result<Self> {
+        let field = match layout {
+            OutputLayout::Flat => Field::new("tokens", DataType::Int32, false),
+            OutputLayout::Rows => Field::new(
+                "input_ids",
+                DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+                false,
+            ),
+        };
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            // Row groups are closed by this writer at document boundaries, never by size.
+            .set_max_row_group_row_count(None)
+            .set_max_row_group_bytes(None)
+            .build();
+        let schema = Arc::new(Schema::new(vec![field]));
+        let writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))
+            .map_err(|e| write_error(file, e))?;
+        Ok(Self {
+            writer,
+            schema,
+            layout,
+            row_group_tokens: row_group_tokens.max(1),
+            tokens: Vec::new(),
+            lengths: Vec::new(),
+            all_lengths: Vec::new(),
+            summary: ShardSummary::default(),
+            file: file.into(),
+        })
+    }
+
+    /// Adds one document.
+    pub fn write_document(&mut self, tokens: &[i32]) -> Result<()> {
+        self.tokens.extend_from_slice(tokens);
+        self.lengths.push(tokens.len() as u64);
+        self.summary.documents += 1;
+        self.summary.tokens += tokens.len() as u64;
+        if self.tokens.len() >= self.row_group_tokens {
+            self.flush_row_group()?;
+        }
+        Ok(())
+    }
+
+    /// Tokens written so far (buffered included).
+    pub fn tokens(&self) -> u64 {
+        self.summary.tokens
+    }
+
+    fn flush_row_group(&mut self) -> Result<()> {
+        if self.lengths.is_empty() {
+            return Ok(());
+        }
+        let tokens = std::mem::take(&mut self.tokens);
+        let lengths = std::mem::take(&mut self.lengths);
+        let array: ArrayRef = match self.layout {
+            OutputLayout::Flat => Arc::new(Int32Array::from(tokens)),
+            OutputLayout::Rows => {
+                let mut builder = ListBuilder::new(Int32Builder::with_capacity(tokens.len()));
+                let mut at = 0;
+                for &len in &lengths {
+                    let len = usize::try_from(len).unwrap_or(0);
+                    builder.values().append_slice(&tokens[at..at + len]);
+                    builder.append(true);
+                    at += len;
+                }
+                Arc::new(builder.finish())
+            }
+        };
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![array])
+            .map_err(|e| write_error(&self.file, e))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| write_error(&self.file, e))?;
+        self.writer
+            .flush()
+            .map_err(|e| write_error(&self.file, e))?;
+        self.all_lengths.push(lengths);
+        self.summary.row_groups += 1;
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer.
+    pub fn finish(mut self) -> Result<ShardSummary> {
+        self.flush_row_group()?;
+        if self.layout == OutputLayout::Flat {
+            self.writer.append_key_value_metadata(KeyValue::new(
+                LAYOUT_KEY.into(),
+                FLAT_LAYOUT_V1.to_string(),
+            ));
+            self.writer.append_key_value_metadata(KeyValue::new(
+                DOCUMENT_LENGTHS_KEY.into(),
+                encode_document_lengths(&self.all_lengths),
+            ));
+        }
+        self.writer
+            .close()
+            .map_err(|e| write_error(&self.file, e))?;
+        Ok(self.summary)
+    }
+}
