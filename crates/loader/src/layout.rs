@@ -36,6 +36,9 @@ pub struct ShardLayout {
     pub input_ids: String,
     /// An optional list column of per-token labels (rows layout), moved with the tokens.
     pub labels: Option<String>,
+    /// An optional list column of per-token attention masks (rows layout): positions where it
+    /// is 0 are padding and are dropped on read.
+    pub attention_mask: Option<String>,
     /// The flat token column of the fast layout.
     pub tokens: String,
     /// The boolean document-start column of the fast layout. When a file lacks it, each row
@@ -49,6 +52,7 @@ impl Default for ShardLayout {
             kind: LayoutKind::Auto,
             input_ids: "input_ids".into(),
             labels: None,
+            attention_mask: None,
             tokens: "tokens".into(),
             document_start: "document_start".into(),
         }
@@ -61,6 +65,7 @@ pub(crate) struct ResolvedLayout {
     pub flat: bool,
     pub token_column: String,
     pub labels_column: Option<String>,
+    pub attention_mask_column: Option<String>,
     pub document_start_column: Option<String>,
 }
 
@@ -69,6 +74,7 @@ impl ResolvedLayout {
     pub fn columns(&self) -> Vec<&str> {
         let mut out = vec![self.token_column.as_str()];
         out.extend(self.labels_column.as_deref());
+        out.extend(self.attention_mask_column.as_deref());
         out.extend(self.document_start_column.as_deref());
         out
     }
@@ -160,17 +166,19 @@ impl ShardLayout {
                 flat: true,
                 token_column: self.tokens.clone(),
                 labels_column: None,
+                attention_mask_column: None,
                 document_start_column: document_start,
             })
         } else {
             list_of_tokens(&self.input_ids)?;
-            if let Some(labels) = &self.labels {
-                list_of_tokens(labels)?;
+            for column in self.labels.iter().chain(&self.attention_mask) {
+                list_of_tokens(column)?;
             }
             Ok(ResolvedLayout {
                 flat: false,
                 token_column: self.input_ids.clone(),
                 labels_column: self.labels.clone(),
+                attention_mask_column: self.attention_mask.clone(),
                 document_start_column: None,
             })
         }
@@ -188,6 +196,8 @@ pub(crate) struct Place<'a> {
 pub(crate) struct DecodeOptions {
     pub dtype: DType,
     pub vocab_size: Option<u64>,
+    /// Negative values are legal (labels use -100); only the dtype's range is checked.
+    pub signed: bool,
 }
 
 /// Decodes one row group's record batch into documents.
@@ -255,35 +265,84 @@ pub(crate) fn decode(
         }
         _ => list_tokens::<i32>(place, &layout.token_column, tokens_array, options)?,
     };
-    let mut documents = Documents::new(tokens, offsets.clone())
-        .ok_or_else(|| internal(place, &layout.token_column))?;
-    if let Some(name) = &layout.labels_column {
+    // A per-token list column aligned with the tokens (same length in every row).
+    let aligned = |name: &str| -> Result<Tensor> {
         let array = column(name)?;
-        let labels_options = DecodeOptions {
+        let plain = DecodeOptions {
             vocab_size: None,
+            signed: true,
             ..options
         };
-        let (labels, label_offsets) = match array.data_type() {
-            DataType::LargeList(_) => list_tokens::<i64>(place, name, array, labels_options)?,
-            _ => list_tokens::<i32>(place, name, array, labels_options)?,
+        let (values, value_offsets) = match array.data_type() {
+            DataType::LargeList(_) => list_tokens::<i64>(place, name, array, plain)?,
+            _ => list_tokens::<i32>(place, name, array, plain)?,
         };
         if let Some(row) = (1..offsets.len())
-            .find(|&i| offsets[i] - offsets[i - 1] != label_offsets[i] - label_offsets[i - 1])
+            .find(|&i| offsets[i] - offsets[i - 1] != value_offsets[i] - value_offsets[i - 1])
         {
             return Err(LoaderError::LengthMismatch {
                 file: place.file.into(),
                 row_group: place.row_group,
                 row: row - 1,
-                column: name.clone(),
-                len: label_offsets[row] - label_offsets[row - 1],
+                column: name.into(),
+                len: value_offsets[row] - value_offsets[row - 1],
                 expected: offsets[row] - offsets[row - 1],
             });
         }
+        Ok(values)
+    };
+    let mut labels = match &layout.labels_column {
+        Some(name) => Some(aligned(name)?),
+        None => None,
+    };
+    let (mut tokens, mut offsets) = (tokens, offsets.clone());
+    if let Some(name) = &layout.attention_mask_column {
+        let mask = aligned(name)?.to_vec_i64();
+        if mask.contains(&0) {
+            // Padding inside stored rows: drop it, so it never becomes training tokens.
+            (tokens, labels, offsets) = drop_padding(&tokens, labels.as_ref(), &offsets, &mask);
+        }
+    }
+    let mut documents =
+        Documents::new(tokens, offsets).ok_or_else(|| internal(place, &layout.token_column))?;
+    if let (Some(labels), Some(name)) = (labels, &layout.labels_column) {
         documents = documents
             .with_labels(labels)
             .ok_or_else(|| internal(place, name))?;
     }
     Ok(documents)
+}
+
+/// Keeps the positions whose mask is non-zero, in tokens and labels, and shrinks the offsets.
+fn drop_padding(
+    tokens: &Tensor,
+    labels: Option<&Tensor>,
+    offsets: &[usize],
+    mask: &[i64],
+) -> (Tensor, Option<Tensor>, Vec<usize>) {
+    let keep = |values: Vec<i64>| -> Vec<i64> {
+        values
+            .into_iter()
+            .zip(mask)
+            .filter(|(_, m)| **m != 0)
+            .map(|(v, _)| v)
+            .collect()
+    };
+    let rebuild = |t: &Tensor| -> Tensor {
+        let kept = keep(t.to_vec_i64());
+        match t.dtype() {
+            // Values came from this tensor's dtype, so the narrowing is exact.
+            DType::I32 => Tensor::vector(kept.into_iter().map(|v| v as i32).collect::<Vec<_>>()),
+            DType::I64 => Tensor::vector(kept),
+        }
+    };
+    let mut new_offsets = Vec::with_capacity(offsets.len());
+    new_offsets.push(0);
+    for w in offsets.windows(2) {
+        let real = mask[w[0]..w[1]].iter().filter(|&&m| m != 0).count();
+        new_offsets.push(new_offsets.last().copied().unwrap_or(0) + real);
+    }
+    (rebuild(tokens), labels.map(rebuild), new_offsets)
 }
 
 fn internal(place: &Place<'_>, column: &str) -> LoaderError {
@@ -360,6 +419,12 @@ fn to_tensor(
             DType::I64 => u64::MAX,
         }),
     };
+    // Inclusive lower bound: 0 for token ids, the dtype's minimum for signed columns.
+    let lowest: i64 = match (options.signed, options.dtype) {
+        (false, _) => 0,
+        (true, DType::I32) => i64::from(i32::MIN),
+        (true, DType::I64) => i64::MIN,
+    };
     // Exclusive upper bound on token ids: the vocabulary, else what the dtype holds.
     let limit: i128 = match (options.vocab_size, options.dtype) {
         (Some(v), _) => i128::from(v),
@@ -372,11 +437,11 @@ fn to_tensor(
             // A by-value fold vectorizes (`Iterator::min` over references does not); locate
             // the offender only on failure.
             if let Some((lo, hi)) = min_max(values) {
-                if i64::from(lo) < 0 || i128::from(i64::from(hi)) >= limit {
+                if i64::from(lo) < lowest || i128::from(i64::from(hi)) >= limit {
                     if let Some((i, &v)) = values
                         .iter()
                         .enumerate()
-                        .find(|&(_, &v)| i64::from(v) < 0 || i128::from(i64::from(v)) >= limit)
+                        .find(|&(_, &v)| i64::from(v) < lowest || i128::from(i64::from(v)) >= limit)
                     {
                         return Err(out_of_range(i, i64::from(v)));
                     }
@@ -386,7 +451,7 @@ fn to_tensor(
     }
     // Without a vocabulary, a same-width read cannot overflow: skip the scan (it costs about
     // a tenth of the decode). Negative ids then pass through unchecked.
-    let checked = options.vocab_size.is_some();
+    let checked = options.vocab_size.is_some() && !options.signed;
     let tensor = match array.data_type() {
         DataType::Int32 => {
             let values = array.as_primitive::<Int32Type>().values();
@@ -414,24 +479,28 @@ fn to_tensor(
         DataType::Int16 => widen(
             array.as_primitive::<Int16Type>().values().as_ref(),
             options.dtype,
+            lowest,
             limit,
             &out_of_range,
         )?,
         DataType::UInt8 => widen(
             array.as_primitive::<UInt8Type>().values().as_ref(),
             options.dtype,
+            lowest,
             limit,
             &out_of_range,
         )?,
         DataType::UInt16 => widen(
             array.as_primitive::<UInt16Type>().values().as_ref(),
             options.dtype,
+            lowest,
             limit,
             &out_of_range,
         )?,
         DataType::UInt32 => widen(
             array.as_primitive::<UInt32Type>().values().as_ref(),
             options.dtype,
+            lowest,
             limit,
             &out_of_range,
         )?,
@@ -456,6 +525,7 @@ fn shared(bytes: Bytes, dtype: DType) -> Tensor {
 fn widen<T: Copy + Into<i64>>(
     values: &[T],
     dtype: DType,
+    lowest: i64,
     limit: i128,
     out_of_range: &dyn Fn(usize, i64) -> LoaderError,
 ) -> Result<Tensor> {
@@ -463,7 +533,7 @@ fn widen<T: Copy + Into<i64>>(
         .iter()
         .map(|&v| v.into())
         .enumerate()
-        .find(|&(_, v): &(usize, i64)| v < 0 || i128::from(v) >= limit)
+        .find(|&(_, v): &(usize, i64)| v < lowest || i128::from(v) >= limit)
     {
         return Err(out_of_range(i, v));
     }

@@ -468,6 +468,7 @@ impl Loader {
             decode: DecodeOptions {
                 dtype: self.settings.dtype,
                 vocab_size: self.settings.vocab_size,
+                signed: false,
             },
             retry: self.settings.retry,
             io: self.io.handle(),

@@ -110,3 +110,110 @@ async fn shard_writer_output_reads_back_in_both_layouts() {
         assert_eq!(loader.stats().documents, 500);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hf_rows_with_labels_and_padding_masks() {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{Int64Builder, ListBuilder};
+    use arrow_array::{ArrayRef, RecordBatch};
+
+    let dir = common::temp_dir("hf");
+    let docs = common::documents(40, 30, 3);
+    let width = docs.iter().map(Vec::len).max().unwrap();
+    let (mut ids, mut mask, mut labels) = (
+        ListBuilder::new(Int64Builder::new()),
+        ListBuilder::new(Int64Builder::new()),
+        ListBuilder::new(Int64Builder::new()),
+    );
+    for d in &docs {
+        // Right-padded to a common width, as a padded HF dataset stores them.
+        for i in 0..width {
+            let real = i < d.len();
+            ids.values()
+                .append_value(if real { i64::from(d[i]) } else { 0 });
+            mask.values().append_value(i64::from(real));
+            labels
+                .values()
+                .append_value(if real { i64::from(d[i]) + 7 } else { -100 });
+        }
+        ids.append(true);
+        mask.append(true);
+        labels.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("input_ids", Arc::new(ids.finish()) as ArrayRef),
+        ("attention_mask", Arc::new(mask.finish()) as ArrayRef),
+        ("labels", Arc::new(labels.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let path = dir.join("hf.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let layout = seqwarm_loader::ShardLayout {
+        labels: Some("labels".into()),
+        attention_mask: Some("attention_mask".into()),
+        ..Default::default()
+    };
+    let builder =
+        LoaderBuilder::new([path.display().to_string()], warmup(Mode::Repack)).with_layout(layout);
+    let (batches, stats) = collect(builder).await;
+    let total: usize = docs.iter().map(Vec::len).sum();
+    assert_eq!(
+        (stats.tokens_out + stats.tokens_dropped) as usize,
+        total,
+        "padding removed, nothing else"
+    );
+    let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    let got = flat_tokens(&batches);
+    common::assert_same_tokens(&got, &expected[..got.len()], "hf rows");
+    for b in &batches {
+        let ids = b.batch.input_ids().unwrap().to_vec_i64();
+        let labels = b.batch.get("labels").unwrap().to_vec_i64();
+        assert!(
+            ids.iter().zip(&labels).all(|(t, l)| l - t == 7),
+            "labels moved with their tokens"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_conditions_by_steps_and_tokens() {
+    let dir = common::temp_dir("limits");
+    common::write_flat(
+        &dir.join("a.parquet"),
+        &common::documents(300, 80, 5),
+        2_000,
+    );
+    let location = dir.display().to_string();
+    let (by_steps, _) = collect(
+        LoaderBuilder::new([location.clone()], warmup(Mode::Repack))
+            .with_epochs(None)
+            .with_max_steps(Some(250)),
+    )
+    .await;
+    assert_eq!(
+        by_steps.len(),
+        250,
+        "runs past one epoch until the step limit"
+    );
+    let (by_tokens, _) = collect(
+        LoaderBuilder::new([location], warmup(Mode::Repack))
+            .with_epochs(None)
+            .with_max_tokens(Some(20_000)),
+    )
+    .await;
+    let emitted: u64 = by_tokens.iter().map(|b| b.tokens).sum();
+    let last = by_tokens.last().unwrap().tokens;
+    assert!(
+        emitted >= 20_000 && emitted - last < 20_000,
+        "stops at the first batch reaching the budget"
+    );
+}
