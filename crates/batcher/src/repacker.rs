@@ -442,6 +442,50 @@ impl Repacker {
         Ok(Some(batch))
     }
 
+    /// Takes `rows` rows of `row_len` tokens like [`Repacker::pop`], but keeps only the first
+    /// `keep` columns of each: Composer's truncation of max-length rows, copying only the kept
+    /// tokens (a zero-copy view when the rows lie in one pushed buffer). The cut tokens leave
+    /// the repacker and count as handed out.
+    pub fn pop_truncated(
+        &mut self,
+        row_len: usize,
+        rows: usize,
+        keep: usize,
+    ) -> Result<Option<Batch>, BatchError> {
+        if keep >= row_len {
+            return self.pop(row_len, rows);
+        }
+        if row_len == 0 || keep == 0 {
+            return Err(BatchError::InvalidLength {
+                len: keep.min(row_len),
+            });
+        }
+        let need = rows * row_len;
+        if need > self.carried {
+            return Ok(None);
+        }
+        let Some(schema) = self.schema.clone() else {
+            return Ok(None);
+        };
+        let pieces = self.take(need);
+        let mut batch = Batch::new();
+        for (c, (name, dtype)) in schema.iter().enumerate() {
+            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+            let tensor = if let [only] = column.as_slice() {
+                Tensor::from_bytes(only.clone(), *dtype, rows, row_len)?.narrow_cols(keep)
+            } else {
+                let data = match dtype {
+                    DType::I32 => gather_prefix::<i32>(&column, rows, row_len, keep),
+                    DType::I64 => gather_prefix::<i64>(&column, rows, row_len, keep),
+                };
+                Tensor::from_bytes(data, *dtype, rows, keep)?
+            };
+            batch.insert(name.clone(), tensor)?;
+        }
+        self.tokens_out += need as u64;
+        Ok(Some(batch))
+    }
+
     /// Pushes `batch` and returns every full row of `len` now available (possibly none).
     pub fn repack(&mut self, batch: &Batch, len: usize) -> Result<Batch, BatchError> {
         if len == 0 {
@@ -583,6 +627,41 @@ fn gather_row<T: Element>(tensor: &Tensor, row: usize, keep: &[usize]) -> Bytes 
         .map(|r| keep.iter().map(|&i| r[i]).collect())
         .unwrap_or_default();
     bytes_from_vec(values)
+}
+
+/// The first `keep` of every `row_len` elements of the concatenated runs, for `rows` rows.
+fn gather_prefix<T: Element>(column: &[Bytes], rows: usize, row_len: usize, keep: usize) -> Bytes {
+    let runs: Vec<&[T]> = column
+        .iter()
+        .map(|b| bytemuck::cast_slice::<u8, T>(b))
+        .collect();
+    let mut out: Vec<T> = Vec::with_capacity(rows * keep);
+    let (mut run, mut offset) = (0usize, 0usize);
+    for _ in 0..rows {
+        // Copy `keep` elements, then skip `row_len - keep`, walking across runs.
+        let mut wanted = keep;
+        let mut skip = row_len - keep;
+        while wanted > 0 || skip > 0 {
+            let Some(current) = runs.get(run) else { break };
+            let left = current.len() - offset;
+            if left == 0 {
+                run += 1;
+                offset = 0;
+                continue;
+            }
+            if wanted > 0 {
+                let n = wanted.min(left);
+                out.extend_from_slice(&current[offset..offset + n]);
+                offset += n;
+                wanted -= n;
+            } else {
+                let n = skip.min(left);
+                offset += n;
+                skip -= n;
+            }
+        }
+    }
+    bytes_from_vec(out)
 }
 
 /// Joins byte runs of `T` into `total` elements, filling the rest with `pad`. One run that is

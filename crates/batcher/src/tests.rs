@@ -292,6 +292,29 @@ fn to_batch(rows: &[Vec<i64>], cols: usize, dtype: DType) -> Batch {
 
 proptest! {
     #[test]
+    fn pop_truncated_equals_pop_then_truncate(
+        runs in proptest::collection::vec(1usize..40, 1..8),
+        row_len in 1usize..16,
+        keep in 1usize..16,
+        rows in 1usize..5,
+    ) {
+        let mut a = RepackerConfig::default().build();
+        let mut b = RepackerConfig::default().build();
+        let mut next = 0i64;
+        for n in runs {
+            let tokens: Vec<i64> = (next..next + n as i64).collect();
+            next += n as i64;
+            let t = Tensor::vector(tokens);
+            a.push_tokens(&t, None).unwrap();
+            b.push_tokens(&t, None).unwrap();
+        }
+        let full = a.pop(row_len, rows).unwrap().map(|x| x.set_sequence_length(keep, Cut::Truncate { preserve_end_of_sequence: false }).unwrap());
+        let cut = b.pop_truncated(row_len, rows, keep).unwrap();
+        prop_assert_eq!(full.map(|x| x.input_ids().unwrap().to_rows_i64()), cut.map(|x| x.input_ids().unwrap().to_rows_i64()));
+        prop_assert_eq!(a.carried_tokens(), b.carried_tokens());
+    }
+
+    #[test]
     fn truncate_and_reshape_keep_fields_together(rows in 1usize..6, cols in 1usize..40, len in 1usize..50, seed in 0i64..1000) {
         let tokens: Vec<i64> = (0..(rows * cols) as i64).map(|i| i * 31 + seed).collect();
         let batch = linked_batch(&tokens, rows, cols);

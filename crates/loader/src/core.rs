@@ -359,6 +359,20 @@ impl WarmupCore {
     fn try_pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>> {
         let max = self.max_len();
         let composer = self.config.mode.is_composer();
+        let plain_truncate = matches!(
+            self.config.mode,
+            Mode::Truncate {
+                preserve_end_of_sequence: false
+            }
+        );
+        if let (Sink::Rows(r), true) = (&mut self.sink, plain_truncate && len < max) {
+            // Composer's truncation, copying only the kept columns.
+            let cut = r.pop_truncated(max, rows, len)?;
+            if cut.is_some() {
+                self.stats.tokens_cut += (rows * (max - len)) as u64;
+            }
+            return Ok(cut);
+        }
         let popped = match &mut self.sink {
             Sink::Rows(r) if composer => r.pop(max, rows)?,
             Sink::Rows(r) => r.pop(len, rows)?,
