@@ -1,7 +1,10 @@
 //! Command-line front end: argument parsing, logging, dispatch.
 
+mod demo;
+mod loader_args;
 mod plan;
 mod schedule_args;
+mod stream;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Stream shards through the warmup stage and report each step (the main job; with no
+    /// shards, a built-in demo corpus).
+    #[command(after_help = stream::EXAMPLES)]
+    Stream(Box<stream::StreamArgs>),
     /// Print a sequence-length schedule as a table of change points and plot it as SVG.
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::PlanArgs),
@@ -29,6 +36,7 @@ pub fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
+        Command::Stream(args) => runtime().and_then(|rt| rt.block_on(stream::run(&args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -37,6 +45,13 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime that decodes: one worker per core.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn init_logging(verbose: u8) {

@@ -54,14 +54,22 @@ pub struct ScheduleArgs {
 impl ScheduleArgs {
     /// The config file (if any) overlaid with the flags, defaults filled in for the kind.
     pub fn config(&self) -> anyhow::Result<ScheduleConfig> {
-        let mut config = match &self.schedule_config {
-            Some(path) => read_config(path)?,
-            None => ScheduleConfig::new(self.kind.unwrap_or(DEFAULT_KIND)),
+        self.config_over(None)
+    }
+
+    /// Like [`ScheduleArgs::config`], starting from `base` (a command config's schedule) when
+    /// no `--schedule-config` is given.
+    pub fn config_over(&self, base: Option<ScheduleConfig>) -> anyhow::Result<ScheduleConfig> {
+        let from_file = self.schedule_config.is_some() || base.is_some();
+        let mut config = match (&self.schedule_config, base) {
+            (Some(path), _) => read_config(path)?,
+            (None, Some(base)) => base,
+            (None, None) => ScheduleConfig::new(self.kind.unwrap_or(DEFAULT_KIND)),
         };
         if let Some(kind) = self.kind {
             config.kind = kind;
         }
-        if self.schedule_config.is_none() {
+        if !from_file {
             fill_defaults(&mut config);
         }
         let overlay = [
@@ -99,13 +107,18 @@ impl ScheduleArgs {
 
     /// The validated schedule; warnings are logged.
     pub fn schedule(&self) -> anyhow::Result<Schedule> {
-        let schedule = self.config()?.build()?;
-        for warning in schedule.warnings() {
-            tracing::warn!("{warning}");
-            eprintln!("warning: {warning}");
-        }
-        Ok(schedule)
+        build_logged(&self.config()?)
     }
+}
+
+/// Builds a schedule, printing its warnings.
+pub fn build_logged(config: &ScheduleConfig) -> anyhow::Result<Schedule> {
+    let schedule = config.build()?;
+    for warning in schedule.warnings() {
+        tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
+    }
+    Ok(schedule)
 }
 
 /// Reads a schedule config from TOML (`.toml`) or JSON (anything else).

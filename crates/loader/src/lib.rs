@@ -31,7 +31,7 @@ pub use core::{Carry, CoreState, ScheduledBatch, ShuffleState, Stats, WarmupCore
 pub use documents::{Documents, Origin};
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
-pub use loader::{Loader, LoaderBuilder, LoaderState, STATE_VERSION};
+pub use loader::{Loader, LoaderBuilder, LoaderState, STATE_VERSION, estimate_tokens};
 pub use prefetch::Prefetch;
 pub use reader::RetryPolicy;
 pub use source::{ShardFile, list_shards, store_for_url};

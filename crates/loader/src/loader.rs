@@ -316,6 +316,16 @@ impl LoaderBuilder {
     }
 }
 
+/// A lower bound on the tokens in the shards at `locations`, from their footers alone (for
+/// sizing a schedule to one epoch before building a loader).
+pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Result<u64> {
+    let io = IoRuntime::new(1)?;
+    let retry = RetryPolicy::default();
+    let files = list_shards(locations, retry).await?;
+    let catalog = build_catalog(files, layout, BadShardPolicy::Fail, retry, io.handle(), 4).await?;
+    Ok(catalog.tokens_lower_bound())
+}
+
 /// Owns the dedicated I/O runtime; shut down without blocking (safe inside async code).
 struct IoRuntime(Option<tokio::runtime::Runtime>);
 

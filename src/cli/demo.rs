@@ -1,0 +1,91 @@
+//! The built-in demo corpus: deterministic documents with a realistic length distribution,
+//! written as real Parquet shards, so that `seqwarm stream` works on a fresh machine with
+//! nothing else.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use seqwarm::loader::{OutputLayout, ShardWriter};
+
+/// Documents in the demo corpus.
+pub const DOCUMENTS: usize = 16_000;
+/// Vocabulary of the demo tokens (GPT-2's size, EOS = 50256 excluded from documents).
+pub const VOCAB: u64 = 50_257;
+const SHARDS: usize = 4;
+const ROW_GROUP_TOKENS: usize = 256 * 1024;
+const FORMAT_VERSION: u32 = 1;
+
+/// SplitMix64, for a corpus that is the same on every machine.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Document `index`: a log-normal length (median 300 tokens, sigma 1.0, 8..8192) and
+/// Zipf-like token ids (frequent ids small), as in tokenized English.
+pub fn document(index: usize) -> Vec<i32> {
+    let mut rng = Rng(0xDE30_0000 ^ index as u64);
+    let u1 = rng.uniform().max(f64::MIN_POSITIVE);
+    let u2 = rng.uniform();
+    let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    let len = ((300f64.ln() + normal).exp() as usize).clamp(8, 8192);
+    (0..len)
+        .map(|_| {
+            // Inverse-power sampling: id ~ (VOCAB-1)^u - 1, heavy on small ids.
+            let u = rng.uniform();
+            (((VOCAB - 1) as f64).powf(u) - 1.0) as i32
+        })
+        .collect()
+}
+
+/// The demo corpus directory (created on first use, reused after), in the system temp dir.
+pub fn corpus(layout: OutputLayout) -> anyhow::Result<PathBuf> {
+    let name = match layout {
+        OutputLayout::Flat => "flat",
+        OutputLayout::Rows => "rows",
+    };
+    let dir = std::env::temp_dir().join(format!("seqwarm-demo-v{FORMAT_VERSION}-{name}"));
+    let done = dir.join(".complete");
+    if done.exists() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let per_shard = DOCUMENTS.div_ceil(SHARDS);
+    for shard in 0..SHARDS {
+        write_shard(
+            &dir.join(format!("demo-{shard:02}.parquet")),
+            layout,
+            shard * per_shard..((shard + 1) * per_shard).min(DOCUMENTS),
+        )?;
+    }
+    std::fs::write(&done, "")?;
+    Ok(dir)
+}
+
+fn write_shard(
+    path: &Path,
+    layout: OutputLayout,
+    documents: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    // Written under a temporary name, renamed when complete: an interrupted run never leaves
+    // a truncated shard behind.
+    let partial = path.with_extension("parquet.partial");
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut writer = ShardWriter::new(file, layout, ROW_GROUP_TOKENS, &path.display().to_string())?;
+    for i in documents {
+        writer.write_document(&document(i))?;
+    }
+    writer.finish()?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! `seqwarm stream`: the main job. Streams shards through the warmup stage and reports what
+//! comes out, step by step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use seqwarm::loader::{
+    BatchSize, LoaderState, OutputLayout, ScheduledBatch, ShardLayout, estimate_tokens,
+};
+use seqwarm::schedule::ProgressUnit;
+
+use super::demo;
+use super::loader_args::{LoaderArgs, read_command_config};
+use super::schedule_args::{ScheduleArgs, build_logged};
+
+pub const EXAMPLES: &str = "Examples:
+  seqwarm stream                                   # built-in demo corpus, linear 64 -> 1024 warmup
+  seqwarm stream data/shards/ --mode truncate --batch-rows 8 --eos-id 50256
+  seqwarm stream s3://bucket/shards/ --rank 3 --world-size 8 --state-out state.json
+  seqwarm stream data/ --state-in state.json       # continue where state.json left off
+  seqwarm stream data/ --emit jsonl --max-steps 2 | jq .seq_len";
+
+/// Output of `stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// A line per reported step, and a summary.
+    Table,
+    /// Every batch, all fields, one JSON object per line on stdout (the table goes to stderr).
+    Jsonl,
+}
+
+/// Arguments of `seqwarm stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Shard locations: files, directories, globs or URLs (s3://, gs://, az://, http(s)://,
+    /// file://). None: the built-in demo corpus.
+    pub shards: Vec<String>,
+    /// Config file (TOML or JSON): `shards`, loader keys as the flags (kebab-case), and a
+    /// `[schedule]` table. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    #[command(flatten)]
+    pub loader: LoaderArgs,
+    /// Layout of the demo corpus when no shards are given.
+    #[arg(long, value_enum, default_value = "flat")]
+    pub demo_layout: DemoLayout,
+    /// Report every N steps (the first and last are always reported).
+    #[arg(long, default_value_t = 10)]
+    pub print_every: u64,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = Emit::Table)]
+    pub emit: Emit,
+    /// Continue from a state file written by `--state-out`.
+    #[arg(long, value_name = "FILE")]
+    pub state_in: Option<PathBuf>,
+    /// Write the loader's state here every `--state-every` steps and at the end.
+    #[arg(long, value_name = "FILE")]
+    pub state_out: Option<PathBuf>,
+    /// Steps between state writes.
+    #[arg(long, default_value_t = 100)]
+    pub state_every: u64,
+}
+
+/// Demo corpus layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoLayout {
+    /// seqwarm's flat layout.
+    Flat,
+    /// Hugging Face `list<int32>` rows.
+    Rows,
+}
+
+/// Resolves shards (the demo corpus when none), config file and flags.
+pub struct Resolved {
+    pub shards: Vec<String>,
+    pub loader: LoaderArgs,
+    pub schedule: seqwarm::schedule::Schedule,
+    pub demo: bool,
+}
+
+pub async fn resolve(
+    shards: &[String],
+    config: Option<&PathBuf>,
+    schedule: &ScheduleArgs,
+    loader: &LoaderArgs,
+    demo_layout: DemoLayout,
+) -> anyhow::Result<Resolved> {
+    let file = match config {
+        Some(path) => read_command_config(path)?,
+        None => Default::default(),
+    };
+    let mut loader = loader.merged(&file.loader);
+    let mut shards = if shards.is_empty() {
+        file.shards.clone()
+    } else {
+        shards.to_vec()
+    };
+    let demo = shards.is_empty();
+    if demo {
+        let layout = match demo_layout {
+            DemoLayout::Flat => OutputLayout::Flat,
+            DemoLayout::Rows => OutputLayout::Rows,
+        };
+        let dir = tokio::task::spawn_blocking(move || demo::corpus(layout)).await??;
+        eprintln!(
+            "no shards given: using the built-in demo corpus ({} documents, {:?} layout) at {}",
+            demo::DOCUMENTS,
+            layout,
+            dir.display()
+        );
+        shards = vec![dir.display().to_string()];
+        loader.vocab_size = loader.vocab_size.or(Some(demo::VOCAB));
+        loader.eos_id = loader.eos_id.or(Some(50_256));
+    }
+    let mut config = schedule.config_over(file.schedule.clone())?;
+    if demo && schedule.min.is_none() && schedule.max.is_none() && file.schedule.is_none() {
+        // The demo's default: 64 -> 1024 in steps of 64.
+        config.min = config.min.map(|_| 64);
+        config.max = config.max.map(|_| 1024);
+        config.step = config.step.map(|_| 64);
+    }
+    let explicit_total =
+        schedule.total.is_some() || file.schedule.as_ref().is_some_and(|s| s.total.is_some());
+    if !explicit_total && config.unit == ProgressUnit::Steps && config.total.is_some() {
+        // One epoch's worth of steps at the maximum length, from the footers.
+        let tokens = estimate_tokens(&shards, &ShardLayout::default()).await?;
+        let max = config.max.unwrap_or(1024).max(1);
+        let per_step = match loader.batch_size() {
+            BatchSize::Rows(rows) => rows as u64 * max,
+            BatchSize::Tokens(budget) => budget as u64,
+        };
+        let epochs = loader.epochs.filter(|&e| e > 0).unwrap_or(1);
+        config.total = Some((tokens * epochs / per_step.max(1)).max(1));
+        tracing::info!(
+            tokens,
+            total = config.total,
+            "schedule total from the shards"
+        );
+    }
+    let schedule = build_logged(&config)?;
+    Ok(Resolved {
+        shards,
+        loader,
+        schedule,
+        demo,
+    })
+}
+
+fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec(state)?)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    for (name, tensor) in b.batch.iter() {
+        fields.insert(name.to_string(), serde_json::json!(tensor.to_rows_i64()));
+    }
+    serde_json::json!({
+        "step": b.step,
+        "seq_len": b.seq_len,
+        "rows": b.batch.rows(),
+        "tokens": b.tokens,
+        "fields": fields,
+    })
+}
+
+pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
+    let resolved = resolve(
+        &args.shards,
+        args.config.as_ref(),
+        &args.schedule,
+        &args.loader,
+        args.demo_layout,
+    )
+    .await?;
+    let mut builder = resolved
+        .loader
+        .builder(&resolved.shards, resolved.schedule.clone());
+    if let Some(path) = &args.state_in {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read state {}", path.display()))?;
+        let state: LoaderState = serde_json::from_str(&text)
+            .with_context(|| format!("invalid state file {}", path.display()))?;
+        builder = builder.with_state(state);
+    }
+    let mut loader = builder.build().await?;
+    let schedule = &resolved.schedule;
+    let mut info: Box<dyn Write> = match args.emit {
+        Emit::Table => Box::new(std::io::stdout().lock()),
+        Emit::Jsonl => Box::new(std::io::stderr()),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        info,
+        "seqwarm stream: {} shards, {} row groups, mode {}, schedule {} {} -> {} over {} of {} {}, {}",
+        loader.catalog().shard_count(),
+        loader.catalog().unit_count(),
+        resolved.loader.mode().name(),
+        schedule.kind(),
+        schedule.min_len(),
+        schedule.max_len(),
+        schedule.warmup_end(),
+        schedule.total().unwrap_or(0),
+        schedule.unit(),
+        match resolved.loader.batch_size() {
+            BatchSize::Rows(r) => format!("{r} rows per batch"),
+            BatchSize::Tokens(t) => format!("{t} tokens per batch"),
+        }
+    )?;
+    writeln!(
+        info,
+        "{:>8}  {:>7}  {:>12}  {:>9}  {:>12}  {:>11}",
+        "step", "seq_len", "batch shape", "tokens", "total tokens", "tokens/s"
+    )?;
+    let started = Instant::now();
+    let mut last: Option<ScheduledBatch> = None;
+    let mut emitted = 0u64;
+    let mut tokens = 0u64;
+    let report = |info: &mut Box<dyn Write>,
+                  b: &ScheduledBatch,
+                  total: u64,
+                  started: Instant|
+     -> std::io::Result<()> {
+        let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        writeln!(
+            info,
+            "{:>8}  {:>7}  {:>12}  {:>9}  {:>12}  {:>11.0}",
+            b.step,
+            b.seq_len,
+            format!("{}x{}", b.batch.rows(), b.batch.seq_len()),
+            b.tokens,
+            b.progress.tokens,
+            rate
+        )
+    };
+    while let Some(batch) = loader.next().await {
+        let batch = batch?;
+        emitted += 1;
+        tokens += batch.tokens;
+        if args.emit == Emit::Jsonl {
+            serde_json::to_writer(&mut out, &batch_json(&batch))?;
+            out.write_all(b"\n")?;
+        }
+        if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
+            report(&mut info, &batch, tokens, started)?;
+        }
+        if let Some(path) = &args.state_out {
+            if (batch.step + 1) % args.state_every.max(1) == 0 {
+                write_state(path, &loader.state())?;
+            }
+        }
+        last = Some(batch);
+    }
+    if let Some(b) = &last {
+        if emitted > 1 && b.step % args.print_every.max(1) != 0 {
+            report(&mut info, b, tokens, started)?;
+        }
+    }
+    if let Some(path) = &args.state_out {
+        write_state(path, &loader.state())?;
+    }
+    let stats = loader.stats();
+    let elapsed = started.elapsed().as_secs_f64();
+    writeln!(
+        info,
+        "summary: {emitted} batches, {tokens} tokens in {elapsed:.2} s ({:.1} M tokens/s); {} documents read, {} tokens cut by the mode, {} dropped at the end, {} row groups skipped",
+        tokens as f64 / elapsed.max(1e-9) / 1e6,
+        stats.documents,
+        stats.tokens_cut,
+        stats.tokens_dropped,
+        stats.units_skipped
+    )?;
+    for reason in loader.skipped() {
+        writeln!(info, "skipped: {reason}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
