@@ -1,10 +1,13 @@
 //! Command-line front end: argument parsing, logging, dispatch.
 
+mod bench;
 mod demo;
 mod loader_args;
 mod plan;
+mod preprocess;
 mod schedule_args;
 mod stream;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +28,14 @@ enum Command {
     /// shards, a built-in demo corpus).
     #[command(after_help = stream::EXAMPLES)]
     Stream(Box<stream::StreamArgs>),
+    /// Tokenize text, JSON Lines or Parquet text into Parquet token shards and a manifest.
+    #[command(after_help = preprocess::EXAMPLES)]
+    Preprocess(preprocess::PreprocessArgs),
+    /// Measure the loader against raw arrow-rs decoding (and a Python peer), with peak memory.
+    #[command(after_help = bench::EXAMPLES)]
+    Bench(bench::BenchArgs),
+    /// Join the manifests of `preprocess --worker I --workers N` runs.
+    MergeManifests(preprocess::MergeArgs),
     /// Print a sequence-length schedule as a table of change points and plot it as SVG.
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::PlanArgs),
@@ -37,6 +48,9 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Stream(args) => runtime().and_then(|rt| rt.block_on(stream::run(&args))),
+        Command::Preprocess(args) => preprocess::run(&args),
+        Command::MergeManifests(args) => preprocess::merge(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

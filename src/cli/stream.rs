@@ -81,7 +81,6 @@ pub struct Resolved {
     pub shards: Vec<String>,
     pub loader: LoaderArgs,
     pub schedule: seqwarm::schedule::Schedule,
-    pub demo: bool,
 }
 
 pub async fn resolve(
@@ -93,7 +92,7 @@ pub async fn resolve(
 ) -> anyhow::Result<Resolved> {
     let file = match config {
         Some(path) => read_command_config(path)?,
-        None => Default::default(),
+        None => super::loader_args::CommandConfig::default(),
     };
     let mut loader = loader.merged(&file.loader);
     let mut shards = if shards.is_empty() {
@@ -148,7 +147,6 @@ pub async fn resolve(
         shards,
         loader,
         schedule,
-        demo,
     })
 }
 
@@ -254,17 +252,18 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
             report(&mut info, &batch, tokens, started)?;
         }
-        if let Some(path) = &args.state_out {
-            if (batch.step + 1) % args.state_every.max(1) == 0 {
-                write_state(path, &loader.state())?;
-            }
+        if let Some(path) = &args.state_out
+            && (batch.step + 1) % args.state_every.max(1) == 0
+        {
+            write_state(path, &loader.state())?;
         }
         last = Some(batch);
     }
-    if let Some(b) = &last {
-        if emitted > 1 && b.step % args.print_every.max(1) != 0 {
-            report(&mut info, b, tokens, started)?;
-        }
+    if let Some(b) = &last
+        && emitted > 1
+        && b.step % args.print_every.max(1) != 0
+    {
+        report(&mut info, b, tokens, started)?;
     }
     if let Some(path) = &args.state_out {
         write_state(path, &loader.state())?;

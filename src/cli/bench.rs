@@ -1,0 +1,369 @@
+//! `seqwarm bench`: the async loader against raw arrow-rs decoding of the same shards, in one
+//! run, with peak memory; optionally against a Python peer.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use seqwarm::loader::{OutputLayout, list_shards};
+use seqwarm::schedule::ScheduleConfig;
+use serde::Serialize;
+
+use super::demo;
+use super::loader_args::{LoaderArgs, ModeArg};
+use super::schedule_args::build_logged;
+
+pub const EXAMPLES: &str = "Examples:
+  seqwarm bench                                  # demo corpus, flat and rows layouts, one core
+  seqwarm bench data/shards/ --threads all --json bench.json
+  seqwarm bench --peer python                    # also the pyarrow + numpy peer (scripts/python-env)";
+
+/// Cores for each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threads {
+    /// One core: current-thread runtime, one row group in flight; the peer single-threaded.
+    One,
+    /// Every core: multi-thread runtime, prefetch concurrency = cores; the peer's threads on.
+    All,
+}
+
+/// A peer implementation to compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// pyarrow + numpy (`benches/peers/python_peer.py`, venv from `scripts/python-env`).
+    Python,
+}
+
+/// Arguments of `seqwarm bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Shard locations (local files, directories or globs). None: the demo corpus in both
+    /// layouts.
+    pub shards: Vec<String>,
+    /// Modes to measure [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub modes: Vec<ModeArg>,
+    /// Cores for each side.
+    #[arg(long, value_enum, default_value_t = Threads::One)]
+    pub threads: Threads,
+    /// Runs per measurement; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Token budget per batch.
+    #[arg(long, default_value_t = 65_536)]
+    pub batch_tokens: usize,
+    /// Maximum sequence length (schedule linear from 64, step 64, over 30% of an epoch).
+    #[arg(long, default_value_t = 1024)]
+    pub max_len: u64,
+    /// Also run a peer implementation on the same shards.
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
+    /// Python interpreter for the peer [default: .venv/bin/python].
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    shards: String,
+    what: String,
+    tokens: u64,
+    seconds: f64,
+    tokens_per_s: f64,
+    mb_per_s: f64,
+    ratio_to_raw: f64,
+    peak_rss_mib: f64,
+}
+
+fn status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Resets the peak-RSS mark (Linux) so that the next reading covers one measurement.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn raw_decode(files: &[PathBuf], column: &str) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    for path in files {
+        let open = || -> anyhow::Result<_> {
+            Ok(ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(path)?,
+            )?)
+        };
+        let builder = open()?;
+        let index = builder
+            .schema()
+            .index_of(column)
+            .with_context(|| format!("{}: no column {column}", path.display()))?;
+        for group in 0..builder.metadata().num_row_groups() {
+            let builder = open()?;
+            let rows = usize::try_from(builder.metadata().row_group(group).num_rows())?;
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+            for batch in builder
+                .with_projection(mask)
+                .with_row_groups(vec![group])
+                .with_batch_size(rows.max(1))
+                .build()?
+            {
+                let batch = batch?;
+                let array = batch.column(0);
+                n += match array.data_type() {
+                    arrow_schema::DataType::List(_) => {
+                        use arrow_array::cast::AsArray;
+                        array.as_list::<i32>().values().len() as u64
+                    }
+                    arrow_schema::DataType::LargeList(_) => {
+                        use arrow_array::cast::AsArray;
+                        array.as_list::<i64>().values().len() as u64
+                    }
+                    _ => array.len() as u64,
+                };
+            }
+        }
+    }
+    Ok(n)
+}
+
+async fn stream_once(
+    shards: &[String],
+    loader: &LoaderArgs,
+    schedule: &seqwarm::schedule::Schedule,
+) -> anyhow::Result<u64> {
+    let mut loader = loader.builder(shards, schedule.clone()).build().await?;
+    while let Some(b) = loader.next().await {
+        std::hint::black_box(b?);
+    }
+    // Input tokens, as the raw decode counts them (truncate emits fewer than it reads).
+    Ok(loader.stats().tokens_in)
+}
+
+fn timed<T>(
+    repeat: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, f64, f64)> {
+    let mut best = f64::MAX;
+    let mut out = None;
+    reset_peak();
+    for _ in 0..repeat.max(1) {
+        let started = Instant::now();
+        out = Some(f()?);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    let peak = status_kib("VmHWM:") as f64 / 1024.0;
+    match out {
+        Some(v) => Ok((v, best, peak)),
+        None => bail!("no run"),
+    }
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let sets: Vec<(String, Vec<String>)> = if args.shards.is_empty() {
+        vec![
+            (
+                "demo flat".into(),
+                vec![demo::corpus(OutputLayout::Flat)?.display().to_string()],
+            ),
+            (
+                "demo rows".into(),
+                vec![demo::corpus(OutputLayout::Rows)?.display().to_string()],
+            ),
+        ]
+    } else {
+        vec![(args.shards.join(" "), args.shards.clone())]
+    };
+    let modes: Vec<ModeArg> = if args.modes.is_empty() {
+        ModeArg::ALL.to_vec()
+    } else {
+        args.modes.clone()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = match args.threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Threads::All => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    let mut rows = Vec::new();
+    let mut peers = Vec::new();
+    println!(
+        "seqwarm bench: {} core(s) ({:?}), best of {}",
+        if args.threads == Threads::One {
+            1
+        } else {
+            cores
+        },
+        args.threads,
+        args.repeat
+    );
+    println!(
+        "{:<12} {:<20} {:>12} {:>10} {:>9} {:>10}",
+        "shards", "what", "tokens/s", "MB/s", "vs raw", "peak RSS"
+    );
+    for (name, shards) in &sets {
+        let files: Vec<PathBuf> = runtime
+            .block_on(list_shards(shards, seqwarm::loader::RetryPolicy::default()))?
+            .iter()
+            .map(|f| PathBuf::from(&f.display))
+            .collect();
+        let column = if files.first().is_some_and(|f| has_column(f, "input_ids")) {
+            "input_ids"
+        } else {
+            "tokens"
+        };
+        let (tokens, seconds, peak) = timed(args.repeat, || raw_decode(&files, column))?;
+        let raw_rate = tokens as f64 / seconds;
+        let mut push = |what: String, tokens: u64, seconds: f64, peak: f64| {
+            let rate = tokens as f64 / seconds;
+            let row = Row {
+                shards: name.clone(),
+                what,
+                tokens,
+                seconds,
+                tokens_per_s: rate,
+                mb_per_s: rate * 4.0 / 1e6,
+                ratio_to_raw: rate / raw_rate,
+                peak_rss_mib: peak,
+            };
+            println!(
+                "{:<12} {:<20} {:>10.1} M {:>10.0} {:>8.2}x {:>7.0} MiB",
+                row.shards,
+                row.what,
+                row.tokens_per_s / 1e6,
+                row.mb_per_s,
+                row.ratio_to_raw,
+                row.peak_rss_mib
+            );
+            rows.push(row);
+        };
+        push("raw arrow-rs decode".into(), tokens, seconds, peak);
+        let steps = tokens / args.batch_tokens as u64;
+        let schedule = build_logged(
+            &ScheduleConfig::linear(64, args.max_len, 0.3, steps.max(1)).with_step(64),
+        )?;
+        for &mode in &modes {
+            let loader = LoaderArgs {
+                mode: Some(mode),
+                batch_tokens: Some(args.batch_tokens),
+                eos_id: None,
+                prefetch_concurrency: Some(if args.threads == Threads::One {
+                    1
+                } else {
+                    cores
+                }),
+                prefetch_queue: Some(if args.threads == Threads::One {
+                    1
+                } else {
+                    2 * cores
+                }),
+                ..LoaderArgs::default()
+            };
+            let (tokens, seconds, peak) = timed(args.repeat, || {
+                runtime.block_on(stream_once(shards, &loader, &schedule))
+            })?;
+            push(format!("stream {}", mode.name()), tokens, seconds, peak);
+        }
+        if let Some(Peer::Python) = args.peer {
+            let python = args
+                .python
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".venv/bin/python"));
+            let points: Vec<[u64; 2]> = schedule
+                .change_points()
+                .map(|c| [c.position, c.seq_len])
+                .collect();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/python_peer.py");
+            let output = std::process::Command::new(&python)
+                .arg(&script)
+                .arg("--shards")
+                .args(&files)
+                .args([
+                    "--column",
+                    column,
+                    "--schedule",
+                    &serde_json::to_string(&points)?,
+                ])
+                .args([
+                    "--max-len",
+                    &args.max_len.to_string(),
+                    "--batch-tokens",
+                    &args.batch_tokens.to_string(),
+                ])
+                .args([
+                    "--threads",
+                    if args.threads == Threads::One {
+                        "one"
+                    } else {
+                        "all"
+                    },
+                    "--repeat",
+                    &args.repeat.to_string(),
+                ])
+                .output()
+                .with_context(|| {
+                    format!(
+                        "cannot run {} (install it with scripts/python-env)",
+                        python.display()
+                    )
+                })?;
+            if !output.status.success() {
+                bail!(
+                    "python peer failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let peer: serde_json::Value =
+                serde_json::from_slice(&output.stdout).context("python peer printed no JSON")?;
+            for what in ["raw", "truncate", "reshape"] {
+                let rate = peer[what]["tokens_per_s"].as_f64().unwrap_or(0.0);
+                let ours = rows
+                    .iter()
+                    .filter(|r| &r.shards == name)
+                    .find(|r| match what {
+                        "raw" => r.what == "raw arrow-rs decode",
+                        other => r.what == format!("stream {other}"),
+                    })
+                    .map_or(0.0, |r| r.tokens_per_s);
+                println!(
+                    "{:<12} {:<20} {:>10.1} M {:>10.0} {:>9} seqwarm / python = {:.2}x",
+                    name,
+                    format!("python {what}"),
+                    rate / 1e6,
+                    rate * 4.0 / 1e6,
+                    "",
+                    ours / rate.max(1e-9)
+                );
+                peers.push(serde_json::json!({"shards": name, "what": what, "tokens_per_s": rate, "seqwarm_tokens_per_s": ours, "ratio": ours / rate.max(1e-9)}));
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({"threads": args.threads, "repeat": args.repeat, "batch_tokens": args.batch_tokens, "max_len": args.max_len, "rows": rows, "peer": peers});
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn has_column(path: &Path, column: &str) -> bool {
+    std::fs::File::open(path)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .is_some_and(|b| b.schema().index_of(column).is_ok())
+}
