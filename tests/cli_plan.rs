@@ -24,6 +24,17 @@ fn plan_on_defaults_prints_a_table_and_writes_svg() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("schedule: linear"), "{stdout}");
     assert!(stdout.contains("max 1024 from steps 3000"), "{stdout}");
+    // Tokens per step under each mode, and what the warmup saves over the baseline.
+    assert!(
+        stdout.contains("tokens per step at 8 rows per batch"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "constant max trains 81920000 tokens; truncate/repack/pack 69627968 (15.0% fewer)"
+        ),
+        "{stdout}"
+    );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg") && svg_text.contains("<polyline"));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
+use seqwarm::loader::BatchSize;
 use seqwarm::schedule::{ChangePoint, Schedule};
 
 use super::schedule_args::ScheduleArgs;
@@ -39,14 +40,47 @@ pub struct PlanArgs {
     /// Table format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Fixed rows per batch, for the tokens-per-step columns [default: 8].
+    #[arg(long, conflicts_with = "batch_tokens")]
+    batch_rows: Option<usize>,
+    /// Token budget per batch (rows = budget / length), for the tokens-per-step columns.
+    #[arg(long)]
+    batch_tokens: Option<usize>,
+}
+
+/// Tokens one step trains on, per mode: (rows, truncate/repack/pack tokens, reshape rows,
+/// reshape tokens).
+fn step_tokens(sizing: BatchSize, len: u64, max: u64) -> (u64, u64, u64, u64) {
+    let rows = sizing.rows(usize::try_from(len).unwrap_or(usize::MAX)) as u64;
+    let reshape_rows = rows * max / len.max(1);
+    (rows, rows * len, reshape_rows, reshape_rows * len)
+}
+
+/// Tokens trained over `0..total` steps per mode, and the constant-max baseline.
+fn totals(points: &[ChangePoint], total: u64, sizing: BatchSize, max: u64) -> (u64, u64, u64) {
+    let (mut cut, mut reshape) = (0u64, 0u64);
+    for (i, p) in points.iter().enumerate() {
+        let end = points.get(i + 1).map_or(total, |n| n.position).min(total);
+        let steps = end.saturating_sub(p.position);
+        let (_, t, _, r) = step_tokens(sizing, p.seq_len, max);
+        cut += steps * t;
+        reshape += steps * r;
+    }
+    let (_, baseline, _, _) = step_tokens(sizing, max, max);
+    (cut, reshape, baseline * total)
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let schedule = args.schedule.schedule()?;
     let points: Vec<ChangePoint> = schedule.change_points().collect();
+    let sizing = match (args.batch_rows, args.batch_tokens) {
+        (Some(r), _) => BatchSize::Rows(r),
+        (None, Some(t)) => BatchSize::Tokens(t),
+        (None, None) => BatchSize::Rows(8),
+    };
     let text = match args.format {
-        Format::Table => table(&schedule, &points),
-        Format::Json => json(&schedule, &points)?,
+        Format::Table => table(&schedule, &points, sizing),
+        Format::Json => json(&schedule, &points, sizing)?,
     };
     print!("{text}");
     if !args.no_svg {
@@ -56,8 +90,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(schedule: &Schedule, points: &[ChangePoint]) -> String {
+fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> String {
     let unit = schedule.unit();
+    let max = schedule.max_len();
     let mut out = String::new();
     let config = schedule.config();
     let _ = writeln!(
@@ -69,15 +104,27 @@ fn table(schedule: &Schedule, points: &[ChangePoint]) -> String {
             .map(|t| format!(", total {t}"))
             .unwrap_or_default(),
         points.len(),
-        schedule.max_len(),
+        max,
         schedule.warmup_end(),
+    );
+    let sizing_text = match sizing {
+        BatchSize::Rows(r) => format!("{r} rows per batch"),
+        BatchSize::Tokens(t) => format!("{t}-token budget per batch"),
+    };
+    let _ = writeln!(
+        out,
+        "tokens per step at {sizing_text}: truncate/repack/pack train rows x len; reshape re-flows rows x max into rows of len"
     );
     let _ = writeln!(
         out,
-        "{:>14}  {:>9}  {:>8}",
+        "{:>14}  {:>9}  {:>8}  {:>6}  {:>14}  {:>12}  {:>14}",
         unit.name(),
         "seq_len",
-        "of total"
+        "of total",
+        "rows",
+        "tokens (cut)",
+        "reshape rows",
+        "tokens (reshape)"
     );
     for p in points {
         let fraction = config
@@ -85,19 +132,57 @@ fn table(schedule: &Schedule, points: &[ChangePoint]) -> String {
             .filter(|&t| t > 0)
             .map(|t| format!("{:>7.2}%", p.position as f64 / t as f64 * 100.0))
             .unwrap_or_default();
-        let _ = writeln!(out, "{:>14}  {:>9}  {fraction:>8}", p.position, p.seq_len);
+        let (rows, cut, reshape_rows, reshape) = step_tokens(sizing, p.seq_len, max);
+        let _ = writeln!(
+            out,
+            "{:>14}  {:>9}  {fraction:>8}  {rows:>6}  {cut:>14}  {reshape_rows:>12}  {reshape:>14}",
+            p.position, p.seq_len
+        );
+    }
+    if let (Some(total), seqwarm::schedule::ProgressUnit::Steps) = (config.total, unit) {
+        let (cut, reshape, baseline) = totals(points, total, sizing, max);
+        let versus = |x: u64| {
+            let change = 100.0 * (x as f64 / baseline.max(1) as f64 - 1.0);
+            if change <= 0.0 {
+                format!("{:.1}% fewer", -change)
+            } else {
+                format!("{change:.1}% more")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "over {total} steps: constant max trains {baseline} tokens; truncate/repack/pack {cut} ({}); reshape {reshape} ({})",
+            versus(cut),
+            versus(reshape)
+        );
     }
     out
 }
 
-fn json(schedule: &Schedule, points: &[ChangePoint]) -> anyhow::Result<String> {
-    let value = serde_json::json!({
+fn json(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> anyhow::Result<String> {
+    let max = schedule.max_len();
+    let steps: Vec<_> = points
+        .iter()
+        .map(|p| {
+            let (rows, cut, reshape_rows, reshape) = step_tokens(sizing, p.seq_len, max);
+            serde_json::json!({"position": p.position, "seq_len": p.seq_len, "rows": rows, "tokens": cut, "reshape_rows": reshape_rows, "reshape_tokens": reshape})
+        })
+        .collect();
+    let mut value = serde_json::json!({
         "config": schedule.config(),
-        "max_len": schedule.max_len(),
+        "max_len": max,
         "warmup_end": schedule.warmup_end(),
         "warnings": schedule.warnings().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "change_points": points.iter().map(|p| [p.position, p.seq_len]).collect::<Vec<_>>(),
+        "batch_size": sizing,
+        "steps": steps,
     });
+    if let (Some(total), seqwarm::schedule::ProgressUnit::Steps) =
+        (schedule.total(), schedule.unit())
+    {
+        let (cut, reshape, baseline) = totals(points, total, sizing, max);
+        value["tokens_over_training"] = serde_json::json!({"constant_max": baseline, "truncate_repack_pack": cut, "reshape": reshape});
+    }
     Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 

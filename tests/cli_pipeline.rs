@@ -1,0 +1,378 @@
+//! End-to-end tests of `preprocess`, `stream`, `merge-manifests` and `bench`, on corpora the
+//! tests write themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn seqwarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seqwarm-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small English-like corpus: `files` text files of `documents` documents each, separated
+/// by three newlines.
+fn corpus(dir: &Path, files: usize, documents: usize) {
+    let words = [
+        "the", "of", "and", "to", "warmup", "sequence", "length", "is", "a", "model", "token",
+        "shard",
+    ];
+    let mut s = 17u64;
+    for f in 0..files {
+        let mut text = String::new();
+        for _ in 0..documents {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let n = 20 + (s >> 33) as usize % 200;
+            for i in 0..n {
+                text.push_str(words[(s as usize >> (i % 48)) % words.len()]);
+                text.push(' ');
+            }
+            text.push_str("\n\n\n");
+        }
+        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
+    }
+}
+
+fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "preprocess",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--separator",
+        "\\n\\n\\n",
+        "--shard-tokens",
+        "6000",
+        "--row-group-tokens",
+        "1500",
+    ];
+    args.extend_from_slice(extra);
+    seqwarm(&args)
+}
+
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn preprocess_is_deterministic_and_resumes_without_rewriting() {
+    let root = temp("pre");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 4, 25);
+    let (a, b) = (root.join("a"), root.join("b"));
+    ok(&preprocess(&input, &a, &[]));
+    ok(&preprocess(&input, &b, &["--threads", "1"]));
+    let shards = files_of(&a);
+    assert!(shards.len() >= 3, "{} shards", shards.len());
+    assert_eq!(
+        shards,
+        files_of(&b),
+        "same inputs and flags give byte-identical shards"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["documents"], 100);
+    assert_eq!(manifest["shards"].as_array().unwrap().len(), shards.len());
+
+    // Interrupted after two shards: later shards and a partial file are gone.
+    let finished_before = std::fs::metadata(b.join(&shards[0].0))
+        .unwrap()
+        .modified()
+        .unwrap();
+    for (name, _) in &shards[2..] {
+        std::fs::remove_file(b.join(name)).unwrap();
+        let _ = std::fs::remove_file(b.join(format!("{name}.json")));
+    }
+    std::fs::write(
+        b.join("shard-w00000-00002.parquet.partial"),
+        b"half a shard",
+    )
+    .unwrap();
+    ok(&preprocess(&input, &b, &[]));
+    assert_eq!(
+        shards,
+        files_of(&b),
+        "the resumed run finishes the same shards"
+    );
+    assert_eq!(
+        std::fs::metadata(b.join(&shards[0].0))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        finished_before,
+        "finished shards are not rewritten"
+    );
+    assert!(!b.join("shard-w00000-00002.parquet.partial").exists());
+}
+
+#[test]
+fn workers_split_the_inputs_and_manifests_merge() {
+    let root = temp("workers");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 5, 10);
+    let out = root.join("out");
+    for worker in ["0", "1"] {
+        ok(&preprocess(
+            &input,
+            &out,
+            &["--worker", worker, "--workers", "2"],
+        ));
+    }
+    ok(&seqwarm(&[
+        "merge-manifests",
+        out.to_str().unwrap(),
+        "-o",
+        out.join("manifest.json").to_str().unwrap(),
+    ]));
+    let merged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(merged["documents"], 50);
+    let single = root.join("single");
+    ok(&preprocess(&input, &single, &[]));
+    let one: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(single.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(merged["tokens"], one["tokens"]);
+    // A missing worker is refused.
+    std::fs::remove_file(out.join("manifest-w00001-of-00002.json")).unwrap();
+    let err = seqwarm(&[
+        "merge-manifests",
+        out.to_str().unwrap(),
+        "-o",
+        root.join("m.json").to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("workers 0..2"));
+}
+
+fn jsonl_steps(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn stream_resumes_from_a_state_file_identically() {
+    let root = temp("stream");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 3, 40);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    let base = [
+        "stream",
+        shards.to_str().unwrap(),
+        "--min",
+        "16",
+        "--max",
+        "128",
+        "--step",
+        "16",
+        "--total",
+        "40",
+        "--batch-tokens",
+        "512",
+        "--shuffle-buffer",
+        "8",
+        "--seed",
+        "3",
+        "--emit",
+        "jsonl",
+        "--vocab-size",
+        "50257",
+    ];
+    let full = jsonl_steps(&ok(&seqwarm(&base)));
+    assert!(full.len() > 20, "{} batches", full.len());
+    assert_eq!(full[0]["seq_len"], 16);
+    let state = root.join("state.json");
+    let mut first = base.to_vec();
+    first.extend_from_slice(&["--max-steps", "9", "--state-out", state.to_str().unwrap()]);
+    let mut resumed = jsonl_steps(&ok(&seqwarm(&first)));
+    assert_eq!(resumed.len(), 9);
+    let mut second = base.to_vec();
+    second.extend_from_slice(&["--state-in", state.to_str().unwrap()]);
+    resumed.extend(jsonl_steps(&ok(&seqwarm(&second))));
+    assert_eq!(resumed, full, "interrupted + resumed == uninterrupted");
+}
+
+#[test]
+fn stream_runs_on_the_demo_corpus_with_a_config_file() {
+    let root = temp("config");
+    let config = root.join("stream.toml");
+    std::fs::write(&config, "mode = \"pack-bestfit\"\npack-window = 64\nmax-steps = 12\n\n[schedule]\nkind = \"linear\"\nmin = 64\nmax = 512\nstep = 64\nduration = 0.5\ntotal = 20\n").unwrap();
+    let out = ok(&seqwarm(&[
+        "stream",
+        "--config",
+        config.to_str().unwrap(),
+        "--print-every",
+        "1",
+    ]));
+    assert!(out.contains("mode pack-bestfit64"), "{out}");
+    assert!(out.contains("summary: 12 batches"), "{out}");
+    // A flag overrides the file.
+    let out = ok(&seqwarm(&[
+        "stream",
+        "--config",
+        config.to_str().unwrap(),
+        "--max-steps",
+        "3",
+    ]));
+    assert!(out.contains("summary: 3 batches"), "{out}");
+}
+
+#[test]
+fn bench_runs_on_a_tiny_input_and_writes_json() {
+    let root = temp("bench");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 2, 30);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    let json = root.join("bench.json");
+    let out = ok(&seqwarm(&[
+        "bench",
+        shards.to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--modes",
+        "repack,truncate",
+        "--batch-tokens",
+        "2048",
+        "--max-len",
+        "256",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("raw arrow-rs decode") && out.contains("stream repack"),
+        "{out}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r["tokens_per_s"].as_f64().unwrap() > 0.0
+                && r["peak_rss_mib"].as_f64().unwrap() > 0.0)
+    );
+}
+
+#[test]
+fn bad_inputs_name_the_file_and_line() {
+    let root = temp("bad");
+    let out_dir = root.join("out");
+    let bad_utf8 = root.join("bad.txt");
+    std::fs::write(&bad_utf8, b"fine line\nsecond line\n\xff\xfe broken\n").unwrap();
+    let err = seqwarm(&[
+        "preprocess",
+        bad_utf8.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(msg.contains("bad.txt:3: invalid UTF-8"), "{msg}");
+
+    let jsonl = root.join("docs.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"text\": \"hello there\"}\n{\"body\": \"no text field\"}\n{\"text\": \"bye\"}\n",
+    )
+    .unwrap();
+    let err = seqwarm(&[
+        "preprocess",
+        jsonl.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("docs.jsonl:2: no string field `text`"));
+    // Skip-and-count keeps the good documents.
+    let skip = root.join("skip");
+    ok(&seqwarm(&[
+        "preprocess",
+        jsonl.to_str().unwrap(),
+        "-o",
+        skip.to_str().unwrap(),
+        "--on-error",
+        "skip",
+    ]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(skip.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            manifest["documents"].as_u64(),
+            manifest["skipped_documents"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = seqwarm(&[
+        "preprocess",
+        empty.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no input files matched"));
+
+    let missing = root.join("nope.txt");
+    let err = seqwarm(&[
+        "preprocess",
+        missing.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("nope.txt: no such file"));
+
+    // An unreadable input (a dangling link) is named.
+    let link = root.join("dangling.txt");
+    std::os::unix::fs::symlink(root.join("gone.txt"), &link).unwrap();
+    let err = seqwarm(&[
+        "preprocess",
+        link.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("dangling.txt"));
+    let err = seqwarm(&["stream", root.join("no-shards-here").to_str().unwrap()]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no-shards-here"));
+}
