@@ -102,12 +102,106 @@ pub(crate) fn reader_for(
     retry: RetryPolicy,
     io: tokio::runtime::Handle,
 ) -> Box<dyn AsyncFileReader> {
+    #[cfg(unix)]
+    if let Some(path) = &file.local_path {
+        return Box::new(LocalFileReader {
+            path: path.clone(),
+            size: file.size,
+            file: None,
+        });
+    }
     let reader =
         ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
-    if file.local {
-        Box::new(reader)
-    } else {
-        Box::new(parquet::arrow::async_reader::SpawnedReader::new(reader, io))
+    Box::new(parquet::arrow::async_reader::SpawnedReader::new(reader, io))
+}
+
+/// Reads a local file with positioned reads on the calling thread. Shards are read whole row
+/// group at a time, usually from the page cache, where a read costs microseconds: handing each
+/// one to a blocking thread pool (as `object_store` does) costs more in wake-ups than it saves
+/// (measured in docs/benchmarks.md).
+#[cfg(unix)]
+struct LocalFileReader {
+    path: std::path::PathBuf,
+    size: u64,
+    file: Option<std::fs::File>,
+}
+
+#[cfg(unix)]
+impl LocalFileReader {
+    fn read(&mut self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
+        use std::io::{Read, Seek};
+        let io_error = |e: std::io::Error, path: &std::path::Path| {
+            let path = path.display().to_string();
+            // Same errors as object_store's, so that callers classify them alike.
+            let e = if e.kind() == std::io::ErrorKind::NotFound {
+                object_store::Error::NotFound {
+                    path,
+                    source: Box::new(e),
+                }
+            } else {
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                }
+            };
+            ParquetError::External(Box::new(e))
+        };
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.path).map_err(|e| io_error(e, &self.path))?);
+        }
+        let Some(file) = &self.file else {
+            return Err(ParquetError::General("file not open".into()));
+        };
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| ParquetError::General("range too large".into()))?;
+        // `read_to_end` fills spare capacity without zeroing it first (a zeroed buffer cost a
+        // memset per row group the size of the column chunk).
+        let mut buffer = Vec::with_capacity(len);
+        let mut handle: &std::fs::File = file;
+        handle
+            .seek(std::io::SeekFrom::Start(range.start))
+            .and_then(|_| handle.take(len as u64).read_to_end(&mut buffer))
+            .map_err(|e| io_error(e, &self.path))?;
+        if buffer.len() != len {
+            let short = std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("read {} of {len} bytes at {}", buffer.len(), range.start),
+            );
+            return Err(io_error(short, &self.path));
+        }
+        Ok(Bytes::from(buffer))
+    }
+}
+
+#[cfg(unix)]
+impl AsyncFileReader for LocalFileReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let result = self.read(range);
+        async move { result }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        let result = ranges.into_iter().map(|r| self.read(r)).collect();
+        async move { result }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
     }
 }
 

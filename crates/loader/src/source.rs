@@ -22,8 +22,9 @@ pub struct ShardFile {
     pub path: Path,
     /// Its size in bytes.
     pub size: u64,
-    /// Whether it is a local file (read on blocking threads already, so no I/O runtime hop).
-    pub local: bool,
+    /// The file's path when it is on the local file system (read directly, not through the
+    /// object store).
+    pub local_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ShardFile {
@@ -161,7 +162,7 @@ fn list_local(location: &str) -> Result<Vec<ShardFile>> {
                 store: Arc::clone(&store),
                 path,
                 size,
-                local: true,
+                local_path: Some(absolute),
             })
         })
         .collect()
@@ -186,7 +187,7 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
             store,
             path,
             size: meta.size,
-            local: url.scheme() == "file",
+            local_path: (url.scheme() == "file").then(|| std::path::PathBuf::from(url.path())),
         }]);
     }
     let prefix = if path.as_ref().is_empty() {
@@ -211,9 +212,10 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
         .map(|m| ShardFile {
             display: format!("{root}/{}", m.location),
             store: Arc::clone(&store),
+            local_path: (url.scheme() == "file")
+                .then(|| std::path::PathBuf::from(format!("/{}", m.location))),
             path: m.location,
             size: m.size,
-            local: url.scheme() == "file",
         })
         .collect())
 }
