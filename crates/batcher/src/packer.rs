@@ -466,6 +466,8 @@ impl DocumentPacker {
         let pad_label = cast(fields::LABELS, self.config.pad.labels)?;
         let ignore = cast(fields::LABELS, IGNORE_INDEX)?;
         let (zero, one) = (cast("", 0)?, cast("", 1)?);
+        // Positions and segment numbers are below the row length: check it fits once.
+        cast(fields::POSITION_IDS, i64::try_from(len).unwrap_or(i64::MAX))?;
         let mut ids: Vec<T> = Vec::with_capacity(total);
         let mut labels: Vec<T> = Vec::with_capacity(total);
         let mut mask: Vec<T> = Vec::with_capacity(total);
@@ -483,9 +485,7 @@ impl DocumentPacker {
                     labels[start] = ignore;
                 }
                 mask.resize(ids.len(), one);
-                for p in 0..piece.len {
-                    positions.push(cast(fields::POSITION_IDS, p as i64)?);
-                }
+                positions.extend((0..piece.len).map(T::from_index));
                 segments.resize(ids.len(), cast(fields::SEGMENT_IDS, s as i64 + 1)?);
                 real += piece.len;
             }

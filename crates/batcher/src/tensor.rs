@@ -39,12 +39,24 @@ impl std::fmt::Display for DType {
 pub trait Element: Pod + Send + Sync + Into<i64> + TryFrom<i64> + Default {
     /// The matching [`DType`].
     const DTYPE: DType;
+    /// The largest value.
+    const MAX: i64;
+    /// `i` as an element; callers check `i <= Self::MAX` first (a position within a row).
+    fn from_index(i: usize) -> Self;
 }
 impl Element for i32 {
     const DTYPE: DType = DType::I32;
+    const MAX: i64 = i32::MAX as i64;
+    fn from_index(i: usize) -> Self {
+        i as i32
+    }
 }
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
+    const MAX: i64 = i64::MAX;
+    fn from_index(i: usize) -> Self {
+        i as i64
+    }
 }
 
 /// A borrowed view of a tensor's typed storage.
