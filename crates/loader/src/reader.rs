@@ -85,6 +85,21 @@ pub(crate) fn is_transient(e: &object_store::Error) -> bool {
     )
 }
 
+/// Reads a file's footer and metadata, respecting the reader options.
+async fn load_metadata<R: AsyncFileReader>(
+    reader: &mut R,
+    size: u64,
+    options: Option<&ArrowReaderOptions>,
+) -> parquet::errors::Result<Arc<ParquetMetaData>> {
+    let metadata = ParquetMetaDataReader::new()
+        .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+        // One request for footer and metadata in the common case.
+        .with_prefetch_hint(Some(64 * 1024))
+        .load_and_finish(reader, size)
+        .await?;
+    Ok(Arc::new(metadata))
+}
+
 /// Reads one object as a Parquet file.
 #[derive(Clone, Debug)]
 pub(crate) struct ObjectStoreReader {
@@ -192,16 +207,8 @@ impl AsyncFileReader for LocalFileReader {
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
+        let size = self.size;
+        load_metadata(self, size, options).boxed()
     }
 }
 
@@ -255,17 +262,8 @@ impl AsyncFileReader for ObjectStoreReader {
         &'a mut self,
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
-                // One request for footer and metadata in the common case.
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
+        let size = self.size;
+        load_metadata(self, size, options).boxed()
     }
 }
 

@@ -81,16 +81,7 @@ async fn pyarrow_written_shards_read_as_specified() {
             let want: Vec<i64> = docs.iter().flatten().copied().collect();
             let mut got: Vec<i64> = Vec::new();
             for b in &batches {
-                let ids = b.batch.input_ids().unwrap().to_vec_i64();
-                match b.batch.get("attention_mask") {
-                    Some(mask) => got.extend(
-                        ids.iter()
-                            .zip(mask.to_vec_i64())
-                            .filter(|(_, m)| *m == 1)
-                            .map(|(t, _)| *t),
-                    ),
-                    None => got.extend(ids),
-                }
+                got.extend(common::real_tokens(&b.batch));
             }
             common::assert_same_tokens(&got, &want, file);
         }

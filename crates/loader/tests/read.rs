@@ -95,16 +95,7 @@ async fn shard_writer_output_reads_back_in_both_layouts() {
         let mut got = Vec::new();
         while let Some(b) = loader.next().await {
             let b = b.unwrap();
-            let ids = b.batch.input_ids().unwrap().to_vec_i64();
-            match b.batch.get("attention_mask") {
-                Some(m) => got.extend(
-                    ids.iter()
-                        .zip(m.to_vec_i64())
-                        .filter(|(_, m)| *m == 1)
-                        .map(|(t, _)| *t),
-                ),
-                None => got.extend(ids),
-            }
+            got.extend(common::real_tokens(&b.batch));
         }
         common::assert_same_tokens(&got, &expected, &format!("{layout:?}"));
         assert_eq!(loader.stats().documents, 500);

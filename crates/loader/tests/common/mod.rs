@@ -166,3 +166,17 @@ pub fn hash_batches(batches: &[seqwarm_loader::ScheduledBatch]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The real (non-padding) `input_ids` of a batch, in order.
+pub fn real_tokens(batch: &seqwarm_batcher::Batch) -> Vec<i64> {
+    let ids = batch.input_ids().unwrap().to_vec_i64();
+    match batch.get("attention_mask") {
+        Some(mask) => ids
+            .iter()
+            .zip(mask.to_vec_i64())
+            .filter(|(_, m)| *m == 1)
+            .map(|(t, _)| *t)
+            .collect(),
+        None => ids,
+    }
+}
