@@ -19,7 +19,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use seqwarm_batcher::PackStrategy;
 use seqwarm_loader::{
-    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardWriter, WarmupConfig,
+    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardEncoding, ShardWriter,
+    WarmupConfig,
 };
 use seqwarm_schedule::ScheduleConfig;
 
@@ -50,9 +51,16 @@ fn props() -> WriterProperties {
         .build()
 }
 
-fn write_flat(path: &Path, docs: &[Vec<i32>]) {
+fn write_flat(path: &Path, docs: &[Vec<i32>], encoding: ShardEncoding) {
     let file = std::fs::File::create(path).unwrap();
-    let mut writer = ShardWriter::new(file, OutputLayout::Flat, ROW_GROUP_TOKENS, "bench").unwrap();
+    let mut writer = ShardWriter::with_encoding(
+        file,
+        OutputLayout::Flat,
+        ROW_GROUP_TOKENS,
+        encoding,
+        "bench",
+    )
+    .unwrap();
     for d in docs {
         writer.write_document(d).unwrap();
     }
@@ -185,7 +193,9 @@ fn bench(c: &mut Criterion) {
     let flat: PathBuf = dir.join("flat.parquet");
     let rows: PathBuf = dir.join("rows.parquet");
     let flat_column: PathBuf = dir.join("flat_column.parquet");
-    write_flat(&flat, &docs);
+    let flat_plain: PathBuf = dir.join("flat_plain.parquet");
+    write_flat(&flat, &docs, ShardEncoding::Zstd);
+    write_flat(&flat_plain, &docs, ShardEncoding::Plain);
     write_flat_start_column(&flat_column, &docs);
     write_rows(&rows, &docs);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -216,6 +226,7 @@ fn bench(c: &mut Criterion) {
     ];
     for (layout, path, column) in [
         ("flat", &flat, "tokens"),
+        ("flat_plain", &flat_plain, "tokens"),
         ("flat_bool_column", &flat_column, "tokens"),
         ("rows", &rows, "input_ids"),
     ] {

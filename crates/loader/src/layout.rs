@@ -236,12 +236,7 @@ pub(crate) fn decode(
         let mut offsets = vec![0usize];
         if let Some(lengths) = document_lengths {
             // Lengths were checked against the row count when the footer was read.
-            offsets.reserve(lengths.len());
-            let mut at = 0usize;
-            for &len in lengths {
-                at += usize::try_from(len).unwrap_or(0);
-                offsets.push(at);
-            }
+            offsets = offsets_from_lengths(lengths);
             offsets.pop();
         } else if let Some(name) = &layout.document_start_column {
             let starts = column(name)?;
@@ -311,6 +306,18 @@ pub(crate) fn decode(
             .ok_or_else(|| internal(place, name))?;
     }
     Ok(documents)
+}
+
+/// Document offsets `[0, l0, l0 + l1, …]` from document lengths.
+pub(crate) fn offsets_from_lengths(lengths: &[u64]) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(lengths.len() + 1);
+    offsets.push(0);
+    let mut at = 0usize;
+    for &len in lengths {
+        at += usize::try_from(len).unwrap_or(0);
+        offsets.push(at);
+    }
+    offsets
 }
 
 /// Keeps the positions whose mask is non-zero, in tokens and labels, and shrinks the offsets.

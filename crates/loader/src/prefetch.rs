@@ -189,6 +189,9 @@ pub(crate) async fn read_unit(
             source,
         },
     };
+    if let Some(documents) = read_plain(catalog, unit, settings).await? {
+        return Ok(vec![documents]);
+    }
     let reader = reader_for(file, settings.retry, settings.io.clone());
     let batches: Vec<_> =
         ParquetRecordBatchStreamBuilder::new_with_metadata(reader, shard.metadata.clone())
@@ -213,4 +216,82 @@ pub(crate) async fn read_unit(
             )
         })
         .collect()
+}
+
+/// The flat layout's fast path (`plain.rs`): `None` when the row group does not qualify (not
+/// flat-v1, not PLAIN INT32, a vocabulary check asked for) or turns out not to, and the
+/// general reader takes over.
+async fn read_plain(
+    catalog: &Catalog,
+    unit: &crate::catalog::Unit,
+    settings: &ReadSettings,
+) -> Result<Option<Documents>> {
+    let shard = &catalog.shards[unit.shard];
+    let (Some(lengths), true, None) = (
+        &unit.document_lengths,
+        shard.layout.flat,
+        settings.decode.vocab_size,
+    ) else {
+        return Ok(None);
+    };
+    let schema = shard.metadata.parquet_schema();
+    let Some(leaf) = schema.columns().iter().position(|c| {
+        c.path()
+            .parts()
+            .first()
+            .is_some_and(|p| *p == shard.layout.token_column)
+    }) else {
+        return Ok(None);
+    };
+    let column = shard
+        .metadata
+        .metadata()
+        .row_group(unit.row_group)
+        .column(leaf);
+    if !crate::plain::eligible(column, settings.decode.dtype) {
+        return Ok(None);
+    }
+    let (start, length) = column.byte_range();
+    let mut reader = reader_for(&shard.file, settings.retry, settings.io.clone());
+    let bytes = reader
+        .get_bytes(start..start + length)
+        .await
+        .map_err(|e| match e {
+            ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
+                Ok(source) => LoaderError::Io {
+                    file: format!("{} row group {}", shard.file.display, unit.row_group),
+                    source: *source,
+                },
+                Err(other) => LoaderError::Decode {
+                    file: shard.file.display.clone(),
+                    row_group: unit.row_group,
+                    column: shard.layout.token_column.clone(),
+                    source: ParquetError::External(other),
+                },
+            },
+            source => LoaderError::Decode {
+                file: shard.file.display.clone(),
+                row_group: unit.row_group,
+                column: shard.layout.token_column.clone(),
+                source,
+            },
+        })?;
+    let max_def_level = schema.column(leaf).max_def_level();
+    match crate::plain::decode_plain(bytes, column, unit.rows, max_def_level) {
+        Ok(tokens) => {
+            tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
+            Ok(Documents::new(
+                tokens,
+                crate::layout::offsets_from_lengths(lengths),
+            ))
+        }
+        Err(crate::plain::PlainError::Parquet(source)) => Err(LoaderError::Decode {
+            file: shard.file.display.clone(),
+            row_group: unit.row_group,
+            column: shard.layout.token_column.clone(),
+            source,
+        }),
+        // The general reader handles it (and reports nulls with their row).
+        Err(_) => Ok(None),
+    }
 }

@@ -26,6 +26,18 @@ pub enum OutputLayout {
     Flat,
 }
 
+/// How a [`ShardWriter`] stores the token column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardEncoding {
+    /// Dictionary-encoded and zstd-compressed: about 2 bytes per token on disk.
+    #[default]
+    Zstd,
+    /// PLAIN and uncompressed (flat layout): 4 bytes per token on disk, and read straight into
+    /// token buffers without Arrow's decoder (`docs/formats.md`).
+    Plain,
+}
+
 /// What a finished shard holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSummary {
@@ -61,6 +73,17 @@ fn write_error(file: &str, e: impl std::fmt::Display) -> LoaderError {
 impl<W: Write + Send> ShardWriter<W> {
     /// A writer in `layout`, zstd-compressed; `file` names the output in errors.
     pub fn new(out: W, layout: OutputLayout, row_group_tokens: usize, file: &str) -> Result<Self> {
+        Self::with_encoding(out, layout, row_group_tokens, ShardEncoding::Zstd, file)
+    }
+
+    /// A writer with a chosen token encoding.
+    pub fn with_encoding(
+        out: W,
+        layout: OutputLayout,
+        row_group_tokens: usize,
+        encoding: ShardEncoding,
+        file: &str,
+    ) -> Result<Self> {
         let field = match layout {
             OutputLayout::Flat => Field::new("tokens", DataType::Int32, false),
             OutputLayout::Rows => Field::new(
@@ -69,8 +92,13 @@ impl<W: Write + Send> ShardWriter<W> {
                 false,
             ),
         };
+        let (compression, dictionary) = match encoding {
+            ShardEncoding::Zstd => (Compression::ZSTD(ZstdLevel::default()), true),
+            ShardEncoding::Plain => (Compression::UNCOMPRESSED, false),
+        };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_compression(compression)
+            .set_dictionary_enabled(dictionary)
             // Row groups are closed by this writer at document boundaries, never by size.
             .set_max_row_group_row_count(None)
             .set_max_row_group_bytes(None)

@@ -208,3 +208,45 @@ async fn end_conditions_by_steps_and_tokens() {
         "stops at the first batch reaching the budget"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
+    let dir = common::temp_dir("plain");
+    let docs = common::documents(400, 150, 4);
+    let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    // Small pages so that row groups span several of them.
+    for (name, encoding) in [
+        ("plain.parquet", seqwarm_loader::ShardEncoding::Plain),
+        ("zstd.parquet", seqwarm_loader::ShardEncoding::Zstd),
+    ] {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = seqwarm_loader::ShardWriter::with_encoding(
+            file,
+            seqwarm_loader::OutputLayout::Flat,
+            9_000,
+            encoding,
+            name,
+        )
+        .unwrap();
+        for d in &docs {
+            writer.write_document(d).unwrap();
+        }
+        writer.finish().unwrap();
+        let builder = LoaderBuilder::new(
+            [path.display().to_string()],
+            warmup(Mode::Repack).with_keep_last(true),
+        )
+        .with_shuffle_units(false);
+        let mut loader = builder.build().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = loader.next().await {
+            got.extend(common::real_tokens(&b.unwrap().batch));
+        }
+        common::assert_same_tokens(&got, &expected, name);
+        assert_eq!(loader.stats().documents, 400, "{name}");
+    }
+    let plain = std::fs::metadata(dir.join("plain.parquet")).unwrap().len();
+    let zstd = std::fs::metadata(dir.join("zstd.parquet")).unwrap().len();
+    assert!(plain > zstd, "plain {plain} bytes, zstd {zstd}");
+}

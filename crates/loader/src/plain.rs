@@ -1,0 +1,166 @@
+//! The flat layout's fast path: a token column stored PLAIN (no dictionary) is read page by
+//! page straight into the token buffer, without Arrow's decoder. Uncompressed pages are views
+//! of the fetched bytes: the only copy is the final one into an aligned buffer, when a row
+//! group spans several pages.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::column::page::Page;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::serialized_reader::SerializedPageReader;
+use seqwarm_batcher::{DType, Tensor, bytes_from_vec};
+
+/// A column chunk's bytes, addressed by file offset (what the page reader asks for).
+struct ChunkAt {
+    base: u64,
+    bytes: Bytes,
+}
+
+impl Length for ChunkAt {
+    fn len(&self) -> u64 {
+        self.base + self.bytes.len() as u64
+    }
+}
+
+impl ChunkAt {
+    fn slice(&self, start: u64, length: Option<usize>) -> parquet::errors::Result<Bytes> {
+        let from = usize::try_from(start.checked_sub(self.base).ok_or_else(|| eof(start))?)
+            .map_err(|_| eof(start))?;
+        let to = match length {
+            Some(n) => from.checked_add(n).ok_or_else(|| eof(start))?,
+            None => self.bytes.len(),
+        };
+        if from > self.bytes.len() || to > self.bytes.len() {
+            return Err(eof(start));
+        }
+        Ok(self.bytes.slice(from..to))
+    }
+}
+
+fn eof(at: u64) -> ParquetError {
+    ParquetError::EOF(format!("offset {at} is outside the fetched column chunk"))
+}
+
+impl ChunkReader for ChunkAt {
+    type T = bytes::buf::Reader<Bytes>;
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(bytes::Buf::reader(self.slice(start, None)?))
+    }
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+    }
+}
+
+/// Whether a column chunk can take the fast path: INT32, no dictionary, PLAIN values.
+pub(crate) fn eligible(column: &ColumnChunkMetaData, dtype: DType) -> bool {
+    // PLAIN is little-endian; the tensor is native-endian.
+    cfg!(target_endian = "little")
+        && dtype == DType::I32
+        && column.column_type() == PhysicalType::INT32
+        && column.dictionary_page_offset().is_none()
+        && column
+            .encodings()
+            .all(|e| matches!(e, Encoding::PLAIN | Encoding::RLE))
+}
+
+/// The tokens of one column chunk, given its bytes (fetched from `column.byte_range()`).
+/// `max_def_level` is the column's (0 for a required column); nulls are reported as `Err`
+/// with the first null's row.
+pub(crate) fn decode_plain(
+    bytes: Bytes,
+    column: &ColumnChunkMetaData,
+    rows: usize,
+    max_def_level: i16,
+) -> Result<Tensor, PlainError> {
+    let (base, _) = column.byte_range();
+    let reader = SerializedPageReader::new(Arc::new(ChunkAt { base, bytes }), column, rows, None)
+        .map_err(PlainError::Parquet)?;
+    let mut pages: Vec<Bytes> = Vec::new();
+    let mut values = 0usize;
+    for page in reader {
+        match page.map_err(PlainError::Parquet)? {
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => {
+                if encoding != Encoding::PLAIN {
+                    return Err(PlainError::NotPlain);
+                }
+                let data = if max_def_level > 0 {
+                    // V1 pages prefix their definition levels with a 4-byte length; with no
+                    // nulls (checked through the value count below) they can be skipped.
+                    let len = buf
+                        .get(..4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                        .ok_or(PlainError::Malformed)?;
+                    buf.slice((4 + len).min(buf.len())..)
+                } else {
+                    buf
+                };
+                values += num_values as usize;
+                pages.push(data);
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                num_nulls,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                if encoding != Encoding::PLAIN {
+                    return Err(PlainError::NotPlain);
+                }
+                if num_nulls > 0 {
+                    return Err(PlainError::Nulls);
+                }
+                let skip = (def_levels_byte_len + rep_levels_byte_len) as usize;
+                values += num_values as usize;
+                pages.push(buf.slice(skip.min(buf.len())..));
+            }
+            Page::DictionaryPage { .. } => return Err(PlainError::NotPlain),
+        }
+    }
+    let bytes_total: usize = pages.iter().map(Bytes::len).sum();
+    if values != rows || bytes_total != rows * 4 {
+        // Fewer value bytes than values means nulls (V1 pages), or a malformed chunk.
+        return Err(if bytes_total < values * 4 {
+            PlainError::Nulls
+        } else {
+            PlainError::Malformed
+        });
+    }
+    if let [only] = pages.as_slice() {
+        // Copied once into aligned storage only when the page is not 4-byte aligned.
+        return Tensor::vector_from_bytes(only.clone(), DType::I32)
+            .map_err(|_| PlainError::Malformed);
+    }
+    let mut out: Vec<i32> = Vec::with_capacity(rows);
+    for page in &pages {
+        out.extend(
+            page.chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+    Tensor::vector_from_bytes(bytes_from_vec(out), DType::I32).map_err(|_| PlainError::Malformed)
+}
+
+/// Why the fast path could not read a chunk.
+#[derive(Debug)]
+pub(crate) enum PlainError {
+    /// Not PLAIN after all: use the general reader.
+    NotPlain,
+    /// The column has nulls: the general reader reports them with their row.
+    Nulls,
+    /// Page data that does not add up.
+    Malformed,
+    /// The page reader failed.
+    Parquet(ParquetError),
+}
