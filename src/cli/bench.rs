@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use seqwarm::loader::{OutputLayout, list_shards};
+use seqwarm::loader::{OutputLayout, ShardEncoding, list_shards};
 use seqwarm::schedule::ScheduleConfig;
 use serde::Serialize;
 
@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// Python interpreter for the peer [default: .venv/bin/python].
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Also measure the demo corpus's flat layout with PLAIN, uncompressed tokens (the loader's
+    /// fast path).
+    #[arg(long)]
+    pub with_plain: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -172,7 +176,7 @@ fn timed<T>(
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let sets: Vec<(String, Vec<String>)> = if args.shards.is_empty() {
-        vec![
+        let mut sets = vec![
             (
                 "demo flat".into(),
                 vec![demo::corpus(OutputLayout::Flat)?.display().to_string()],
@@ -181,7 +185,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "demo rows".into(),
                 vec![demo::corpus(OutputLayout::Rows)?.display().to_string()],
             ),
-        ]
+        ];
+        if args.with_plain {
+            let dir = demo::corpus_encoded(OutputLayout::Flat, ShardEncoding::Plain)?;
+            sets.insert(1, ("demo plain".into(), vec![dir.display().to_string()]));
+        }
+        sets
     } else {
         vec![(args.shards.join(" "), args.shards.clone())]
     };

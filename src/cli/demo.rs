@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use seqwarm::loader::{OutputLayout, ShardWriter};
+use seqwarm::loader::{OutputLayout, ShardEncoding, ShardWriter};
 
 /// Documents in the demo corpus.
 pub const DOCUMENTS: usize = 16_000;
@@ -49,9 +49,16 @@ pub fn document(index: usize) -> Vec<i32> {
 
 /// The demo corpus directory (created on first use, reused after), in the system temp dir.
 pub fn corpus(layout: OutputLayout) -> anyhow::Result<PathBuf> {
-    let name = match layout {
-        OutputLayout::Flat => "flat",
-        OutputLayout::Rows => "rows",
+    corpus_encoded(layout, ShardEncoding::Zstd)
+}
+
+/// The demo corpus with a chosen token encoding.
+pub fn corpus_encoded(layout: OutputLayout, encoding: ShardEncoding) -> anyhow::Result<PathBuf> {
+    let name = match (layout, encoding) {
+        (OutputLayout::Flat, ShardEncoding::Zstd) => "flat",
+        (OutputLayout::Flat, ShardEncoding::Plain) => "flat-plain",
+        (OutputLayout::Rows, ShardEncoding::Zstd) => "rows",
+        (OutputLayout::Rows, ShardEncoding::Plain) => "rows-plain",
     };
     let dir = std::env::temp_dir().join(format!("seqwarm-demo-v{FORMAT_VERSION}-{name}"));
     let done = dir.join(".complete");
@@ -64,6 +71,7 @@ pub fn corpus(layout: OutputLayout) -> anyhow::Result<PathBuf> {
         write_shard(
             &dir.join(format!("demo-{shard:02}.parquet")),
             layout,
+            encoding,
             shard * per_shard..((shard + 1) * per_shard).min(DOCUMENTS),
         )?;
     }
@@ -74,6 +82,7 @@ pub fn corpus(layout: OutputLayout) -> anyhow::Result<PathBuf> {
 fn write_shard(
     path: &Path,
     layout: OutputLayout,
+    encoding: ShardEncoding,
     documents: std::ops::Range<usize>,
 ) -> anyhow::Result<()> {
     // Written under a temporary name, renamed when complete: an interrupted run never leaves
@@ -81,7 +90,13 @@ fn write_shard(
     let partial = path.with_extension("parquet.partial");
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut writer = ShardWriter::new(file, layout, ROW_GROUP_TOKENS, &path.display().to_string())?;
+    let mut writer = ShardWriter::with_encoding(
+        file,
+        layout,
+        ROW_GROUP_TOKENS,
+        encoding,
+        &path.display().to_string(),
+    )?;
     for i in documents {
         writer.write_document(&document(i))?;
     }

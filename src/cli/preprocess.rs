@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use seqwarm::loader::{OutputLayout, ShardWriter};
+use seqwarm::loader::{OutputLayout, ShardEncoding, ShardWriter};
 use serde::{Deserialize, Serialize};
 
 use super::tokenize::Tokenizer;
@@ -55,6 +55,16 @@ pub enum LayoutArg {
     Rows,
 }
 
+/// `--encoding` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingArg {
+    /// Dictionary + zstd.
+    Zstd,
+    /// PLAIN, uncompressed.
+    Plain,
+}
+
 /// Arguments of `seqwarm preprocess`.
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {
@@ -85,6 +95,10 @@ pub struct PreprocessArgs {
     /// Output layout.
     #[arg(long, value_enum, default_value_t = LayoutArg::Flat)]
     pub layout: LayoutArg,
+    /// Token encoding: zstd (about 2 bytes per token) or plain (4 bytes per token, read by the
+    /// loader's fast path without Arrow's decoder; flat layout).
+    #[arg(long, value_enum, default_value_t = EncodingArg::Zstd)]
+    pub encoding: EncodingArg,
     /// Target tokens per shard (shards close at the first document boundary past it).
     #[arg(long, default_value_t = 64 << 20)]
     pub shard_tokens: u64,
@@ -115,6 +129,7 @@ pub struct Settings {
     pub tokenizer: Tokenizer,
     pub eos_id: Option<i32>,
     pub layout: LayoutArg,
+    pub encoding: EncodingArg,
     pub shard_tokens: u64,
     pub row_group_tokens: usize,
     pub input_format: InputFormat,
@@ -399,6 +414,7 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
         tokenizer: args.tokenizer,
         eos_id: (!args.no_eos).then(|| args.tokenizer.eos_id()),
         layout: args.layout,
+        encoding: args.encoding,
         shard_tokens: args.shard_tokens.max(1),
         row_group_tokens: args.row_group_tokens.max(1),
         input_format: args.input_format,
@@ -528,10 +544,15 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
                 let partial = args.output.join(format!("{name}.partial"));
                 let file = std::fs::File::create(&partial)
                     .with_context(|| format!("cannot create {}", partial.display()))?;
-                let writer = ShardWriter::new(
+                let encoding = match settings.encoding {
+                    EncodingArg::Zstd => ShardEncoding::Zstd,
+                    EncodingArg::Plain => ShardEncoding::Plain,
+                };
+                let writer = ShardWriter::with_encoding(
                     std::io::BufWriter::new(file),
                     layout,
                     settings.row_group_tokens,
+                    encoding,
                     &name,
                 )?;
                 open = Some(Open {
