@@ -71,7 +71,9 @@ def main():
             at = 0
             while True:
                 length = seq_len(step)
-                rows = max(1, args.batch_tokens // length)
+                # As seqwarm: a token budget bounds the batch the model sees, so truncate takes
+                # budget // length rows and reshape budget // max_len rows of max length.
+                rows = max(1, args.batch_tokens // (length if truncate else max_len))
                 need = rows * max_len
                 if len(stream) - at < need:
                     break

@@ -52,7 +52,12 @@ pub struct PlanArgs {
 /// reshape tokens).
 fn step_tokens(sizing: BatchSize, len: u64, max: u64) -> (u64, u64, u64, u64) {
     let rows = sizing.rows(usize::try_from(len).unwrap_or(usize::MAX)) as u64;
-    let reshape_rows = rows * max / len.max(1);
+    // Reshape takes rows of max length; a token budget bounds its reshaped output.
+    let input_rows = match sizing {
+        BatchSize::Tokens(budget) => (budget as u64 / max.max(1)).max(1),
+        BatchSize::Rows(_) => rows,
+    };
+    let reshape_rows = input_rows * max / len.max(1);
     (rows, rows * len, reshape_rows, reshape_rows * len)
 }
 

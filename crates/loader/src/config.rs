@@ -183,6 +183,19 @@ impl WarmupConfig {
         self.shuffle_seed = seed;
         self
     }
+    /// Rows taken per step at `seq_len`: for `reshape`, rows of the maximum length (a token
+    /// budget then bounds the reshaped batch, `budget / max` input rows, not the input); for
+    /// every other mode, rows of the output.
+    pub fn rows_at(&self, seq_len: usize) -> usize {
+        match (self.mode, self.batch_size) {
+            (Mode::Reshape, BatchSize::Tokens(budget)) => {
+                let max = usize::try_from(self.schedule.max_len()).unwrap_or(usize::MAX);
+                (budget / max.max(1)).max(1)
+            }
+            (_, sizing) => sizing.rows(seq_len),
+        }
+    }
+
     /// The schedule.
     pub fn schedule(&self) -> &Schedule {
         &self.schedule

@@ -213,7 +213,7 @@ impl WarmupCore {
     pub fn next_shape(&self) -> (usize, usize) {
         let len =
             usize::try_from(self.config.schedule.seq_len(&self.progress)).unwrap_or(usize::MAX);
-        (len, self.config.batch_size.rows(len))
+        (len, self.config.rows_at(len))
     }
 
     fn max_len(&self) -> usize {

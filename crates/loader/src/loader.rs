@@ -516,9 +516,7 @@ fn supported_steps(core: &WarmupCore, tokens: u64) -> u64 {
     let mut steps = 0;
     loop {
         let len = schedule.seq_len(&progress);
-        let rows = config
-            .batch_size()
-            .rows(usize::try_from(len).unwrap_or(usize::MAX)) as u64;
+        let rows = config.rows_at(usize::try_from(len).unwrap_or(usize::MAX)) as u64;
         let row_len = if config.mode().is_composer() {
             max
         } else {

@@ -12,7 +12,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
-use seqwarm_batcher::{DType, Tensor, bytes_from_vec};
+use seqwarm_batcher::{DType, Tensor};
 
 /// A column chunk's bytes, addressed by file offset (what the page reader asks for).
 struct ChunkAt {
@@ -142,14 +142,13 @@ pub(crate) fn decode_plain(
         return Tensor::vector_from_bytes(only.clone(), DType::I32)
             .map_err(|_| PlainError::Malformed);
     }
-    let mut out: Vec<i32> = Vec::with_capacity(rows);
+    // Byte-wise concatenation is a plain memcpy per page; the allocator hands out 16-byte
+    // aligned blocks, and `vector_from_bytes` re-aligns (copies) in the rare case it does not.
+    let mut out: Vec<u8> = Vec::with_capacity(bytes_total);
     for page in &pages {
-        out.extend(
-            page.chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        out.extend_from_slice(page);
     }
-    Tensor::vector_from_bytes(bytes_from_vec(out), DType::I32).map_err(|_| PlainError::Malformed)
+    Tensor::vector_from_bytes(Bytes::from(out), DType::I32).map_err(|_| PlainError::Malformed)
 }
 
 /// Why the fast path could not read a chunk.
