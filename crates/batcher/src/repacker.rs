@@ -422,16 +422,11 @@ impl Repacker {
             return Err(BatchError::InvalidLength { len });
         }
         let need = rows * len;
-        if need > self.carried {
-            return Ok(None);
-        }
-        let Some(schema) = self.schema.clone() else {
+        let Some((schema, columns)) = self.take_columns(need) else {
             return Ok(None);
         };
-        let pieces = self.take(need);
         let mut batch = Batch::new();
-        for (c, (name, dtype)) in schema.iter().enumerate() {
-            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
             let data = match dtype {
                 DType::I32 => concat::<i32>(&column, need, 0),
                 DType::I64 => concat::<i64>(&column, need, 0),
@@ -461,16 +456,11 @@ impl Repacker {
             });
         }
         let need = rows * row_len;
-        if need > self.carried {
-            return Ok(None);
-        }
-        let Some(schema) = self.schema.clone() else {
+        let Some((schema, columns)) = self.take_columns(need) else {
             return Ok(None);
         };
-        let pieces = self.take(need);
         let mut batch = Batch::new();
-        for (c, (name, dtype)) in schema.iter().enumerate() {
-            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
             let tensor = if let [only] = column.as_slice() {
                 Tensor::from_bytes(only.clone(), *dtype, rows, row_len)?.narrow_cols(keep)
             } else {
@@ -504,19 +494,17 @@ impl Repacker {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
-        let Some(schema) = self.schema.clone() else {
-            return Ok(None);
-        };
         let real = self.carried;
         if real == 0 {
             return Ok(None);
         }
+        let Some((schema, columns)) = self.take_columns(real) else {
+            return Ok(None);
+        };
         let rows = real.div_ceil(len);
         let total = rows * len;
-        let pieces = self.take(real);
         let mut batch = Batch::new();
-        for (c, (name, dtype)) in schema.iter().enumerate() {
-            let column: Vec<Bytes> = pieces.iter().map(|p| p.columns[c].clone()).collect();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
             let pad = self.config.pad.for_field(name);
             let data = match dtype {
                 DType::I32 => concat::<i32>(&column, total, checked_i32(name, pad)?),
@@ -540,6 +528,21 @@ impl Repacker {
         }
         self.tokens_out += real as u64;
         Ok(Some(batch))
+    }
+
+    /// Removes `count` tokens from the front of the queue as byte runs per field (in schema
+    /// order), or `None`, taking nothing, when fewer are carried or nothing was ever pushed.
+    #[allow(clippy::type_complexity)]
+    fn take_columns(&mut self, count: usize) -> Option<(Vec<(Arc<str>, DType)>, Vec<Vec<Bytes>>)> {
+        if count > self.carried {
+            return None;
+        }
+        let schema = self.schema.clone()?;
+        let pieces = self.take(count);
+        let columns = (0..schema.len())
+            .map(|c| pieces.iter().map(|p| p.columns[c].clone()).collect())
+            .collect();
+        Some((schema, columns))
     }
 
     /// Removes `count` tokens from the front of the queue, as segments.
