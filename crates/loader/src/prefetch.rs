@@ -11,7 +11,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{BadShardPolicy, Catalog};
+use crate::catalog::{BadShardPolicy, Catalog, Shard, Unit};
 use crate::documents::{Documents, Origin};
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, Place, decode};
@@ -154,6 +154,27 @@ pub(crate) fn spawn(
     Prefetcher { rx, task }
 }
 
+/// A failure reading a row group: a read failure (a shard deleted mid-run, a network error
+/// that outlived the retries) is reported as such, anything else as undecodable data.
+fn read_error(shard: &Shard, unit: &Unit, e: ParquetError) -> LoaderError {
+    let decode = |source| LoaderError::Decode {
+        file: shard.file.display.clone(),
+        row_group: unit.row_group,
+        column: shard.layout.token_column.clone(),
+        source,
+    };
+    match e {
+        ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
+            Ok(source) => LoaderError::Io {
+                file: format!("{} row group {}", shard.file.display, unit.row_group),
+                source: *source,
+            },
+            Err(other) => decode(ParquetError::External(other)),
+        },
+        source => decode(source),
+    }
+}
+
 /// Fetches and decodes one row group.
 pub(crate) async fn read_unit(
     catalog: &Catalog,
@@ -167,28 +188,7 @@ pub(crate) async fn read_unit(
         file: &file.display,
         row_group: unit.row_group,
     };
-    let decode_error = |e: ParquetError| match e {
-        // A read failure (a shard deleted mid-run, a network error that outlived the
-        // retries) is reported as such, not as corrupt data.
-        ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
-            Ok(source) => LoaderError::Io {
-                file: format!("{} row group {}", file.display, unit.row_group),
-                source: *source,
-            },
-            Err(other) => LoaderError::Decode {
-                file: file.display.clone(),
-                row_group: unit.row_group,
-                column: shard.layout.token_column.clone(),
-                source: ParquetError::External(other),
-            },
-        },
-        source => LoaderError::Decode {
-            file: file.display.clone(),
-            row_group: unit.row_group,
-            column: shard.layout.token_column.clone(),
-            source,
-        },
-    };
+    let decode_error = |e: ParquetError| read_error(shard, unit, e);
     if let Some(documents) = read_plain(catalog, unit, settings).await? {
         return Ok(vec![documents]);
     }
@@ -223,7 +223,7 @@ pub(crate) async fn read_unit(
 /// general reader takes over.
 async fn read_plain(
     catalog: &Catalog,
-    unit: &crate::catalog::Unit,
+    unit: &Unit,
     settings: &ReadSettings,
 ) -> Result<Option<Documents>> {
     let shard = &catalog.shards[unit.shard];
@@ -256,26 +256,7 @@ async fn read_plain(
     let bytes = reader
         .get_bytes(start..start + length)
         .await
-        .map_err(|e| match e {
-            ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
-                Ok(source) => LoaderError::Io {
-                    file: format!("{} row group {}", shard.file.display, unit.row_group),
-                    source: *source,
-                },
-                Err(other) => LoaderError::Decode {
-                    file: shard.file.display.clone(),
-                    row_group: unit.row_group,
-                    column: shard.layout.token_column.clone(),
-                    source: ParquetError::External(other),
-                },
-            },
-            source => LoaderError::Decode {
-                file: shard.file.display.clone(),
-                row_group: unit.row_group,
-                column: shard.layout.token_column.clone(),
-                source,
-            },
-        })?;
+        .map_err(|e| read_error(shard, unit, e))?;
     let max_def_level = schema.column(leaf).max_def_level();
     match crate::plain::decode_plain(bytes, column, unit.rows, max_def_level) {
         Ok(tokens) => {
@@ -285,12 +266,7 @@ async fn read_plain(
                 crate::layout::offsets_from_lengths(lengths),
             ))
         }
-        Err(crate::plain::PlainError::Parquet(source)) => Err(LoaderError::Decode {
-            file: shard.file.display.clone(),
-            row_group: unit.row_group,
-            column: shard.layout.token_column.clone(),
-            source,
-        }),
+        Err(crate::plain::PlainError::Parquet(source)) => Err(read_error(shard, unit, source)),
         // The general reader handles it (and reports nulls with their row).
         Err(_) => Ok(None),
     }
