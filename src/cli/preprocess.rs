@@ -261,12 +261,11 @@ fn read_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<Read>> {
             };
             Ok(match &settings.separator {
                 None => vec![Read::Document(text)],
-                Some(sep) => unescape(sep).as_str().pipe(|sep| {
-                    text.split(sep)
-                        .filter(|d| !d.trim().is_empty())
-                        .map(|d| Read::Document(d.to_string()))
-                        .collect()
-                }),
+                Some(sep) => text
+                    .split(unescape(sep).as_str())
+                    .filter(|d| !d.trim().is_empty())
+                    .map(|d| Read::Document(d.to_string()))
+                    .collect(),
             })
         }
         InputFormat::Jsonl => {
@@ -298,14 +297,6 @@ fn read_file(path: &Path, settings: &Settings) -> anyhow::Result<Vec<Read>> {
         InputFormat::Parquet => read_parquet(path, &settings.text_column),
     }
 }
-
-/// Keeps `.pipe` local: a tiny helper for readable chains.
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 fn read_parquet(path: &Path, column: &str) -> anyhow::Result<Vec<Read>> {
     use arrow_array::Array;
@@ -345,7 +336,6 @@ fn read_parquet(path: &Path, column: &str) -> anyhow::Result<Vec<Read>> {
                 None => Read::Bad(format!("{name}: row {row}: `{column}` is null")),
             });
         }
-        let _ = array.len();
     }
     Ok(out)
 }

@@ -604,11 +604,10 @@ impl Stream for Loader {
             };
             match prefetcher.rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(Item::Documents(documents)))) => {
-                    if let Some(origin) = Some(documents.origin())
-                        && origin.unit >= this.order.len() as u64
-                    {
-                        this.core.stats_mut().units_repeated +=
-                            u64::from(origin.first_document == 0);
+                    // Positions past the epoch's order are a rank re-reading its own row groups.
+                    let origin = documents.origin();
+                    if origin.unit >= this.order.len() as u64 && origin.first_document == 0 {
+                        this.core.stats_mut().units_repeated += 1;
                     }
                     if let Err(e) = this.core.push(documents) {
                         this.finished = true;
