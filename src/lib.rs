@@ -5,6 +5,8 @@
 //! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
 //! - [`loader`]: async Parquet shards to warmup-scheduled batches.
 
+#![forbid(unsafe_code)]
+
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 struct ReadmeDoctests;

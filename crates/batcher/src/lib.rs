@@ -10,6 +10,8 @@
 //! - [`DocumentPacker`]: rows built from documents, greedy or best-fit-decreasing, with
 //!   `position_ids`, `segment_ids` and boundary-masked `labels`.
 
+#![forbid(unsafe_code)]
+
 mod batch;
 mod error;
 mod packer;

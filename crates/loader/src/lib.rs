@@ -10,6 +10,8 @@
 //!
 //! See `docs/loader.md` and `docs/formats.md`.
 
+#![forbid(unsafe_code)]
+
 mod catalog;
 mod config;
 mod core;

@@ -28,6 +28,8 @@
 //! # Ok::<(), seqwarm_schedule::ScheduleError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod curve;
 mod error;

@@ -1,0 +1,232 @@
+//! Device-allocator statistics through a small C++ shim over `at::accelerator`.
+//!
+//! libtorch's caching allocator keeps the numbers that show what the warm pass buys (bytes
+//! reserved, how often it went to the device for more, how often it had to free its cache and
+//! retry); tch 0.24 exposes none of them. On a machine without an accelerator every call
+//! reports [`MemoryStats::Unavailable`] instead of failing, so CPU runs log the same way.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+
+#[repr(C)]
+#[derive(Default)]
+struct RawStats {
+    allocated_current: i64,
+    allocated_peak: i64,
+    reserved_current: i64,
+    reserved_peak: i64,
+    device_allocations: i64,
+    device_frees: i64,
+    allocation_retries: i64,
+    ooms: i64,
+    free_bytes: u64,
+    total_bytes: u64,
+}
+
+const OK: i32 = 0;
+const UNAVAILABLE: i32 = 1;
+const MESSAGE_LEN: usize = 512;
+
+unsafe extern "C" {
+    fn seqwarm_memory_stats(
+        device_index: i32,
+        out: *mut RawStats,
+        message: *mut c_char,
+        message_len: usize,
+    ) -> i32;
+    fn seqwarm_reset_peak_stats(device_index: i32, message: *mut c_char, message_len: usize)
+    -> i32;
+    fn seqwarm_reset_accumulated_stats(
+        device_index: i32,
+        message: *mut c_char,
+        message_len: usize,
+    ) -> i32;
+    fn seqwarm_empty_cache(message: *mut c_char, message_len: usize) -> i32;
+    fn seqwarm_set_cuda_autocast_bf16(message: *mut c_char, message_len: usize) -> i32;
+}
+
+/// One reading of the device allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "memory")]
+pub enum MemoryStats {
+    /// No accelerator on this machine (CPU training): nothing to report.
+    Unavailable,
+    /// The caching allocator's counters for one device.
+    Device {
+        /// Bytes held by live tensors now.
+        allocated_bytes: i64,
+        /// The most bytes held by live tensors since the last peak reset.
+        peak_allocated_bytes: i64,
+        /// Bytes the allocator holds from the device now (live tensors plus its cache).
+        reserved_bytes: i64,
+        /// The most bytes held from the device since the last peak reset.
+        peak_reserved_bytes: i64,
+        /// Device allocations (`cudaMalloc` calls) since the last accumulated reset.
+        device_allocations: i64,
+        /// Device frees since the last accumulated reset.
+        device_frees: i64,
+        /// Times an allocation failed, the cache was flushed and the allocation retried.
+        allocation_retries: i64,
+        /// Out-of-memory errors raised.
+        ooms: i64,
+        /// Free device memory as the driver reports it.
+        free_bytes: u64,
+        /// Total device memory.
+        total_bytes: u64,
+    },
+}
+
+impl MemoryStats {
+    /// Whether there is an accelerator to report on.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Self::Device { .. })
+    }
+
+    /// Peak reserved bytes, when available.
+    pub fn peak_reserved_bytes(&self) -> Option<i64> {
+        match self {
+            Self::Device {
+                peak_reserved_bytes,
+                ..
+            } => Some(*peak_reserved_bytes),
+            Self::Unavailable => None,
+        }
+    }
+
+    /// Device allocations, when available.
+    pub fn device_allocations(&self) -> Option<i64> {
+        match self {
+            Self::Device {
+                device_allocations, ..
+            } => Some(*device_allocations),
+            Self::Unavailable => None,
+        }
+    }
+
+    /// Allocation retries, when available.
+    pub fn allocation_retries(&self) -> Option<i64> {
+        match self {
+            Self::Device {
+                allocation_retries, ..
+            } => Some(*allocation_retries),
+            Self::Unavailable => None,
+        }
+    }
+}
+
+fn status(code: i32, message: &[c_char; MESSAGE_LEN]) -> Result<bool> {
+    match code {
+        OK => Ok(true),
+        UNAVAILABLE => Ok(false),
+        _ => {
+            // The shim always NUL-terminates inside the buffer.
+            let bytes: Vec<u8> = message.iter().map(|&c| c as u8).collect();
+            let text = CStr::from_bytes_until_nul(&bytes).map_or_else(
+                |_| "unreadable message".into(),
+                |c| c.to_string_lossy().into_owned(),
+            );
+            Err(TrainerError::Memory(text))
+        }
+    }
+}
+
+/// Reads the allocator's counters for device `index`.
+pub fn memory_stats(index: usize) -> Result<MemoryStats> {
+    let mut raw = RawStats::default();
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    // SAFETY: `raw` and `message` outlive the call; the shim writes within the given length.
+    let code = unsafe {
+        seqwarm_memory_stats(
+            index as i32,
+            &raw mut raw,
+            message.as_mut_ptr(),
+            MESSAGE_LEN,
+        )
+    };
+    if !status(code, &message)? {
+        return Ok(MemoryStats::Unavailable);
+    }
+    Ok(MemoryStats::Device {
+        allocated_bytes: raw.allocated_current,
+        peak_allocated_bytes: raw.allocated_peak,
+        reserved_bytes: raw.reserved_current,
+        peak_reserved_bytes: raw.reserved_peak,
+        device_allocations: raw.device_allocations,
+        device_frees: raw.device_frees,
+        allocation_retries: raw.allocation_retries,
+        ooms: raw.ooms,
+        free_bytes: raw.free_bytes,
+        total_bytes: raw.total_bytes,
+    })
+}
+
+/// Starts new peaks for device `index`. Returns whether there was an accelerator.
+pub fn reset_peak_stats(index: usize) -> Result<bool> {
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    // SAFETY: `message` outlives the call; the shim writes within the given length.
+    let code = unsafe { seqwarm_reset_peak_stats(index as i32, message.as_mut_ptr(), MESSAGE_LEN) };
+    status(code, &message)
+}
+
+/// Zeroes the accumulated counters (device allocations, retries, OOMs) for device `index`.
+pub fn reset_accumulated_stats(index: usize) -> Result<bool> {
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    // SAFETY: as above.
+    let code =
+        unsafe { seqwarm_reset_accumulated_stats(index as i32, message.as_mut_ptr(), MESSAGE_LEN) };
+    status(code, &message)
+}
+
+/// Returns the allocator's unused cached blocks to the device.
+pub fn empty_cache() -> Result<bool> {
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    // SAFETY: as above.
+    let code = unsafe { seqwarm_empty_cache(message.as_mut_ptr(), MESSAGE_LEN) };
+    status(code, &message)
+}
+
+/// Makes CUDA autocast use bfloat16 (tch's switch would otherwise give float16).
+pub fn set_cuda_autocast_bf16() -> Result<bool> {
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    // SAFETY: as above.
+    let code = unsafe { seqwarm_set_cuda_autocast_bf16(message.as_mut_ptr(), MESSAGE_LEN) };
+    status(code, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_reports_unavailable_without_failing() {
+        if tch::Cuda::is_available() {
+            eprintln!("an accelerator is present; the CPU path is not exercised here");
+            return;
+        }
+        assert_eq!(memory_stats(0).unwrap(), MemoryStats::Unavailable);
+        assert!(!reset_peak_stats(0).unwrap());
+        assert!(!empty_cache().unwrap());
+    }
+
+    #[test]
+    fn device_counters_move_with_allocations() {
+        if !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: skipping the device-counter test");
+            return;
+        }
+        reset_accumulated_stats(0).unwrap();
+        let before = memory_stats(0).unwrap();
+        let big = tch::Tensor::zeros([64, 1024, 1024], (tch::Kind::Float, tch::Device::Cuda(0)));
+        let after = memory_stats(0).unwrap();
+        drop(big);
+        let (Some(b), Some(a)) = (before.peak_reserved_bytes(), after.peak_reserved_bytes()) else {
+            panic!("stats unavailable on a CUDA machine");
+        };
+        assert!(a >= b + 256 * 1024 * 1024);
+        assert!(after.device_allocations().unwrap() > before.device_allocations().unwrap());
+    }
+}

@@ -1,0 +1,429 @@
+//! The training loop: the loader runs ahead on its own tokio runtime, the model trains on
+//! this thread, and every logged step lands in `metrics.jsonl`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use seqwarm_loader::{LoaderBuilder, LoaderError, LoaderState, Stats};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+use tokio::sync::mpsc;
+
+use crate::error::{Result, TorchContext, TrainerError, io_error};
+use crate::input::{ModelInput, batch_to_input};
+use crate::memory::MemoryStats;
+use crate::trainer::{CheckpointMeta, Trainer, WarmReport};
+
+/// How a run is driven and recorded.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where `metrics.jsonl` and `checkpoint/` go.
+    pub run_dir: PathBuf,
+    /// Read the loss back (a device sync) and write a metrics line every N steps.
+    pub log_every: u64,
+    /// Evaluate on the held-out batches every N steps (and at the end).
+    pub eval_every: Option<u64>,
+    /// Write a checkpoint every N steps (and at the end).
+    pub checkpoint_every: Option<u64>,
+    /// Rows and length of the warm pass; None skips it.
+    pub warm_pass: Option<(i64, i64)>,
+    /// Continue from `run_dir/checkpoint` when it exists.
+    pub resume: bool,
+    /// Worker threads of the loader's runtime.
+    pub loader_threads: usize,
+    /// Batches the loader may run ahead of training.
+    pub queue: usize,
+}
+
+impl RunOptions {
+    /// Log every step, evaluate and checkpoint only at the end, warm pass off, 1 loader
+    /// thread, 4 batches ahead.
+    pub fn new(run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            run_dir: run_dir.into(),
+            log_every: 1,
+            eval_every: None,
+            checkpoint_every: None,
+            warm_pass: None,
+            resume: false,
+            loader_threads: 1,
+            queue: 4,
+        }
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimizer step (0-based).
+    pub step: u64,
+    /// Tokens trained on after this step.
+    pub tokens: u64,
+    /// The scheduled sequence length of this step.
+    pub seq_len: i64,
+    /// Rows in this step's batch.
+    pub rows: i64,
+    /// Training loss of this step.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: Option<f64>,
+    /// Seconds per step since the previous record (evaluation and checkpoints excluded).
+    pub step_time_s: f64,
+    /// Training seconds since the run began (evaluation and checkpoints excluded).
+    pub elapsed_s: f64,
+    /// Held-out loss at the maximum length, on evaluation steps.
+    pub eval_loss: Option<f64>,
+    /// The device allocator after this step.
+    pub memory: MemoryStats,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Steps trained in this invocation.
+    pub steps: u64,
+    /// Tokens trained on in total (including before a resume).
+    pub tokens: u64,
+    /// Training seconds in total.
+    pub elapsed_s: f64,
+    /// Last training loss logged.
+    pub final_loss: Option<f64>,
+    /// Last held-out loss.
+    pub final_eval_loss: Option<f64>,
+    /// The warm pass, when it ran.
+    pub warm: Option<WarmReport>,
+    /// The loader's counters.
+    pub loader_stats: Stats,
+    /// Every record written in this invocation.
+    pub records: Vec<StepRecord>,
+}
+
+enum Message {
+    Batch {
+        step: u64,
+        seq_len: usize,
+        tokens: u64,
+        input: ModelInput,
+        state: Option<Box<LoaderState>>,
+    },
+    End {
+        state: Box<LoaderState>,
+        stats: Stats,
+    },
+    Failed(LoaderError),
+    BadBatch(TrainerError),
+}
+
+fn spawn_loader(
+    runtime: &tokio::runtime::Runtime,
+    builder: LoaderBuilder,
+    queue: usize,
+    checkpoint_every: Option<u64>,
+) -> mpsc::Receiver<Message> {
+    let (tx, rx) = mpsc::channel(queue.max(1));
+    runtime.spawn(async move {
+        let mut loader = match builder.build().await {
+            Ok(loader) => loader,
+            Err(e) => {
+                let _ = tx.send(Message::Failed(e)).await;
+                return;
+            }
+        };
+        while let Some(item) = loader.next().await {
+            let batch = match item {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = tx.send(Message::Failed(e)).await;
+                    return;
+                }
+            };
+            // The host-side tensor is built here, off the training thread.
+            let input = match batch_to_input(batch.step, &batch.batch, Device::Cpu) {
+                Ok(input) => input,
+                Err(e) => {
+                    let _ = tx.send(Message::BadBatch(e)).await;
+                    return;
+                }
+            };
+            let state = checkpoint_every
+                .filter(|&every| (batch.step + 1) % every.max(1) == 0)
+                .map(|_| Box::new(loader.state()));
+            let message = Message::Batch {
+                step: batch.step,
+                seq_len: batch.seq_len,
+                tokens: batch.tokens,
+                input,
+                state,
+            };
+            if tx.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx
+            .send(Message::End {
+                state: Box::new(loader.state()),
+                stats: loader.stats(),
+            })
+            .await;
+    });
+    rx
+}
+
+/// Trains `trainer` on the batches of `loader` until the loader ends (its step, token or
+/// epoch limit), writing `metrics.jsonl` and checkpoints under `options.run_dir`.
+/// `on_record` sees every metrics line as it is written (for progress display).
+pub fn run(
+    trainer: &mut Trainer,
+    mut loader: LoaderBuilder,
+    eval: &[ModelInput],
+    options: &RunOptions,
+    mut on_record: impl FnMut(&StepRecord),
+) -> Result<RunSummary> {
+    let dir = &options.run_dir;
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let checkpoint_dir = dir.join("checkpoint");
+    let mut tokens = 0u64;
+    let mut elapsed_before = 0.0;
+    let resuming = options.resume && checkpoint_dir.join("meta.json").exists();
+    if resuming {
+        let meta = trainer.load_checkpoint(&checkpoint_dir)?;
+        let state: LoaderState =
+            serde_json::from_value(meta.loader_state).map_err(|e| TrainerError::Checkpoint {
+                path: checkpoint_dir.join("meta.json").display().to_string(),
+                reason: format!("loader state: {e}"),
+            })?;
+        loader = loader.with_state(state);
+        tokens = meta.tokens;
+        elapsed_before = meta.elapsed_s;
+        tracing::info!(
+            step = meta.step,
+            tokens,
+            "resuming from {}",
+            checkpoint_dir.display()
+        );
+    }
+    let metrics_path = dir.join("metrics.jsonl");
+    let metrics_file: File = if resuming {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&metrics_path)
+    } else {
+        File::create(&metrics_path)
+    }
+    .map_err(io_error(&metrics_path))?;
+    let mut metrics = BufWriter::new(metrics_file);
+
+    let warm = match options.warm_pass {
+        Some((rows, seq_len)) => Some(trainer.warm_pass(rows, seq_len)?),
+        None => None,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.loader_threads.max(1))
+        .thread_name("seqwarm-loader")
+        .enable_all()
+        .build()
+        .map_err(io_error(dir))?;
+    let mut rx = spawn_loader(&runtime, loader, options.queue, options.checkpoint_every);
+
+    let device = trainer.device();
+    let mut records: Vec<StepRecord> = Vec::new();
+    let mut written = 0usize;
+    let mut steps = 0u64;
+    let mut final_eval = None;
+    let mut last_step = None;
+    // Training time excludes evaluation and checkpoint writes, so runs compare fairly.
+    let train_clock = Instant::now();
+    let mut paused = 0.0f64;
+    let mut since_record = Instant::now();
+    let mut paused_since_record = 0.0f64;
+    let mut steps_since_record = 0u64;
+    let (last_state, loader_stats) = loop {
+        let Some(message) = rx.blocking_recv() else {
+            return Err(TrainerError::Config {
+                field: "loader",
+                reason: "the loader task stopped without a reason".into(),
+            });
+        };
+        let (step, seq_len, batch_tokens, input, state) = match message {
+            Message::Batch {
+                step,
+                seq_len,
+                tokens,
+                input,
+                state,
+            } => (step, seq_len, tokens, input, state),
+            Message::End { state, stats } => break (*state, stats),
+            Message::Failed(e) => return Err(e.into()),
+            Message::BadBatch(e) => return Err(e),
+        };
+        let input = input.to_device(device)?;
+        let (rows, _) = input.shape();
+        let (loss, norm, lr) = trainer.train_step(&input, tokens)?;
+        tokens += batch_tokens;
+        steps += 1;
+        steps_since_record += 1;
+        last_step = Some(step);
+        let is_eval = options
+            .eval_every
+            .is_some_and(|n| (step + 1) % n.max(1) == 0);
+        let is_log = (step + 1) % options.log_every.max(1) == 0 || is_eval;
+        if is_log {
+            // Reading the loss waits for the device; only logged steps do it.
+            let loss = loss
+                .f_double_value(&[])
+                .context(|| format!("step {step}: loss"))?;
+            let grad_norm = match &norm {
+                Some(n) => Some(n.f_double_value(&[]).context(|| "gradient norm".into())?),
+                None => None,
+            };
+            let now = Instant::now();
+            let step_time_s = (now.duration_since(since_record).as_secs_f64()
+                - paused_since_record)
+                / steps_since_record.max(1) as f64;
+            let elapsed_s = elapsed_before + now.duration_since(train_clock).as_secs_f64() - paused;
+            let pause_start = Instant::now();
+            let eval_loss = if is_eval && !eval.is_empty() {
+                Some(trainer.evaluate(eval)?)
+            } else {
+                None
+            };
+            if eval_loss.is_some() {
+                final_eval = eval_loss;
+            }
+            let record = StepRecord {
+                step,
+                tokens,
+                seq_len: seq_len as i64,
+                rows,
+                loss,
+                lr,
+                grad_norm,
+                step_time_s,
+                elapsed_s,
+                eval_loss,
+                memory: trainer.memory()?,
+            };
+            on_record(&record);
+            // Written one record late, so that the final evaluation joins the last line.
+            if written < records.len() {
+                write_record(&mut metrics, &metrics_path, &records[written])?;
+                written += 1;
+            }
+            records.push(record);
+            let pause = pause_start.elapsed().as_secs_f64();
+            paused += pause;
+            since_record = Instant::now();
+            paused_since_record = 0.0;
+            steps_since_record = 0;
+        }
+        if let Some(state) = state {
+            let pause_start = Instant::now();
+            let elapsed_s =
+                elapsed_before + pause_start.duration_since(train_clock).as_secs_f64() - paused;
+            save(
+                trainer,
+                &checkpoint_dir,
+                step + 1,
+                tokens,
+                elapsed_s,
+                &state,
+            )?;
+            // A resumed run appends after this point: everything up to it must be on disk.
+            for record in &records[written..] {
+                write_record(&mut metrics, &metrics_path, record)?;
+            }
+            written = records.len();
+            metrics.flush().map_err(io_error(&metrics_path))?;
+            let pause = pause_start.elapsed().as_secs_f64();
+            paused += pause;
+            paused_since_record += pause;
+        }
+    };
+    let elapsed_s = elapsed_before + train_clock.elapsed().as_secs_f64() - paused;
+    let mut evaluated_late = false;
+    if options.eval_every.is_some() && !eval.is_empty() {
+        match records.last_mut() {
+            Some(last) if last.eval_loss.is_some() && Some(last.step) == last_step => {}
+            Some(last) if Some(last.step) == last_step => {
+                last.eval_loss = Some(trainer.evaluate(eval)?);
+                final_eval = last.eval_loss;
+                evaluated_late = true;
+            }
+            _ => final_eval = Some(trainer.evaluate(eval)?),
+        }
+    }
+    // A last record already flushed by a checkpoint and only now evaluated is written again;
+    // readers keep the last line per step.
+    let from = if evaluated_late && written == records.len() {
+        written - 1
+    } else {
+        written
+    };
+    for record in &records[from..] {
+        write_record(&mut metrics, &metrics_path, record)?;
+    }
+    if let Some(step) = last_step {
+        save(
+            trainer,
+            &checkpoint_dir,
+            step + 1,
+            tokens,
+            elapsed_s,
+            &last_state,
+        )?;
+    }
+    metrics.flush().map_err(io_error(&metrics_path))?;
+    Ok(RunSummary {
+        steps,
+        tokens,
+        elapsed_s,
+        final_loss: records.last().map(|r| r.loss),
+        final_eval_loss: final_eval,
+        warm,
+        loader_stats,
+        records,
+    })
+}
+
+fn write_record(
+    metrics: &mut BufWriter<File>,
+    path: &std::path::Path,
+    record: &StepRecord,
+) -> Result<()> {
+    serde_json::to_writer(&mut *metrics, record).map_err(|e| TrainerError::Io {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    metrics.write_all(b"\n").map_err(io_error(path))
+}
+
+fn save(
+    trainer: &Trainer,
+    dir: &std::path::Path,
+    step: u64,
+    tokens: u64,
+    elapsed_s: f64,
+    state: &LoaderState,
+) -> Result<()> {
+    let loader_state = serde_json::to_value(state).map_err(|e| TrainerError::Checkpoint {
+        path: dir.display().to_string(),
+        reason: format!("loader state: {e}"),
+    })?;
+    trainer.save_checkpoint(
+        dir,
+        &CheckpointMeta {
+            step,
+            tokens,
+            elapsed_s,
+            config: trainer.config().clone(),
+            loader_state,
+        },
+    )
+}
