@@ -8,6 +8,8 @@ mod preprocess;
 mod schedule_args;
 mod stream;
 mod tokenize;
+#[cfg(feature = "train")]
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,11 @@ enum Command {
     /// Print a sequence-length schedule as a table of change points and plot it as SVG.
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::PlanArgs),
+    /// Train a GPT from the warmup stream (warm pass, held-out evaluation, checkpoints,
+    /// plots). Built with `--features train`.
+    #[cfg(feature = "train")]
+    #[command(after_help = train::EXAMPLES)]
+    Train(Box<train::TrainArgs>),
 }
 
 /// Parses arguments, sets up logging and runs the chosen command.
@@ -51,6 +58,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Preprocess(args) => preprocess::run(&args),
         Command::MergeManifests(args) => preprocess::merge(&args),
         Command::Bench(args) => bench::run(&args),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

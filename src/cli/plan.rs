@@ -62,7 +62,12 @@ fn step_tokens(sizing: BatchSize, len: u64, max: u64) -> (u64, u64, u64, u64) {
 }
 
 /// Tokens trained over `0..total` steps per mode, and the constant-max baseline.
-fn totals(points: &[ChangePoint], total: u64, sizing: BatchSize, max: u64) -> (u64, u64, u64) {
+pub(super) fn totals(
+    points: &[ChangePoint],
+    total: u64,
+    sizing: BatchSize,
+    max: u64,
+) -> (u64, u64, u64) {
     let (mut cut, mut reshape) = (0u64, 0u64);
     for (i, p) in points.iter().enumerate() {
         let end = points.get(i + 1).map_or(total, |n| n.position).min(total);

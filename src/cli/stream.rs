@@ -94,6 +94,18 @@ pub async fn resolve(
         Some(path) => read_command_config(path)?,
         None => super::loader_args::CommandConfig::default(),
     };
+    resolve_with(shards, file, schedule, loader, demo_layout).await
+}
+
+/// [`resolve`] with the config file already read (commands with extra tables parse it
+/// themselves).
+pub async fn resolve_with(
+    shards: &[String],
+    file: super::loader_args::CommandConfig,
+    schedule: &ScheduleArgs,
+    loader: &LoaderArgs,
+    demo_layout: DemoLayout,
+) -> anyhow::Result<Resolved> {
     let mut loader = loader.merged(&file.loader);
     let mut shards = if shards.is_empty() {
         file.shards.clone()
