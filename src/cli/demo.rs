@@ -13,7 +13,9 @@ pub const DOCUMENTS: usize = 16_000;
 pub const VOCAB: u64 = 50_257;
 const SHARDS: usize = 4;
 const ROW_GROUP_TOKENS: usize = 256 * 1024;
-const FORMAT_VERSION: u32 = 1;
+/// Part of the cache directory name: bumped whenever the shards' bytes change (2: PLAIN shards
+/// are one page per row group).
+const FORMAT_VERSION: u32 = 2;
 
 /// SplitMix64, for a corpus that is the same on every machine.
 struct Rng(u64);

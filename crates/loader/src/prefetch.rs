@@ -252,12 +252,25 @@ async fn read_plain(
         return Ok(None);
     }
     let (start, length) = column.byte_range();
-    let mut reader = reader_for(&shard.file, settings.retry, settings.io.clone());
-    let bytes = reader
-        .get_bytes(start..start + length)
-        .await
-        .map_err(|e| read_error(shard, unit, e))?;
     let max_def_level = schema.column(leaf).max_def_level();
+    // A required column written as one page (what ShardWriter does for PLAIN) is a page header
+    // followed by the values: the header's length is the chunk's size less the values'.
+    let values_at = (max_def_level == 0)
+        .then(|| {
+            usize::try_from(length)
+                .ok()?
+                .checked_sub(unit.rows.checked_mul(4)?)
+        })
+        .flatten();
+    let bytes = crate::reader::read_for_plain(
+        &shard.file,
+        settings.retry,
+        settings.io.clone(),
+        start..start + length,
+        values_at,
+    )
+    .await
+    .map_err(|e| read_error(shard, unit, e))?;
     match crate::plain::decode_plain(bytes, column, unit.rows, max_def_level) {
         Ok(tokens) => {
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");

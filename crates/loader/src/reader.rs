@@ -144,6 +144,16 @@ struct LocalFileReader {
 #[cfg(unix)]
 impl LocalFileReader {
     fn read(&mut self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
+        self.read_aligned(range, None)
+    }
+
+    /// Reads `range`; with `Some(at)`, places the bytes so that byte `at` of the range lands on
+    /// a 4-byte boundary (a PLAIN page's values can then be used in place, not copied).
+    fn read_aligned(
+        &mut self,
+        range: Range<u64>,
+        align_at: Option<usize>,
+    ) -> parquet::errors::Result<Bytes> {
         use std::io::{Read, Seek};
         let io_error = |e: std::io::Error, path: &std::path::Path| {
             let path = path.display().to_string();
@@ -171,21 +181,50 @@ impl LocalFileReader {
             .map_err(|_| ParquetError::General("range too large".into()))?;
         // `read_to_end` fills spare capacity without zeroing it first (a zeroed buffer cost a
         // memset per row group the size of the column chunk).
-        let mut buffer = Vec::with_capacity(len);
+        let mut buffer = Vec::with_capacity(len + 3);
+        let pad = align_at.map_or(0, |at| (4 - (buffer.as_ptr() as usize + at) % 4) % 4);
+        buffer.resize(pad, 0);
         let mut handle: &std::fs::File = file;
         handle
             .seek(std::io::SeekFrom::Start(range.start))
             .and_then(|_| handle.take(len as u64).read_to_end(&mut buffer))
             .map_err(|e| io_error(e, &self.path))?;
-        if buffer.len() != len {
+        if buffer.len() - pad != len {
             let short = std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("read {} of {len} bytes at {}", buffer.len(), range.start),
+                format!(
+                    "read {} of {len} bytes at {}",
+                    buffer.len() - pad,
+                    range.start
+                ),
             );
             return Err(io_error(short, &self.path));
         }
-        Ok(Bytes::from(buffer))
+        Ok(Bytes::from(buffer).slice(pad..))
     }
+}
+
+/// Reads `range` of a shard for the PLAIN fast path. A local file is read so that byte
+/// `align_at` of the range (where the single page's values start) is 4-byte aligned; other
+/// stores return what they fetched, and the fast path copies if it must.
+pub(crate) async fn read_for_plain(
+    file: &crate::source::ShardFile,
+    retry: RetryPolicy,
+    io: tokio::runtime::Handle,
+    range: Range<u64>,
+    align_at: Option<usize>,
+) -> parquet::errors::Result<Bytes> {
+    #[cfg(unix)]
+    if let Some(path) = &file.local_path {
+        let mut reader = LocalFileReader {
+            path: path.clone(),
+            size: file.size,
+            file: None,
+        };
+        return reader.read_aligned(range, align_at);
+    }
+    let _ = align_at;
+    reader_for(file, retry, io).get_bytes(range).await
 }
 
 #[cfg(unix)]

@@ -96,13 +96,21 @@ impl<W: Write + Send> ShardWriter<W> {
             ShardEncoding::Zstd => (Compression::ZSTD(ZstdLevel::default()), true),
             ShardEncoding::Plain => (Compression::UNCOMPRESSED, false),
         };
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(compression)
             .set_dictionary_enabled(dictionary)
             // Row groups are closed by this writer at document boundaries, never by size.
             .set_max_row_group_row_count(None)
-            .set_max_row_group_bytes(None)
-            .build();
+            .set_max_row_group_bytes(None);
+        if encoding == ShardEncoding::Plain {
+            // One page per row group: the loader's fast path then hands out the page's values
+            // in place (arrow-rs would otherwise cut a page every 20 000 values, and the
+            // pages would have to be concatenated).
+            props = props
+                .set_data_page_size_limit(usize::MAX)
+                .set_data_page_row_count_limit(usize::MAX);
+        }
+        let props = props.build();
         let schema = Arc::new(Schema::new(vec![field]));
         let writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))
             .map_err(|e| write_error(file, e))?;

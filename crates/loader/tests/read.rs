@@ -211,10 +211,10 @@ async fn end_conditions_by_steps_and_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
+    use parquet::file::reader::FileReader;
     let dir = common::temp_dir("plain");
     let docs = common::documents(400, 150, 4);
     let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
-    // Small pages so that row groups span several of them.
     for (name, encoding) in [
         ("plain.parquet", seqwarm_loader::ShardEncoding::Plain),
         ("zstd.parquet", seqwarm_loader::ShardEncoding::Zstd),
@@ -249,4 +249,84 @@ async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
     let plain = std::fs::metadata(dir.join("plain.parquet")).unwrap().len();
     let zstd = std::fs::metadata(dir.join("zstd.parquet")).unwrap().len();
     assert!(plain > zstd, "plain {plain} bytes, zstd {zstd}");
+    // ShardWriter writes PLAIN row groups as one page each (read in place, no concatenation).
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(dir.join("plain.parquet")).unwrap(),
+    )
+    .unwrap();
+    assert!(reader.metadata().num_row_groups() > 1);
+    for g in 0..reader.metadata().num_row_groups() {
+        let pages = reader
+            .get_row_group(g)
+            .unwrap()
+            .get_column_page_reader(0)
+            .unwrap()
+            .count();
+        assert_eq!(pages, 1, "row group {g}");
+    }
+}
+
+/// A flat-v1 PLAIN shard from another writer, with many pages per row group: the fast path
+/// concatenates them and reads the same tokens.
+#[tokio::test]
+async fn plain_shards_with_many_pages_per_row_group_read_the_same() {
+    use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use seqwarm_loader::format;
+
+    let dir = common::temp_dir("plain-pages");
+    let docs = common::documents(300, 120, 9);
+    let path = dir.join("pages.parquet");
+    let props = WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+        .set_data_page_row_count_limit(1000)
+        .set_write_batch_size(500)
+        .build();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "tokens",
+        arrow_schema::DataType::Int32,
+        false,
+    )]));
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        schema.clone(),
+        Some(props),
+    )
+    .unwrap();
+    let mut lengths = Vec::new();
+    for group in docs.chunks(100) {
+        let tokens: Vec<i32> = group.iter().flatten().copied().collect();
+        let array: ArrayRef = std::sync::Arc::new(Int32Array::from(tokens));
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), vec![array]).unwrap())
+            .unwrap();
+        writer.flush().unwrap();
+        lengths.push(group.iter().map(|d| d.len() as u64).collect::<Vec<_>>());
+    }
+    writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        format::LAYOUT_KEY.to_string(),
+        format::FLAT_LAYOUT_V1.to_string(),
+    ));
+    writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        format::DOCUMENT_LENGTHS_KEY.to_string(),
+        format::encode_document_lengths(&lengths),
+    ));
+    writer.close().unwrap();
+    let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    let mut loader = LoaderBuilder::new(
+        [path.display().to_string()],
+        warmup(Mode::Repack).with_keep_last(true),
+    )
+    .with_shuffle_units(false)
+    .build()
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = loader.next().await {
+        got.extend(common::real_tokens(&b.unwrap().batch));
+    }
+    common::assert_same_tokens(&got, &expected, "many pages");
+    assert_eq!(loader.stats().documents, 300);
 }
