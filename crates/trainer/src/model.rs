@@ -346,3 +346,49 @@ impl Gpt {
             .context(|| "cross entropy".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alibi_slopes_match_the_paper() {
+        // Powers of two: 2^(-8/n), 2^(-16/n), ...
+        let eight = alibi_slopes(8);
+        let expected: Vec<f64> = (1..=8).map(|i| 2f64.powi(-i)).collect();
+        assert_eq!(eight.len(), 8);
+        for (a, b) in eight.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-12, "{eight:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn alibi_slopes_are_one_per_head_positive_and_at_most_one(heads in 1i64..64) {
+            let slopes = alibi_slopes(heads);
+            proptest::prop_assert_eq!(slopes.len(), heads as usize);
+            proptest::prop_assert!(slopes.iter().all(|&s| s > 0.0 && s < 1.0));
+            // All distinct: every head sees distance at its own scale.
+            let mut sorted = slopes.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted.dedup();
+            proptest::prop_assert_eq!(sorted.len(), slopes.len());
+        }
+
+        #[test]
+        fn parameter_count_matches_the_built_model(
+            layers in 1i64..3, heads in 1i64..4, per_head in 1i64..8, vocab in 2i64..50,
+            max_len in 1i64..40, alibi in proptest::bool::ANY,
+        ) {
+            let config = GptConfig::new(vocab, max_len)
+                .with_layers(layers)
+                .with_heads(heads)
+                .with_width(heads * per_head)
+                .with_positions(if alibi { Positions::Alibi } else { Positions::Learned });
+            let store = nn::VarStore::new(Device::Cpu);
+            Gpt::new(&store.root(), &config).unwrap();
+            let built: i64 = store.variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+            proptest::prop_assert_eq!(built, config.parameter_count());
+        }
+    }
+}

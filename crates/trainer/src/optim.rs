@@ -267,6 +267,38 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn lr_stays_within_bounds_and_only_falls_after_warmup(
+            peak in 1e-5f64..1e-1,
+            min_fraction in 0.0f64..1.0,
+            warmup in 1u64..10_000,
+            span in 1u64..1_000_000,
+            a in 0u64..2_000_000,
+            b in 0u64..2_000_000,
+        ) {
+            let s = LrSchedule {
+                peak_lr: peak,
+                min_lr: peak * min_fraction,
+                warmup_tokens: warmup,
+                total_tokens: warmup + span,
+            };
+            let (lo, hi) = (a.min(b), a.max(b));
+            for t in [lo, hi] {
+                let lr = s.at(t);
+                proptest::prop_assert!(lr > 0.0 && lr <= peak * (1.0 + 1e-12), "{lr}");
+                if t >= warmup {
+                    proptest::prop_assert!(lr >= s.min_lr * (1.0 - 1e-12));
+                }
+            }
+            if lo >= warmup {
+                proptest::prop_assert!(s.at(hi) <= s.at(lo) * (1.0 + 1e-12));
+            } else if hi < warmup {
+                proptest::prop_assert!(s.at(hi) >= s.at(lo));
+            }
+        }
+    }
+
     #[test]
     fn matches_the_closed_form_on_one_step() {
         // With a fresh state, AdamW's first step moves each weight by lr * sign(grad) (up to
