@@ -143,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 labels: ids.shallow_clone(),
                 input_ids: ids,
                 position_ids: None,
+                segment_ids: None,
             };
             sync(s.device);
             let started = Instant::now();

@@ -14,6 +14,9 @@ pub struct ModelInput {
     pub labels: Tensor,
     /// Positions restarting per document, when the loader packed documents.
     pub position_ids: Option<Tensor>,
+    /// Which document of its row each token belongs to, when the loader packed documents:
+    /// attention is then masked so that documents do not see each other.
+    pub segment_ids: Option<Tensor>,
 }
 
 impl ModelInput {
@@ -37,6 +40,10 @@ impl ModelInput {
             labels: moved(&self.labels, fields::LABELS)?,
             position_ids: match &self.position_ids {
                 Some(p) => Some(moved(p, fields::POSITION_IDS)?),
+                None => None,
+            },
+            segment_ids: match &self.segment_ids {
+                Some(p) => Some(moved(p, fields::SEGMENT_IDS)?),
                 None => None,
             },
         })
@@ -99,10 +106,15 @@ pub fn batch_to_input(step: u64, batch: &Batch, device: Device) -> Result<ModelI
         Some(p) => Some(field_tensor(step, fields::POSITION_IDS, p, device)?),
         None => None,
     };
+    let segment_ids = match batch.get(fields::SEGMENT_IDS) {
+        Some(p) => Some(field_tensor(step, fields::SEGMENT_IDS, p, device)?),
+        None => None,
+    };
     Ok(ModelInput {
         input_ids,
         labels,
         position_ids,
+        segment_ids,
     })
 }
 

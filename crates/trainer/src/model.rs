@@ -249,6 +249,19 @@ impl Gpt {
     // `+=` is an in-place add, which overwrites what autograd saved for the backward pass.
     #[allow(clippy::many_single_char_names, clippy::assign_op_pattern)]
     pub fn forward(&self, input_ids: &Tensor, position_ids: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_segments(input_ids, position_ids, None)
+    }
+
+    /// [`Gpt::forward`] for packed rows: with `segment_ids` (rows, t), a token attends only to
+    /// earlier tokens of its own document, so documents packed into one row do not see each
+    /// other.
+    #[allow(clippy::many_single_char_names, clippy::assign_op_pattern)]
+    pub fn forward_segments(
+        &self,
+        input_ids: &Tensor,
+        position_ids: Option<&Tensor>,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (rows, t) = input_ids
             .size2()
             .context(|| "input_ids must be (rows, seq_len)".into())?;
@@ -277,10 +290,27 @@ impl Gpt {
                 .context(|| "embedding position ids".into())?;
             x = x + pos;
         }
-        let bias = match &self.alibi_slopes {
+        let mut bias = match &self.alibi_slopes {
             Some(slopes) => Some(Self::alibi_bias(slopes, t, device)?),
             None => None,
         };
+        if let Some(segments) = segment_ids {
+            // allowed[r][i][j]: same document and j <= i. The diagonal is always allowed, so
+            // no row of the attention is empty (padding forms its own segment).
+            let same = segments
+                .f_unsqueeze(2)
+                .and_then(|a| a.f_eq_tensor(&segments.unsqueeze(1)))
+                .context(|| format!("segment_ids must be ({rows}, {t})"))?;
+            let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
+            let allowed = (same.logical_and(&causal)).unsqueeze(1);
+            bias = Some(match bias {
+                // ALiBi's additive bias, with -inf across documents.
+                Some(b) => b
+                    .f_masked_fill(&allowed.logical_not(), f64::NEG_INFINITY)
+                    .context(|| "masking the ALiBi bias by document".into())?,
+                None => allowed,
+            });
+        }
         let heads = self.config.heads;
         let head_dim = self.config.width / heads;
         for block in &self.blocks {
@@ -291,7 +321,8 @@ impl Gpt {
                 .permute([2, 0, 3, 1, 4]);
             let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             // With no explicit bias the kernel's own causal path is used (flash/memory-
-            // efficient on CUDA); ALiBi's bias is causal by construction.
+            // efficient on CUDA); ALiBi's bias and the document mask are causal by
+            // construction.
             let attended = Tensor::f_scaled_dot_product_attention(
                 &q,
                 &k,
@@ -326,7 +357,19 @@ impl Gpt {
         labels: &Tensor,
         position_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let logits = self.forward(input_ids, position_ids)?;
+        self.loss_segments(input_ids, labels, position_ids, None)
+    }
+
+    /// [`Gpt::loss`] with document-masked attention for packed rows (see
+    /// [`Gpt::forward_segments`]).
+    pub fn loss_segments(
+        &self,
+        input_ids: &Tensor,
+        labels: &Tensor,
+        position_ids: Option<&Tensor>,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let logits = self.forward_segments(input_ids, position_ids, segment_ids)?;
         let t = logits.size()[1];
         if t < 2 {
             return Err(TrainerError::Config {

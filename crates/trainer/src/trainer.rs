@@ -214,8 +214,12 @@ impl Trainer {
         tokens_before: u64,
     ) -> Result<(Tensor, Option<Tensor>, f64)> {
         let loss = tch::autocast(self.autocast(), || {
-            self.model
-                .loss(&input.input_ids, &input.labels, input.position_ids.as_ref())
+            self.model.loss_segments(
+                &input.input_ids,
+                &input.labels,
+                input.position_ids.as_ref(),
+                input.segment_ids.as_ref(),
+            )
         })?;
         loss.f_backward().context(|| "backward".into())?;
         let norm = match self.config.clip_norm {
@@ -240,8 +244,12 @@ impl Trainer {
         for input in batches {
             let loss = tch::no_grad(|| {
                 tch::autocast(self.autocast(), || {
-                    self.model
-                        .loss(&input.input_ids, &input.labels, input.position_ids.as_ref())
+                    self.model.loss_segments(
+                        &input.input_ids,
+                        &input.labels,
+                        input.position_ids.as_ref(),
+                        input.segment_ids.as_ref(),
+                    )
                 })
             })?;
             total += loss

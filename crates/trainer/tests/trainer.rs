@@ -88,6 +88,53 @@ fn attention_is_causal() {
 }
 
 #[test]
+fn packed_documents_do_not_see_each_other() {
+    // Two documents in one row: changing the first must not change the second's logits when
+    // segment ids are given, and does change them without (so the mask is what keeps them
+    // apart).
+    for positions in [Positions::Learned, Positions::Alibi] {
+        let trainer = Trainer::new(
+            TrainerConfig::new(tiny(positions), 1000),
+            Device::Cpu,
+            Kind::Int,
+        )
+        .unwrap();
+        let a = Tensor::from_slice(&[5i32, 6, 7, 20, 21, 22]).view([1, 6]);
+        let b = Tensor::from_slice(&[9i32, 1, 3, 20, 21, 22]).view([1, 6]);
+        let segments = Tensor::from_slice(&[0i32, 0, 0, 1, 1, 1]).view([1, 6]);
+        let positions_ids = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]).view([1, 6]);
+        let second = |ids: &Tensor, masked: bool| {
+            trainer
+                .model()
+                .forward_segments(ids, Some(&positions_ids), masked.then_some(&segments))
+                .unwrap()
+                .narrow(1, 3, 3)
+        };
+        assert!(
+            second(&a, true).allclose(&second(&b, true), 1e-5, 1e-6, false),
+            "{positions:?}"
+        );
+        assert!(
+            !second(&a, false).allclose(&second(&b, false), 1e-5, 1e-6, false),
+            "{positions:?}"
+        );
+        // Within a document, attention stays causal.
+        let c = Tensor::from_slice(&[5i32, 6, 7, 20, 21, 90]).view([1, 6]);
+        let first_two = |ids: &Tensor| {
+            trainer
+                .model()
+                .forward_segments(ids, Some(&positions_ids), Some(&segments))
+                .unwrap()
+                .narrow(1, 0, 5)
+        };
+        assert!(
+            first_two(&a).allclose(&first_two(&c), 1e-5, 1e-6, false),
+            "{positions:?}"
+        );
+    }
+}
+
+#[test]
 fn an_out_of_vocabulary_id_is_an_error_not_a_panic() {
     let trainer = Trainer::new(
         TrainerConfig::new(tiny(Positions::Learned), 1000),
@@ -323,6 +370,35 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
             "{name} differs after resume"
         );
     }
+}
+
+#[test]
+fn packed_batches_train_with_their_positions_and_segments() {
+    let data = temp_dir("pack-data");
+    write_shards(&data, 1, 80);
+    let dir = temp_dir("pack");
+    let schedule = ScheduleConfig::linear(16, 64, 0.5, 4)
+        .with_step(16)
+        .build()
+        .unwrap();
+    let warmup = WarmupConfig::new(schedule)
+        .with_mode(Mode::Pack {
+            strategy: seqwarm_batcher::PackStrategy::Greedy,
+        })
+        .with_batch_size(BatchSize::Rows(4))
+        .with_eos_id(Some(96));
+    let builder = LoaderBuilder::new([data.display().to_string()], warmup)
+        .with_max_steps(Some(4))
+        .with_vocab_size(Some(97));
+    let mut trainer = Trainer::new(
+        TrainerConfig::new(tiny(Positions::Alibi), 10_000),
+        Device::Cpu,
+        Kind::Int,
+    )
+    .unwrap();
+    let summary = run(&mut trainer, builder, &[], &RunOptions::new(&dir), |_| {}).unwrap();
+    assert_eq!(summary.steps, 4);
+    assert!(summary.final_loss.is_some_and(f64::is_finite));
 }
 
 #[test]
