@@ -26,11 +26,11 @@ impl ModelInput {
         (size[0], size[1])
     }
 
-    /// The same input on `device` (a no-op when already there).
-    pub fn to_device(&self, device: Device) -> Result<ModelInput> {
+    /// The same input on `device` (a no-op when already there); `step` names it in errors.
+    pub fn to_device(&self, step: u64, device: Device) -> Result<ModelInput> {
         let moved = |t: &Tensor, field: &str| {
             t.f_to_device(device).map_err(|e| TrainerError::Batch {
-                step: 0,
+                step,
                 field: field.into(),
                 reason: format!("cannot move to {device:?}: {e}"),
             })

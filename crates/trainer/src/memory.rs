@@ -118,8 +118,11 @@ impl MemoryStats {
     }
 }
 
-fn status(code: i32, message: &[c_char; MESSAGE_LEN]) -> Result<bool> {
-    match code {
+/// Calls a shim entry point with a message buffer. `Ok(true)`: done; `Ok(false)`: no
+/// accelerator; `Err`: the C++ exception's message.
+fn call(entry: impl FnOnce(*mut c_char, usize) -> i32) -> Result<bool> {
+    let mut message = [0 as c_char; MESSAGE_LEN];
+    match entry(message.as_mut_ptr(), MESSAGE_LEN) {
         OK => Ok(true),
         UNAVAILABLE => Ok(false),
         _ => {
@@ -137,17 +140,12 @@ fn status(code: i32, message: &[c_char; MESSAGE_LEN]) -> Result<bool> {
 /// Reads the allocator's counters for device `index`.
 pub fn memory_stats(index: usize) -> Result<MemoryStats> {
     let mut raw = RawStats::default();
-    let mut message = [0 as c_char; MESSAGE_LEN];
-    // SAFETY: `raw` and `message` outlive the call; the shim writes within the given length.
-    let code = unsafe {
-        seqwarm_memory_stats(
-            index as i32,
-            &raw mut raw,
-            message.as_mut_ptr(),
-            MESSAGE_LEN,
-        )
-    };
-    if !status(code, &message)? {
+    // SAFETY: `raw` and the message buffer outlive the call; the shim writes within the
+    // given length.
+    let available = call(|message, len| unsafe {
+        seqwarm_memory_stats(index as i32, &raw mut raw, message, len)
+    })?;
+    if !available {
         return Ok(MemoryStats::Unavailable);
     }
     Ok(MemoryStats::Device {
@@ -164,37 +162,27 @@ pub fn memory_stats(index: usize) -> Result<MemoryStats> {
     })
 }
 
+// SAFETY (all below): the message buffer outlives the call and the shim writes within the
+// given length.
+
 /// Starts new peaks for device `index`. Returns whether there was an accelerator.
 pub fn reset_peak_stats(index: usize) -> Result<bool> {
-    let mut message = [0 as c_char; MESSAGE_LEN];
-    // SAFETY: `message` outlives the call; the shim writes within the given length.
-    let code = unsafe { seqwarm_reset_peak_stats(index as i32, message.as_mut_ptr(), MESSAGE_LEN) };
-    status(code, &message)
+    call(|message, len| unsafe { seqwarm_reset_peak_stats(index as i32, message, len) })
 }
 
 /// Zeroes the accumulated counters (device allocations, retries, OOMs) for device `index`.
 pub fn reset_accumulated_stats(index: usize) -> Result<bool> {
-    let mut message = [0 as c_char; MESSAGE_LEN];
-    // SAFETY: as above.
-    let code =
-        unsafe { seqwarm_reset_accumulated_stats(index as i32, message.as_mut_ptr(), MESSAGE_LEN) };
-    status(code, &message)
+    call(|message, len| unsafe { seqwarm_reset_accumulated_stats(index as i32, message, len) })
 }
 
 /// Returns the allocator's unused cached blocks to the device.
 pub fn empty_cache() -> Result<bool> {
-    let mut message = [0 as c_char; MESSAGE_LEN];
-    // SAFETY: as above.
-    let code = unsafe { seqwarm_empty_cache(message.as_mut_ptr(), MESSAGE_LEN) };
-    status(code, &message)
+    call(|message, len| unsafe { seqwarm_empty_cache(message, len) })
 }
 
 /// Makes CUDA autocast use bfloat16 (tch's switch would otherwise give float16).
 pub fn set_cuda_autocast_bf16() -> Result<bool> {
-    let mut message = [0 as c_char; MESSAGE_LEN];
-    // SAFETY: as above.
-    let code = unsafe { seqwarm_set_cuda_autocast_bf16(message.as_mut_ptr(), MESSAGE_LEN) };
-    status(code, &message)
+    call(|message, len| unsafe { seqwarm_set_cuda_autocast_bf16(message, len) })
 }
 
 #[cfg(test)]

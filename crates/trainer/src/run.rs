@@ -233,16 +233,20 @@ pub fn run(
     let mut rx = spawn_loader(&runtime, loader, options.queue, options.checkpoint_every);
 
     let device = trainer.device();
+    // Held-out batches may have been read on the host; they move to the device once.
+    let eval: Vec<ModelInput> = eval
+        .iter()
+        .enumerate()
+        .map(|(i, input)| input.to_device(i as u64, device))
+        .collect::<Result<_>>()?;
+    let eval = eval.as_slice();
     let mut records: Vec<StepRecord> = Vec::new();
     let mut written = 0usize;
     let mut steps = 0u64;
     let mut final_eval = None;
     let mut last_step = None;
-    // Training time excludes evaluation and checkpoint writes, so runs compare fairly.
-    let train_clock = Instant::now();
-    let mut paused = 0.0f64;
-    let mut since_record = Instant::now();
-    let mut paused_since_record = 0.0f64;
+    let mut clock = TrainingClock::new(elapsed_before);
+    let mut elapsed_at_record = elapsed_before;
     let mut steps_since_record = 0u64;
     let (last_state, loader_stats) = loop {
         let Some(message) = rx.blocking_recv() else {
@@ -263,7 +267,7 @@ pub fn run(
             Message::Failed(e) => return Err(e.into()),
             Message::BadBatch(e) => return Err(e),
         };
-        let input = input.to_device(device)?;
+        let input = input.to_device(step, device)?;
         let (rows, _) = input.shape();
         let (loss, norm, lr) = trainer.train_step(&input, tokens)?;
         tokens += batch_tokens;
@@ -283,14 +287,12 @@ pub fn run(
                 Some(n) => Some(n.f_double_value(&[]).context(|| "gradient norm".into())?),
                 None => None,
             };
-            let now = Instant::now();
-            let step_time_s = (now.duration_since(since_record).as_secs_f64()
-                - paused_since_record)
-                / steps_since_record.max(1) as f64;
-            let elapsed_s = elapsed_before + now.duration_since(train_clock).as_secs_f64() - paused;
-            let pause_start = Instant::now();
+            let elapsed_s = clock.elapsed();
+            let step_time_s = (elapsed_s - elapsed_at_record) / steps_since_record.max(1) as f64;
+            elapsed_at_record = elapsed_s;
+            steps_since_record = 0;
             let eval_loss = if is_eval && !eval.is_empty() {
-                Some(trainer.evaluate(eval)?)
+                Some(clock.excluding(|| trainer.evaluate(eval))?)
             } else {
                 None
             };
@@ -317,36 +319,28 @@ pub fn run(
                 written += 1;
             }
             records.push(record);
-            let pause = pause_start.elapsed().as_secs_f64();
-            paused += pause;
-            since_record = Instant::now();
-            paused_since_record = 0.0;
-            steps_since_record = 0;
         }
         if let Some(state) = state {
-            let pause_start = Instant::now();
-            let elapsed_s =
-                elapsed_before + pause_start.duration_since(train_clock).as_secs_f64() - paused;
-            save(
-                trainer,
-                &checkpoint_dir,
-                step + 1,
-                tokens,
-                elapsed_s,
-                &state,
-            )?;
-            // A resumed run appends after this point: everything up to it must be on disk.
-            for record in &records[written..] {
-                write_record(&mut metrics, &metrics_path, record)?;
-            }
+            let elapsed_s = clock.elapsed();
+            clock.excluding(|| -> Result<()> {
+                save(
+                    trainer,
+                    &checkpoint_dir,
+                    step + 1,
+                    tokens,
+                    elapsed_s,
+                    &state,
+                )?;
+                // A resumed run appends after this point: everything up to it must be on disk.
+                for record in &records[written..] {
+                    write_record(&mut metrics, &metrics_path, record)?;
+                }
+                metrics.flush().map_err(io_error(&metrics_path))
+            })?;
             written = records.len();
-            metrics.flush().map_err(io_error(&metrics_path))?;
-            let pause = pause_start.elapsed().as_secs_f64();
-            paused += pause;
-            paused_since_record += pause;
         }
     };
-    let elapsed_s = elapsed_before + train_clock.elapsed().as_secs_f64() - paused;
+    let elapsed_s = clock.elapsed();
     let mut evaluated_late = false;
     if options.eval_every.is_some() && !eval.is_empty() {
         match records.last_mut() {
@@ -390,6 +384,36 @@ pub fn run(
         loader_stats,
         records,
     })
+}
+
+/// Training seconds: wall-clock since the run (or the run it resumes) began, less the time
+/// spent evaluating and checkpointing, so that runs compare fairly.
+struct TrainingClock {
+    started: Instant,
+    before: f64,
+    excluded: f64,
+}
+
+impl TrainingClock {
+    fn new(before: f64) -> Self {
+        Self {
+            started: Instant::now(),
+            before,
+            excluded: 0.0,
+        }
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.before + self.started.elapsed().as_secs_f64() - self.excluded
+    }
+
+    /// Runs `work` off the clock.
+    fn excluding<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = work();
+        self.excluded += started.elapsed().as_secs_f64();
+        out
+    }
 }
 
 fn write_record(

@@ -168,6 +168,18 @@ impl Trainer {
         self.config.autocast && self.device.is_cuda()
     }
 
+    /// The loss on `input`, through the training autocast path, with every field it carries.
+    fn input_loss(&self, input: &ModelInput) -> Result<Tensor> {
+        tch::autocast(self.autocast(), || {
+            self.model.loss_segments(
+                &input.input_ids,
+                &input.labels,
+                input.position_ids.as_ref(),
+                input.segment_ids.as_ref(),
+            )
+        })
+    }
+
     /// The allocator's counters for this trainer's device (unavailable on CPU).
     pub fn memory(&self) -> Result<MemoryStats> {
         match self.device {
@@ -213,14 +225,7 @@ impl Trainer {
         input: &ModelInput,
         tokens_before: u64,
     ) -> Result<(Tensor, Option<Tensor>, f64)> {
-        let loss = tch::autocast(self.autocast(), || {
-            self.model.loss_segments(
-                &input.input_ids,
-                &input.labels,
-                input.position_ids.as_ref(),
-                input.segment_ids.as_ref(),
-            )
-        })?;
+        let loss = self.input_loss(input)?;
         loss.f_backward().context(|| "backward".into())?;
         let norm = match self.config.clip_norm {
             Some(max) => self.optimizer.clip_grad_norm(max),
@@ -242,16 +247,7 @@ impl Trainer {
         }
         let mut total = 0.0;
         for input in batches {
-            let loss = tch::no_grad(|| {
-                tch::autocast(self.autocast(), || {
-                    self.model.loss_segments(
-                        &input.input_ids,
-                        &input.labels,
-                        input.position_ids.as_ref(),
-                        input.segment_ids.as_ref(),
-                    )
-                })
-            })?;
+            let loss = tch::no_grad(|| self.input_loss(input))?;
             total += loss
                 .f_double_value(&[])
                 .context(|| "reading the eval loss".into())?;
