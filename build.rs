@@ -10,19 +10,14 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=crates/trainer/link_libtorch.rs");
     if std::env::var_os("CARGO_FEATURE_TRAIN").is_none() {
         return;
     }
     let Some(lib_dir) = std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
         panic!("feature `train`: torch-sys did not export DEP_TCH_LIBTORCH_LIB");
     };
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-ltorch");
-    if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-    }
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    // Run without LD_LIBRARY_PATH where libtorch was at build time; elsewhere (a binary
-    // carried to another machine) LD_LIBRARY_PATH still wins over nothing.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    link_libtorch(&lib_dir);
 }
+
+include!("crates/trainer/link_libtorch.rs");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=shim/memory.cpp");
+    println!("cargo:rerun-if-changed=link_libtorch.rs");
     println!("cargo:rerun-if-env-changed=SEQWARM_TORCH_CXX11_ABI");
     // torch-sys declares `links = "tch"` and exports the directory it linked against.
     let Some(lib_dir) = env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
@@ -23,18 +24,7 @@ fn main() {
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(false)
         .compile("seqwarm_memory_shim");
-    link_args(&lib_dir);
+    link_libtorch(&lib_dir);
 }
 
-/// Without `--no-as-needed` the linker drops libtorch_cuda (nothing references its symbols
-/// directly; it registers the CUDA backend from a static initializer), and CUDA is then
-/// silently unavailable. The rpath lets the binaries run without LD_LIBRARY_PATH.
-fn link_args(lib_dir: &Path) {
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-ltorch");
-    if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-    }
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
-}
+include!("link_libtorch.rs");

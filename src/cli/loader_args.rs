@@ -149,6 +149,9 @@ macro_rules! overlay {
         $( if $cli.$field.is_none() { $cli.$field = $file.$field.clone(); } )+
     };
 }
+// Shared with `train`'s options, which exist only with the `train` feature.
+#[cfg_attr(not(feature = "train"), allow(unused_imports))]
+pub(crate) use overlay;
 
 impl LoaderArgs {
     /// Flags over the config file's values.

@@ -240,6 +240,6 @@ fn plot(schedule: &Schedule, points: &[ChangePoint], path: &Path) -> anyhow::Res
     Ok(())
 }
 
-fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+pub(super) fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e}")
 }

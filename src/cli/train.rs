@@ -18,7 +18,8 @@ use seqwarm_trainer::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::loader_args::{CommandConfig, LoaderArgs};
+use super::loader_args::{CommandConfig, LoaderArgs, overlay};
+use super::plan::plot_error;
 use super::schedule_args::ScheduleArgs;
 use super::stream::{DemoLayout, resolve_with};
 
@@ -114,19 +115,13 @@ pub struct TrainOptions {
     pub model_seed: Option<i64>,
 }
 
-macro_rules! overlay_options {
-    ($out:ident, $file:ident, $($field:ident),*) => {
-        $( if $out.$field.is_none() { $out.$field = $file.$field.clone(); } )*
-    };
-}
-
 impl TrainOptions {
     fn merged(&self, file: &TrainOptions) -> TrainOptions {
         let mut out = self.clone();
         if out.eval_shards.is_empty() {
             out.eval_shards.clone_from(&file.eval_shards);
         }
-        overlay_options!(
+        overlay!(
             out,
             file,
             eval_every,
@@ -553,8 +548,4 @@ pub fn line_plot(
         .map_err(plot_error)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("plotting failed: {e}")
 }
