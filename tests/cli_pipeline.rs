@@ -1,32 +1,12 @@
 //! End-to-end tests of `preprocess`, `stream`, `merge-manifests` and `bench`, on corpora the
 //! tests write themselves.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn seqwarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seqwarm"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{ok, seqwarm, temp};
 
 /// A small English-like corpus: `files` text files of `documents` documents each, separated
 /// by three newlines.

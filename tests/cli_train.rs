@@ -2,32 +2,11 @@
 //! then resumed from its checkpoint.
 #![cfg(feature = "train")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn seqwarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seqwarm"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-cli-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{ok, seqwarm, temp};
 
 fn corpus(dir: &Path, seed: u64) {
     let words = [

@@ -26,6 +26,11 @@ fn tiny(positions: Positions) -> GptConfig {
         .with_positions(positions)
 }
 
+/// A trainer on the CPU for `i32` token ids (what the loader delivers).
+fn cpu_trainer(config: TrainerConfig) -> Trainer {
+    Trainer::new(config, Device::Cpu, Kind::Int).unwrap()
+}
+
 fn snapshot(trainer: &Trainer) -> Vec<(String, Tensor)> {
     let mut vars: Vec<(String, Tensor)> = trainer
         .store()
@@ -47,12 +52,7 @@ fn same(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
 #[test]
 fn forward_shapes_follow_the_batch_at_every_length() {
     for positions in [Positions::Learned, Positions::Alibi] {
-        let trainer = Trainer::new(
-            TrainerConfig::new(tiny(positions), 1000),
-            Device::Cpu,
-            Kind::Int,
-        )
-        .unwrap();
+        let trainer = cpu_trainer(TrainerConfig::new(tiny(positions), 1000));
         for (rows, len) in [(1, 2), (3, 8), (8, 24), (2, 64)] {
             let ids = Tensor::randint(97, [rows, len], (Kind::Int, Device::Cpu));
             let logits = trainer.model().forward(&ids, None).unwrap();
@@ -73,12 +73,7 @@ fn forward_shapes_follow_the_batch_at_every_length() {
 fn attention_is_causal() {
     // Changing a later token must not change earlier logits, with either position scheme.
     for positions in [Positions::Learned, Positions::Alibi] {
-        let trainer = Trainer::new(
-            TrainerConfig::new(tiny(positions), 1000),
-            Device::Cpu,
-            Kind::Int,
-        )
-        .unwrap();
+        let trainer = cpu_trainer(TrainerConfig::new(tiny(positions), 1000));
         let a = Tensor::from_slice(&[5i32, 6, 7, 8, 9, 10]).view([1, 6]);
         let b = Tensor::from_slice(&[5i32, 6, 7, 8, 9, 42]).view([1, 6]);
         let la = trainer.model().forward(&a, None).unwrap().narrow(1, 0, 5);
@@ -93,12 +88,7 @@ fn packed_documents_do_not_see_each_other() {
     // segment ids are given, and does change them without (so the mask is what keeps them
     // apart).
     for positions in [Positions::Learned, Positions::Alibi] {
-        let trainer = Trainer::new(
-            TrainerConfig::new(tiny(positions), 1000),
-            Device::Cpu,
-            Kind::Int,
-        )
-        .unwrap();
+        let trainer = cpu_trainer(TrainerConfig::new(tiny(positions), 1000));
         let a = Tensor::from_slice(&[5i32, 6, 7, 20, 21, 22]).view([1, 6]);
         let b = Tensor::from_slice(&[9i32, 1, 3, 20, 21, 22]).view([1, 6]);
         let segments = Tensor::from_slice(&[0i32, 0, 0, 1, 1, 1]).view([1, 6]);
@@ -136,12 +126,7 @@ fn packed_documents_do_not_see_each_other() {
 
 #[test]
 fn an_out_of_vocabulary_id_is_an_error_not_a_panic() {
-    let trainer = Trainer::new(
-        TrainerConfig::new(tiny(Positions::Learned), 1000),
-        Device::Cpu,
-        Kind::Int,
-    )
-    .unwrap();
+    let trainer = cpu_trainer(TrainerConfig::new(tiny(Positions::Learned), 1000));
     let ids = Tensor::from_slice(&[1i32, 2, 500]).view([1, 3]);
     let err = trainer.model().forward(&ids, None).unwrap_err();
     assert!(err.to_string().contains("vocabulary"), "{err}");
@@ -150,12 +135,7 @@ fn an_out_of_vocabulary_id_is_an_error_not_a_panic() {
 #[test]
 fn the_warm_pass_changes_no_weights_and_no_optimizer_state() {
     for positions in [Positions::Learned, Positions::Alibi] {
-        let mut trainer = Trainer::new(
-            TrainerConfig::new(tiny(positions), 1000),
-            Device::Cpu,
-            Kind::Int,
-        )
-        .unwrap();
+        let mut trainer = cpu_trainer(TrainerConfig::new(tiny(positions), 1000));
         let before = snapshot(&trainer);
         let moments_before: Vec<Tensor> = trainer
             .optimizer()
@@ -186,12 +166,7 @@ fn the_warm_pass_changes_no_weights_and_no_optimizer_state() {
         }
         assert_eq!(seen, trainer.store().variables().len());
         // The next real step is the same as without the warm pass.
-        let mut cold = Trainer::new(
-            TrainerConfig::new(tiny(positions), 1000),
-            Device::Cpu,
-            Kind::Int,
-        )
-        .unwrap();
+        let mut cold = cpu_trainer(TrainerConfig::new(tiny(positions), 1000));
         let batch =
             seqwarm_batcher::Batch::from_input_ids::<i32>((0..32).map(|i| i % 97).collect(), 2, 16)
                 .unwrap();
@@ -228,7 +203,7 @@ fn loss_falls_on_a_learnable_task_at_growing_lengths() {
     for positions in [Positions::Learned, Positions::Alibi] {
         let mut config = TrainerConfig::new(tiny(positions), 60 * 8 * 32);
         config.lr.peak_lr = 3e-3;
-        let mut trainer = Trainer::new(config, Device::Cpu, Kind::Int).unwrap();
+        let mut trainer = cpu_trainer(config);
         let mut tokens = 0;
         let mut losses = Vec::new();
         for step in 0..60u64 {
@@ -303,7 +278,7 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
 
     // Uninterrupted.
     let full_dir = temp_dir("full");
-    let mut full = Trainer::new(trainer_config(), Device::Cpu, Kind::Int).unwrap();
+    let mut full = cpu_trainer(trainer_config());
     let mut options = RunOptions::new(&full_dir);
     options.warm_pass = Some((4, 64));
     options.eval_every = Some(6);
@@ -334,7 +309,7 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
 
     // Interrupted after 6 steps (the loader stops there), then resumed to 12.
     let part_dir = temp_dir("part");
-    let mut first = Trainer::new(trainer_config(), Device::Cpu, Kind::Int).unwrap();
+    let mut first = cpu_trainer(trainer_config());
     let mut options = RunOptions::new(&part_dir);
     options.checkpoint_every = Some(3);
     run(
@@ -346,7 +321,7 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
     )
     .unwrap();
     drop(first);
-    let mut resumed = Trainer::new(trainer_config(), Device::Cpu, Kind::Int).unwrap();
+    let mut resumed = cpu_trainer(trainer_config());
     options.resume = true;
     let summary = run(&mut resumed, loader(&data, steps), &[], &options, |_| {}).unwrap();
     assert_eq!(summary.steps, 6);
@@ -390,12 +365,7 @@ fn packed_batches_train_with_their_positions_and_segments() {
     let builder = LoaderBuilder::new([data.display().to_string()], warmup)
         .with_max_steps(Some(4))
         .with_vocab_size(Some(97));
-    let mut trainer = Trainer::new(
-        TrainerConfig::new(tiny(Positions::Alibi), 10_000),
-        Device::Cpu,
-        Kind::Int,
-    )
-    .unwrap();
+    let mut trainer = cpu_trainer(TrainerConfig::new(tiny(Positions::Alibi), 10_000));
     let summary = run(&mut trainer, builder, &[], &RunOptions::new(&dir), |_| {}).unwrap();
     assert_eq!(summary.steps, 4);
     assert!(summary.final_loss.is_some_and(f64::is_finite));
@@ -406,12 +376,7 @@ fn a_checkpoint_for_another_model_is_refused_by_name() {
     let data = temp_dir("mismatch-data");
     write_shards(&data, 1, 40);
     let dir = temp_dir("mismatch");
-    let mut trainer = Trainer::new(
-        TrainerConfig::new(tiny(Positions::Learned), 10_000),
-        Device::Cpu,
-        Kind::Int,
-    )
-    .unwrap();
+    let mut trainer = cpu_trainer(TrainerConfig::new(tiny(Positions::Learned), 10_000));
     run(
         &mut trainer,
         loader(&data, 2),
@@ -421,8 +386,7 @@ fn a_checkpoint_for_another_model_is_refused_by_name() {
     )
     .unwrap();
     let other = tiny(Positions::Learned).with_width(64);
-    let mut trainer =
-        Trainer::new(TrainerConfig::new(other, 10_000), Device::Cpu, Kind::Int).unwrap();
+    let mut trainer = cpu_trainer(TrainerConfig::new(other, 10_000));
     let mut options = RunOptions::new(&dir);
     options.resume = true;
     let err = run(&mut trainer, loader(&data, 2), &[], &options, |_| {}).unwrap_err();
