@@ -118,12 +118,8 @@ pub(crate) fn reader_for(
     io: tokio::runtime::Handle,
 ) -> Box<dyn AsyncFileReader> {
     #[cfg(unix)]
-    if let Some(path) = &file.local_path {
-        return Box::new(LocalFileReader {
-            path: path.clone(),
-            size: file.size,
-            file: None,
-        });
+    if let Some(local) = LocalFileReader::for_shard(file) {
+        return Box::new(local);
     }
     let reader =
         ObjectStoreReader::new(Arc::clone(&file.store), file.path.clone(), file.size, retry);
@@ -143,6 +139,15 @@ struct LocalFileReader {
 
 #[cfg(unix)]
 impl LocalFileReader {
+    /// A reader for a shard on the local file system (opened on first read), or `None`.
+    fn for_shard(file: &crate::source::ShardFile) -> Option<Self> {
+        Some(Self {
+            path: file.local_path.clone()?,
+            size: file.size,
+            file: None,
+        })
+    }
+
     fn read(&mut self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
         self.read_aligned(range, None)
     }
@@ -215,13 +220,8 @@ pub(crate) async fn read_for_plain(
     align_at: Option<usize>,
 ) -> parquet::errors::Result<Bytes> {
     #[cfg(unix)]
-    if let Some(path) = &file.local_path {
-        let mut reader = LocalFileReader {
-            path: path.clone(),
-            size: file.size,
-            file: None,
-        };
-        return reader.read_aligned(range, align_at);
+    if let Some(mut local) = LocalFileReader::for_shard(file) {
+        return local.read_aligned(range, align_at);
     }
     let _ = align_at;
     reader_for(file, retry, io).get_bytes(range).await
