@@ -5,32 +5,19 @@
 //! sigma 1.2, clipped to [1, 16 384]), with a fixed seed, so the table is reproducible.
 
 use seqwarm::batcher::{PackStrategy, PackerConfig, Tensor};
+use seqwarm::stage::rng::SplitMix64;
 
-/// SplitMix64: a small deterministic generator, enough for a length distribution.
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal by Box-Muller.
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+/// Standard normal by Box-Muller, from seqwarm's generator.
+fn normal(rng: &mut SplitMix64) -> f64 {
+    let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
+    let u2 = rng.next_f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 fn document_lengths(count: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64(seed);
     (0..count)
-        .map(|_| ((300f64.ln() + 1.2 * rng.normal()).exp().round() as usize).clamp(1, 16_384))
+        .map(|_| ((300f64.ln() + 1.2 * normal(&mut rng)).exp().round() as usize).clamp(1, 16_384))
         .collect()
 }
 
@@ -57,10 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ] {
             let mut packer = PackerConfig::default().with_strategy(strategy).build();
             for (i, &n) in lengths.iter().enumerate() {
-                packer.push_document(&Tensor::vector(vec![(i % 50_000) as i32; n]))?;
+                packer.push_document(&Tensor::vector(vec![(i % 50_000) as i32; n]), None, None)?;
                 while packer.pop(len, 64)?.is_some() {}
             }
-            packer.finish(len)?;
+            packer.finish(len, usize::MAX)?;
             let stats = packer.stats();
             let name = match strategy {
                 PackStrategy::Greedy => "greedy".to_string(),

@@ -3,7 +3,10 @@
 //! This facade re-exports the member crates:
 //! - [`schedule`]: training progress to sequence length (Composer- and DeepSpeed-exact).
 //! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
+//! - [`stage`]: the sans-IO warmup stage: documents to batches, epoch plans, checkpoints.
+//! - [`format`]: the shard formats and the shard writer.
 //! - [`loader`]: async Parquet shards to warmup-scheduled batches.
+//! - [`preprocess`]: text to token shards, resumable and split across workers.
 //! - `trainer` (feature `train`): a tch GPT trained from the stream, with the warm pass.
 
 #![forbid(unsafe_code)]
@@ -13,8 +16,11 @@
 struct ReadmeDoctests;
 
 pub use seqwarm_batcher as batcher;
+pub use seqwarm_format as format;
 pub use seqwarm_loader as loader;
+pub use seqwarm_preprocess as preprocess;
 pub use seqwarm_schedule as schedule;
+pub use seqwarm_stage as stage;
 /// The tch trainer (feature `train`; needs libtorch, see `docs/trainer.md`).
 #[cfg(feature = "train")]
 pub use seqwarm_trainer as trainer;

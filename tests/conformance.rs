@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use seqwarm::batcher::{Batch, Cut, Tensor};
-use seqwarm::schedule::{ScheduleConfig, ScheduleError, ScheduleKind};
+use seqwarm::schedule::{ScheduleConfig, ScheduleError};
 use serde_json::Value;
 
 /// The vectors file `name`, or `None` (with a printed notice) when it should be skipped.
@@ -133,12 +133,13 @@ fn composer_schedule_cases() {
     let (mut passed, mut points_checked) = (0, 0);
     for (i, case) in cases.iter().enumerate() {
         let u = |k: &str| u64::try_from(int(&case[k], k)).expect("non-negative");
-        let config = ScheduleConfig::new(ScheduleKind::Composer)
-            .with_total(u("total_batches"))
-            .with_duration(case["duration"].as_f64().expect("duration"))
-            .with_min(u("min_seq_length"))
-            .with_max(u("max_seq_length"))
-            .with_step(u("step_size"));
+        let config = ScheduleConfig::composer(
+            u("min_seq_length"),
+            u("max_seq_length"),
+            case["duration"].as_f64().expect("duration"),
+            u("total_batches"),
+        )
+        .with_step(u("step_size"));
         let points = case["points"].as_array().expect("points");
         let raises = points.iter().any(|p| p[1].is_null());
         match config.build() {

@@ -9,12 +9,12 @@ use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use seqwarm::loader::{OutputLayout, ShardEncoding, list_shards};
+use seqwarm::format::{OutputLayout, ShardEncoding};
+use seqwarm::loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig, find_shards};
 use seqwarm::schedule::ScheduleConfig;
 use serde::Serialize;
 
 use super::demo;
-use super::loader_args::{LoaderArgs, ModeArg};
 use super::schedule_args::build_logged;
 
 pub const EXAMPLES: &str = "Examples:
@@ -45,9 +45,9 @@ pub struct BenchArgs {
     /// Shard locations (local files, directories or globs). None: the demo corpus in both
     /// layouts.
     pub shards: Vec<String>,
-    /// Modes to measure [default: all].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub modes: Vec<ModeArg>,
+    /// Modes to measure, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub modes: Vec<Mode>,
     /// Cores for each side.
     #[arg(long, value_enum, default_value_t = Threads::One)]
     pub threads: Threads,
@@ -142,12 +142,8 @@ fn raw_decode(files: &[PathBuf], column: &str) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-async fn stream_once(
-    shards: &[String],
-    loader: &LoaderArgs,
-    schedule: &seqwarm::schedule::Schedule,
-) -> anyhow::Result<u64> {
-    let mut loader = loader.builder(shards, schedule.clone()).build().await?;
+async fn stream_once(builder: &LoaderBuilder) -> anyhow::Result<u64> {
+    let mut loader = builder.clone().build().await?;
     while let Some(b) = loader.next().await {
         std::hint::black_box(b?);
     }
@@ -194,8 +190,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         vec![(args.shards.join(" "), args.shards.clone())]
     };
-    let modes: Vec<ModeArg> = if args.modes.is_empty() {
-        ModeArg::ALL.to_vec()
+    let modes: Vec<Mode> = if args.modes.is_empty() {
+        Mode::ALL.to_vec()
     } else {
         args.modes.clone()
     };
@@ -226,7 +222,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     for (name, shards) in &sets {
         let files: Vec<PathBuf> = runtime
-            .block_on(list_shards(shards, seqwarm::loader::RetryPolicy::default()))?
+            .block_on(find_shards(shards))?
             .iter()
             .map(|f| PathBuf::from(&f.display))
             .collect();
@@ -263,28 +259,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         push("raw arrow-rs decode".into(), tokens, seconds, peak);
         let steps = tokens / args.batch_tokens as u64;
         let schedule = build_logged(
-            &ScheduleConfig::linear(64, args.max_len, 0.3, steps.max(1)).with_step(64),
+            &ScheduleConfig::linear(64, args.max_len, 0.3, steps.max(1))
+                .with_step(64)
+                .config(),
         )?;
         for &mode in &modes {
-            let loader = LoaderArgs {
-                mode: Some(mode),
-                batch_tokens: Some(args.batch_tokens),
-                eos_id: None,
-                prefetch_concurrency: Some(if args.threads == Threads::One {
-                    1
+            let warmup = WarmupConfig::new(schedule.clone())
+                .with_mode(mode)
+                .with_batch_size(BatchSize::Tokens(args.batch_tokens));
+            let loader = LoaderBuilder::new(shards.iter().cloned(), warmup).with_prefetch(
+                if args.threads == Threads::One {
+                    Prefetch {
+                        concurrency: 1,
+                        queue: 1,
+                    }
                 } else {
-                    cores
-                }),
-                prefetch_queue: Some(if args.threads == Threads::One {
-                    1
-                } else {
-                    2 * cores
-                }),
-                ..LoaderArgs::default()
-            };
-            let (tokens, seconds, peak) = timed(args.repeat, || {
-                runtime.block_on(stream_once(shards, &loader, &schedule))
-            })?;
+                    Prefetch {
+                        concurrency: cores,
+                        queue: 2 * cores,
+                    }
+                },
+            );
+            let (tokens, seconds, peak) =
+                timed(args.repeat, || runtime.block_on(stream_once(&loader)))?;
             push(format!("stream {}", mode.name()), tokens, seconds, peak);
         }
         if let Some(Peer::Python) = args.peer {

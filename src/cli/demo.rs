@@ -5,45 +5,33 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use seqwarm::loader::{OutputLayout, ShardEncoding, ShardWriter};
+use seqwarm::format::{OutputLayout, ShardEncoding, ShardWriter};
+use seqwarm::stage::rng::SplitMix64;
 
 /// Documents in the demo corpus.
 pub const DOCUMENTS: usize = 16_000;
-/// Vocabulary of the demo tokens (GPT-2's size, EOS = 50256 excluded from documents).
+/// Vocabulary of the demo tokens (GPT-2's size; the EOS id is never in a document).
 pub const VOCAB: u64 = 50_257;
+/// GPT-2's end-of-text id, which the demo appends after every document.
+pub const EOS: i64 = 50_256;
 const SHARDS: usize = 4;
 const ROW_GROUP_TOKENS: usize = 256 * 1024;
 /// Part of the cache directory name: bumped whenever the shards' bytes change (2: PLAIN shards
 /// are one page per row group).
 const FORMAT_VERSION: u32 = 2;
 
-/// SplitMix64, for a corpus that is the same on every machine.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Document `index`: a log-normal length (median 300 tokens, sigma 1.0, 8..8192) and
 /// Zipf-like token ids (frequent ids small), as in tokenized English.
 pub fn document(index: usize) -> Vec<i32> {
-    let mut rng = Rng(0xDE30_0000 ^ index as u64);
-    let u1 = rng.uniform().max(f64::MIN_POSITIVE);
-    let u2 = rng.uniform();
+    let mut rng = SplitMix64(0xDE30_0000 ^ index as u64);
+    let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
+    let u2 = rng.next_f64();
     let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
     let len = ((300f64.ln() + normal).exp() as usize).clamp(8, 8192);
     (0..len)
         .map(|_| {
             // Inverse-power sampling: id ~ (VOCAB-1)^u - 1, heavy on small ids.
-            let u = rng.uniform();
+            let u = rng.next_f64();
             (((VOCAB - 1) as f64).powf(u) - 1.0) as i32
         })
         .collect()

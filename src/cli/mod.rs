@@ -1,17 +1,17 @@
 //! Command-line front end: argument parsing, logging, dispatch.
 
 mod bench;
+mod config_file;
 mod demo;
 mod loader_args;
 mod plan;
 mod preprocess;
 mod schedule_args;
 mod stream;
-mod tokenize;
 #[cfg(feature = "train")]
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Sequence Length Warmup as a streaming data-loader stage.
 #[derive(Debug, Parser)]
@@ -50,7 +50,10 @@ enum Command {
 
 /// Parses arguments, sets up logging and runs the chosen command.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
@@ -68,6 +71,19 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with the library's defaults added to the help of the flags that set
+/// them.
+fn command() -> clap::Command {
+    let command = Cli::command()
+        .mut_subcommand("stream", loader_args::annotate_defaults)
+        .mut_subcommand("plan", loader_args::annotate_defaults);
+    #[cfg(feature = "train")]
+    let command = command.mut_subcommand("train", |c| {
+        train::annotate_defaults(loader_args::annotate_defaults(c))
+    });
+    command
 }
 
 /// The runtime that decodes: one worker per core.

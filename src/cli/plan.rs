@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
-use seqwarm::loader::BatchSize;
-use seqwarm::schedule::{ChangePoint, Schedule};
+use seqwarm::loader::{BatchSize, Mode};
+use seqwarm::schedule::{ChangePoint, ProgressUnit, Schedule};
+use seqwarm::stage::shape::{step_shape, tokens_over_steps};
 
-use super::schedule_args::ScheduleArgs;
+use super::schedule_args::{ScheduleArgs, build_logged};
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm plan                                    # built-in default: linear 8 -> 1024 over 30% of 10000 steps
@@ -40,7 +41,7 @@ pub struct PlanArgs {
     /// Table format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Fixed rows per batch, for the tokens-per-step columns [default: 8].
+    /// Fixed rows per batch, for the tokens-per-step columns.
     #[arg(long, conflicts_with = "batch_tokens")]
     batch_rows: Option<usize>,
     /// Token budget per batch (rows = budget / length), for the tokens-per-step columns.
@@ -48,45 +49,44 @@ pub struct PlanArgs {
     batch_tokens: Option<usize>,
 }
 
-/// Tokens one step trains on, per mode: (rows, truncate/repack/pack tokens, reshape rows,
-/// reshape tokens).
+/// One step at `len` under the lossless and cutting modes (truncate, repack and pack emit the
+/// same shape) and under reshape: (rows, tokens, reshape rows, reshape tokens), by the shape
+/// rule.
 fn step_tokens(sizing: BatchSize, len: u64, max: u64) -> (u64, u64, u64, u64) {
-    let rows = sizing.rows(usize::try_from(len).unwrap_or(usize::MAX)) as u64;
-    // Reshape takes rows of max length; a token budget bounds its reshaped output.
-    let input_rows = match sizing {
-        BatchSize::Tokens(budget) => (budget as u64 / max.max(1)).max(1),
-        BatchSize::Rows(_) => rows,
-    };
-    let reshape_rows = input_rows * max / len.max(1);
-    (rows, rows * len, reshape_rows, reshape_rows * len)
+    let (len, max) = (
+        usize::try_from(len).unwrap_or(usize::MAX),
+        usize::try_from(max).unwrap_or(usize::MAX),
+    );
+    let cut = step_shape(Mode::Repack, sizing, len, max);
+    let reshape = step_shape(Mode::Reshape, sizing, len, max);
+    (
+        cut.rows_out as u64,
+        cut.tokens_out(),
+        reshape.rows_out as u64,
+        reshape.tokens_out(),
+    )
 }
 
-/// Tokens trained over `0..total` steps per mode, and the constant-max baseline.
-pub(super) fn totals(
-    points: &[ChangePoint],
-    total: u64,
-    sizing: BatchSize,
-    max: u64,
-) -> (u64, u64, u64) {
-    let (mut cut, mut reshape) = (0u64, 0u64);
-    for (i, p) in points.iter().enumerate() {
-        let end = points.get(i + 1).map_or(total, |n| n.position).min(total);
-        let steps = end.saturating_sub(p.position);
-        let (_, t, _, r) = step_tokens(sizing, p.seq_len, max);
-        cut += steps * t;
-        reshape += steps * r;
-    }
-    let (_, baseline, _, _) = step_tokens(sizing, max, max);
-    (cut, reshape, baseline * total)
+/// Tokens trained over `0..total` steps under the cutting modes and reshape, and the constant
+/// baseline at the maximum length.
+fn totals(schedule: &Schedule, total: u64, sizing: BatchSize) -> Option<(u64, u64, u64)> {
+    let baseline = seqwarm::schedule::ScheduleConfig::constant(schedule.max_len())
+        .build()
+        .ok()?;
+    Some((
+        tokens_over_steps(schedule, Mode::Repack, sizing, total)?,
+        tokens_over_steps(schedule, Mode::Reshape, sizing, total)?,
+        tokens_over_steps(&baseline, Mode::Repack, sizing, total)?,
+    ))
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
-    let schedule = args.schedule.schedule()?;
+    let schedule = build_logged(&args.schedule.config()?)?;
     let points: Vec<ChangePoint> = schedule.change_points().collect();
     let sizing = match (args.batch_rows, args.batch_tokens) {
         (Some(r), _) => BatchSize::Rows(r),
         (None, Some(t)) => BatchSize::Tokens(t),
-        (None, None) => BatchSize::Rows(8),
+        (None, None) => BatchSize::default(),
     };
     let text = match args.format {
         Format::Table => table(&schedule, &points, sizing),
@@ -104,13 +104,12 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
     let unit = schedule.unit();
     let max = schedule.max_len();
     let mut out = String::new();
-    let config = schedule.config();
     let _ = writeln!(
         out,
         "schedule: {} (unit: {unit}{}), {} change points, max {} from {unit} {}",
         schedule.kind(),
-        config
-            .total
+        schedule
+            .total()
             .map(|t| format!(", total {t}"))
             .unwrap_or_default(),
         points.len(),
@@ -118,7 +117,7 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
         schedule.warmup_end(),
     );
     let sizing_text = match sizing {
-        BatchSize::Rows(r) => format!("{r} rows per batch"),
+        BatchSize::Rows(_) => sizing.to_string(),
         BatchSize::Tokens(t) => format!("{t}-token budget per batch"),
     };
     let _ = writeln!(
@@ -137,8 +136,8 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
         "tokens (reshape)"
     );
     for p in points {
-        let fraction = config
-            .total
+        let fraction = schedule
+            .total()
             .filter(|&t| t > 0)
             .map(|t| format!("{:>7.2}%", p.position as f64 / t as f64 * 100.0))
             .unwrap_or_default();
@@ -149,8 +148,10 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
             p.position, p.seq_len
         );
     }
-    if let (Some(total), seqwarm::schedule::ProgressUnit::Steps) = (config.total, unit) {
-        let (cut, reshape, baseline) = totals(points, total, sizing, max);
+    if let Some((total, (cut, reshape, baseline))) = schedule
+        .total()
+        .and_then(|total| Some((total, totals(schedule, total, sizing)?)))
+    {
         let versus = |x: u64| {
             let change = 100.0 * (x as f64 / baseline.max(1) as f64 - 1.0);
             if change <= 0.0 {
@@ -187,10 +188,11 @@ fn json(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> anyho
         "batch_size": sizing,
         "steps": steps,
     });
-    if let (Some(total), seqwarm::schedule::ProgressUnit::Steps) =
-        (schedule.total(), schedule.unit())
+    if let Some((cut, reshape, baseline)) = schedule
+        .total()
+        .filter(|_| schedule.unit() == ProgressUnit::Steps)
+        .and_then(|total| totals(schedule, total, sizing))
     {
-        let (cut, reshape, baseline) = totals(points, total, sizing, max);
         value["tokens_over_training"] = serde_json::json!({"constant_max": baseline, "truncate_repack_pack": cut, "reshape": reshape});
     }
     Ok(serde_json::to_string_pretty(&value)? + "\n")

@@ -1,113 +1,111 @@
-//! Schedule flags shared by every command, and their merge with a config file.
+//! Schedule flags shared by every command, layered over a schedule table (a `[schedule]` table
+//! or a `--schedule-config` file) or the library's built-in schedule of the kind.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-/// Built-in default schedule: seqwarm's linear ramp, 8 -> 1024 in steps of 8 over the first
-/// 30% of 10 000 steps (the duration Composer's GPT-2 experiments used).
-pub const DEFAULT_KIND: ScheduleKind = ScheduleKind::Linear;
+use super::config_file::read_table;
 
-/// Schedule flags. Each overrides the same-named key of `--schedule-config`.
-#[derive(Debug, Clone, Args)]
+/// Schedule flags. Each overrides the same key of the schedule table; without a table, they
+/// override the library's built-in schedule of the kind.
+#[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct ScheduleArgs {
     /// TOML or JSON schedule file (keys as the flags below, e.g. `kind = "linear"`).
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub schedule_config: Option<PathBuf>,
     /// Schedule kind: linear, composer, fixed_linear, fixed_root, fixed_discrete, constant.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<ScheduleKind>,
     /// Progress unit: steps, samples or tokens.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<ProgressUnit>,
     /// Length of training, in the unit.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
     /// Fraction of training spent warming up, in [0, 1].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
     /// Shortest sequence length.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<u64>,
     /// Longest sequence length.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<u64>,
     /// Length increment (a multiple of 8 suits tensor cores).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u64>,
     /// DeepSpeed's total_curriculum_step (fixed_linear, fixed_root).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub total_curriculum_step: Option<u64>,
     /// DeepSpeed's root_degree (fixed_root).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub root_degree: Option<u32>,
     /// DeepSpeed's difficulty list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<Vec<u64>>,
     /// DeepSpeed's max_step list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_step: Option<Vec<u64>>,
 }
 
 impl ScheduleArgs {
-    /// The config file (if any) overlaid with the flags, defaults filled in for the kind.
-    pub fn config(&self) -> anyhow::Result<ScheduleConfig> {
-        self.config_over(None)
-    }
-
-    /// Like [`ScheduleArgs::config`], starting from `base` (a command config's schedule) when
-    /// no `--schedule-config` is given.
-    pub fn config_over(&self, base: Option<ScheduleConfig>) -> anyhow::Result<ScheduleConfig> {
-        let from_file = self.schedule_config.is_some() || base.is_some();
-        let mut config = match (&self.schedule_config, base) {
-            (Some(path), _) => read_config(path)?,
-            (None, Some(base)) => base,
-            (None, None) => ScheduleConfig::new(self.kind.unwrap_or(DEFAULT_KIND)),
-        };
-        if let Some(kind) = self.kind {
-            config.kind = kind;
-        }
-        if !from_file {
-            fill_defaults(&mut config);
-        }
-        let overlay = [
-            (&mut config.total, self.total),
-            (&mut config.min, self.min),
-            (&mut config.max, self.max),
-            (&mut config.step, self.step),
-            (
-                &mut config.total_curriculum_step,
-                self.total_curriculum_step,
-            ),
-        ];
-        for (slot, value) in overlay {
-            if value.is_some() {
-                *slot = value;
+    /// The schedule table (`--schedule-config`, else `table`), else the built-in schedule of
+    /// the kind (passed through `adjust_defaults`), with the flags over it.
+    pub fn config_over(
+        &self,
+        table: Option<&Map<String, Value>>,
+        adjust_defaults: impl FnOnce(&mut Map<String, Value>),
+    ) -> anyhow::Result<ScheduleConfig> {
+        let (mut map, source) = match (&self.schedule_config, table) {
+            (Some(path), _) => (read_table(path)?, path.display().to_string()),
+            (None, Some(table)) => (table.clone(), "the [schedule] table".into()),
+            (None, None) => {
+                let kind = self.kind.unwrap_or(ScheduleConfig::default().kind());
+                let mut map = match ScheduleConfig::default_for(kind) {
+                    Some(config) => as_map(&config)?,
+                    None => Map::from_iter([("kind".to_string(), Value::from(kind.name()))]),
+                };
+                adjust_defaults(&mut map);
+                (map, "the flags".into())
             }
-        }
-        if let Some(unit) = self.unit {
-            config.unit = unit;
-        }
-        if self.duration.is_some() {
-            config.duration = self.duration;
-        }
-        if self.root_degree.is_some() {
-            config.root_degree = self.root_degree;
-        }
-        if self.difficulty.is_some() {
-            config.difficulty.clone_from(&self.difficulty);
-        }
-        if self.max_step.is_some() {
-            config.max_step.clone_from(&self.max_step);
-        }
-        Ok(config)
+        };
+        map.extend(as_map(self)?);
+        serde_json::from_value(Value::Object(map))
+            .with_context(|| format!("invalid schedule from {source}"))
     }
 
-    /// The validated schedule; warnings are logged.
-    pub fn schedule(&self) -> anyhow::Result<Schedule> {
-        build_logged(&self.config()?)
+    /// [`ScheduleArgs::config_over`] with no table and the defaults as they are.
+    pub fn config(&self) -> anyhow::Result<ScheduleConfig> {
+        self.config_over(None, |_| {})
+    }
+
+    /// Whether the flags or `table` set the length of training.
+    pub fn sets_total(&self, table: Option<&Map<String, Value>>) -> bool {
+        self.total.is_some() || table.is_some_and(|t| t.contains_key("total"))
+    }
+}
+
+fn as_map(value: &impl Serialize) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::to_value(value)? {
+        Value::Object(map) => Ok(map),
+        _ => anyhow::bail!("settings must be a table"),
     }
 }
 
@@ -119,46 +117,4 @@ pub fn build_logged(config: &ScheduleConfig) -> anyhow::Result<Schedule> {
         eprintln!("warning: {warning}");
     }
     Ok(schedule)
-}
-
-/// Reads a schedule config from TOML (`.toml`) or JSON (anything else).
-pub fn read_config(path: &std::path::Path) -> anyhow::Result<ScheduleConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read schedule config {}", path.display()))?;
-    let parsed = if path.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text).map_err(anyhow::Error::from)
-    } else {
-        serde_json::from_str(&text).map_err(anyhow::Error::from)
-    };
-    parsed.with_context(|| format!("invalid schedule config {}", path.display()))
-}
-
-/// Built-in defaults for flags left out, per kind, so that `seqwarm plan` alone works.
-fn fill_defaults(config: &mut ScheduleConfig) {
-    match config.kind {
-        ScheduleKind::Linear | ScheduleKind::Composer => {
-            config.total.get_or_insert(10_000);
-            config.duration.get_or_insert(0.3);
-            config.min.get_or_insert(8);
-            config.max.get_or_insert(1024);
-            config.step.get_or_insert(8);
-        }
-        ScheduleKind::FixedLinear | ScheduleKind::FixedRoot => {
-            config.min.get_or_insert(8);
-            config.max.get_or_insert(1024);
-            config.step.get_or_insert(8);
-            config.total_curriculum_step.get_or_insert(3_000);
-            config.total.get_or_insert(10_000);
-            if config.kind == ScheduleKind::FixedRoot {
-                config.root_degree.get_or_insert(2);
-            }
-        }
-        ScheduleKind::Constant => {
-            config.max.get_or_insert(1024);
-            config.total.get_or_insert(10_000);
-        }
-        ScheduleKind::FixedDiscrete => {
-            config.total.get_or_insert(10_000);
-        }
-    }
 }

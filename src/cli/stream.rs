@@ -8,13 +8,16 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
+use seqwarm::format::OutputLayout;
 use seqwarm::loader::{
-    BatchSize, LoaderState, OutputLayout, ScheduledBatch, ShardLayout, estimate_tokens,
+    LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, ShardLayout, estimate_tokens,
 };
-use seqwarm::schedule::ProgressUnit;
+use seqwarm::schedule::{ProgressUnit, Schedule};
+use serde_json::Value;
 
+use super::config_file::ConfigFile;
 use super::demo;
-use super::loader_args::{LoaderArgs, read_command_config};
+use super::loader_args::LoaderArgs;
 use super::schedule_args::{ScheduleArgs, build_logged};
 
 pub const EXAMPLES: &str = "Examples:
@@ -76,37 +79,32 @@ pub enum DemoLayout {
     Rows,
 }
 
-/// Resolves shards (the demo corpus when none), config file and flags.
+/// Shards (the demo corpus when none), config file and flags, resolved into the library's
+/// settings.
 pub struct Resolved {
     pub shards: Vec<String>,
-    pub loader: LoaderArgs,
-    pub schedule: seqwarm::schedule::Schedule,
+    pub config: LoaderConfig,
+    pub schedule: Schedule,
 }
 
+impl Resolved {
+    /// A loader builder with every setting.
+    pub fn builder(&self) -> LoaderBuilder {
+        LoaderBuilder::from_config(self.shards.iter().cloned(), self.config.clone())
+    }
+}
+
+/// Layers the library's defaults < the config file < the flags, and sizes the schedule to one
+/// epoch of the shards when its length of training was not given.
 pub async fn resolve(
     shards: &[String],
-    config: Option<&PathBuf>,
+    file: &ConfigFile,
     schedule: &ScheduleArgs,
     loader: &LoaderArgs,
     demo_layout: DemoLayout,
 ) -> anyhow::Result<Resolved> {
-    let file = match config {
-        Some(path) => read_command_config(path)?,
-        None => super::loader_args::CommandConfig::default(),
-    };
-    resolve_with(shards, file, schedule, loader, demo_layout).await
-}
-
-/// [`resolve`] with the config file already read (commands with extra tables parse it
-/// themselves).
-pub async fn resolve_with(
-    shards: &[String],
-    file: super::loader_args::CommandConfig,
-    schedule: &ScheduleArgs,
-    loader: &LoaderArgs,
-    demo_layout: DemoLayout,
-) -> anyhow::Result<Resolved> {
-    let mut loader = loader.merged(&file.loader);
+    let mut keys = file.loader.clone();
+    keys.extend(loader.keys());
     let mut shards = if shards.is_empty() {
         file.shards.clone()
     } else {
@@ -126,45 +124,48 @@ pub async fn resolve_with(
             dir.display()
         );
         shards = vec![dir.display().to_string()];
-        loader.vocab_size = loader.vocab_size.or(Some(demo::VOCAB));
-        loader.eos_id = loader.eos_id.or(Some(50_256));
+        keys.entry("vocab_size").or_insert(Value::from(demo::VOCAB));
+        keys.entry("eos_id").or_insert(Value::from(demo::EOS));
     }
-    let mut config = schedule.config_over(file.schedule.clone())?;
-    if demo && schedule.min.is_none() && schedule.max.is_none() && file.schedule.is_none() {
-        // The demo's default: 64 -> 1024 in steps of 64.
-        config.min = config.min.map(|_| 64);
-        config.max = config.max.map(|_| 1024);
-        config.step = config.step.map(|_| 64);
-    }
-    let explicit_total =
-        schedule.total.is_some() || file.schedule.as_ref().is_some_and(|s| s.total.is_some());
-    if !explicit_total && config.unit == ProgressUnit::Steps && config.total.is_some() {
+    let config = LoaderConfig::from_value(Value::Object(keys)).with_context(|| file.context())?;
+    let mut schedule_config = schedule.config_over(file.schedule.as_ref(), |defaults| {
+        if demo && schedule.min.is_none() && schedule.max.is_none() {
+            // The demo's default: 64 -> 1024 in steps of 64.
+            for (key, value) in [("min", 64), ("max", 1024), ("step", 64)] {
+                if defaults.contains_key(key) {
+                    defaults.insert(key.into(), Value::from(value));
+                }
+            }
+        }
+    })?;
+    if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
+    {
         // One epoch's worth of steps at the maximum length, from the footers.
         let tokens = estimate_tokens(&shards, &ShardLayout::default()).await?;
-        let max = config.max.unwrap_or(1024).max(1);
-        let per_step = match loader.batch_size() {
-            BatchSize::Rows(rows) => rows as u64 * max,
-            BatchSize::Tokens(budget) => budget as u64,
-        };
-        let epochs = loader.epochs.filter(|&e| e > 0).unwrap_or(1);
-        config.total = Some((tokens * epochs / per_step.max(1)).max(1));
-        tracing::info!(
-            tokens,
-            total = config.total,
-            "schedule total from the shards"
-        );
+        let warmup = config.clone().with_schedule(schedule_config.clone());
+        let max = schedule_config.build()?.max_len();
+        let per_step = warmup
+            .warmup()
+            .build()?
+            .shape(usize::try_from(max).unwrap_or(usize::MAX))
+            .tokens_in();
+        let epochs = config.epochs().epochs().max(1);
+        let total = (tokens * epochs / per_step.max(1)).max(1);
+        schedule_config = schedule_config.with_total(total);
+        tracing::info!(tokens, total, "schedule total from the shards");
     }
-    let schedule = build_logged(&config)?;
+    let schedule = build_logged(&schedule_config)?;
     Ok(Resolved {
         shards,
-        loader,
+        config: config.with_schedule(schedule_config),
         schedule,
     })
 }
 
+/// Writes a state file atomically (a temporary file renamed over it).
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, serde_json::to_vec(state)?)
+    std::fs::write(&partial, state.to_json())
         .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -185,21 +186,20 @@ fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
 }
 
 pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
+    let file = ConfigFile::read(args.config.as_ref())?;
     let resolved = resolve(
         &args.shards,
-        args.config.as_ref(),
+        &file,
         &args.schedule,
         &args.loader,
         args.demo_layout,
     )
     .await?;
-    let mut builder = resolved
-        .loader
-        .builder(&resolved.shards, resolved.schedule.clone());
+    let mut builder = resolved.builder();
     if let Some(path) = &args.state_in {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read state {}", path.display()))?;
-        let state: LoaderState = serde_json::from_str(&text)
+        let state = LoaderState::from_json(&text)
             .with_context(|| format!("invalid state file {}", path.display()))?;
         builder = builder.with_state(state);
     }
@@ -215,17 +215,14 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         "seqwarm stream: {} shards, {} row groups, mode {}, schedule {} {} -> {} over {} of {} {}, {}",
         loader.catalog().shard_count(),
         loader.catalog().unit_count(),
-        resolved.loader.mode().name(),
+        loader.warmup().mode_label(),
         schedule.kind(),
         schedule.min_len(),
         schedule.max_len(),
         schedule.warmup_end(),
         schedule.total().unwrap_or(0),
         schedule.unit(),
-        match resolved.loader.batch_size() {
-            BatchSize::Rows(r) => format!("{r} rows per batch"),
-            BatchSize::Tokens(t) => format!("{t} tokens per batch"),
-        }
+        loader.warmup().batch_size()
     )?;
     writeln!(
         info,

@@ -9,19 +9,22 @@ use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
-use seqwarm::loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig};
-use seqwarm::schedule::{ChangePoint, ProgressUnit, Schedule, ScheduleConfig};
+use seqwarm::loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
+use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig};
+use seqwarm::stage::shape::tokens_over_steps;
 use seqwarm_trainer::tch;
 use seqwarm_trainer::{
     GptConfig, ModelInput, Positions, RunOptions, StepRecord, Trainer, TrainerConfig,
     batch_to_input, kind_of, parse_device,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::loader_args::{CommandConfig, LoaderArgs, overlay};
+use super::config_file::ConfigFile;
+use super::loader_args::LoaderArgs;
 use super::plan::plot_error;
 use super::schedule_args::ScheduleArgs;
-use super::stream::{DemoLayout, resolve_with};
+use super::stream::{DemoLayout, resolve};
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm train data/train/ --eval-shards data/val/ --vocab-size 50257 --max-steps 2000 \\
@@ -40,115 +43,146 @@ pub enum PositionsArg {
     Alibi,
 }
 
-/// Trainer flags. Each overrides the same key of the config file's `[train]` table.
+/// Trainer flags. Each overrides the same key of the config file's `[train]` table; a flag
+/// left out there keeps the library's default (`--help` shows it).
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainOptions {
     /// Held-out shards, evaluated at the maximum length.
     #[arg(long, num_args = 1..)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub eval_shards: Vec<String>,
     /// Evaluate every N steps (and at the end) [default: 0, only at the end].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_every: Option<u64>,
     /// Held-out batches per evaluation [default: 8].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batches: Option<u64>,
     /// Rows per held-out batch [default: the training rows at the maximum length].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_rows: Option<usize>,
-    /// Transformer blocks [default: 4].
+    /// Transformer blocks.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<i64>,
-    /// Attention heads [default: 4].
+    /// Attention heads.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub heads: Option<i64>,
-    /// Model width [default: 128].
+    /// Model width.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
-    /// Position scheme [default: learned].
+    /// Position scheme.
     #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub positions: Option<PositionsArg>,
-    /// Peak learning rate [default: 1e-3].
+    /// Peak learning rate.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
-    /// Final learning rate [default: lr / 10].
+    /// Final learning rate [default: lr / 10 when --lr is given].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_lr: Option<f64>,
     /// Tokens of learning-rate warmup [default: 2% of the horizon].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_warmup_tokens: Option<u64>,
     /// Tokens over which the rate decays [default: the tokens the run will train on].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_horizon_tokens: Option<u64>,
-    /// AdamW weight decay on matrices [default: 0.1].
+    /// AdamW weight decay on matrices.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
-    /// Clip gradients to this global norm; 0 turns clipping off [default: 1.0].
+    /// Clip gradients to this global norm; 0 turns clipping off.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
     /// cpu, cuda, cuda:N or auto [default: auto].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Skip the warm pass (for measuring what it buys).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_warm_pass: Option<bool>,
-    /// bf16 autocast on CUDA [default: true].
+    /// bf16 autocast on CUDA.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub autocast: Option<bool>,
     /// libtorch intra-op threads [default: libtorch's choice].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<i32>,
     /// Run directory for metrics.jsonl, the checkpoint and plots [default: runs/train].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
     /// Continue from the run directory's checkpoint.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<bool>,
     /// Read the loss back and log every N steps [default: 1].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_every: Option<u64>,
     /// Checkpoint every N steps (and at the end) [default: 0, only at the end].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<u64>,
     /// Seed of the model's initialization [default: the loader seed].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_seed: Option<i64>,
 }
 
 impl TrainOptions {
-    fn merged(&self, file: &TrainOptions) -> TrainOptions {
-        let mut out = self.clone();
-        if out.eval_shards.is_empty() {
-            out.eval_shards.clone_from(&file.eval_shards);
+    /// The `[train]` table with these flags over it.
+    fn over(&self, table: Option<&Map<String, Value>>) -> anyhow::Result<TrainOptions> {
+        let mut map = table.cloned().unwrap_or_default();
+        if let Value::Object(flags) = serde_json::to_value(self)? {
+            map.extend(flags);
         }
-        overlay!(
-            out,
-            file,
-            eval_every,
-            eval_batches,
-            eval_rows,
-            layers,
-            heads,
-            width,
-            positions,
-            lr,
-            min_lr,
-            lr_warmup_tokens,
-            lr_horizon_tokens,
-            weight_decay,
-            clip_norm,
-            device,
-            no_warm_pass,
-            autocast,
-            threads,
-            run_dir,
-            resume,
-            log_every,
-            checkpoint_every,
-            model_seed
-        );
-        out
+        Ok(serde_json::from_value(Value::Object(map))?)
     }
+}
+
+/// The library default of each model and optimizer flag, where it lives in a serialized
+/// [`TrainerConfig`].
+const TRAIN_DEFAULTS: [(&str, &str); 8] = [
+    ("layers", "/model/layers"),
+    ("heads", "/model/heads"),
+    ("width", "/model/width"),
+    ("positions", "/model/positions"),
+    ("lr", "/lr/peak_lr"),
+    ("weight_decay", "/optimizer/weight_decay"),
+    ("clip_norm", "/clip_norm"),
+    ("autocast", "/autocast"),
+];
+
+/// Appends the library's model and optimizer defaults to the help of their flags.
+pub fn annotate_defaults(command: clap::Command) -> clap::Command {
+    let defaults =
+        serde_json::to_value(TrainerConfig::new(GptConfig::new(1, 1), 0)).unwrap_or(Value::Null);
+    let mut command = command;
+    for (id, pointer) in TRAIN_DEFAULTS {
+        if let Some(value) = defaults.pointer(pointer) {
+            let shown = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            command = command.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            });
+        }
+    }
+    command
 }
 
 /// Arguments of `seqwarm train`.
@@ -168,42 +202,18 @@ pub struct TrainArgs {
     pub train: TrainOptions,
 }
 
-/// Splits a config file into the stream's keys and the `[train]` table.
-fn read_config(path: &Path) -> anyhow::Result<(CommandConfig, TrainOptions)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let mut value: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
-    } else {
-        serde_json::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
-    };
-    let train = match value.as_object_mut().and_then(|o| o.remove("train")) {
-        Some(table) => serde_json::from_value(table)
-            .with_context(|| format!("invalid [train] table in {}", path.display()))?,
-        None => TrainOptions::default(),
-    };
-    let command = serde_json::from_value(value)
-        .with_context(|| format!("invalid config {}", path.display()))?;
-    Ok((command, train))
-}
-
-/// Tokens the run will train on, from the schedule and the step limit (or the token limit).
-fn horizon_tokens(schedule: &Schedule, loader: &LoaderArgs, steps: Option<u64>) -> Option<u64> {
-    if let Some(tokens) = loader.max_tokens {
+/// Tokens the run will train on, from the schedule and the step limit (or the token limit),
+/// by the shape rule.
+fn horizon_tokens(
+    schedule: &Schedule,
+    warmup: &WarmupConfig,
+    max_tokens: Option<u64>,
+    steps: Option<u64>,
+) -> Option<u64> {
+    if let Some(tokens) = max_tokens {
         return Some(tokens);
     }
-    let steps = steps?;
-    if schedule.unit() != ProgressUnit::Steps {
-        return None;
-    }
-    let points: Vec<ChangePoint> = schedule.change_points().collect();
-    let (cut, reshape, _) =
-        super::plan::totals(&points, steps, loader.batch_size(), schedule.max_len());
-    Some(if loader.mode() == Mode::Reshape {
-        reshape
-    } else {
-        cut
-    })
+    tokens_over_steps(schedule, warmup.mode(), warmup.batch_size(), steps?)
 }
 
 /// Held-out batches at the maximum length, read once and kept in memory.
@@ -212,22 +222,17 @@ async fn eval_batches(
     max_len: u64,
     rows: usize,
     batches: u64,
-    loader: &LoaderArgs,
+    training: &seqwarm::loader::LoaderConfig,
 ) -> anyhow::Result<Vec<ModelInput>> {
-    let schedule = ScheduleConfig::constant(max_len).build()?;
-    let warmup = WarmupConfig::new(schedule)
+    let warmup = WarmupConfig::new(ScheduleConfig::constant(max_len))
         .with_mode(Mode::Repack)
         .with_batch_size(BatchSize::Rows(rows))
-        .with_eos_id(loader.eos_id);
+        .with_eos_id(training.warmup().eos_id());
     let mut stream = LoaderBuilder::new(shards.iter().cloned(), warmup)
         .with_shuffle_units(false)
         .with_epochs(Some(1))
         .with_max_steps(Some(batches))
-        .with_vocab_size(loader.vocab_size)
-        .with_prefetch(Prefetch {
-            concurrency: 2,
-            queue: 4,
-        })
+        .with_vocab_size(training.vocab_size())
         .build()
         .await
         .context("held-out shards")?;
@@ -243,39 +248,46 @@ async fn eval_batches(
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let (file, file_train) = match &args.config {
-        Some(path) => read_config(path)?,
-        None => (CommandConfig::default(), TrainOptions::default()),
-    };
-    let options = args.train.merged(&file_train);
-    let loader_args = args.loader.merged(&file.loader);
+    let file = ConfigFile::read(args.config.as_ref())?;
+    let options = args
+        .train
+        .over(file.train.as_ref())
+        .with_context(|| format!("{} ([train] table)", file.context()))?;
     let mut schedule_args = args.schedule.clone();
     // A training run's schedule spans the run: with a step limit and no explicit total, the
     // total is that limit.
-    let file_total = file.schedule.as_ref().and_then(|s| s.total);
-    if schedule_args.total.is_none() && file_total.is_none() {
-        schedule_args.total = loader_args.max_steps;
+    let max_steps = args
+        .loader
+        .max_steps
+        .or_else(|| file.loader.get("max_steps").and_then(Value::as_u64));
+    if !schedule_args.sets_total(file.schedule.as_ref()) {
+        schedule_args.total = max_steps;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One runtime for everything: resolving the shards, the held-out batches, and the loader
+    // reading ahead of training.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let resolved = runtime.block_on(resolve_with(
+    let resolved = runtime.block_on(resolve(
         &args.shards,
-        file,
+        &file,
         &schedule_args,
-        &loader_args,
+        &args.loader,
         DemoLayout::Flat,
     ))?;
-    let loader_args = resolved.loader.clone();
+    let config = &resolved.config;
     let schedule = resolved.schedule.clone();
-    let Some(vocab) = loader_args.vocab_size else {
+    let Some(vocab) = config.vocab_size() else {
         anyhow::bail!("--vocab-size is required: the model's embedding is sized by it");
     };
     let max_len = schedule.max_len();
-    let warmup = loader_args.warmup(schedule.clone());
-    let rows_at_max = warmup.rows_at(max_len as usize);
-    let steps = loader_args
-        .max_steps
+    let warmup = config.warmup().build()?;
+    let rows_at_max = warmup
+        .shape(usize::try_from(max_len).unwrap_or(usize::MAX))
+        .rows_out;
+    let steps = config
+        .epochs()
+        .max_steps()
         .or(if schedule.unit() == ProgressUnit::Steps {
             schedule.total()
         } else {
@@ -283,28 +295,39 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         });
     let horizon = options
         .lr_horizon_tokens
-        .or_else(|| horizon_tokens(&schedule, &loader_args, steps))
+        .or_else(|| {
+            horizon_tokens(
+                &schedule,
+                config.warmup(),
+                config.epochs().max_tokens(),
+                steps,
+            )
+        })
         .context("cannot tell how many tokens the run trains on; give --lr-horizon-tokens")?;
 
     if let Some(threads) = options.threads {
         tch::set_num_threads(threads);
     }
     let device = parse_device(options.device.as_deref().unwrap_or("auto"))?;
-    let model = GptConfig {
-        vocab_size: vocab as i64,
-        layers: options.layers.unwrap_or(4),
-        heads: options.heads.unwrap_or(4),
-        width: options.width.unwrap_or(128),
-        max_seq_len: max_len as i64,
-        positions: match options.positions {
-            Some(PositionsArg::Alibi) => Positions::Alibi,
-            _ => Positions::Learned,
-        },
-    };
+    let mut model = GptConfig::new(vocab as i64, max_len as i64);
+    if let Some(layers) = options.layers {
+        model = model.with_layers(layers);
+    }
+    if let Some(heads) = options.heads {
+        model = model.with_heads(heads);
+    }
+    if let Some(width) = options.width {
+        model = model.with_width(width);
+    }
+    if let Some(positions) = options.positions {
+        model = model.with_positions(match positions {
+            PositionsArg::Alibi => Positions::Alibi,
+            PositionsArg::Learned => Positions::Learned,
+        });
+    }
+    let loader_seed = config.epochs().seed();
     let mut config = TrainerConfig::new(model, horizon);
-    config.seed = options
-        .model_seed
-        .unwrap_or(loader_args.seed.unwrap_or(0) as i64);
+    config.seed = options.model_seed.unwrap_or(loader_seed as i64);
     if let Some(lr) = options.lr {
         config.lr.peak_lr = lr;
         config.lr.min_lr = lr / 10.0;
@@ -318,12 +341,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(wd) = options.weight_decay {
         config.optimizer.weight_decay = wd;
     }
-    config.clip_norm = match options.clip_norm {
-        Some(n) if n <= 0.0 => None,
-        Some(n) => Some(n),
-        None => Some(1.0),
-    };
-    config.autocast = options.autocast.unwrap_or(true);
+    match options.clip_norm {
+        Some(n) if n <= 0.0 => config.clip_norm = None,
+        Some(n) => config.clip_norm = Some(n),
+        None => {}
+    }
+    if let Some(autocast) = options.autocast {
+        config.autocast = autocast;
+    }
 
     let eval = if options.eval_shards.is_empty() {
         eprintln!("no --eval-shards: the run reports training loss only");
@@ -335,12 +360,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             max_len,
             rows,
             options.eval_batches.unwrap_or(8),
-            &loader_args,
+            &resolved.config,
         ))?
     };
-    drop(runtime);
 
-    let builder = loader_args.builder(&resolved.shards, schedule.clone());
+    let builder = resolved.builder();
     let mut trainer = Trainer::new(
         config.clone(),
         device,
@@ -391,18 +415,25 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let summary = seqwarm_trainer::run(&mut trainer, builder, &eval, &run_options, |r| {
-        bar.set_position(r.step + 1);
-        let rate = r.tokens as f64 / r.elapsed_s.max(1e-9);
-        let eval = r
-            .eval_loss
-            .map(|e| format!(" eval {e:.4}"))
-            .unwrap_or_default();
-        bar.set_message(format!(
-            "len {} loss {:.4}{eval} {:.0} tok/s",
-            r.seq_len, r.loss, rate
-        ));
-    })?;
+    let summary = seqwarm_trainer::run(
+        &mut trainer,
+        runtime.handle(),
+        builder,
+        &eval,
+        &run_options,
+        |r| {
+            bar.set_position(r.step + 1);
+            let rate = r.tokens as f64 / r.elapsed_s.max(1e-9);
+            let eval = r
+                .eval_loss
+                .map(|e| format!(" eval {e:.4}"))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "len {} loss {:.4}{eval} {:.0} tok/s",
+                r.seq_len, r.loss, rate
+            ));
+        },
+    )?;
     bar.finish();
     if let Some(warm) = &summary.warm {
         eprintln!(

@@ -115,4 +115,12 @@ pub enum BatchError {
         /// The target dtype.
         dtype: crate::DType,
     },
+    /// A checkpoint's carry of another kind of sink than the one restoring it.
+    #[error("cannot restore {got} into {expected}")]
+    CarryMismatch {
+        /// What the sink restores.
+        expected: &'static str,
+        /// What the checkpoint holds.
+        got: &'static str,
+    },
 }

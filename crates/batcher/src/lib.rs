@@ -9,6 +9,8 @@
 //!   into the next batch instead of dropped.
 //! - [`DocumentPacker`]: rows built from documents, greedy or best-fit-decreasing, with
 //!   `position_ids`, `segment_ids` and boundary-masked `labels`.
+//! - [`RowSink`]: the one vocabulary both speak (push, pop, finish, carry, restore), which the
+//!   warmup stage is written against.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,7 @@ mod batch;
 mod error;
 mod packer;
 mod repacker;
+mod sink;
 mod tensor;
 
 pub use batch::{Batch, Cut, IGNORE_INDEX, fields};
@@ -23,7 +26,8 @@ pub use error::BatchError;
 pub use packer::{
     DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PackerStats, PieceState,
 };
-pub use repacker::{PadValues, Repacker, RepackerConfig};
+pub use repacker::{PadValues, Repacker, RepackerCarry, RepackerConfig};
+pub use sink::RowSink;
 pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 
 #[cfg(test)]

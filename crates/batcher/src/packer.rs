@@ -7,6 +7,7 @@ use bytes::Bytes;
 use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
 use crate::repacker::PadValues;
+use crate::sink::RowSink;
 use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 
 /// How documents are assigned to rows.
@@ -147,6 +148,7 @@ impl Piece {
 /// `position_ids` (restarting at 0 at each segment) and `segment_ids` (1-based index of the
 /// segment within its row, 0 on padding); [`Batch::cu_seqlens`] turns the latter into
 /// FlashAttention-style offsets. Tokens are copied once, from the pushed buffers into the rows.
+/// It is a [`RowSink`]; its own methods have the trait's names and signatures.
 ///
 /// ```
 /// use seqwarm_batcher::{PackerConfig, PackStrategy, Tensor};
@@ -155,9 +157,9 @@ impl Piece {
 ///     .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
 ///     .build();
 /// for doc in [vec![1i32, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]] {
-///     packer.push_document(&Tensor::vector(doc))?;
+///     packer.push_document(&Tensor::vector(doc), None, None)?;
 /// }
-/// let batch = packer.finish(5)?.unwrap();
+/// let batch = packer.finish(5, 2)?.unwrap();
 /// assert_eq!(batch.input_ids().unwrap().to_rows_i64(), vec![vec![6, 7, 8, 9, 10], vec![1, 2, 3, 4, 5]]);
 /// assert_eq!(batch.get("position_ids").unwrap().to_rows_i64()[1], vec![0, 1, 2, 0, 1]);
 /// assert_eq!(batch.get("labels").unwrap().to_rows_i64()[1], vec![1, 2, 3, -100, 5]);
@@ -196,6 +198,31 @@ impl DocumentPacker {
     /// Tokens pushed but not yet handed out.
     pub fn buffered_tokens(&self) -> usize {
         self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
+    }
+
+    /// Whether `rows` rows of `len` can be taken now: greedy, `rows * len` tokens buffered;
+    /// best fit, `rows` rows already packed at `len` or a whole window of pieces waiting.
+    pub fn can_pop(&self, len: usize, rows: usize) -> bool {
+        match self.config.strategy {
+            PackStrategy::Greedy => self.pending_tokens >= rows.saturating_mul(len),
+            PackStrategy::BestFitDecreasing { window } => {
+                let (ready, dissolved) = if self.ready_len == len {
+                    (self.ready.len(), 0)
+                } else {
+                    (0, self.ready.iter().map(Vec::len).sum())
+                };
+                ready >= rows || self.pending.len() + dissolved >= window.max(1)
+            }
+        }
+    }
+
+    /// Drops everything buffered; returns how many tokens that was.
+    pub fn clear(&mut self) -> usize {
+        let dropped = self.buffered_tokens();
+        self.pending.clear();
+        self.pending_tokens = 0;
+        self.ready.clear();
+        dropped
     }
 
     /// Everything buffered, copied out for a checkpoint.
@@ -260,9 +287,24 @@ impl DocumentPacker {
         Ok(())
     }
 
-    /// Accepts one document: a 1-D token tensor (shared, not copied). All documents must share
-    /// one dtype.
-    pub fn push_document(&mut self, tokens: &Tensor) -> Result<(), BatchError> {
+    /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
+    /// given (the document is then copied once, with it). All documents must share one dtype.
+    /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
+    pub fn push_document(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        let _ = labels;
+        let with_eos;
+        let tokens = match eos {
+            None => tokens,
+            Some(eos) => {
+                with_eos = append(tokens, eos)?;
+                &with_eos
+            }
+        };
         let document = self.stats.documents;
         let Shape::Vector { len } = tokens.shape() else {
             return Err(BatchError::ShapeMismatch {
@@ -326,9 +368,10 @@ impl DocumentPacker {
         }
     }
 
-    /// Hands back everything buffered as rows of `len` (the last rows padded), or `None` when
-    /// nothing is buffered.
-    pub fn finish(&mut self, len: usize) -> Result<Option<Batch>, BatchError> {
+    /// After the input has ended: up to `rows` rows of `len` from what is buffered (rows not
+    /// full are padded), or `None` when nothing is buffered; call it until then to take
+    /// everything. Best fit packs every remaining piece on the first call.
+    pub fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
@@ -336,7 +379,7 @@ impl DocumentPacker {
         let mut packed: Vec<Vec<Piece>> = Vec::new();
         match self.config.strategy {
             PackStrategy::Greedy => {
-                while self.pending_tokens > 0 {
+                while self.pending_tokens > 0 && packed.len() < rows {
                     packed.push(self.greedy_row(len));
                 }
             }
@@ -344,7 +387,8 @@ impl DocumentPacker {
                 while !self.pending.is_empty() {
                     self.pack_window(len, window.max(1));
                 }
-                packed.extend(self.ready.drain(..));
+                let take = rows.min(self.ready.len());
+                packed.extend(self.ready.drain(..take));
             }
         }
         if packed.is_empty() {
@@ -506,5 +550,67 @@ impl DocumentPacker {
             .with_field(fields::LABELS, tensor(labels)?)?
             .with_field(fields::POSITION_IDS, tensor(positions)?)?
             .with_field(fields::SEGMENT_IDS, tensor(segments)?)
+    }
+}
+
+/// `tokens` followed by `eos`, in `tokens`' dtype.
+fn append(tokens: &Tensor, eos: i64) -> Result<Tensor, BatchError> {
+    let mut values = tokens.to_vec_i64();
+    values.push(eos);
+    Ok(match tokens.dtype() {
+        DType::I32 => Tensor::vector(
+            values
+                .into_iter()
+                .map(|v| {
+                    i32::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
+                        field: fields::INPUT_IDS.into(),
+                        value: v,
+                        dtype: DType::I32,
+                    })
+                })
+                .collect::<Result<Vec<i32>, _>>()?,
+        ),
+        DType::I64 => Tensor::vector(values),
+    })
+}
+
+impl RowSink for DocumentPacker {
+    type Carry = PackerCarry;
+
+    fn push_document(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        DocumentPacker::push_document(self, tokens, labels, eos)
+    }
+
+    fn can_pop(&self, len: usize, rows: usize) -> bool {
+        DocumentPacker::can_pop(self, len, rows)
+    }
+
+    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        DocumentPacker::pop(self, len, rows)
+    }
+
+    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        DocumentPacker::finish(self, len, rows)
+    }
+
+    fn buffered_tokens(&self) -> usize {
+        DocumentPacker::buffered_tokens(self)
+    }
+
+    fn clear(&mut self) -> usize {
+        DocumentPacker::clear(self)
+    }
+
+    fn carry(&self) -> PackerCarry {
+        DocumentPacker::carry(self)
+    }
+
+    fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
+        DocumentPacker::restore(self, carry)
     }
 }

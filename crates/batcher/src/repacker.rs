@@ -4,12 +4,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::sink::RowSink;
 use crate::tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 
-/// Values used to pad the final partial row handed back by [`Repacker::finish`].
+/// Values used to pad the final partial row handed back by [`Repacker::finish`] (and the
+/// padding of [`crate::DocumentPacker`]'s rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PadValues {
     /// Padding for `input_ids` (the tokenizer's pad id).
@@ -97,13 +100,22 @@ struct Segment {
     columns: Vec<Bytes>,
 }
 
+/// What a [`Repacker`] carries between batches, for a checkpoint: the buffered tokens of each
+/// field, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepackerCarry {
+    /// `(field, dtype, tokens)` per field.
+    pub fields: Vec<(String, DType, Vec<i64>)>,
+}
+
 /// Lossless streaming repacker.
 ///
 /// Every field of every pushed batch is read as one flat token stream (row-major, padding
 /// stripped unless configured otherwise) and cut into rows of exactly the requested length.
 /// The tokens that do not fill a row stay in the repacker and lead the next batch; nothing is
 /// dropped. The length may change from one call to the next. [`Repacker::finish`] hands back
-/// the last partial row, padded.
+/// the last partial row, padded. It is a [`RowSink`]; its own methods have the trait's names
+/// and signatures, so they need no import.
 ///
 /// Pushing never copies tokens (batches are held by reference); popping copies each token at
 /// most once, and not at all when the requested rows lie inside one pushed buffer.
@@ -114,8 +126,8 @@ struct Segment {
 /// let mut repacker = RepackerConfig::default().build();
 /// let out = repacker.repack(&Batch::from_input_ids((0..10i64).collect(), 2, 5)?, 4)?;
 /// assert_eq!(out.input_ids().unwrap().to_rows_i64(), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
-/// assert_eq!(repacker.carried_tokens(), 2); // 8 and 9 wait for the next batch
-/// let last = repacker.finish(4)?.unwrap();
+/// assert_eq!(repacker.buffered_tokens(), 2); // 8 and 9 wait for the next batch
+/// let last = repacker.finish(4, 1)?.unwrap();
 /// assert_eq!(last.input_ids().unwrap().to_rows_i64(), vec![vec![8, 9, 0, 0]]);
 /// assert_eq!(last.get("attention_mask").unwrap().to_rows_i64(), vec![vec![1, 1, 0, 0]]);
 /// # Ok::<(), seqwarm_batcher::BatchError>(())
@@ -138,8 +150,21 @@ impl Default for Repacker {
 
 impl Repacker {
     /// Tokens held, waiting to fill a row.
-    pub fn carried_tokens(&self) -> usize {
+    pub fn buffered_tokens(&self) -> usize {
         self.carried
+    }
+
+    /// Whether `rows` rows of `len` can be taken now.
+    pub fn can_pop(&self, len: usize, rows: usize) -> bool {
+        self.carried >= rows.saturating_mul(len)
+    }
+
+    /// Drops every buffered token; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let dropped = self.carried;
+        self.queue.clear();
+        self.carried = 0;
+        dropped
     }
 
     /// Real tokens accepted so far.
@@ -348,35 +373,90 @@ impl Repacker {
         self.push_tokens(&ids, labels_span.as_ref())
     }
 
-    /// The carried tokens as a `[1, carried]` batch (copied), for checkpoints; `None` when
-    /// nothing is carried. [`Repacker::restore`] puts them back.
-    pub fn carried(&self) -> Option<Batch> {
-        let schema = self.schema.as_ref()?;
+    /// The buffered tokens of each field, copied out for a checkpoint.
+    pub fn carry(&self) -> RepackerCarry {
+        let Some(schema) = &self.schema else {
+            return RepackerCarry::default();
+        };
         if self.carried == 0 {
-            return None;
+            return RepackerCarry::default();
         }
-        let mut batch = Batch::new();
-        for (c, (name, dtype)) in schema.iter().enumerate() {
-            let column: Vec<Bytes> = self.queue.iter().map(|s| s.columns[c].clone()).collect();
-            let data = match dtype {
-                DType::I32 => concat::<i32>(&column, self.carried, 0),
-                DType::I64 => concat::<i64>(&column, self.carried, 0),
-            };
-            let tensor = Tensor::from_bytes(data, *dtype, 1, self.carried).ok()?;
-            batch.insert(name.clone(), tensor).ok()?;
-        }
-        Some(batch)
+        let fields = schema
+            .iter()
+            .enumerate()
+            .map(|(c, (name, dtype))| {
+                let column: Vec<Bytes> = self.queue.iter().map(|s| s.columns[c].clone()).collect();
+                let values = match dtype {
+                    DType::I32 => {
+                        bytemuck::cast_slice::<u8, i32>(&concat::<i32>(&column, self.carried, 0))
+                            .iter()
+                            .map(|&v| i64::from(v))
+                            .collect()
+                    }
+                    DType::I64 => {
+                        bytemuck::cast_slice::<u8, i64>(&concat::<i64>(&column, self.carried, 0))
+                            .to_vec()
+                    }
+                };
+                (name.to_string(), *dtype, values)
+            })
+            .collect();
+        RepackerCarry { fields }
     }
 
-    /// Restores tokens taken with [`Repacker::carried`] into a fresh repacker, keeping the
-    /// token counters consistent (they count only tokens pushed after the restore).
-    pub fn restore(&mut self, carried: &Batch) -> Result<(), BatchError> {
+    /// Replaces what is buffered with a [`Repacker::carry`], keeping the token counters
+    /// consistent (they count only tokens pushed after the restore).
+    pub fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
+        self.clear();
+        if carry.fields.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for (name, dtype, values) in &carry.fields {
+            let n = values.len();
+            let tensor = match dtype {
+                DType::I32 => Tensor::from_vec(
+                    values
+                        .iter()
+                        .map(|&v| checked_i32(name, v))
+                        .collect::<Result<Vec<i32>, _>>()?,
+                    1,
+                    n,
+                )?,
+                DType::I64 => Tensor::from_vec(values.clone(), 1, n)?,
+            };
+            batch.insert(name.as_str(), tensor)?;
+        }
         let strip = self.config.strip_padding;
         self.config.strip_padding = false;
-        let result = self.push(carried);
+        let result = self.push(&batch);
         self.config.strip_padding = strip;
         result?;
-        self.tokens_in -= carried.input_ids().map_or(0, Tensor::numel) as u64;
+        self.tokens_in -= batch.input_ids().map_or(0, Tensor::numel) as u64;
+        Ok(())
+    }
+
+    /// Takes one document (and its labels), followed by `eos` when given; shared, not copied.
+    pub fn push_document(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        self.push_tokens(tokens, labels)?;
+        if let Some(eos) = eos {
+            let one = |t: &Tensor, field: &str| -> Result<Tensor, BatchError> {
+                Ok(match t.dtype() {
+                    DType::I32 => Tensor::vector(vec![checked_i32(field, eos)?]),
+                    DType::I64 => Tensor::vector(vec![eos]),
+                })
+            };
+            let eos_labels = match labels {
+                Some(l) => Some(one(l, fields::LABELS)?),
+                None => None,
+            };
+            self.push_tokens(&one(tokens, fields::INPUT_IDS)?, eos_labels.as_ref())?;
+        }
         Ok(())
     }
 
@@ -486,15 +566,15 @@ impl Repacker {
         Ok(self.pop(len, rows)?.unwrap_or_default())
     }
 
-    /// Hands back every carried token as rows of `len`, the last one padded with
+    /// Hands back up to `rows` rows of `len` from the carried tokens, the last one padded with
     /// [`RepackerConfig::pad`] (`attention_mask` 0, `labels` -100); adds an `attention_mask`
     /// field when the stream had none, so the padding is visible. `None` when nothing is
-    /// carried.
-    pub fn finish(&mut self, len: usize) -> Result<Option<Batch>, BatchError> {
+    /// carried; call it until then to take everything.
+    pub fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
-        let real = self.carried;
+        let real = self.carried.min(rows.saturating_mul(len));
         if real == 0 {
             return Ok(None);
         }
@@ -579,6 +659,66 @@ impl Repacker {
         }
         self.carried -= count - remaining;
         out
+    }
+}
+
+impl RowSink for Repacker {
+    type Carry = RepackerCarry;
+
+    fn push_document(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        Repacker::push_document(self, tokens, labels, eos)
+    }
+
+    fn push_run(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        start: usize,
+        end: usize,
+    ) -> Result<bool, BatchError> {
+        self.push_span(tokens, labels, start, end).map(|()| true)
+    }
+
+    fn can_pop(&self, len: usize, rows: usize) -> bool {
+        Repacker::can_pop(self, len, rows)
+    }
+
+    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        Repacker::pop(self, len, rows)
+    }
+
+    fn pop_truncated(
+        &mut self,
+        row_len: usize,
+        rows: usize,
+        keep: usize,
+    ) -> Result<Option<Batch>, BatchError> {
+        Repacker::pop_truncated(self, row_len, rows, keep)
+    }
+
+    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        Repacker::finish(self, len, rows)
+    }
+
+    fn buffered_tokens(&self) -> usize {
+        Repacker::buffered_tokens(self)
+    }
+
+    fn clear(&mut self) -> usize {
+        Repacker::clear(self)
+    }
+
+    fn carry(&self) -> RepackerCarry {
+        Repacker::carry(self)
+    }
+
+    fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
+        Repacker::restore(self, carry)
     }
 }
 

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use crate::{
     Batch, BatchError, Cut, DType, DocumentPacker, PackStrategy, PackerConfig, RepackerConfig,
-    Tensor, fields,
+    RowSink, Tensor, fields,
 };
 
 fn ids(values: Vec<i64>, rows: usize, cols: usize) -> Tensor {
@@ -202,8 +202,8 @@ fn repacker_strips_padding_and_pads_the_final_row() {
         out.input_ids().unwrap().to_rows_i64(),
         vec![vec![1, 2, 3, 4]]
     );
-    assert_eq!(r.carried_tokens(), 2); // 5, then 6 gathered from the left-padded row
-    let last = r.finish(4).unwrap().unwrap();
+    assert_eq!(r.buffered_tokens(), 2); // 5, then 6 gathered from the left-padded row
+    let last = r.finish(4, usize::MAX).unwrap().unwrap();
     assert_eq!(
         last.input_ids().unwrap().to_rows_i64(),
         vec![vec![5, 6, 0, 0]]
@@ -216,14 +216,14 @@ fn repacker_strips_padding_and_pads_the_final_row() {
         last.get("attention_mask").unwrap().to_rows_i64(),
         vec![vec![1, 1, 0, 0]]
     );
-    assert!(r.finish(4).unwrap().is_none());
+    assert!(r.finish(4, usize::MAX).unwrap().is_none());
 }
 
 #[test]
 fn packer_greedy_fills_rows_and_splits_at_boundaries() {
     let mut p = PackerConfig::default().build();
     for doc in [vec![1i64, 2, 3], vec![4, 5, 6, 7], vec![8]] {
-        p.push_document(&Tensor::vector(doc)).unwrap();
+        p.push_document(&Tensor::vector(doc), None, None).unwrap();
     }
     let out = p.pop(4, 2).unwrap().unwrap();
     assert_eq!(
@@ -246,9 +246,10 @@ fn packer_greedy_fills_rows_and_splits_at_boundaries() {
 #[test]
 fn packer_rejects_mixed_dtypes() {
     let mut p = DocumentPacker::default();
-    p.push_document(&Tensor::vector(vec![1i32])).unwrap();
+    p.push_document(&Tensor::vector(vec![1i32]), None, None)
+        .unwrap();
     assert!(matches!(
-        p.push_document(&Tensor::vector(vec![1i64])),
+        p.push_document(&Tensor::vector(vec![1i64]), None, None),
         Err(BatchError::DTypeMismatch { document: 1, .. })
     ));
 }
@@ -311,7 +312,7 @@ proptest! {
         let full = a.pop(row_len, rows).unwrap().map(|x| x.set_sequence_length(keep, Cut::Truncate { preserve_end_of_sequence: false }).unwrap());
         let cut = b.pop_truncated(row_len, rows, keep).unwrap();
         prop_assert_eq!(full.map(|x| x.input_ids().unwrap().to_rows_i64()), cut.map(|x| x.input_ids().unwrap().to_rows_i64()));
-        prop_assert_eq!(a.carried_tokens(), b.carried_tokens());
+        prop_assert_eq!(a.buffered_tokens(), b.buffered_tokens());
     }
 
     #[test]
@@ -360,11 +361,11 @@ proptest! {
             }
             out_stream.extend(out.input_ids().map(Tensor::to_vec_i64).unwrap_or_default());
             prop_assert_eq!(r.tokens_in(), tokens_in);
-            prop_assert_eq!(r.tokens_in(), r.tokens_out() + r.carried_tokens() as u64);
-            prop_assert!(r.carried_tokens() < len);
+            prop_assert_eq!(r.tokens_in(), r.tokens_out() + r.buffered_tokens() as u64);
+            prop_assert!(r.buffered_tokens() < len);
         }
-        let carried = r.carried_tokens();
-        if let Some(last) = r.finish(lens[7]).unwrap() {
+        let carried = r.buffered_tokens();
+        if let Some(last) = r.finish(lens[7], usize::MAX).unwrap() {
             let mask = last.get("attention_mask").unwrap().to_vec_i64();
             let toks = last.input_ids().unwrap().to_vec_i64();
             prop_assert_eq!(toks.len(), carried.div_ceil(lens[7]) * lens[7]);
@@ -375,7 +376,7 @@ proptest! {
             }
             out_stream.extend(toks.into_iter().take(carried));
         }
-        prop_assert_eq!(r.carried_tokens(), 0);
+        prop_assert_eq!(r.buffered_tokens(), 0);
         prop_assert_eq!(r.tokens_out(), tokens_in);
         prop_assert_eq!(out_stream, expected_stream);
     }
@@ -391,13 +392,13 @@ proptest! {
         let strategy = if best_fit { PackStrategy::BestFitDecreasing { window } } else { PackStrategy::Greedy };
         let mut p = PackerConfig::default().with_strategy(strategy).with_mask_document_boundaries(mask).build();
         for d in &docs {
-            p.push_document(&Tensor::vector(d.clone())).unwrap();
+            p.push_document(&Tensor::vector(d.clone()), None, None).unwrap();
         }
         let mut batches = Vec::new();
         while let Some(b) = p.pop(len, 2).unwrap() {
             batches.push(b);
         }
-        batches.extend(p.finish(len).unwrap());
+        batches.extend(p.finish(len, usize::MAX).unwrap());
         let total: usize = docs.iter().map(Vec::len).sum();
         let stats = p.stats();
         prop_assert_eq!(stats.tokens_out, total as u64);
@@ -439,5 +440,155 @@ proptest! {
             prop_assert_eq!(stats.padding, (batches.iter().map(Batch::rows).sum::<usize>() * len - total) as u64);
         }
         prop_assert_eq!(real_tokens, expected);
+    }
+}
+
+/// Every sink behind the trait, built fresh.
+fn sinks(window: usize) -> Vec<Box<dyn FnMut() -> AnySink>> {
+    vec![
+        Box::new(|| AnySink::Rows(RepackerConfig::default().build())),
+        Box::new(|| AnySink::Pack(PackerConfig::default().build())),
+        Box::new(move || {
+            AnySink::Pack(
+                PackerConfig::default()
+                    .with_strategy(PackStrategy::BestFitDecreasing { window })
+                    .build(),
+            )
+        }),
+    ]
+}
+
+/// The two sinks, for tests that drive them through [`RowSink`] alone.
+enum AnySink {
+    Rows(crate::Repacker),
+    Pack(crate::DocumentPacker),
+}
+
+impl AnySink {
+    fn pop(&mut self, len: usize, rows: usize) -> Option<Batch> {
+        match self {
+            Self::Rows(s) => RowSink::pop(s, len, rows).unwrap(),
+            Self::Pack(s) => RowSink::pop(s, len, rows).unwrap(),
+        }
+    }
+    fn can_pop(&self, len: usize, rows: usize) -> bool {
+        match self {
+            Self::Rows(s) => RowSink::can_pop(s, len, rows),
+            Self::Pack(s) => RowSink::can_pop(s, len, rows),
+        }
+    }
+    fn push(&mut self, doc: &[i64], eos: Option<i64>) {
+        let t = Tensor::vector(doc.to_vec());
+        match self {
+            Self::Rows(s) => RowSink::push_document(s, &t, None, eos).unwrap(),
+            Self::Pack(s) => RowSink::push_document(s, &t, None, eos).unwrap(),
+        }
+    }
+    fn buffered(&self) -> usize {
+        match self {
+            Self::Rows(s) => RowSink::buffered_tokens(s),
+            Self::Pack(s) => RowSink::buffered_tokens(s),
+        }
+    }
+    /// A fresh sink of the same kind holding this one's carry (through JSON, as a checkpoint).
+    fn reborn(&self, fresh: &mut dyn FnMut() -> AnySink) -> AnySink {
+        let mut other = fresh();
+        match (self, &mut other) {
+            (Self::Rows(a), Self::Rows(b)) => {
+                let json = serde_json::to_string(&RowSink::carry(a)).unwrap();
+                RowSink::restore(b, &serde_json::from_str(&json).unwrap()).unwrap();
+            }
+            (Self::Pack(a), Self::Pack(b)) => {
+                let json = serde_json::to_string(&RowSink::carry(a)).unwrap();
+                RowSink::restore(b, &serde_json::from_str(&json).unwrap()).unwrap();
+            }
+            _ => unreachable!("same constructor"),
+        }
+        other
+    }
+    fn finish_all(&mut self, len: usize, rows: usize) -> Vec<Batch> {
+        let mut out = Vec::new();
+        loop {
+            let next = match self {
+                Self::Rows(s) => RowSink::finish(s, len, rows).unwrap(),
+                Self::Pack(s) => RowSink::finish(s, len, rows).unwrap(),
+            };
+            match next {
+                Some(b) => {
+                    assert!(
+                        b.rows() <= rows,
+                        "finish gave {} rows, asked for {rows}",
+                        b.rows()
+                    );
+                    out.push(b);
+                }
+                None => return out,
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_sink_keeps_the_row_sink_contract(
+        docs in proptest::collection::vec(proptest::collection::vec(0i64..1000, 0..30), 1..30),
+        lens in proptest::collection::vec(1usize..24, 1..8),
+        rows in 1usize..4,
+        window in 1usize..6,
+        eos in proptest::option::of(1000i64..1001),
+        cut in 0usize..30,
+    ) {
+        // One step of the drive: push document `i`, then pop when progress is possible (and
+        // check that a pop without it takes nothing).
+        let step = |sink: &mut AnySink, i: usize, out: &mut Vec<Batch>| -> Result<(), TestCaseError> {
+            sink.push(&docs[i], eos);
+            let len = lens[i % lens.len()];
+            if sink.can_pop(len, rows) {
+                match sink.pop(len, rows) {
+                    Some(batch) => out.push(batch),
+                    // Only best fit may come up short after packing a window.
+                    None => prop_assert!(matches!(sink, AnySink::Pack(_))),
+                }
+            } else {
+                let held = sink.buffered();
+                prop_assert!(sink.pop(len, rows).is_none());
+                prop_assert_eq!(sink.buffered(), held);
+            }
+            Ok(())
+        };
+        let cut = cut.min(docs.len() - 1);
+        for mut fresh in sinks(window) {
+            let (mut a, mut out_a) = (fresh(), Vec::new());
+            for i in 0..=cut {
+                step(&mut a, i, &mut out_a)?;
+            }
+            // A sink restored from a carry goes on exactly like the original.
+            let mut b = a.reborn(&mut *fresh);
+            let mut out_b = out_a.clone();
+            for i in cut + 1..docs.len() {
+                step(&mut a, i, &mut out_a)?;
+                step(&mut b, i, &mut out_b)?;
+            }
+            prop_assert_eq!(&out_a, &out_b);
+            let (la, lb) = (a.finish_all(7, rows), b.finish_all(7, rows));
+            prop_assert_eq!(la, lb);
+            prop_assert_eq!(a.buffered(), 0);
+        }
+    }
+}
+
+#[test]
+fn clear_reports_what_it_dropped() {
+    for mut fresh in sinks(4) {
+        let mut sink = fresh();
+        sink.push(&[1, 2, 3], Some(9));
+        sink.push(&[4], None);
+        assert_eq!(sink.buffered(), 5);
+        let dropped = match &mut sink {
+            AnySink::Rows(s) => RowSink::clear(s),
+            AnySink::Pack(s) => RowSink::clear(s),
+        };
+        assert_eq!((dropped, sink.buffered()), (5, 0));
+        assert!(sink.finish_all(4, 8).is_empty());
     }
 }

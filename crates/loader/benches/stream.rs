@@ -17,11 +17,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use seqwarm_batcher::PackStrategy;
-use seqwarm_loader::{
-    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardEncoding, ShardWriter,
-    WarmupConfig,
-};
+use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig};
 use seqwarm_schedule::ScheduleConfig;
 
 const DOCUMENTS: usize = 24_000;
@@ -166,6 +163,7 @@ fn stream(runtime: &tokio::runtime::Runtime, path: &Path, mode: Mode) -> u64 {
             .unwrap();
         let warmup = WarmupConfig::new(schedule)
             .with_mode(mode)
+            .with_pack_window(64)
             .with_batch_size(BatchSize::Tokens(64 * 2048));
         let mut loader = LoaderBuilder::new([path.display().to_string()], warmup)
             .with_prefetch(Prefetch {
@@ -203,26 +201,11 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let modes = [
-        (
-            "truncate",
-            Mode::Truncate {
-                preserve_end_of_sequence: false,
-            },
-        ),
+        ("truncate", Mode::Truncate),
         ("reshape", Mode::Reshape),
         ("repack", Mode::Repack),
-        (
-            "pack_greedy",
-            Mode::Pack {
-                strategy: PackStrategy::Greedy,
-            },
-        ),
-        (
-            "pack_bestfit64",
-            Mode::Pack {
-                strategy: PackStrategy::BestFitDecreasing { window: 64 },
-            },
-        ),
+        ("pack_greedy", Mode::PackGreedy),
+        ("pack_bestfit64", Mode::PackBestfit),
     ];
     for (layout, path, column) in [
         ("flat", &flat, "tokens"),

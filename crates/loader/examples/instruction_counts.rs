@@ -14,10 +14,8 @@ use std::path::Path;
 use futures_util::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use seqwarm_batcher::PackStrategy;
-use seqwarm_loader::{
-    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardWriter, WarmupConfig,
-};
+use seqwarm_format::{OutputLayout, ShardWriter};
+use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig};
 use seqwarm_schedule::ScheduleConfig;
 
 fn documents() -> Vec<Vec<i32>> {
@@ -79,14 +77,10 @@ fn raw(path: &Path, column: &str) -> usize {
 
 fn stream(path: &Path, mode: &str) -> u64 {
     let mode = match mode {
-        "truncate" => Mode::Truncate {
-            preserve_end_of_sequence: false,
-        },
+        "truncate" => Mode::Truncate,
         "reshape" => Mode::Reshape,
         "repack" => Mode::Repack,
-        "pack" => Mode::Pack {
-            strategy: PackStrategy::Greedy,
-        },
+        "pack" => Mode::PackGreedy,
         other => panic!("unknown mode {other}"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -8,9 +8,8 @@
 use std::path::Path;
 
 use futures_util::StreamExt;
-use seqwarm_loader::{
-    BatchSize, LoaderBuilder, Mode, OutputLayout, Prefetch, ShardWriter, WarmupConfig,
-};
+use seqwarm_format::{OutputLayout, ShardWriter};
+use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig};
 use seqwarm_schedule::ScheduleConfig;
 
 const ROW_GROUP_TOKENS: usize = 1 << 20;

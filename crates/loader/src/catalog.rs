@@ -4,17 +4,19 @@
 use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
+use parquet::DecodeResult;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder};
+use seqwarm_format::flat::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
+use seqwarm_stage::UnitInfo;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::error::{LoaderError, Result};
-use crate::format::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
+use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{ResolvedLayout, ShardLayout};
-use crate::reader::{RetryPolicy, reader_for};
-use crate::rng::SplitMix64;
+use crate::retry::RetryPolicy;
 use crate::source::ShardFile;
 
 /// What to do with a shard that cannot be read.
@@ -26,6 +28,17 @@ pub enum BadShardPolicy {
     Fail,
     /// Skip the shard (or row group), log the error and count it in the stats.
     Skip,
+}
+
+impl std::str::FromStr for BadShardPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!("unknown policy `{other}`; expected fail or skip")),
+        }
+    }
 }
 
 pub(crate) struct Shard {
@@ -79,45 +92,59 @@ impl Catalog {
         self.units.iter().map(|u| u.tokens_lower_bound).sum()
     }
 
-    /// The order in which `rank` reads work units in `epoch`: a permutation of all units
-    /// drawn from (seed, epoch) alone, so it does not depend on `world_size`, then every
-    /// `world_size`-th unit starting at `rank`.
-    pub(crate) fn rank_order(
-        &self,
-        seed: u64,
-        epoch: u64,
-        shuffle: bool,
-        rank: usize,
-        world_size: usize,
-    ) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.units.len()).collect();
-        if shuffle {
-            SplitMix64::from_parts(&[seed, epoch, 0x0D0E]).shuffle(&mut order);
-        }
-        order
-            .into_iter()
-            .skip(rank)
-            .step_by(world_size.max(1))
+    /// The units as the epoch plan sees them.
+    pub(crate) fn unit_infos(&self) -> Vec<UnitInfo> {
+        self.units
+            .iter()
+            .map(|u| UnitInfo {
+                documents: u
+                    .document_lengths
+                    .as_ref()
+                    .map_or(u.rows as u64, |l| l.len() as u64),
+                tokens: u.tokens_lower_bound,
+            })
             .collect()
+    }
+
+    /// The shard files, in catalog order.
+    pub(crate) fn files(&self) -> impl Iterator<Item = &ShardFile> {
+        self.shards.iter().map(|s| &s.file)
     }
 }
 
-fn classify(file: &str, e: ParquetError) -> LoaderError {
-    match e {
-        ParquetError::External(boxed) => match boxed.downcast::<object_store::Error>() {
-            Ok(source) => LoaderError::Io {
-                file: file.into(),
-                source: *source,
-            },
-            Err(other) => LoaderError::NotParquet {
-                file: file.into(),
-                source: ParquetError::External(other),
-            },
-        },
-        other => LoaderError::NotParquet {
-            file: file.into(),
-            source: other,
-        },
+/// Reads a footer with parquet's push decoder: the last 64 KiB first, which holds footer
+/// and metadata in one request in the common case, then whatever else it asks for.
+async fn read_footer(fetcher: &mut Fetcher, file: &ShardFile) -> Result<ParquetMetaData> {
+    let not_parquet = |source| LoaderError::NotParquet {
+        file: file.display.clone(),
+        source,
+    };
+    let io = |source| LoaderError::Io {
+        file: file.display.clone(),
+        source,
+    };
+    let mut decoder = ParquetMetaDataPushDecoder::try_new(file.size)
+        .map_err(not_parquet)?
+        .with_page_index_policy(PageIndexPolicy::Skip);
+    let tail = file.size.saturating_sub(64 * 1024)..file.size;
+    let data = fetcher
+        .ranges(std::slice::from_ref(&tail))
+        .await
+        .map_err(io)?;
+    decoder.push_ranges(vec![tail], data).map_err(not_parquet)?;
+    loop {
+        match decoder.try_decode().map_err(not_parquet)? {
+            DecodeResult::NeedsData(ranges) => {
+                let data = fetcher.ranges(&ranges).await.map_err(io)?;
+                decoder.push_ranges(ranges, data).map_err(not_parquet)?;
+            }
+            DecodeResult::Data(metadata) => return Ok(metadata),
+            DecodeResult::Finished => {
+                return Err(not_parquet(parquet::errors::ParquetError::General(
+                    "no metadata".into(),
+                )));
+            }
+        }
     }
 }
 
@@ -126,15 +153,18 @@ type OpenedShard = (Shard, Vec<Unit>);
 
 async fn open_shard(
     file: ShardFile,
-    layout: &ShardLayout,
+    layout: ShardLayout,
     retry: RetryPolicy,
     io: Handle,
 ) -> Result<OpenedShard> {
     let display = file.display.clone();
-    let mut reader = reader_for(&file, retry, io);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .map_err(|e| classify(&display, e))?;
+    let mut fetcher = Fetcher::new(&file, retry, &io);
+    let footer = read_footer(&mut fetcher, &file).await?;
+    let metadata = ArrowReaderMetadata::try_new(Arc::new(footer), ArrowReaderOptions::new())
+        .map_err(|source| LoaderError::NotParquet {
+            file: display.clone(),
+            source,
+        })?;
     let mut resolved = layout.resolve(&display, metadata.schema())?;
     let parquet = metadata.metadata();
     let lengths = if resolved.flat {
@@ -236,26 +266,44 @@ fn document_lengths(
     Ok(Some(lengths))
 }
 
-/// Reads every footer (with bounded concurrency) and builds the catalog.
+/// Where and how the catalog reads footers.
+pub(crate) struct FooterReads<'a> {
+    pub layout: &'a ShardLayout,
+    pub policy: BadShardPolicy,
+    pub retry: RetryPolicy,
+    /// Runs the blocking reads of local shards.
+    pub runtime: &'a Handle,
+    /// Runs object-store requests.
+    pub io: &'a Handle,
+    /// Footers read at once.
+    pub concurrency: usize,
+}
+
+/// Reads every footer (with bounded concurrency; local ones on blocking threads) and builds
+/// the catalog.
 pub(crate) async fn build_catalog(
     files: Vec<ShardFile>,
-    layout: &ShardLayout,
-    policy: BadShardPolicy,
-    retry: RetryPolicy,
-    io: Handle,
-    concurrency: usize,
+    reads: &FooterReads<'_>,
 ) -> Result<Catalog> {
     let opened: Vec<(String, Result<OpenedShard>)> = stream::iter(files)
         .map(|file| {
-            let io = io.clone();
+            let (layout, retry, io) = (reads.layout.clone(), reads.retry, reads.io.clone());
+            let location = file.display.clone();
+            let local = file.local_path().is_some();
             async move {
-                let location = file.display.clone();
-                (location, open_shard(file, layout, retry, io).await)
+                let open = open_shard(file, layout, retry, io);
+                let opened = if local {
+                    on_blocking_thread(reads.runtime, &location, open).await
+                } else {
+                    open.await
+                };
+                (location, opened)
             }
         })
-        .buffered(concurrency.max(1))
+        .buffered(reads.concurrency.max(1))
         .collect()
         .await;
+    let policy = reads.policy;
     let mut catalog = Catalog {
         shards: Vec::new(),
         units: Vec::new(),

@@ -1,246 +1,239 @@
-//! What the warmup stage does: mode, batch sizing, end-of-document token.
+//! [`LoaderConfig`]: every setting of a loader in one flat table, each with the library's
+//! default: the home that the builder, the CLI's flags and config files, and the Python
+//! keyword arguments all write into.
 
-use seqwarm_batcher::PackStrategy;
-use seqwarm_schedule::Schedule;
+use seqwarm_batcher::DType;
+use seqwarm_stage::{EpochConfig, WarmupConfig};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
+use crate::catalog::BadShardPolicy;
 use crate::error::{LoaderError, Result};
+use crate::layout::ShardLayout;
+use crate::prefetch::Prefetch;
+use crate::retry::RetryPolicy;
 
-/// How documents become batches of the scheduled length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "mode")]
-pub enum Mode {
-    /// Composer's pipeline with `truncate = true`: documents concatenated into rows of
-    /// `max_seq_length`, then each row cut to the scheduled length (the rest dropped).
-    Truncate {
-        /// Composer's `preserve_end_of_sequence`.
-        #[serde(default)]
-        preserve_end_of_sequence: bool,
-    },
-    /// Composer's pipeline with `truncate = false`: rows of `max_seq_length` re-flowed into
-    /// rows of the scheduled length (the tail of each batch dropped).
-    Reshape,
-    /// Lossless: documents concatenated and cut into rows of exactly the scheduled length;
-    /// nothing is dropped, the remainder leads the next batch.
-    Repack,
-    /// Document-aware packing with `position_ids`, `segment_ids` and boundary-masked labels.
-    Pack {
-        /// `greedy` or best fit decreasing over `window` documents.
-        #[serde(default = "default_strategy", with = "strategy_serde")]
-        strategy: PackStrategy,
-    },
+/// Every setting of a loader: the warmup stage's ([`WarmupConfig`]: schedule, mode, batch
+/// sizing, EOS, ...), the epoch plan's ([`EpochConfig`]: seed, ranks, epochs, limits) and
+/// reading's (layout, prefetch, vocabulary check, bad-shard policy, retries, dtype).
+///
+/// One flat table in files and keyword arguments; read one with [`LoaderConfig::from_value`],
+/// which rejects unknown keys by name.
+///
+/// ```
+/// use seqwarm_loader::LoaderConfig;
+///
+/// let config = LoaderConfig::from_value(serde_json::json!({
+///     "mode": "reshape",
+///     "batch_tokens": 65536,
+///     "seed": 7,
+///     "schedule": {"kind": "composer", "min": 64, "max": 1024, "step": 64, "duration": 0.3, "total": 10000},
+/// }))?;
+/// assert_eq!(config.warmup().mode().name(), "reshape");
+/// assert_eq!(config.epochs().seed(), 7);
+/// let typo = LoaderConfig::from_value(serde_json::json!({"batch_tokenz": 64}));
+/// assert!(typo.unwrap_err().to_string().contains("`batch_tokenz`"));
+/// # Ok::<(), seqwarm_loader::LoaderError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoaderConfig {
+    #[serde(flatten)]
+    pub(crate) warmup: WarmupConfig,
+    #[serde(flatten)]
+    pub(crate) epochs: EpochConfig,
+    pub(crate) layout: ShardLayout,
+    #[serde(flatten)]
+    pub(crate) prefetch: Prefetch,
+    pub(crate) vocab_size: Option<u64>,
+    pub(crate) on_error: BadShardPolicy,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dtype: DType,
+    pub(crate) io_threads: usize,
 }
 
-fn default_strategy() -> PackStrategy {
-    PackStrategy::Greedy
-}
-
-mod strategy_serde {
-    use seqwarm_batcher::PackStrategy;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case", tag = "kind")]
-    enum Repr {
-        Greedy,
-        BestFit { window: usize },
-    }
-
-    pub fn serialize<S: Serializer>(s: &PackStrategy, ser: S) -> Result<S::Ok, S::Error> {
-        match *s {
-            PackStrategy::Greedy => Repr::Greedy,
-            PackStrategy::BestFitDecreasing { window } => Repr::BestFit { window },
-        }
-        .serialize(ser)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<PackStrategy, D::Error> {
-        Ok(match Repr::deserialize(de)? {
-            Repr::Greedy => PackStrategy::Greedy,
-            Repr::BestFit { window } => PackStrategy::BestFitDecreasing { window },
-        })
-    }
-}
-
-impl Mode {
-    /// Whether this mode first builds rows of the maximum length (Composer's pipeline).
-    pub fn is_composer(&self) -> bool {
-        matches!(self, Self::Truncate { .. } | Self::Reshape)
-    }
-
-    /// The mode's name for logs and tables.
-    pub fn name(&self) -> String {
-        match self {
-            Self::Truncate {
-                preserve_end_of_sequence: false,
-            } => "truncate".into(),
-            Self::Truncate {
-                preserve_end_of_sequence: true,
-            } => "truncate+eos".into(),
-            Self::Reshape => "reshape".into(),
-            Self::Repack => "repack".into(),
-            Self::Pack {
-                strategy: PackStrategy::Greedy,
-            } => "pack-greedy".into(),
-            Self::Pack {
-                strategy: PackStrategy::BestFitDecreasing { window },
-            } => format!("pack-bestfit{window}"),
-        }
-    }
-}
-
-/// Rows per batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BatchSize {
-    /// A fixed number of rows at every length.
-    Rows(usize),
-    /// A token budget: `rows = budget / seq_len`, so short sequences come in larger batches.
-    Tokens(usize),
-}
-
-impl BatchSize {
-    /// Rows at `seq_len` (at least 1).
-    pub fn rows(&self, seq_len: usize) -> usize {
-        match *self {
-            Self::Rows(r) => r,
-            Self::Tokens(budget) => (budget / seq_len.max(1)).max(1),
-        }
-    }
-}
-
-/// The warmup stage's configuration. Build with [`WarmupConfig::new`] and the `with_*`
-/// setters; [`WarmupConfig::validate`] runs when a stream is built.
-#[derive(Debug, Clone)]
-pub struct WarmupConfig {
-    pub(crate) schedule: Schedule,
-    pub(crate) mode: Mode,
-    pub(crate) batch_size: BatchSize,
-    pub(crate) eos_id: Option<i64>,
-    pub(crate) pad_id: i64,
-    pub(crate) keep_last: bool,
-    pub(crate) mask_document_boundaries: bool,
-    pub(crate) shuffle_buffer: usize,
-    pub(crate) shuffle_seed: u64,
-}
-
-impl WarmupConfig {
-    /// Defaults: lossless `repack`, 8 rows per batch, no EOS token, last partial batch
-    /// dropped (and counted), no sample shuffling.
-    pub fn new(schedule: Schedule) -> Self {
+/// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
+/// failing on bad shards, default retries, `i32` tokens, one I/O thread.
+impl Default for LoaderConfig {
+    fn default() -> Self {
         Self {
-            schedule,
-            mode: Mode::Repack,
-            batch_size: BatchSize::Rows(8),
-            eos_id: None,
-            pad_id: 0,
-            keep_last: false,
-            mask_document_boundaries: true,
-            shuffle_buffer: 0,
-            shuffle_seed: 0,
+            warmup: WarmupConfig::default(),
+            epochs: EpochConfig::default(),
+            layout: ShardLayout::default(),
+            prefetch: Prefetch::default(),
+            vocab_size: None,
+            on_error: BadShardPolicy::default(),
+            retry: RetryPolicy::default(),
+            dtype: DType::I32,
+            io_threads: 1,
         }
     }
-    /// Sets the mode.
-    #[must_use]
-    pub fn with_mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
-        self
-    }
-    /// Sets the batch sizing.
-    #[must_use]
-    pub fn with_batch_size(mut self, batch_size: BatchSize) -> Self {
-        self.batch_size = batch_size;
-        self
-    }
-    /// Appends this token after every document (Composer's and GPT-2's EOS convention).
-    #[must_use]
-    pub fn with_eos_id(mut self, eos: Option<i64>) -> Self {
-        self.eos_id = eos;
-        self
-    }
-    /// Padding id for the final partial batch and packed rows.
-    #[must_use]
-    pub fn with_pad_id(mut self, pad: i64) -> Self {
-        self.pad_id = pad;
-        self
-    }
-    /// Emit the final partial batch (padded) instead of dropping it.
-    #[must_use]
-    pub fn with_keep_last(mut self, keep: bool) -> Self {
-        self.keep_last = keep;
-        self
-    }
-    /// Mask labels across document boundaries in `pack` mode.
-    #[must_use]
-    pub fn with_mask_document_boundaries(mut self, mask: bool) -> Self {
-        self.mask_document_boundaries = mask;
-        self
-    }
-    /// Shuffle documents through a buffer of this many (0 = off), seeded by `seed`.
-    #[must_use]
-    pub fn with_shuffle_buffer(mut self, documents: usize, seed: u64) -> Self {
-        self.shuffle_buffer = documents;
-        self.shuffle_seed = seed;
-        self
-    }
-    /// Rows taken per step at `seq_len`: for `reshape`, rows of the maximum length (a token
-    /// budget then bounds the reshaped batch, `budget / max` input rows, not the input); for
-    /// every other mode, rows of the output.
-    pub fn rows_at(&self, seq_len: usize) -> usize {
-        match (self.mode, self.batch_size) {
-            (Mode::Reshape, BatchSize::Tokens(budget)) => {
-                let max = usize::try_from(self.schedule.max_len()).unwrap_or(usize::MAX);
-                (budget / max.max(1)).max(1)
-            }
-            (_, sizing) => sizing.rows(seq_len),
+}
+
+/// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
+/// not (limits, reading ahead, retries, checks), so a resumed run may change them.
+const NOT_IN_FINGERPRINT: [&str; 8] = [
+    "epochs",
+    "max_steps",
+    "max_tokens",
+    "vocab_size",
+    "prefetch_concurrency",
+    "prefetch_queue",
+    "retry",
+    "io_threads",
+];
+
+impl LoaderConfig {
+    /// The defaults with this warmup stage.
+    pub fn new(warmup: WarmupConfig) -> Self {
+        Self {
+            warmup,
+            ..Self::default()
         }
     }
 
-    /// The schedule.
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
-    }
-    /// The mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-    /// The batch sizing.
-    pub fn batch_size(&self) -> BatchSize {
-        self.batch_size
-    }
-
-    /// Checks the settings against each other.
-    pub fn validate(&self) -> Result<()> {
-        let max = usize::try_from(self.schedule.max_len()).map_err(|_| LoaderError::Config {
-            field: "schedule.max",
-            reason: "does not fit in memory".into(),
-        })?;
-        match self.batch_size {
-            BatchSize::Rows(0) => {
-                return Err(LoaderError::Config {
-                    field: "batch_size",
-                    reason: "rows per batch must be >= 1".into(),
-                });
-            }
-            BatchSize::Tokens(budget) if budget < max => {
-                return Err(LoaderError::Config {
-                    field: "batch_tokens",
-                    reason: format!(
-                        "a budget of {budget} tokens cannot hold one row at the maximum length {max}"
-                    ),
-                });
-            }
-            _ => {}
-        }
-        if let Mode::Pack {
-            strategy: PackStrategy::BestFitDecreasing { window: 0 },
-        } = self.mode
-        {
-            return Err(LoaderError::Config {
-                field: "pack_window",
-                reason: "best-fit window must be >= 1 document".into(),
+    /// Reads a config from a JSON value (a parsed TOML or JSON file, or keyword arguments):
+    /// every key optional, unknown keys an error naming them. `batch_rows = N` and
+    /// `batch_tokens = N` are accepted for `batch_size = { rows = N }` / `{ tokens = N }`.
+    pub fn from_value(value: Value) -> Result<Self> {
+        let Value::Object(mut map) = value else {
+            return Err(invalid("config", "expected a table of settings".into()));
+        };
+        batch_size_shorthand(&mut map)?;
+        let known = match serde_json::to_value(Self::default()) {
+            Ok(Value::Object(defaults)) => defaults,
+            _ => Map::new(),
+        };
+        if let Some(key) = map.keys().find(|k| !known.contains_key(k.as_str())) {
+            let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(LoaderError::UnknownKey {
+                key: key.clone(),
+                known: names.join(", "),
             });
         }
-        Ok(())
+        serde_json::from_value(Value::Object(map)).map_err(|e| invalid("config", e.to_string()))
+    }
+
+    /// The same settings with another schedule.
+    #[must_use]
+    pub fn with_schedule(mut self, schedule: impl Into<seqwarm_schedule::ScheduleConfig>) -> Self {
+        self.warmup = self.warmup.with_schedule(schedule);
+        self
+    }
+
+    /// The warmup stage's settings.
+    pub fn warmup(&self) -> &WarmupConfig {
+        &self.warmup
+    }
+    /// The epoch plan's settings.
+    pub fn epochs(&self) -> &EpochConfig {
+        &self.epochs
+    }
+    /// The shard layout.
+    pub fn layout(&self) -> &ShardLayout {
+        &self.layout
+    }
+    /// Read-ahead.
+    pub fn prefetch(&self) -> Prefetch {
+        self.prefetch
+    }
+    /// The vocabulary token ids are checked against, if any.
+    pub fn vocab_size(&self) -> Option<u64> {
+        self.vocab_size
+    }
+    /// What happens to unreadable shards.
+    pub fn on_error(&self) -> BadShardPolicy {
+        self.on_error
+    }
+
+    /// The settings that decide the emitted batches, as recorded in a checkpoint.
+    pub(crate) fn fingerprint(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            for key in NOT_IN_FINGERPRINT {
+                map.remove(key);
+            }
+        }
+        value
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> LoaderError {
+    LoaderError::Config { field, reason }
+}
+
+/// `batch_rows = N` / `batch_tokens = N` as `batch_size`.
+fn batch_size_shorthand(map: &mut Map<String, Value>) -> Result<()> {
+    let rows = map.remove("batch_rows");
+    let tokens = map.remove("batch_tokens");
+    let size = match (rows, tokens) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "batch_size",
+                "give batch_rows or batch_tokens, not both".into(),
+            ));
+        }
+        (Some(rows), None) => serde_json::json!({ "rows": rows }),
+        (None, Some(tokens)) => serde_json::json!({ "tokens": tokens }),
+        (None, None) => return Ok(()),
+    };
+    if map.insert("batch_size".into(), size).is_some() {
+        return Err(invalid(
+            "batch_size",
+            "give batch_size or its shorthand batch_rows / batch_tokens, not both".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::LoaderConfig;
+
+    #[test]
+    fn every_key_has_a_default_and_unknown_keys_are_named() {
+        let defaults = serde_json::to_value(LoaderConfig::default()).unwrap();
+        assert_eq!(
+            LoaderConfig::from_value(json!({})).unwrap(),
+            LoaderConfig::default()
+        );
+        // Every key the defaults serialize reads back.
+        assert_eq!(
+            LoaderConfig::from_value(defaults.clone()).unwrap(),
+            LoaderConfig::default()
+        );
+        for key in [
+            "mode",
+            "batch_size",
+            "seed",
+            "world_size",
+            "prefetch_queue",
+            "on_error",
+            "schedule",
+        ] {
+            assert!(defaults.get(key).is_some(), "no key {key} in {defaults}");
+        }
+        let err = LoaderConfig::from_value(json!({"batch-tokens": 64})).unwrap_err();
+        assert!(err.to_string().contains("`batch-tokens`"), "{err}");
+        let err =
+            LoaderConfig::from_value(json!({"batch_rows": 8, "batch_tokens": 64})).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        // Nested tables are strict too.
+        let err =
+            LoaderConfig::from_value(json!({"schedule": {"kind": "constant", "max": 8, "min": 1}}))
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown field `min`"), "{err}");
+    }
+
+    #[test]
+    fn the_fingerprint_leaves_out_what_a_resume_may_change() {
+        let a = LoaderConfig::from_value(json!({"max_steps": 5, "prefetch_queue": 9})).unwrap();
+        let b = LoaderConfig::default();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let c = LoaderConfig::from_value(json!({"seed": 5})).unwrap();
+        assert_ne!(c.fingerprint(), b.fingerprint());
     }
 }

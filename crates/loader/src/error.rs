@@ -2,6 +2,7 @@
 
 use seqwarm_batcher::BatchError;
 use seqwarm_schedule::ScheduleError;
+use seqwarm_stage::StageError;
 
 /// Why loading failed. Every variant that concerns data names the file, and the row group,
 /// column and row where known.
@@ -147,6 +148,14 @@ pub enum LoaderError {
         /// What is wrong and what would work.
         reason: String,
     },
+    /// A setting that does not exist (a typo, or a key of another command).
+    #[error("unknown setting `{key}`; the settings are: {known}")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+        /// Every key there is.
+        known: String,
+    },
     /// A checkpoint that does not match this loader.
     #[error("resume state: {reason}")]
     State {
@@ -162,6 +171,22 @@ pub enum LoaderError {
     /// The schedule is invalid.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// Any other refusal of the warmup stage (documents that do not fit their offsets).
+    #[error(transparent)]
+    Stage(StageError),
+}
+
+/// The stage's errors, as the loader's own variants where it has one.
+impl From<StageError> for LoaderError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Config { field, reason } => Self::Config { field, reason },
+            StageError::State { reason } => Self::State { reason },
+            StageError::Batch(e) => Self::Batch(e),
+            StageError::Schedule(e) => Self::Schedule(e),
+            other => Self::Stage(other),
+        }
+    }
 }
 
 /// Shorthand for loader results.

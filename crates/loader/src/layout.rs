@@ -2,14 +2,17 @@
 //! Arrow arrays into [`Documents`] without per-token copies.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type};
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type,
+};
 use arrow_array::{Array, ArrayRef, OffsetSizeTrait, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use seqwarm_batcher::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::documents::Documents;
+use seqwarm_stage::Documents;
+
 use crate::error::{LoaderError, Result};
 
 /// How a shard stores its tokens.
@@ -252,7 +255,7 @@ pub(crate) fn decode(
             offsets = vec![0];
         }
         return Documents::new(tokens, offsets)
-            .ok_or_else(|| internal(place, &layout.token_column));
+            .map_err(|e| internal(place, &layout.token_column, &e));
     }
     let (tokens, offsets) = match tokens_array.data_type() {
         DataType::LargeList(_) => {
@@ -299,11 +302,11 @@ pub(crate) fn decode(
         }
     }
     let mut documents =
-        Documents::new(tokens, offsets).ok_or_else(|| internal(place, &layout.token_column))?;
+        Documents::new(tokens, offsets).map_err(|e| internal(place, &layout.token_column, &e))?;
     if let (Some(labels), Some(name)) = (labels, &layout.labels_column) {
         documents = documents
             .with_labels(labels)
-            .ok_or_else(|| internal(place, name))?;
+            .map_err(|e| internal(place, name, &e))?;
     }
     Ok(documents)
 }
@@ -352,11 +355,12 @@ fn drop_padding(
     (rebuild(tokens), labels.map(rebuild), new_offsets)
 }
 
-fn internal(place: &Place<'_>, column: &str) -> LoaderError {
+/// Offsets or labels that do not fit the tokens they describe.
+fn internal(place: &Place<'_>, column: &str, why: &seqwarm_stage::StageError) -> LoaderError {
     LoaderError::ColumnType {
         file: place.file.into(),
         column: column.into(),
-        found: "inconsistent offsets".into(),
+        found: format!("inconsistent offsets ({why})"),
         expected: "valid list offsets",
     }
 }
@@ -466,7 +470,7 @@ fn to_tensor(
                 check!(values.as_ref());
             }
             match options.dtype {
-                DType::I32 => shared(values.inner().clone().into(), DType::I32),
+                DType::I32 => shared(place, column, values.inner().clone().into(), DType::I32)?,
                 DType::I64 => {
                     Tensor::vector(values.iter().map(|&v| i64::from(v)).collect::<Vec<_>>())
                 }
@@ -480,9 +484,16 @@ fn to_tensor(
             match options.dtype {
                 // In range after the check above, so the narrowing is exact.
                 DType::I32 => Tensor::vector(values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
-                DType::I64 => shared(values.inner().clone().into(), DType::I64),
+                DType::I64 => shared(place, column, values.inner().clone().into(), DType::I64)?,
             }
         }
+        DataType::Int8 => widen(
+            array.as_primitive::<Int8Type>().values().as_ref(),
+            options.dtype,
+            lowest,
+            limit,
+            &out_of_range,
+        )?,
         DataType::Int16 => widen(
             array.as_primitive::<Int16Type>().values().as_ref(),
             options.dtype,
@@ -523,10 +534,15 @@ fn to_tensor(
     Ok(tensor)
 }
 
-fn shared(bytes: Bytes, dtype: DType) -> Tensor {
-    // The Arrow buffer is aligned and sized for `dtype`, so this cannot fail; fall back to an
-    // empty tensor rather than panic.
-    Tensor::vector_from_bytes(bytes, dtype).unwrap_or_else(|_| Tensor::vector(Vec::<i32>::new()))
+/// An Arrow buffer shared as a tensor. It is aligned and sized for `dtype` by construction; if
+/// it ever were not, that is reported, not papered over.
+fn shared(place: &Place<'_>, column: &str, bytes: Bytes, dtype: DType) -> Result<Tensor> {
+    Tensor::vector_from_bytes(bytes, dtype).map_err(|e| LoaderError::ColumnType {
+        file: place.file.into(),
+        column: column.into(),
+        found: format!("a value buffer that does not hold {dtype} values ({e})"),
+        expected: "an integer column",
+    })
 }
 
 fn widen<T: Copy + Into<i64>>(

@@ -1,42 +1,52 @@
 //! Async Parquet token-shard loading with a sequence-length-warmup stage.
 //!
-//! - [`LoaderBuilder`] / [`Loader`]: shards (local paths, globs, `s3://`, `gs://`, `az://`,
-//!   `http(s)://`, `file://`) read ahead with bounded concurrency, decoded without per-token
-//!   copies, and emitted as batches already cut, reshaped, repacked or packed to the scheduled
-//!   length. Deterministic in (seed, epoch), rank-aware, resumable from [`LoaderState`].
+//! - [`LoaderBuilder`] / [`Loader`]: shards (local paths, globs, and object-store URLs such as
+//!   `s3://`, `gs://`, `az://`, `http(s)://`, `file://`) read ahead with bounded concurrency,
+//!   decoded without per-token copies, and emitted as batches already cut, reshaped, repacked
+//!   or packed to the scheduled length. Deterministic in (seed, epoch), rank-aware, resumable
+//!   from an opaque, versioned [`LoaderState`]. Every setting lives in [`LoaderConfig`].
 //! - [`WarmupStreamExt::warmup`]: the same stage as an adapter over any stream of
 //!   [`Documents`].
-//! - [`WarmupCore`]: the sans-IO state machine both are built on.
 //!
-//! See `docs/loader.md` and `docs/formats.md`.
+//! The decisions are made by the sans-IO stage (`seqwarm-stage`: [`WarmupCore`], the epoch
+//! plan); this crate reads shards for it. Runtimes and object stores can be injected
+//! ([`LoaderBuilder::with_runtime`], [`LoaderBuilder::with_object_store`]); the cloud backends
+//! are cargo features (`aws`, `gcp`, `azure`, `http`). See `docs/loader.md` and
+//! `docs/formats.md`.
 
 #![forbid(unsafe_code)]
 
+mod builder;
 mod catalog;
 mod config;
-mod core;
-mod documents;
 mod error;
-pub mod format;
+mod fetch;
 mod layout;
 mod loader;
 mod plain;
 mod prefetch;
-mod reader;
-mod rng;
+mod read;
+mod retry;
 mod source;
+mod state;
+mod stores;
 mod warmup;
-mod writer;
 
+pub use builder::{LoaderBuilder, estimate_tokens};
 pub use catalog::{BadShardPolicy, Catalog};
-pub use config::{BatchSize, Mode, WarmupConfig};
-pub use core::{Carry, CoreState, ScheduledBatch, ShuffleState, Stats, WarmupCore};
-pub use documents::{Documents, Origin};
+pub use config::LoaderConfig;
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
-pub use loader::{Loader, LoaderBuilder, LoaderState, STATE_VERSION, estimate_tokens};
+pub use loader::Loader;
 pub use prefetch::Prefetch;
-pub use reader::RetryPolicy;
-pub use source::{ShardFile, list_shards, store_for_url};
+pub use retry::RetryPolicy;
+pub use source::{ShardFile, find_shards};
+pub use state::{LoaderState, STATE_FORMAT, STATE_VERSION};
+pub use stores::store_for_url;
 pub use warmup::{WarmupStream, WarmupStreamExt};
-pub use writer::{OutputLayout, ShardEncoding, ShardSummary, ShardWriter};
+
+/// The stage's types, so that a loader's user needs one crate.
+pub use seqwarm_stage::{
+    BatchSize, Documents, Mode, Origin, ScheduledBatch, Stats, StepShape, Warmup, WarmupConfig,
+    WarmupCore,
+};

@@ -1,30 +1,58 @@
 //! Finding shards: local files, directories and globs, or object-store URLs.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use seqwarm_format::paths::{self, is_parquet};
+use tokio::runtime::Handle;
 use url::Url;
 
 use crate::error::{LoaderError, Result};
-use crate::reader::RetryPolicy;
+use crate::retry::RetryPolicy;
+use crate::stores::Stores;
 
 /// One shard file: where it is and how large.
 #[derive(Clone)]
 pub struct ShardFile {
-    /// The location as the user would write it (a path or URL), used in messages and state.
+    /// The location as the user would write it (a path or URL), used in messages.
     pub display: String,
-    /// The store holding it.
-    pub store: Arc<dyn ObjectStore>,
-    /// Its path in the store.
-    pub path: Path,
     /// Its size in bytes.
     pub size: u64,
-    /// The file's path when it is on the local file system (read directly, not through the
-    /// object store).
-    pub local_path: Option<std::path::PathBuf>,
+    pub(crate) place: Place,
+}
+
+/// Where a shard's bytes are read from.
+#[derive(Clone)]
+pub(crate) enum Place {
+    /// The local file system, read directly (positioned reads on a blocking thread).
+    Local(PathBuf),
+    /// An object store.
+    Store {
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+    },
+}
+
+impl ShardFile {
+    /// The file's path when it is on the local file system.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match &self.place {
+            Place::Local(path) => Some(path),
+            Place::Store { .. } => None,
+        }
+    }
+
+    /// The file's name (its last path segment), which identifies it in a checkpoint wherever
+    /// the data set is mounted.
+    pub(crate) fn name(&self) -> &str {
+        self.display
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(&self.display)
+    }
 }
 
 impl std::fmt::Debug for ShardFile {
@@ -32,17 +60,13 @@ impl std::fmt::Debug for ShardFile {
         f.debug_struct("ShardFile")
             .field("display", &self.display)
             .field("size", &self.size)
+            .field("local", &self.local_path())
             .finish_non_exhaustive()
     }
 }
 
 fn is_url(location: &str) -> bool {
-    [
-        "s3://", "gs://", "az://", "abfs://", "abfss://", "azure://", "http://", "https://",
-        "file://",
-    ]
-    .iter()
-    .any(|scheme| location.starts_with(scheme))
+    Url::parse(location).is_ok_and(|u| u.scheme().len() > 1 && location.contains("://"))
 }
 
 fn location_error(location: &str, reason: impl std::fmt::Display) -> LoaderError {
@@ -52,66 +76,26 @@ fn location_error(location: &str, reason: impl std::fmt::Display) -> LoaderError
     }
 }
 
-/// The store for a URL; credentials and endpoints come from the environment as for each
-/// backend's `from_env` (e.g. `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_ALLOW_HTTP`).
-pub fn store_for_url(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
-    let fail = |e: object_store::Error| location_error(url.as_str(), e);
-    let path = Path::from_url_path(url.path()).map_err(|e| location_error(url.as_str(), e))?;
-    let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "s3" => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(fail)?,
-        ),
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(fail)?,
-        ),
-        "az" | "abfs" | "abfss" | "azure" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url.as_str())
-                .build()
-                .map_err(fail)?,
-        ),
-        "http" | "https" => {
-            let base = format!("{}://{}", url.scheme(), url.authority());
-            Arc::new(
-                object_store::http::HttpBuilder::new()
-                    .with_url(base)
-                    .build()
-                    .map_err(fail)?,
-            )
-        }
-        "file" => Arc::new(LocalFileSystem::new()),
-        other => {
-            return Err(location_error(
-                url.as_str(),
-                format!("unsupported scheme `{other}`"),
-            ));
-        }
-    };
-    Ok((store, path))
-}
-
-fn is_parquet(path: &str) -> bool {
-    std::path::Path::new(path)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-}
-
 /// Lists the Parquet shards at each location, in a stable order (sorted within a location,
-/// locations in the order given). A location is a file, a directory (its `*.parquet`
-/// files), a glob (`data/*.parquet`), or a URL of a file or a prefix.
-pub async fn list_shards(locations: &[String], retry: RetryPolicy) -> Result<Vec<ShardFile>> {
+/// locations in the order given). A location is a file, a directory (its `*.parquet` files),
+/// a glob (`data/*.parquet`), or a URL of a file or a prefix. Local listing runs on a blocking
+/// thread of `runtime`.
+pub(crate) async fn list_shards(
+    locations: &[String],
+    retry: RetryPolicy,
+    stores: &Stores,
+    runtime: &Handle,
+) -> Result<Vec<ShardFile>> {
     let mut out = Vec::new();
     for location in locations {
         let found = if is_url(location) {
-            list_url(location, retry).await?
+            list_url(location, retry, stores).await?
         } else {
-            list_local(location)?
+            let owned = location.clone();
+            runtime
+                .spawn_blocking(move || list_local(&owned))
+                .await
+                .map_err(|e| location_error(location, e))??
         };
         if found.is_empty() {
             return Err(LoaderError::NoShards {
@@ -123,31 +107,21 @@ pub async fn list_shards(locations: &[String], retry: RetryPolicy) -> Result<Vec
     Ok(out)
 }
 
+/// [`list_shards`] with the default stores and retries, on the current runtime: what the
+/// benchmarks and tools use to find files.
+pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
+    list_shards(
+        locations,
+        RetryPolicy::default(),
+        &Stores::default(),
+        &Handle::current(),
+    )
+    .await
+}
+
 fn list_local(location: &str) -> Result<Vec<ShardFile>> {
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-    let mut paths: Vec<std::path::PathBuf> = if location.contains(['*', '?', '[']) {
-        glob::glob(location)
-            .map_err(|e| location_error(location, e))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| location_error(location, e))?
-    } else {
-        let path = std::path::Path::new(location);
-        let meta = std::fs::metadata(path).map_err(|e| location_error(location, e))?;
-        if meta.is_dir() {
-            std::fs::read_dir(path)
-                .map_err(|e| location_error(location, e))?
-                .map(|entry| entry.map(|e| e.path()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| location_error(location, e))?
-                .into_iter()
-                .filter(|p| p.is_file() && is_parquet(&p.to_string_lossy()))
-                .collect()
-        } else {
-            vec![path.to_path_buf()]
-        }
-    };
-    paths.sort();
-    paths
+    paths::expand(location, is_parquet)
+        .map_err(|e| location_error(location, e))?
         .into_iter()
         .map(|p| {
             let display = p.display().to_string();
@@ -155,26 +129,32 @@ fn list_local(location: &str) -> Result<Vec<ShardFile>> {
             let size = std::fs::metadata(&absolute)
                 .map_err(|e| location_error(&display, e))?
                 .len();
-            let path =
-                Path::from_absolute_path(&absolute).map_err(|e| location_error(&display, e))?;
             Ok(ShardFile {
                 display,
-                store: Arc::clone(&store),
-                path,
                 size,
-                local_path: Some(absolute),
+                place: Place::Local(absolute),
             })
         })
         .collect()
 }
 
-async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> {
+async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result<Vec<ShardFile>> {
     let url = Url::parse(location).map_err(|e| location_error(location, e))?;
-    let (store, path) = store_for_url(&url)?;
+    let (store, path) = stores.resolve(&url)?;
     let base = location.trim_end_matches('/');
     let root = format!("{}://{}", url.scheme(), url.authority());
+    let place = |store: &Arc<dyn ObjectStore>, path: Path| {
+        if url.scheme() == "file" {
+            Place::Local(PathBuf::from(format!("/{path}")))
+        } else {
+            Place::Store {
+                store: Arc::clone(store),
+                path,
+            }
+        }
+    };
     // A single object first; otherwise a prefix to list.
-    if is_parquet(location) {
+    if is_parquet(std::path::Path::new(location)) {
         let meta = retry
             .run(location, || store.head(&path))
             .await
@@ -184,10 +164,8 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
             })?;
         return Ok(vec![ShardFile {
             display: base.into(),
-            store,
-            path,
             size: meta.size,
-            local_path: (url.scheme() == "file").then(|| std::path::PathBuf::from(url.path())),
+            place: place(&store, path),
         }]);
     }
     let prefix = if path.as_ref().is_empty() {
@@ -204,18 +182,15 @@ async fn list_url(location: &str, retry: RetryPolicy) -> Result<Vec<ShardFile>> 
             source,
         })?
         .into_iter()
-        .filter(|m| is_parquet(m.location.as_ref()))
+        .filter(|m| is_parquet(std::path::Path::new(m.location.as_ref())))
         .collect();
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(metas
         .into_iter()
         .map(|m| ShardFile {
             display: format!("{root}/{}", m.location),
-            store: Arc::clone(&store),
-            local_path: (url.scheme() == "file")
-                .then(|| std::path::PathBuf::from(format!("/{}", m.location))),
-            path: m.location,
             size: m.size,
+            place: place(&store, m.location),
         })
         .collect())
 }

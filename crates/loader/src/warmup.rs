@@ -4,11 +4,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
+use futures_util::stream::FusedStream;
 use pin_project_lite::pin_project;
+use seqwarm_batcher::RowSink;
+use seqwarm_stage::{Documents, ModeSink, ScheduledBatch, Stats, Warmup, WarmupCore};
 
-use crate::config::WarmupConfig;
-use crate::core::{ScheduledBatch, Stats, WarmupCore};
-use crate::documents::Documents;
 use crate::error::{LoaderError, Result};
 
 pin_project! {
@@ -18,24 +18,31 @@ pin_project! {
     /// Created by [`WarmupStreamExt::warmup`]. The schedule is evaluated once per emitted
     /// batch, from the progress the previous batches made.
     #[must_use = "streams do nothing unless polled"]
-    pub struct WarmupStream<S> {
+    pub struct WarmupStream<S, K: RowSink = ModeSink> {
         #[pin]
         inner: S,
-        core: WarmupCore,
+        core: WarmupCore<K>,
         inner_done: bool,
-        failed: bool,
+        terminated: bool,
     }
 }
 
 impl<S> WarmupStream<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, config: WarmupConfig) -> Result<Self> {
-        Ok(Self {
+    /// Wraps `inner`, with the sink of `warmup`'s mode.
+    pub fn new(inner: S, warmup: Warmup) -> Self {
+        Self::with_core(inner, WarmupCore::new(warmup))
+    }
+}
+
+impl<S, K: RowSink> WarmupStream<S, K> {
+    /// Wraps `inner` around a core (a custom sink, or one restored from a checkpoint).
+    pub fn with_core(inner: S, core: WarmupCore<K>) -> Self {
+        Self {
             inner,
-            core: WarmupCore::new(config)?,
+            core,
             inner_done: false,
-            failed: false,
-        })
+            terminated: false,
+        }
     }
 
     /// The wrapped stream.
@@ -58,8 +65,8 @@ impl<S> WarmupStream<S> {
         self.inner
     }
 
-    /// The sans-IO core (progress, counters, checkpoint state).
-    pub fn core(&self) -> &WarmupCore {
+    /// The sans-IO core (progress, counters, checkpoint state, and where to read again).
+    pub fn core(&self) -> &WarmupCore<K> {
         &self.core
     }
 
@@ -69,9 +76,10 @@ impl<S> WarmupStream<S> {
     }
 }
 
-impl<S, D, E> Stream for WarmupStream<S>
+impl<S, K, D, E> Stream for WarmupStream<S, K>
 where
     S: Stream<Item = std::result::Result<D, E>>,
+    K: RowSink,
     D: Into<Documents>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -79,7 +87,7 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
-        if *this.failed {
+        if *this.terminated {
             return Poll::Ready(None);
         }
         loop {
@@ -90,21 +98,25 @@ where
             };
             match step {
                 Ok(Some(batch)) => return Poll::Ready(Some(Ok(batch))),
-                Ok(None) if *this.inner_done => return Poll::Ready(None),
+                Ok(None) if *this.inner_done => {
+                    *this.terminated = true;
+                    return Poll::Ready(None);
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    *this.failed = true;
-                    return Poll::Ready(Some(Err(e)));
+                    *this.terminated = true;
+                    return Poll::Ready(Some(Err(e.into())));
                 }
             }
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(documents))) => {
                     if let Err(e) = this.core.push(documents.into()) {
-                        *this.failed = true;
-                        return Poll::Ready(Some(Err(e)));
+                        *this.terminated = true;
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
+                    *this.terminated = true;
                     return Poll::Ready(Some(Err(LoaderError::Input(e.into()))));
                 }
                 Poll::Ready(None) => *this.inner_done = true,
@@ -112,11 +124,33 @@ where
             }
         }
     }
+
+    /// Nothing is known about the input's length, so only the end is certain.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.terminated {
+            (0, Some(0))
+        } else {
+            (0, None)
+        }
+    }
+}
+
+impl<S, K, D, E> FusedStream for WarmupStream<S, K>
+where
+    S: Stream<Item = std::result::Result<D, E>>,
+    K: RowSink,
+    D: Into<Documents>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn is_terminated(&self) -> bool {
+        self.terminated
+    }
 }
 
 /// Adds [`WarmupStreamExt::warmup`] to every stream of documents.
 pub trait WarmupStreamExt: Stream + Sized {
-    /// Wraps this stream in the warmup stage.
+    /// Wraps this stream in the warmup stage. It cannot fail: the settings were checked when
+    /// the [`Warmup`] was built.
     ///
     /// ```
     /// use futures_util::{StreamExt, stream};
@@ -124,17 +158,19 @@ pub trait WarmupStreamExt: Stream + Sized {
     /// use seqwarm_schedule::ScheduleConfig;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let schedule = ScheduleConfig::linear(8, 32, 0.5, 8).build()?;
+    /// let warmup = WarmupConfig::new(ScheduleConfig::linear(8, 32, 0.5, 8))
+    ///     .with_mode(Mode::Repack)
+    ///     .with_batch_size(BatchSize::Rows(4))
+    ///     .build()?;
     /// let docs = (0..100).map(|i| Ok::<_, std::io::Error>(Documents::single(vec![i as i32; 20])));
-    /// let config = WarmupConfig::new(schedule).with_mode(Mode::Repack).with_batch_size(BatchSize::Rows(4));
-    /// let batches: Vec<_> = stream::iter(docs).warmup(config)?.collect().await;
+    /// let batches: Vec<_> = stream::iter(docs).warmup(warmup).collect().await;
     /// let first = batches[0].as_ref().unwrap();
     /// assert_eq!((first.seq_len, first.batch.rows()), (8, 4));
     /// # Ok::<(), seqwarm_loader::LoaderError>(())
     /// # }).unwrap();
     /// ```
-    fn warmup(self, config: WarmupConfig) -> Result<WarmupStream<Self>> {
-        WarmupStream::new(self, config)
+    fn warmup(self, warmup: Warmup) -> WarmupStream<Self> {
+        WarmupStream::new(self, warmup)
     }
 }
 

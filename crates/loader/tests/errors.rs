@@ -262,9 +262,9 @@ async fn inconsistent_flat_metadata_is_named() {
         ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     // Says 2 + 2 tokens; the row group has 5.
-    let lengths = seqwarm_loader::format::encode_document_lengths(&[vec![2, 2]]);
+    let lengths = seqwarm_format::flat::encode_document_lengths(&[vec![2, 2]]);
     writer.append_key_value_metadata(KeyValue::new(
-        seqwarm_loader::format::DOCUMENT_LENGTHS_KEY.into(),
+        seqwarm_format::flat::DOCUMENT_LENGTHS_KEY.into(),
         lengths,
     ));
     writer.close().unwrap();

@@ -3,11 +3,10 @@
 mod common;
 
 use futures_util::StreamExt;
-use seqwarm_batcher::PackStrategy;
 use seqwarm_loader::{
     BatchSize, Loader, LoaderBuilder, LoaderState, Mode, Prefetch, ScheduledBatch, WarmupConfig,
 };
-use seqwarm_schedule::{ScheduleConfig, ScheduleKind};
+use seqwarm_schedule::ScheduleConfig;
 
 async fn drain(loader: &mut Loader, limit: Option<usize>) -> Vec<ScheduledBatch> {
     let mut out = Vec::new();
@@ -21,11 +20,7 @@ async fn drain(loader: &mut Loader, limit: Option<usize>) -> Vec<ScheduledBatch>
 }
 
 fn composer_schedule(total: u64) -> seqwarm_schedule::Schedule {
-    ScheduleConfig::new(ScheduleKind::Composer)
-        .with_total(total)
-        .with_duration(0.6)
-        .with_min(8)
-        .with_max(64)
+    ScheduleConfig::composer(8, 64, 0.6, total)
         .with_step(8)
         .build()
         .unwrap()
@@ -73,9 +68,7 @@ async fn composer_pipeline_is_bit_exact() {
     let total = 60;
     for truncate in [true, false] {
         let mode = if truncate {
-            Mode::Truncate {
-                preserve_end_of_sequence: false,
-            }
+            Mode::Truncate
         } else {
             Mode::Reshape
         };
@@ -111,27 +104,12 @@ async fn composer_pipeline_is_bit_exact() {
 
 fn modes() -> Vec<(Mode, usize)> {
     vec![
-        (
-            Mode::Truncate {
-                preserve_end_of_sequence: true,
-            },
-            0,
-        ),
+        (Mode::TruncateKeepEos, 0),
         (Mode::Reshape, 0),
         (Mode::Repack, 0),
         (Mode::Repack, 16),
-        (
-            Mode::Pack {
-                strategy: PackStrategy::Greedy,
-            },
-            0,
-        ),
-        (
-            Mode::Pack {
-                strategy: PackStrategy::BestFitDecreasing { window: 8 },
-            },
-            16,
-        ),
+        (Mode::PackGreedy, 0),
+        (Mode::PackBestfit, 16),
     ]
 }
 
@@ -146,6 +124,7 @@ fn resumable(dir: &std::path::Path, mode: Mode, shuffle: usize) -> LoaderBuilder
         })
         .with_eos_id(Some(0))
         .with_keep_last(true)
+        .with_pack_window(8)
         .with_shuffle_buffer(shuffle, 5);
     LoaderBuilder::new([dir.display().to_string()], warmup)
         .with_seed(11)

@@ -67,11 +67,11 @@ async fn shard_writer_output_reads_back_in_both_layouts() {
     let docs = common::documents(500, 120, 2);
     let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
     for layout in [
-        seqwarm_loader::OutputLayout::Flat,
-        seqwarm_loader::OutputLayout::Rows,
+        seqwarm_format::OutputLayout::Flat,
+        seqwarm_format::OutputLayout::Rows,
     ] {
         let path = dir.join(format!("{layout:?}.parquet"));
-        let mut writer = seqwarm_loader::ShardWriter::new(
+        let mut writer = seqwarm_format::ShardWriter::new(
             std::fs::File::create(&path).unwrap(),
             layout,
             3_000,
@@ -216,14 +216,14 @@ async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
     let docs = common::documents(400, 150, 4);
     let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
     for (name, encoding) in [
-        ("plain.parquet", seqwarm_loader::ShardEncoding::Plain),
-        ("zstd.parquet", seqwarm_loader::ShardEncoding::Zstd),
+        ("plain.parquet", seqwarm_format::ShardEncoding::Plain),
+        ("zstd.parquet", seqwarm_format::ShardEncoding::Zstd),
     ] {
         let path = dir.join(name);
         let file = std::fs::File::create(&path).unwrap();
-        let mut writer = seqwarm_loader::ShardWriter::with_encoding(
+        let mut writer = seqwarm_format::ShardWriter::with_encoding(
             file,
-            seqwarm_loader::OutputLayout::Flat,
+            seqwarm_format::OutputLayout::Flat,
             9_000,
             encoding,
             name,
@@ -273,7 +273,7 @@ async fn plain_shards_with_many_pages_per_row_group_read_the_same() {
     use arrow_array::{ArrayRef, Int32Array, RecordBatch};
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
-    use seqwarm_loader::format;
+    use seqwarm_format::flat as format;
 
     let dir = common::temp_dir("plain-pages");
     let docs = common::documents(300, 120, 9);

@@ -1,9 +1,8 @@
-//! Serde-friendly schedule configuration and its validation.
+//! Schedule configuration: one variant per kind, each carrying exactly its fields.
 
 use serde::{Deserialize, Serialize};
 
-use crate::curve::Curve;
-use crate::{ProgressUnit, Schedule, ScheduleError, ScheduleWarning};
+use crate::progress::ProgressUnit;
 
 /// Which schedule family a [`ScheduleConfig`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,7 +69,14 @@ impl std::str::FromStr for ScheduleKind {
     }
 }
 
-/// A schedule as written in a config file (TOML or JSON), e.g.
+/// The `step` used when a config leaves it out: 8, the tensor-core-friendly default.
+pub const DEFAULT_STEP: u64 = 8;
+
+fn default_step() -> u64 {
+    DEFAULT_STEP
+}
+
+/// A schedule as written in a config file (TOML or JSON), tagged by `kind`, e.g.
 ///
 /// ```toml
 /// kind = "linear"
@@ -81,397 +87,351 @@ impl std::str::FromStr for ScheduleKind {
 /// total = 10000
 /// ```
 ///
-/// Fields that a kind does not use must be absent, so that a typo or a half-edited config is
-/// reported instead of silently ignored. Build it with [`ScheduleConfig::new`] and the `with_*`
-/// setters, or deserialize it, then call [`ScheduleConfig::build`].
+/// Each kind takes exactly its own fields, so a typo or a field of another kind is an error
+/// naming it. `unit` (what progress is counted in; default `steps`) and `total` (the length of
+/// training in that unit) belong to every kind: `linear` and `composer` need `total`, the
+/// others use it only to report on a whole run. DeepSpeed's spellings (`min_difficulty`,
+/// `difficulty_step`, `total_step`, ...) and Composer's (`min_seq_length`, `step_size`) are
+/// accepted as aliases.
+///
+/// ```
+/// use seqwarm_schedule::{ProgressUnit, ScheduleConfig};
+///
+/// let config: ScheduleConfig = toml::from_str("kind = \"linear\"\nmin = 8\nmax = 64\nduration = 0.5\ntotal = 100")?;
+/// assert_eq!(config, ScheduleConfig::linear(8, 64, 0.5, 100).into());
+/// let typo = toml::from_str::<ScheduleConfig>("kind = \"constant\"\nmax = 64\nmin = 8");
+/// assert!(typo.unwrap_err().to_string().contains("unknown field `min`"));
+/// # Ok::<(), toml::de::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
-    /// The schedule family.
-    pub kind: ScheduleKind,
-    /// What progress is counted in; `total` and `total_curriculum_step` use the same unit.
-    #[serde(default)]
-    pub unit: ProgressUnit,
-    /// Length of training in `unit` (needed by `linear` and `composer`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Fraction of `total` spent warming up, in [0, 1] (`linear`, `composer`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<f64>,
-    /// Shortest sequence length (`linear`, `composer`, `fixed_linear`, `fixed_root`).
-    #[serde(
-        default,
-        alias = "min_difficulty",
-        alias = "min_seq_length",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub min: Option<u64>,
-    /// Longest sequence length; the only length of `constant`.
-    #[serde(
-        default,
-        alias = "max_difficulty",
-        alias = "max_seq_length",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max: Option<u64>,
-    /// Length increment (DeepSpeed's `difficulty_step`); a multiple of 8 suits tensor cores.
-    #[serde(
-        default,
-        alias = "difficulty_step",
-        alias = "step_size",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub step: Option<u64>,
-    /// DeepSpeed's `total_curriculum_step`: progress at which `fixed_linear`/`fixed_root` end.
-    #[serde(default, alias = "total_step", skip_serializing_if = "Option::is_none")]
-    pub total_curriculum_step: Option<u64>,
-    /// DeepSpeed's `root_degree` for `fixed_root` (2 = square root).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root_degree: Option<u32>,
-    /// DeepSpeed's `difficulty` list for `fixed_discrete`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difficulty: Option<Vec<u64>>,
-    /// DeepSpeed's `max_step` list for `fixed_discrete` (one shorter than `difficulty`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_step: Option<Vec<u64>>,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduleConfig {
+    /// seqwarm's stepped linear ramp.
+    Linear(Ramp),
+    /// Composer's `SeqLengthWarmup`.
+    Composer(Ramp),
+    /// DeepSpeed's `fixed_linear`.
+    FixedLinear(FixedLinear),
+    /// DeepSpeed's `fixed_root`.
+    FixedRoot(FixedRoot),
+    /// DeepSpeed's `fixed_discrete`.
+    FixedDiscrete(FixedDiscrete),
+    /// The constant baseline.
+    Constant(Constant),
 }
 
-/// The `step` used when a config leaves it out: 8, the tensor-core-friendly default.
-pub const DEFAULT_STEP: u64 = 8;
+/// The fields of `linear` and `composer`: from `min` to `max` in steps of `step` over the first
+/// `duration` of `total`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ramp {
+    /// Shortest sequence length.
+    #[serde(alias = "min_seq_length")]
+    pub min: u64,
+    /// Longest sequence length.
+    #[serde(alias = "max_seq_length")]
+    pub max: u64,
+    /// Length increment; a multiple of 8 suits tensor cores.
+    #[serde(default = "default_step", alias = "step_size")]
+    pub step: u64,
+    /// Fraction of `total` spent warming up, in [0, 1].
+    pub duration: f64,
+    /// Length of training in `unit`.
+    pub total: u64,
+    /// What progress is counted in.
+    #[serde(default)]
+    pub unit: ProgressUnit,
+}
+
+/// The fields of DeepSpeed's `fixed_linear`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedLinear {
+    /// Shortest sequence length.
+    #[serde(alias = "min_difficulty")]
+    pub min: u64,
+    /// Longest sequence length.
+    #[serde(alias = "max_difficulty")]
+    pub max: u64,
+    /// Length increment (DeepSpeed's `difficulty_step`).
+    #[serde(default = "default_step", alias = "difficulty_step")]
+    pub step: u64,
+    /// Progress at which the ramp ends (DeepSpeed's `total_curriculum_step`).
+    #[serde(alias = "total_step")]
+    pub total_curriculum_step: u64,
+    /// Length of training, for reports on a whole run.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// What progress is counted in.
+    #[serde(default)]
+    pub unit: ProgressUnit,
+}
+
+/// The fields of DeepSpeed's `fixed_root`: `fixed_linear` plus the root's degree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedRoot {
+    /// Shortest sequence length.
+    #[serde(alias = "min_difficulty")]
+    pub min: u64,
+    /// Longest sequence length.
+    #[serde(alias = "max_difficulty")]
+    pub max: u64,
+    /// Length increment (DeepSpeed's `difficulty_step`).
+    #[serde(default = "default_step", alias = "difficulty_step")]
+    pub step: u64,
+    /// Progress at which the ramp ends (DeepSpeed's `total_curriculum_step`).
+    #[serde(alias = "total_step")]
+    pub total_curriculum_step: u64,
+    /// The root's degree (2 = square root).
+    pub root_degree: u32,
+    /// Length of training, for reports on a whole run.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// What progress is counted in.
+    #[serde(default)]
+    pub unit: ProgressUnit,
+}
+
+/// The fields of DeepSpeed's `fixed_discrete`: `difficulty[i]` up to `max_step[i]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedDiscrete {
+    /// The lengths, non-decreasing; one more than `max_step`.
+    pub difficulty: Vec<u64>,
+    /// The last position of each length but the final one, strictly increasing.
+    pub max_step: Vec<u64>,
+    /// DeepSpeed's `min_difficulty` (its configs carry it; not used by this kind).
+    #[serde(default, alias = "min_difficulty")]
+    pub min: Option<u64>,
+    /// DeepSpeed's `max_difficulty`: when given, no `difficulty` may exceed it.
+    #[serde(default, alias = "max_difficulty")]
+    pub max: Option<u64>,
+    /// Length of training, for reports on a whole run.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// What progress is counted in.
+    #[serde(default)]
+    pub unit: ProgressUnit,
+}
+
+/// The fields of the constant baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constant {
+    /// The only length.
+    #[serde(alias = "max_seq_length")]
+    pub max: u64,
+    /// Length of training, for reports on a whole run.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// What progress is counted in.
+    #[serde(default)]
+    pub unit: ProgressUnit,
+}
+
+/// The default schedule: seqwarm's linear ramp from 8 to 1024 in steps of 8 over the first 30%
+/// (the duration of Composer's GPT-2 experiments) of 10 000 steps.
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self::linear(8, 1024, 0.3, 10_000).into()
+    }
+}
 
 impl ScheduleConfig {
-    /// An empty config of the given kind; fill it with the `with_*` setters.
-    pub fn new(kind: ScheduleKind) -> Self {
-        Self {
-            kind,
-            unit: ProgressUnit::default(),
-            total: None,
-            duration: None,
-            min: None,
-            max: None,
-            step: None,
-            total_curriculum_step: None,
-            root_degree: None,
-            difficulty: None,
-            max_step: None,
-        }
+    /// seqwarm's `linear` ramp from `min` to `max` over `duration` of `total` (step 8).
+    pub fn linear(min: u64, max: u64, duration: f64, total: u64) -> RampBuilder {
+        RampBuilder::new(ScheduleKind::Linear, min, max, duration, total)
     }
 
-    /// seqwarm's `linear` schedule from `min` to `max` over `duration` of `total`.
-    pub fn linear(min: u64, max: u64, duration: f64, total: u64) -> Self {
-        Self::new(ScheduleKind::Linear)
-            .with_min(min)
-            .with_max(max)
-            .with_duration(duration)
-            .with_total(total)
+    /// Composer's `SeqLengthWarmup` from `min` to `max` over `duration` of `total` (step 8).
+    pub fn composer(min: u64, max: u64, duration: f64, total: u64) -> RampBuilder {
+        RampBuilder::new(ScheduleKind::Composer, min, max, duration, total)
+    }
+
+    /// DeepSpeed's `fixed_linear` from `min` to `max` over `total_curriculum_step` (step 8).
+    pub fn fixed_linear(min: u64, max: u64, total_curriculum_step: u64) -> Self {
+        Self::FixedLinear(FixedLinear {
+            min,
+            max,
+            step: DEFAULT_STEP,
+            total_curriculum_step,
+            total: None,
+            unit: ProgressUnit::default(),
+        })
+    }
+
+    /// DeepSpeed's `fixed_root` of `root_degree` from `min` to `max` over
+    /// `total_curriculum_step` (step 8).
+    pub fn fixed_root(min: u64, max: u64, total_curriculum_step: u64, root_degree: u32) -> Self {
+        Self::FixedRoot(FixedRoot {
+            min,
+            max,
+            step: DEFAULT_STEP,
+            total_curriculum_step,
+            root_degree,
+            total: None,
+            unit: ProgressUnit::default(),
+        })
+    }
+
+    /// DeepSpeed's `fixed_discrete`: `difficulty[i]` up to position `max_step[i]`.
+    pub fn fixed_discrete(difficulty: Vec<u64>, max_step: Vec<u64>) -> Self {
+        Self::FixedDiscrete(FixedDiscrete {
+            difficulty,
+            max_step,
+            min: None,
+            max: None,
+            total: None,
+            unit: ProgressUnit::default(),
+        })
     }
 
     /// The `constant` baseline at `max`.
     pub fn constant(max: u64) -> Self {
-        Self::new(ScheduleKind::Constant).with_max(max)
+        Self::Constant(Constant {
+            max,
+            total: None,
+            unit: ProgressUnit::default(),
+        })
+    }
+
+    /// The built-in schedule of each kind (what `seqwarm plan --kind KIND` shows): lengths 8 to
+    /// 1024 in steps of 8 over 10 000 steps, the ramps over their first 30% (3 000 steps),
+    /// `fixed_root` a square root. `fixed_discrete` has no sensible default (its lengths are
+    /// the configuration), so `None`.
+    pub fn default_for(kind: ScheduleKind) -> Option<Self> {
+        let total = 10_000;
+        Some(match kind {
+            ScheduleKind::Linear => Self::linear(8, 1024, 0.3, total).into(),
+            ScheduleKind::Composer => Self::composer(8, 1024, 0.3, total).into(),
+            ScheduleKind::FixedLinear => Self::fixed_linear(8, 1024, 3_000).with_total(total),
+            ScheduleKind::FixedRoot => Self::fixed_root(8, 1024, 3_000, 2).with_total(total),
+            ScheduleKind::Constant => Self::constant(1024).with_total(total),
+            ScheduleKind::FixedDiscrete => return None,
+        })
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ScheduleKind {
+        match self {
+            Self::Linear(_) => ScheduleKind::Linear,
+            Self::Composer(_) => ScheduleKind::Composer,
+            Self::FixedLinear(_) => ScheduleKind::FixedLinear,
+            Self::FixedRoot(_) => ScheduleKind::FixedRoot,
+            Self::FixedDiscrete(_) => ScheduleKind::FixedDiscrete,
+            Self::Constant(_) => ScheduleKind::Constant,
+        }
+    }
+
+    /// The unit progress is counted in.
+    pub fn unit(&self) -> ProgressUnit {
+        match self {
+            Self::Linear(c) | Self::Composer(c) => c.unit,
+            Self::FixedLinear(c) => c.unit,
+            Self::FixedRoot(c) => c.unit,
+            Self::FixedDiscrete(c) => c.unit,
+            Self::Constant(c) => c.unit,
+        }
+    }
+
+    /// The length of training in [`ScheduleConfig::unit`], when known.
+    pub fn total(&self) -> Option<u64> {
+        match self {
+            Self::Linear(c) | Self::Composer(c) => Some(c.total),
+            Self::FixedLinear(c) => c.total,
+            Self::FixedRoot(c) => c.total,
+            Self::FixedDiscrete(c) => c.total,
+            Self::Constant(c) => c.total,
+        }
+    }
+
+    /// The configured longest length (`fixed_discrete` has one only when `max` is given).
+    pub fn max(&self) -> Option<u64> {
+        match self {
+            Self::Linear(c) | Self::Composer(c) => Some(c.max),
+            Self::FixedLinear(c) => Some(c.max),
+            Self::FixedRoot(c) => Some(c.max),
+            Self::FixedDiscrete(c) => c.max,
+            Self::Constant(c) => Some(c.max),
+        }
     }
 
     /// Sets the progress unit.
     #[must_use]
     pub fn with_unit(mut self, unit: ProgressUnit) -> Self {
-        self.unit = unit;
+        match &mut self {
+            Self::Linear(c) | Self::Composer(c) => c.unit = unit,
+            Self::FixedLinear(c) => c.unit = unit,
+            Self::FixedRoot(c) => c.unit = unit,
+            Self::FixedDiscrete(c) => c.unit = unit,
+            Self::Constant(c) => c.unit = unit,
+        }
         self
     }
-    /// Sets the length of training.
+
+    /// Sets the length of training (for `linear` and `composer`, the span of the ramp).
     #[must_use]
     pub fn with_total(mut self, total: u64) -> Self {
-        self.total = Some(total);
+        match &mut self {
+            Self::Linear(c) | Self::Composer(c) => c.total = total,
+            Self::FixedLinear(c) => c.total = Some(total),
+            Self::FixedRoot(c) => c.total = Some(total),
+            Self::FixedDiscrete(c) => c.total = Some(total),
+            Self::Constant(c) => c.total = Some(total),
+        }
         self
     }
-    /// Sets the warmup fraction.
-    #[must_use]
-    pub fn with_duration(mut self, duration: f64) -> Self {
-        self.duration = Some(duration);
-        self
-    }
-    /// Sets the shortest length.
-    #[must_use]
-    pub fn with_min(mut self, min: u64) -> Self {
-        self.min = Some(min);
-        self
-    }
-    /// Sets the longest length.
-    #[must_use]
-    pub fn with_max(mut self, max: u64) -> Self {
-        self.max = Some(max);
-        self
-    }
-    /// Sets the length increment.
-    #[must_use]
-    pub fn with_step(mut self, step: u64) -> Self {
-        self.step = Some(step);
-        self
-    }
-    /// Sets DeepSpeed's `total_curriculum_step`.
-    #[must_use]
-    pub fn with_total_curriculum_step(mut self, steps: u64) -> Self {
-        self.total_curriculum_step = Some(steps);
-        self
-    }
-    /// Sets DeepSpeed's `root_degree`.
-    #[must_use]
-    pub fn with_root_degree(mut self, degree: u32) -> Self {
-        self.root_degree = Some(degree);
-        self
-    }
-    /// Sets DeepSpeed's `fixed_discrete` lists.
-    #[must_use]
-    pub fn with_discrete(mut self, difficulty: Vec<u64>, max_step: Vec<u64>) -> Self {
-        self.difficulty = Some(difficulty);
-        self.max_step = Some(max_step);
-        self
-    }
+}
 
-    /// Validates the config and builds the [`Schedule`].
-    pub fn build(&self) -> Result<Schedule, ScheduleError> {
-        let kind = self.kind;
-        self.reject_unused()?;
-        let mut warnings = Vec::new();
-        let curve = match kind {
-            ScheduleKind::Constant => Curve::Constant {
-                len: positive("max", self.require("max", self.max)?)?,
+/// Builds `linear` and `composer` configs: `ScheduleConfig::linear(8, 1024, 0.3, 10_000)`,
+/// then the optional settings, then [`RampBuilder::build`] (or `.into()` for the config).
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct RampBuilder {
+    composer: bool,
+    ramp: Ramp,
+}
+
+impl RampBuilder {
+    fn new(kind: ScheduleKind, min: u64, max: u64, duration: f64, total: u64) -> Self {
+        Self {
+            composer: kind == ScheduleKind::Composer,
+            ramp: Ramp {
+                min,
+                max,
+                step: DEFAULT_STEP,
+                duration,
+                total,
+                unit: ProgressUnit::default(),
             },
-            ScheduleKind::Linear | ScheduleKind::Composer => {
-                let (min, max) = self.min_max()?;
-                let step = self.step(&mut warnings)?;
-                let total = self.require("total", self.total)?;
-                let duration = self.require("duration", self.duration)?;
-                if !(0.0..=1.0).contains(&duration) {
-                    return Err(invalid(
-                        "duration",
-                        duration,
-                        "must be a fraction of training in [0, 1]",
-                    ));
-                }
-                // Python's int(total * duration): a float product truncated toward zero.
-                let warmup = (total as f64 * duration) as u64;
-                if kind == ScheduleKind::Linear {
-                    Curve::Linear {
-                        min,
-                        max,
-                        step,
-                        warmup,
-                    }
-                } else {
-                    composer_curve(min, max, step, total, duration, warmup, &mut warnings)?
-                }
-            }
-            ScheduleKind::FixedLinear | ScheduleKind::FixedRoot => {
-                let (min, max) = self.min_max()?;
-                let step = self.step(&mut warnings)?;
-                let total_step = positive(
-                    "total_curriculum_step",
-                    self.require("total_curriculum_step", self.total_curriculum_step)?,
-                )?;
-                let degree = if kind == ScheduleKind::FixedRoot {
-                    let d = self.require("root_degree", self.root_degree)?;
-                    if d == 0 {
-                        return Err(invalid(
-                            "root_degree",
-                            d,
-                            "must be >= 1 (1 = linear, 2 = square root)",
-                        ));
-                    }
-                    d
-                } else {
-                    1
-                };
-                Curve::DeepSpeedRoot {
-                    min,
-                    max,
-                    step,
-                    total_step,
-                    degree,
-                }
-            }
-            ScheduleKind::FixedDiscrete => self.discrete_curve()?,
-        };
-        Ok(Schedule::from_parts(self.clone(), curve, warnings))
+        }
     }
 
-    fn require<T>(&self, field: &'static str, value: Option<T>) -> Result<T, ScheduleError> {
-        value.ok_or(ScheduleError::MissingField {
-            field,
-            kind: self.kind.name(),
-        })
+    /// Sets the length increment.
+    pub fn with_step(mut self, step: u64) -> Self {
+        self.ramp.step = step;
+        self
     }
 
-    fn min_max(&self) -> Result<(u64, u64), ScheduleError> {
-        let min = positive("min", self.require("min", self.min)?)?;
-        let max = self.require("max", self.max)?;
-        if max < min {
-            return Err(invalid("max", max, &format!("must be >= min ({min})")));
-        }
-        Ok((min, max))
+    /// Sets the progress unit.
+    pub fn with_unit(mut self, unit: ProgressUnit) -> Self {
+        self.ramp.unit = unit;
+        self
     }
 
-    fn step(&self, warnings: &mut Vec<ScheduleWarning>) -> Result<u64, ScheduleError> {
-        let step = positive("step", self.step.unwrap_or(DEFAULT_STEP))?;
-        if step % 8 != 0 {
-            // Allowed, as in Composer and DeepSpeed, but lengths off a multiple of 8 waste
-            // tensor-core tiles.
-            warnings.push(ScheduleWarning::StepNotMultipleOf8 { step });
-        }
-        Ok(step)
-    }
-
-    fn discrete_curve(&self) -> Result<Curve, ScheduleError> {
-        let difficulty = self.require("difficulty", self.difficulty.clone())?;
-        let max_step = self.require("max_step", self.max_step.clone())?;
-        if max_step.is_empty() {
-            return Err(invalid(
-                "max_step",
-                "[]",
-                "needs at least one entry (DeepSpeed indexes max_step[-1]); use kind = \"constant\" for a single length",
-            ));
-        }
-        if difficulty.len() != max_step.len() + 1 {
-            return Err(invalid(
-                "difficulty",
-                format!("{difficulty:?}"),
-                &format!(
-                    "must have exactly one more entry than max_step ({} entries)",
-                    max_step.len()
-                ),
-            ));
-        }
-        if let Some(&bad) = difficulty.iter().find(|&&d| d == 0) {
-            return Err(invalid("difficulty", bad, "every length must be >= 1"));
-        }
-        if difficulty.windows(2).any(|w| w[1] < w[0]) {
-            return Err(invalid(
-                "difficulty",
-                format!("{difficulty:?}"),
-                "must be non-decreasing: a sequence-length warmup never shortens",
-            ));
-        }
-        if max_step.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(invalid(
-                "max_step",
-                format!("{max_step:?}"),
-                "must be strictly increasing",
-            ));
-        }
-        if let (Some(max), Some(&last)) = (self.max, difficulty.last())
-            && last > max
-        {
-            return Err(invalid(
-                "difficulty",
-                format!("{difficulty:?}"),
-                &format!("entries must not exceed max ({max})"),
-            ));
-        }
-        Ok(Curve::Discrete {
-            difficulty,
-            max_step,
-        })
-    }
-
-    fn reject_unused(&self) -> Result<(), ScheduleError> {
-        let used: &[&str] = match self.kind {
-            ScheduleKind::Constant => &["max"],
-            ScheduleKind::Linear | ScheduleKind::Composer => {
-                &["total", "duration", "min", "max", "step"]
-            }
-            ScheduleKind::FixedLinear => &["min", "max", "step", "total_curriculum_step"],
-            ScheduleKind::FixedRoot => {
-                &["min", "max", "step", "total_curriculum_step", "root_degree"]
-            }
-            // min/max are accepted for DeepSpeed config parity; max bounds the difficulties.
-            ScheduleKind::FixedDiscrete => &["min", "max", "difficulty", "max_step"],
-        };
-        let given: [(&'static str, bool); 9] = [
-            ("total", self.total.is_some()),
-            ("duration", self.duration.is_some()),
-            ("min", self.min.is_some()),
-            ("max", self.max.is_some()),
-            ("step", self.step.is_some()),
-            (
-                "total_curriculum_step",
-                self.total_curriculum_step.is_some(),
-            ),
-            ("root_degree", self.root_degree.is_some()),
-            ("difficulty", self.difficulty.is_some()),
-            ("max_step", self.max_step.is_some()),
-        ];
-        for (field, present) in given {
-            // `total` is harmless everywhere: the CLI sets it from --steps for every kind.
-            if present && field != "total" && !used.contains(&field) {
-                return Err(ScheduleError::UnusedField {
-                    field,
-                    kind: self.kind.name(),
-                });
-            }
-        }
-        Ok(())
+    /// The config.
+    pub fn config(&self) -> ScheduleConfig {
+        self.clone().into()
     }
 }
 
-fn composer_curve(
-    min: u64,
-    max: u64,
-    step: u64,
-    total: u64,
-    duration: f64,
-    warmup: u64,
-    warnings: &mut Vec<ScheduleWarning>,
-) -> Result<Curve, ScheduleError> {
-    let updates = (max - min) / step;
-    if updates == 0 {
-        return Err(ScheduleError::ComposerDivisionByZero {
-            reason: format!(
-                "(max - min) / step = ({max} - {min}) / {step} = 0 whole update steps; \
-                 use step <= max - min, or kind = \"linear\""
-            ),
-        });
-    }
-    let every = warmup / updates;
-    if every == 0 {
-        return Err(ScheduleError::ComposerDivisionByZero {
-            reason: format!(
-                "int(total * duration) = int({total} * {duration}) = {warmup} warmup batches \
-                 is fewer than the {updates} length updates, so the update interval rounds \
-                 to 0; raise total or duration so that total * duration >= {updates}, \
-                 raise step, or use kind = \"linear\""
-            ),
-        });
-    }
-    let curve = Curve::Composer {
-        min,
-        max,
-        step,
-        every,
-    };
-    let reaches_max_at = curve.composer_max_reached_at();
-    if !(max - min).is_multiple_of(step) {
-        warnings.push(ScheduleWarning::ComposerStepDoesNotDivideRange { min, max, step });
-    }
-    if reaches_max_at.is_none_or(|at| at >= total) {
-        warnings.push(ScheduleWarning::MaxNotReachedInTraining {
-            total,
-            reached_at: reaches_max_at,
-        });
-    }
-    Ok(curve)
-}
-
-fn positive(field: &'static str, value: u64) -> Result<u64, ScheduleError> {
-    if value == 0 {
-        Err(invalid(field, value, "must be >= 1"))
-    } else {
-        Ok(value)
-    }
-}
-
-fn invalid(field: &'static str, value: impl std::fmt::Display, reason: &str) -> ScheduleError {
-    ScheduleError::InvalidField {
-        field,
-        value: value.to_string(),
-        reason: reason.to_string(),
+impl From<RampBuilder> for ScheduleConfig {
+    fn from(b: RampBuilder) -> Self {
+        if b.composer {
+            Self::Composer(b.ramp)
+        } else {
+            Self::Linear(b.ramp)
+        }
     }
 }

@@ -3,7 +3,8 @@
 /// Why a schedule configuration was rejected.
 ///
 /// Every variant names the offending field and value so that a user can fix a config file
-/// without reading the source.
+/// without reading the source. Missing and unknown fields in a config file are reported by
+/// serde when it is read (each kind's fields are checked there).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
@@ -16,22 +17,6 @@ pub enum ScheduleError {
         value: String,
         /// What is wrong and what would work.
         reason: String,
-    },
-    /// A field that the chosen kind needs is absent.
-    #[error("schedule field `{field}` is required for kind = \"{kind}\"")]
-    MissingField {
-        /// The config field, as spelled in TOML/JSON.
-        field: &'static str,
-        /// The schedule kind that needs it.
-        kind: &'static str,
-    },
-    /// A field was given that the chosen kind does not use (a likely typo or mix-up).
-    #[error("schedule field `{field}` does not apply to kind = \"{kind}\"")]
-    UnusedField {
-        /// The config field, as spelled in TOML/JSON.
-        field: &'static str,
-        /// The schedule kind that ignores it.
-        kind: &'static str,
     },
     /// Composer's `SeqLengthWarmup` would divide by zero for this configuration.
     #[error("Composer's SeqLengthWarmup divides by zero here: {reason}")]

@@ -1,14 +1,36 @@
 use proptest::prelude::*;
 
-use crate::{ProgressUnit, Schedule, ScheduleConfig, ScheduleError, ScheduleKind, ScheduleWarning};
+use crate::{
+    FixedLinear, FixedRoot, ProgressUnit, RampBuilder, Schedule, ScheduleConfig, ScheduleError,
+    ScheduleKind, ScheduleWarning,
+};
 
-fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> ScheduleConfig {
-    ScheduleConfig::new(ScheduleKind::Composer)
-        .with_total(total)
-        .with_duration(duration)
-        .with_min(min)
-        .with_max(max)
-        .with_step(step)
+fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> RampBuilder {
+    ScheduleConfig::composer(min, max, duration, total).with_step(step)
+}
+
+/// DeepSpeed's `fixed_root` (`fixed_linear` for degree 1) with every field set.
+fn root(min: u64, max: u64, step: u64, total_curriculum_step: u64, degree: u32) -> ScheduleConfig {
+    if degree == 1 {
+        ScheduleConfig::FixedLinear(FixedLinear {
+            min,
+            max,
+            step,
+            total_curriculum_step,
+            total: None,
+            unit: ProgressUnit::Steps,
+        })
+    } else {
+        ScheduleConfig::FixedRoot(FixedRoot {
+            min,
+            max,
+            step,
+            total_curriculum_step,
+            root_degree: degree,
+            total: None,
+            unit: ProgressUnit::Steps,
+        })
+    }
 }
 
 #[test]
@@ -74,40 +96,39 @@ fn composer_division_by_zero_is_rejected_with_a_reason() {
 #[test]
 fn validation_names_the_field_and_value() {
     let cases: Vec<(ScheduleConfig, &str)> = vec![
-        (ScheduleConfig::linear(0, 64, 0.3, 10), "`min` = 0"),
-        (ScheduleConfig::linear(64, 8, 0.3, 10), "`max` = 8"),
+        (ScheduleConfig::linear(0, 64, 0.3, 10).into(), "`min` = 0"),
+        (ScheduleConfig::linear(64, 8, 0.3, 10).into(), "`max` = 8"),
         (
-            ScheduleConfig::linear(8, 64, 0.3, 10).with_step(0),
+            ScheduleConfig::linear(8, 64, 0.3, 10).with_step(0).into(),
             "`step` = 0",
         ),
-        (ScheduleConfig::linear(8, 64, 1.5, 10), "`duration` = 1.5"),
-        (ScheduleConfig::linear(8, 64, -0.1, 10), "`duration` = -0.1"),
         (
-            ScheduleConfig::linear(8, 64, f64::NAN, 10),
+            ScheduleConfig::linear(8, 64, 1.5, 10).into(),
+            "`duration` = 1.5",
+        ),
+        (
+            ScheduleConfig::linear(8, 64, -0.1, 10).into(),
+            "`duration` = -0.1",
+        ),
+        (
+            ScheduleConfig::linear(8, 64, f64::NAN, 10).into(),
             "`duration` = NaN",
         ),
         (ScheduleConfig::constant(0), "`max` = 0"),
         (
-            ScheduleConfig::new(ScheduleKind::FixedRoot)
-                .with_min(8)
-                .with_max(64)
-                .with_total_curriculum_step(10)
-                .with_root_degree(0),
+            ScheduleConfig::fixed_root(8, 64, 10, 0),
             "`root_degree` = 0",
         ),
         (
-            ScheduleConfig::new(ScheduleKind::FixedLinear)
-                .with_min(8)
-                .with_max(64)
-                .with_total_curriculum_step(0),
+            ScheduleConfig::fixed_linear(8, 64, 0),
             "`total_curriculum_step` = 0",
         ),
         (
-            ScheduleConfig::new(ScheduleKind::FixedDiscrete).with_discrete(vec![8, 16], vec![]),
+            ScheduleConfig::fixed_discrete(vec![8, 16], vec![]),
             "`max_step` = []",
         ),
         (
-            ScheduleConfig::new(ScheduleKind::FixedDiscrete).with_discrete(vec![16, 8], vec![5]),
+            ScheduleConfig::fixed_discrete(vec![16, 8], vec![5]),
             "non-decreasing",
         ),
     ];
@@ -119,30 +140,31 @@ fn validation_names_the_field_and_value() {
 
 #[test]
 fn missing_and_unused_fields_are_reported() {
-    let err = ScheduleConfig::new(ScheduleKind::Linear)
-        .with_min(8)
-        .with_max(64)
-        .with_total(10)
-        .build()
+    // Each kind takes exactly its fields: a missing one and one of another kind are named.
+    let err = toml::from_str::<ScheduleConfig>("kind = \"linear\"\nmin = 8\nmax = 64\ntotal = 10")
         .unwrap_err();
-    assert_eq!(
-        err,
-        ScheduleError::MissingField {
-            field: "duration",
-            kind: "linear"
-        }
+    assert!(
+        err.to_string().contains("missing field `duration`"),
+        "{err}"
     );
-    let err = ScheduleConfig::constant(64)
-        .with_root_degree(2)
-        .build()
+    let err = toml::from_str::<ScheduleConfig>("kind = \"constant\"\nmax = 64\nroot_degree = 2")
         .unwrap_err();
-    assert_eq!(
-        err,
-        ScheduleError::UnusedField {
-            field: "root_degree",
-            kind: "constant"
-        }
+    assert!(
+        err.to_string().contains("unknown field `root_degree`"),
+        "{err}"
     );
+    // `total` (the length of training) belongs to every kind.
+    let constant: ScheduleConfig =
+        toml::from_str("kind = \"constant\"\nmax = 64\ntotal = 10").unwrap();
+    assert_eq!(constant.total(), Some(10));
+    assert_eq!(constant, ScheduleConfig::constant(64).with_total(10));
+    assert!(ScheduleConfig::default_for(ScheduleKind::FixedDiscrete).is_none());
+    for kind in ScheduleKind::ALL {
+        if let Some(config) = ScheduleConfig::default_for(kind) {
+            assert_eq!(config.kind(), kind);
+            assert_eq!(config.build().unwrap().max_len(), 1024);
+        }
+    }
 }
 
 #[test]
@@ -169,7 +191,7 @@ fn config_round_trips_through_toml_and_json() {
         unit = "tokens"
     "#;
     let config: ScheduleConfig = toml::from_str(text).unwrap();
-    assert_eq!(config.unit, ProgressUnit::Tokens);
+    assert_eq!(config.unit(), ProgressUnit::Tokens);
     let schedule = config.build().unwrap();
     assert_eq!(schedule.seq_len_at(300), 1024);
     let json = serde_json::to_string(&config).unwrap();
@@ -206,11 +228,7 @@ fn a_billion_step_plan_has_few_change_points() {
     let points: Vec<_> = s.change_points().collect();
     assert_eq!(points.len(), 256);
     assert_eq!(points.last().unwrap().position, 300_000_000);
-    let s = ScheduleConfig::new(ScheduleKind::FixedRoot)
-        .with_min(8)
-        .with_max(4096)
-        .with_total_curriculum_step(1_000_000_000)
-        .with_root_degree(3)
+    let s = ScheduleConfig::fixed_root(8, 4096, 1_000_000_000, 3)
         .build()
         .unwrap();
     assert_eq!(s.change_points().last().unwrap().seq_len, 4096);
@@ -237,17 +255,7 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
                 composer(total, d, min, min + extra, step).build().ok()
             }),
         (ramp, 1u32..5).prop_filter_map("valid root", |((min, extra, step, _, total), deg)| {
-            let base = if deg == 1 {
-                ScheduleConfig::new(ScheduleKind::FixedLinear)
-            } else {
-                ScheduleConfig::new(ScheduleKind::FixedRoot).with_root_degree(deg)
-            };
-            base.with_min(min)
-                .with_max(min + extra)
-                .with_step(step)
-                .with_total_curriculum_step(total)
-                .build()
-                .ok()
+            root(min, min + extra, step, total, deg).build().ok()
         }),
         (
             proptest::collection::vec((1u64..500, 1u64..1000), 1..6),
@@ -263,8 +271,7 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
                     difficulty.push(d);
                     max_step.push(m);
                 }
-                ScheduleConfig::new(ScheduleKind::FixedDiscrete)
-                    .with_discrete(difficulty, max_step)
+                ScheduleConfig::fixed_discrete(difficulty, max_step)
                     .build()
                     .unwrap()
             }),
@@ -275,7 +282,7 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
 proptest! {
     #[test]
     fn length_is_within_bounds_and_non_decreasing(s in any_schedule(), probes in proptest::collection::vec(0u64..300_000, 1..64)) {
-        let max = s.config().max.unwrap_or(s.max_len());
+        let max = s.config().max().unwrap_or(s.max_len());
         let mut probes = probes;
         probes.sort_unstable();
         let mut last = 0;
@@ -295,10 +302,16 @@ proptest! {
         if end > 0 {
             prop_assert!(s.seq_len_at(end - 1) < s.max_len());
         }
-        if s.kind() == ScheduleKind::Linear || s.kind() == ScheduleKind::Constant {
-            prop_assert_eq!(Some(s.max_len()), s.config().max);
-            let warmup = s.config().total.map_or(0, |t| (t as f64 * s.config().duration.unwrap_or(0.0)) as u64);
-            prop_assert!(end <= warmup);
+        match s.config() {
+            ScheduleConfig::Linear(ramp) => {
+                prop_assert_eq!(s.max_len(), ramp.max);
+                prop_assert!(end <= (ramp.total as f64 * ramp.duration) as u64);
+            }
+            ScheduleConfig::Constant(constant) => {
+                prop_assert_eq!(s.max_len(), constant.max);
+                prop_assert_eq!(end, 0);
+            }
+            _ => {}
         }
     }
 

@@ -1,4 +1,4 @@
-//! The training loop: the loader runs ahead on its own tokio runtime, the model trains on
+//! The training loop: the loader reads ahead on the caller's tokio runtime, the model trains on
 //! this thread, and every logged step lands in `metrics.jsonl`.
 
 use std::fs::{File, OpenOptions};
@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use seqwarm_loader::{LoaderBuilder, LoaderError, LoaderState, Stats};
+use seqwarm_loader::{LoaderBuilder, LoaderState, Stats};
 use serde::{Deserialize, Serialize};
-use tch::Device;
-use tokio::sync::mpsc;
+use tokio::runtime::Handle;
 
 use crate::error::{Result, TorchContext, TrainerError, io_error};
 use crate::input::{ModelInput, batch_to_input};
@@ -32,15 +31,10 @@ pub struct RunOptions {
     pub warm_pass: Option<(i64, i64)>,
     /// Continue from `run_dir/checkpoint` when it exists.
     pub resume: bool,
-    /// Worker threads of the loader's runtime.
-    pub loader_threads: usize,
-    /// Batches the loader may run ahead of training.
-    pub queue: usize,
 }
 
 impl RunOptions {
-    /// Log every step, evaluate and checkpoint only at the end, warm pass off, 1 loader
-    /// thread, 4 batches ahead.
+    /// Log every step, evaluate and checkpoint only at the end, warm pass off.
     pub fn new(run_dir: impl Into<PathBuf>) -> Self {
         Self {
             run_dir: run_dir.into(),
@@ -49,8 +43,6 @@ impl RunOptions {
             checkpoint_every: None,
             warm_pass: None,
             resume: false,
-            loader_threads: 1,
-            queue: 4,
         }
     }
 }
@@ -103,82 +95,16 @@ pub struct RunSummary {
     pub records: Vec<StepRecord>,
 }
 
-enum Message {
-    Batch {
-        step: u64,
-        seq_len: usize,
-        tokens: u64,
-        input: ModelInput,
-        state: Option<Box<LoaderState>>,
-    },
-    End {
-        state: Box<LoaderState>,
-        stats: Stats,
-    },
-    Failed(LoaderError),
-    BadBatch(TrainerError),
-}
-
-fn spawn_loader(
-    runtime: &tokio::runtime::Runtime,
-    builder: LoaderBuilder,
-    queue: usize,
-    checkpoint_every: Option<u64>,
-) -> mpsc::Receiver<Message> {
-    let (tx, rx) = mpsc::channel(queue.max(1));
-    runtime.spawn(async move {
-        let mut loader = match builder.build().await {
-            Ok(loader) => loader,
-            Err(e) => {
-                let _ = tx.send(Message::Failed(e)).await;
-                return;
-            }
-        };
-        while let Some(item) = loader.next().await {
-            let batch = match item {
-                Ok(batch) => batch,
-                Err(e) => {
-                    let _ = tx.send(Message::Failed(e)).await;
-                    return;
-                }
-            };
-            // The host-side tensor is built here, off the training thread.
-            let input = match batch_to_input(batch.step, &batch.batch, Device::Cpu) {
-                Ok(input) => input,
-                Err(e) => {
-                    let _ = tx.send(Message::BadBatch(e)).await;
-                    return;
-                }
-            };
-            let state = checkpoint_every
-                .filter(|&every| (batch.step + 1) % every.max(1) == 0)
-                .map(|_| Box::new(loader.state()));
-            let message = Message::Batch {
-                step: batch.step,
-                seq_len: batch.seq_len,
-                tokens: batch.tokens,
-                input,
-                state,
-            };
-            if tx.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = tx
-            .send(Message::End {
-                state: Box::new(loader.state()),
-                stats: loader.stats(),
-            })
-            .await;
-    });
-    rx
-}
-
 /// Trains `trainer` on the batches of `loader` until the loader ends (its step, token or
 /// epoch limit), writing `metrics.jsonl` and checkpoints under `options.run_dir`.
 /// `on_record` sees every metrics line as it is written (for progress display).
+///
+/// The loader is built on `runtime` and reads ahead on its threads (give a multi-thread
+/// runtime, so that reading goes on while the model trains); this thread waits on it only
+/// when no batch is ready. Call it from outside the runtime.
 pub fn run(
     trainer: &mut Trainer,
+    runtime: &Handle,
     mut loader: LoaderBuilder,
     eval: &[ModelInput],
     options: &RunOptions,
@@ -192,8 +118,8 @@ pub fn run(
     let resuming = options.resume && checkpoint_dir.join("meta.json").exists();
     if resuming {
         let meta = trainer.load_checkpoint(&checkpoint_dir)?;
-        let state: LoaderState =
-            serde_json::from_value(meta.loader_state).map_err(|e| TrainerError::Checkpoint {
+        let state =
+            LoaderState::from_value(meta.loader_state).map_err(|e| TrainerError::Checkpoint {
                 path: checkpoint_dir.join("meta.json").display().to_string(),
                 reason: format!("loader state: {e}"),
             })?;
@@ -224,13 +150,7 @@ pub fn run(
         None => None,
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.loader_threads.max(1))
-        .thread_name("seqwarm-loader")
-        .enable_all()
-        .build()
-        .map_err(io_error(dir))?;
-    let mut rx = spawn_loader(&runtime, loader, options.queue, options.checkpoint_every);
+    let mut stream = runtime.block_on(loader.with_runtime(runtime.clone()).build())?;
 
     let device = trainer.device();
     // Held-out batches may have been read on the host; they move to the device once.
@@ -248,26 +168,14 @@ pub fn run(
     let mut clock = TrainingClock::new(elapsed_before);
     let mut elapsed_at_record = elapsed_before;
     let mut steps_since_record = 0u64;
-    let (last_state, loader_stats) = loop {
-        let Some(message) = rx.blocking_recv() else {
-            return Err(TrainerError::Config {
-                field: "loader",
-                reason: "the loader task stopped without a reason".into(),
-            });
-        };
-        let (step, seq_len, batch_tokens, input, state) = match message {
-            Message::Batch {
-                step,
-                seq_len,
-                tokens,
-                input,
-                state,
-            } => (step, seq_len, tokens, input, state),
-            Message::End { state, stats } => break (*state, stats),
-            Message::Failed(e) => return Err(e.into()),
-            Message::BadBatch(e) => return Err(e),
-        };
-        let input = input.to_device(step, device)?;
+    while let Some(batch) = runtime.block_on(stream.next()) {
+        let batch = batch?;
+        let (step, seq_len, batch_tokens) = (batch.step, batch.seq_len, batch.tokens);
+        let input = batch_to_input(step, &batch.batch, device)?;
+        let state = options
+            .checkpoint_every
+            .filter(|&every| (step + 1) % every.max(1) == 0)
+            .map(|_| stream.state());
         let (rows, _) = input.shape();
         let (loss, norm, lr) = trainer.train_step(&input, tokens)?;
         tokens += batch_tokens;
@@ -339,7 +247,8 @@ pub fn run(
             })?;
             written = records.len();
         }
-    };
+    }
+    let (last_state, loader_stats) = (stream.state(), stream.stats());
     let elapsed_s = clock.elapsed();
     let mut evaluated_late = false;
     if options.eval_every.is_some() && !eval.is_empty() {

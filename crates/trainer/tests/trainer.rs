@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, OutputLayout, ShardWriter, WarmupConfig};
+use seqwarm_format::{OutputLayout, ShardWriter};
+use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
 use seqwarm_schedule::ScheduleConfig;
 use seqwarm_trainer::tch::{Device, Kind, Tensor};
 use seqwarm_trainer::{
@@ -246,6 +247,12 @@ fn write_shards(dir: &Path, shards: usize, docs_per_shard: usize) {
     }
 }
 
+/// The runtime the loader reads ahead on (its threads outlive the call through the handle).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
+}
+
 fn loader(dir: &Path, steps: u64) -> LoaderBuilder {
     let schedule = ScheduleConfig::linear(16, 64, 0.5, steps)
         .with_step(16)
@@ -284,9 +291,16 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
     options.eval_every = Some(6);
     let mut seen = 0;
     let eval = vec![batch_to_input(0, &counting_batch(1, 2, 64), Device::Cpu).unwrap()];
-    let summary = run(&mut full, loader(&data, steps), &eval, &options, |_| {
-        seen += 1;
-    })
+    let summary = run(
+        &mut full,
+        runtime().handle(),
+        loader(&data, steps),
+        &eval,
+        &options,
+        |_| {
+            seen += 1;
+        },
+    )
     .unwrap();
     assert_eq!(summary.steps, steps);
     assert_eq!(seen, steps as usize);
@@ -314,6 +328,7 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
     options.checkpoint_every = Some(3);
     run(
         &mut first,
+        runtime().handle(),
         loader(&data, steps).with_max_steps(Some(6)),
         &[],
         &options,
@@ -323,7 +338,15 @@ fn trains_from_parquet_through_the_stream_and_resumes_exactly() {
     drop(first);
     let mut resumed = cpu_trainer(trainer_config());
     options.resume = true;
-    let summary = run(&mut resumed, loader(&data, steps), &[], &options, |_| {}).unwrap();
+    let summary = run(
+        &mut resumed,
+        runtime().handle(),
+        loader(&data, steps),
+        &[],
+        &options,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(summary.steps, 6);
     let records_resumed = read_metrics(&part_dir.join("metrics.jsonl"));
     let steps_logged: Vec<u64> = records_resumed.iter().map(|r| r.step).collect();
@@ -357,16 +380,22 @@ fn packed_batches_train_with_their_positions_and_segments() {
         .build()
         .unwrap();
     let warmup = WarmupConfig::new(schedule)
-        .with_mode(Mode::Pack {
-            strategy: seqwarm_batcher::PackStrategy::Greedy,
-        })
+        .with_mode(Mode::PackGreedy)
         .with_batch_size(BatchSize::Rows(4))
         .with_eos_id(Some(96));
     let builder = LoaderBuilder::new([data.display().to_string()], warmup)
         .with_max_steps(Some(4))
         .with_vocab_size(Some(97));
     let mut trainer = cpu_trainer(TrainerConfig::new(tiny(Positions::Alibi), 10_000));
-    let summary = run(&mut trainer, builder, &[], &RunOptions::new(&dir), |_| {}).unwrap();
+    let summary = run(
+        &mut trainer,
+        runtime().handle(),
+        builder,
+        &[],
+        &RunOptions::new(&dir),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(summary.steps, 4);
     assert!(summary.final_loss.is_some_and(f64::is_finite));
 }
@@ -379,6 +408,7 @@ fn a_checkpoint_for_another_model_is_refused_by_name() {
     let mut trainer = cpu_trainer(TrainerConfig::new(tiny(Positions::Learned), 10_000));
     run(
         &mut trainer,
+        runtime().handle(),
         loader(&data, 2),
         &[],
         &RunOptions::new(&dir),
@@ -389,7 +419,15 @@ fn a_checkpoint_for_another_model_is_refused_by_name() {
     let mut trainer = cpu_trainer(TrainerConfig::new(other, 10_000));
     let mut options = RunOptions::new(&dir);
     options.resume = true;
-    let err = run(&mut trainer, loader(&data, 2), &[], &options, |_| {}).unwrap_err();
+    let err = run(
+        &mut trainer,
+        runtime().handle(),
+        loader(&data, 2),
+        &[],
+        &options,
+        |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, TrainerError::Checkpoint { .. }), "{err}");
     assert!(err.to_string().contains("meta.json"), "{err}");
 }

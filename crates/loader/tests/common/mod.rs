@@ -65,9 +65,9 @@ pub fn write_rows(path: &Path, docs: &[Vec<i32>], rows_per_group: usize) {
 /// in the footer, row groups of whole documents (about `tokens_per_group` tokens).
 pub fn write_flat(path: &Path, docs: &[Vec<i32>], tokens_per_group: usize) {
     let file = std::fs::File::create(path).unwrap();
-    let mut writer = seqwarm_loader::ShardWriter::new(
+    let mut writer = seqwarm_format::ShardWriter::new(
         file,
-        seqwarm_loader::OutputLayout::Flat,
+        seqwarm_format::OutputLayout::Flat,
         tokens_per_group,
         &path.display().to_string(),
     )

@@ -1,4 +1,5 @@
-//! Writing token shards in either layout (used by `seqwarm preprocess`, tests and benches).
+//! Writing token shards in either layout (used by `seqwarm preprocess`, the demo corpus, tests
+//! and benches).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{LoaderError, Result};
-use crate::format::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_document_lengths};
+use crate::error::FormatError;
+use crate::flat::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_document_lengths};
+
+type Result<T> = std::result::Result<T, FormatError>;
 
 /// Which layout a [`ShardWriter`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,6 +39,48 @@ pub enum ShardEncoding {
     /// PLAIN and uncompressed (flat layout): 4 bytes per token on disk, and read straight into
     /// token buffers without Arrow's decoder (`docs/formats.md`).
     Plain,
+}
+
+impl std::fmt::Display for OutputLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flat => "flat",
+            Self::Rows => "rows",
+        })
+    }
+}
+
+impl std::fmt::Display for ShardEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Zstd => "zstd",
+            Self::Plain => "plain",
+        })
+    }
+}
+
+impl std::str::FromStr for OutputLayout {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "flat" => Ok(Self::Flat),
+            "rows" => Ok(Self::Rows),
+            other => Err(format!("unknown layout `{other}`; expected flat or rows")),
+        }
+    }
+}
+
+impl std::str::FromStr for ShardEncoding {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "zstd" => Ok(Self::Zstd),
+            "plain" => Ok(Self::Plain),
+            other => Err(format!(
+                "unknown encoding `{other}`; expected zstd or plain"
+            )),
+        }
+    }
 }
 
 /// What a finished shard holds.
@@ -63,10 +108,10 @@ pub struct ShardWriter<W: Write + Send> {
     file: String,
 }
 
-fn write_error(file: &str, e: impl std::fmt::Display) -> LoaderError {
-    LoaderError::Location {
-        location: file.into(),
-        reason: format!("cannot write shard: {e}"),
+fn write_error(file: &str, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Write {
+        file: file.into(),
+        reason: e.to_string(),
     }
 }
 

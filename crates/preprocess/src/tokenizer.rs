@@ -1,11 +1,10 @@
-//! Tokenizers for `seqwarm preprocess`: the BPE encodings `tiktoken-rs` ships (no download at
-//! run time) and a byte-level one.
+//! Tokenizers: the BPE encodings `tiktoken-rs` ships (no download at run time) and a
+//! byte-level one.
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 /// A tokenizer by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tokenizer {
     /// GPT-2's BPE (`r50k_base`), 50 257 ids, EOS 50256.
@@ -23,6 +22,28 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
+    /// Every tokenizer, in documentation order.
+    pub const ALL: [Tokenizer; 6] = [
+        Self::Gpt2,
+        Self::R50kBase,
+        Self::P50kBase,
+        Self::Cl100kBase,
+        Self::O200kBase,
+        Self::Bytes,
+    ];
+
+    /// The name on the command line and in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2",
+            Self::R50kBase => "r50k_base",
+            Self::P50kBase => "p50k_base",
+            Self::Cl100kBase => "cl100k_base",
+            Self::O200kBase => "o200k_base",
+            Self::Bytes => "bytes",
+        }
+    }
+
     /// The end-of-text id.
     pub fn eos_id(self) -> i32 {
         match self {
@@ -58,6 +79,30 @@ impl Tokenizer {
             .into_iter()
             .map(|r| r as i32)
             .collect()
+    }
+}
+
+impl std::str::FromStr for Tokenizer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The command line has spelled them with dashes too.
+        let wanted = s.replace('-', "_");
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|t| t.name()).collect();
+                format!(
+                    "unknown tokenizer `{s}`; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

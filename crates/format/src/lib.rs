@@ -1,0 +1,20 @@
+//! seqwarm's token shard formats, and writing them.
+//!
+//! - [`flat`]: the flat layout (one token per row, document boundaries in the footer) and its
+//!   document-length encoding, which the loader reads.
+//! - [`ShardWriter`]: writes documents into a shard in either layout (`preprocess`, the demo
+//!   corpus, tests and benchmarks).
+//! - [`paths`]: local files, directories and globs expanded in a stable order (the loader's
+//!   local shards, the preprocessor's inputs).
+//!
+//! See `docs/formats.md`.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod flat;
+pub mod paths;
+mod writer;
+
+pub use error::FormatError;
+pub use writer::{OutputLayout, ShardEncoding, ShardSummary, ShardWriter};

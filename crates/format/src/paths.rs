@@ -1,0 +1,97 @@
+//! Local files, directories and globs, expanded into a sorted list of files.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::FormatError;
+
+fn location_error(location: &str, reason: impl std::fmt::Display) -> FormatError {
+    FormatError::Location {
+        location: location.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether a location is a glob pattern rather than a path.
+pub fn is_glob(location: &str) -> bool {
+    location.contains(['*', '?', '['])
+}
+
+/// The files at `location`, sorted: a file itself; a directory's files for which `keep` holds
+/// (not its subdirectories); or the files a glob matches. Blocking file-system calls: async
+/// callers run it on a blocking thread.
+pub fn expand(location: &str, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, FormatError> {
+    let mut files: Vec<PathBuf> = if is_glob(location) {
+        glob::glob(location)
+            .map_err(|e| location_error(location, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| location_error(location, e))?
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        let path = Path::new(location);
+        let meta = std::fs::metadata(path).map_err(|e| location_error(location, e))?;
+        if meta.is_dir() {
+            std::fs::read_dir(path)
+                .map_err(|e| location_error(location, e))?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| location_error(location, e))?
+                .into_iter()
+                .filter(|p| p.is_file() && keep(p))
+                .collect()
+        } else {
+            vec![path.to_path_buf()]
+        }
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// Whether `path` has the `.parquet` extension (any case).
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{expand, is_parquet};
+
+    #[test]
+    fn files_directories_and_globs() {
+        let dir = std::env::temp_dir().join(format!("seqwarm-paths-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for name in ["b.parquet", "a.parquet", "notes.txt", "sub/c.parquet"] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let names = |files: Vec<std::path::PathBuf>| -> Vec<String> {
+            files
+                .iter()
+                .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+                .collect()
+        };
+        let d = dir.display().to_string();
+        assert_eq!(
+            names(expand(&d, is_parquet).unwrap()),
+            ["a.parquet", "b.parquet"]
+        );
+        assert_eq!(
+            names(expand(&d, |_| true).unwrap()),
+            ["a.parquet", "b.parquet", "notes.txt"]
+        );
+        assert_eq!(
+            names(expand(&format!("{d}/*/*.parquet"), is_parquet).unwrap()),
+            ["sub/c.parquet"]
+        );
+        assert_eq!(
+            names(expand(&format!("{d}/notes.txt"), is_parquet).unwrap()),
+            ["notes.txt"]
+        );
+        let missing = expand(&format!("{d}/nope"), is_parquet)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

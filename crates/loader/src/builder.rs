@@ -1,0 +1,300 @@
+//! [`LoaderBuilder`]: a [`LoaderConfig`] plus what only code can give (a runtime, object
+//! stores, a checkpoint), then `build()`.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use seqwarm_batcher::DType;
+use seqwarm_stage::{EpochPlan, WarmupConfig, WarmupCore};
+use tokio::runtime::Handle;
+
+use crate::catalog::{BadShardPolicy, FooterReads, build_catalog};
+use crate::config::LoaderConfig;
+use crate::error::{LoaderError, Result};
+use crate::layout::{DecodeOptions, ShardLayout};
+use crate::loader::{IoRuntime, Loader};
+use crate::prefetch::Prefetch;
+use crate::read::ReadSettings;
+use crate::retry::RetryPolicy;
+use crate::source::list_shards;
+use crate::state::{DataIdentity, LoaderState};
+use crate::stores::Stores;
+
+/// Configures and builds a [`Loader`].
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use seqwarm_format::{OutputLayout, ShardWriter};
+/// use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
+/// use seqwarm_schedule::ScheduleConfig;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // A directory with one shard of 200 documents.
+/// let dir = std::env::temp_dir().join(format!("seqwarm-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let file = std::fs::File::create(dir.join("shard-0.parquet")).unwrap();
+/// let mut writer = ShardWriter::new(file, OutputLayout::Flat, 4096, "shard-0").unwrap();
+/// for doc in 0..200 {
+///     writer.write_document(&vec![doc; 100]).unwrap();
+/// }
+/// writer.finish().unwrap();
+///
+/// let schedule = ScheduleConfig::linear(16, 128, 0.5, 40).with_step(16);
+/// let warmup = WarmupConfig::new(schedule)
+///     .with_mode(Mode::Repack)
+///     .with_batch_size(BatchSize::Tokens(512));
+/// let mut loader = LoaderBuilder::new([dir.display().to_string()], warmup)
+///     .with_seed(17)
+///     .build()
+///     .await?;
+/// let first = loader.next().await.unwrap()?;
+/// assert_eq!((first.seq_len, first.batch.rows()), (16, 32)); // 512 tokens at length 16
+/// while let Some(batch) = loader.next().await {
+///     let batch = batch?;
+///     assert_eq!(batch.batch.seq_len(), batch.seq_len);
+/// }
+/// assert_eq!(loader.stats().documents, 200);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), seqwarm_loader::LoaderError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct LoaderBuilder {
+    locations: Vec<String>,
+    config: LoaderConfig,
+    runtime: Option<Handle>,
+    stores: Stores,
+    state: Option<LoaderState>,
+}
+
+impl LoaderBuilder {
+    /// Shards from these locations (files, directories, globs or object-store URLs), through
+    /// this warmup stage, every other setting at its default.
+    pub fn new<I, S>(locations: I, warmup: WarmupConfig) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::from_config(locations, LoaderConfig::new(warmup))
+    }
+
+    /// Shards from these locations with every setting from `config`.
+    pub fn from_config<I, S>(locations: I, config: LoaderConfig) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            locations: locations.into_iter().map(Into::into).collect(),
+            config,
+            runtime: None,
+            stores: Stores::default(),
+            state: None,
+        }
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Layout and column names.
+    #[must_use]
+    pub fn with_layout(mut self, layout: ShardLayout) -> Self {
+        self.config.layout = layout;
+        self
+    }
+    /// Seed of the shard order (and of the document shuffle, unless it has its own).
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.config.epochs = self.config.epochs.with_seed(seed);
+        self
+    }
+    /// This process's rank and the number of ranks.
+    #[must_use]
+    pub fn with_rank(mut self, rank: usize, world_size: usize) -> Self {
+        self.config.epochs = self.config.epochs.with_rank(rank, world_size);
+        self
+    }
+    /// Read-ahead settings.
+    #[must_use]
+    pub fn with_prefetch(mut self, prefetch: Prefetch) -> Self {
+        self.config.prefetch = prefetch;
+        self
+    }
+    /// Shuffle the row-group order each epoch (default true).
+    #[must_use]
+    pub fn with_shuffle_units(mut self, shuffle: bool) -> Self {
+        self.config.epochs = self.config.epochs.with_shuffle_units(shuffle);
+        self
+    }
+    /// Epochs to run; `None` runs until another end condition.
+    #[must_use]
+    pub fn with_epochs(mut self, epochs: Option<u64>) -> Self {
+        self.config.epochs = self.config.epochs.with_epochs(epochs.unwrap_or(0));
+        self
+    }
+    /// Stop after this many batches in total.
+    #[must_use]
+    pub fn with_max_steps(mut self, steps: Option<u64>) -> Self {
+        self.config.epochs = self.config.epochs.with_max_steps(steps);
+        self
+    }
+    /// Stop once this many tokens have been emitted in total.
+    #[must_use]
+    pub fn with_max_tokens(mut self, tokens: Option<u64>) -> Self {
+        self.config.epochs = self.config.epochs.with_max_tokens(tokens);
+        self
+    }
+    /// Reject token ids outside `[0, vocab_size)`.
+    #[must_use]
+    pub fn with_vocab_size(mut self, vocab_size: Option<u64>) -> Self {
+        self.config.vocab_size = vocab_size;
+        self
+    }
+    /// What to do with unreadable shards.
+    #[must_use]
+    pub fn with_bad_shard_policy(mut self, policy: BadShardPolicy) -> Self {
+        self.config.on_error = policy;
+        self
+    }
+    /// Object-store retries.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.config.retry = retry;
+        self
+    }
+    /// Token dtype of the emitted batches (default i32).
+    #[must_use]
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.config.dtype = dtype;
+        self
+    }
+    /// Threads of the I/O runtime the loader starts for object-store shards when no runtime is
+    /// given.
+    #[must_use]
+    pub fn with_io_threads(mut self, threads: usize) -> Self {
+        self.config.io_threads = threads;
+        self
+    }
+    /// Continue from a checkpoint.
+    #[must_use]
+    pub fn with_state(mut self, state: LoaderState) -> Self {
+        self.state = Some(state);
+        self
+    }
+    /// Runs everything (decoding, blocking local reads, object-store requests) on this runtime;
+    /// the loader then starts none of its own. Without it, the loader uses the runtime `build`
+    /// runs on, and starts an I/O runtime only when some shard is in an object store.
+    #[must_use]
+    pub fn with_runtime(mut self, runtime: Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+    /// Reads URLs with `prefix`'s scheme and authority (`s3://bucket`) from `store`, instead
+    /// of a store built from the environment. The object path is the URL's path.
+    pub fn with_object_store(mut self, prefix: &str, store: Arc<dyn ObjectStore>) -> Result<Self> {
+        self.stores.insert(prefix, store)?;
+        Ok(self)
+    }
+
+    /// Lists the shards, reads their footers, checks layouts and the checkpoint, and builds
+    /// the loader.
+    pub async fn build(self) -> Result<Loader> {
+        if self.locations.is_empty() {
+            return Err(LoaderError::Config {
+                field: "shards",
+                reason: "no shard locations given".into(),
+            });
+        }
+        let config = self.config;
+        let seed = config.epochs.seed();
+        let warmup = config
+            .warmup
+            .clone()
+            .with_default_shuffle_seed(seed)
+            .build()?;
+        let runtime = match self.runtime.clone() {
+            Some(handle) => handle,
+            None => Handle::try_current().map_err(|e| LoaderError::Config {
+                field: "runtime",
+                reason: format!(
+                    "build() runs outside a tokio runtime and none was given with with_runtime: {e}"
+                ),
+            })?,
+        };
+        let files = list_shards(&self.locations, config.retry, &self.stores, &runtime).await?;
+        let remote = files.iter().any(|f| f.local_path().is_none());
+        let io = match (&self.runtime, remote) {
+            (None, true) => IoRuntime::start(config.io_threads.max(1))?,
+            _ => IoRuntime::borrowed(runtime.clone()),
+        };
+        let catalog = build_catalog(
+            files,
+            &FooterReads {
+                layout: &config.layout,
+                policy: config.on_error,
+                retry: config.retry,
+                runtime: &runtime,
+                io: &io.handle(),
+                concurrency: config.prefetch.concurrency.max(4),
+            },
+        )
+        .await?;
+        let core = WarmupCore::new(warmup);
+        let units = catalog.unit_infos();
+        let fingerprint = config.fingerprint();
+        let data = DataIdentity::of(catalog.files());
+        let plan = match &self.state {
+            Some(state) => {
+                state.check(&fingerprint, &data)?;
+                EpochPlan::resume(units, config.epochs.clone(), core, state.plan())?
+            }
+            None => EpochPlan::new(units, config.epochs.clone(), core)?,
+        };
+        let read = ReadSettings {
+            decode: DecodeOptions {
+                dtype: config.dtype,
+                vocab_size: config.vocab_size,
+                signed: false,
+            },
+            retry: config.retry,
+            runtime,
+            io: io.handle(),
+        };
+        Ok(Loader::new(
+            Arc::new(catalog),
+            plan,
+            read,
+            &config,
+            io,
+            data,
+        ))
+    }
+}
+
+/// A lower bound on the tokens in the shards at `locations`, from their footers alone (for
+/// sizing a schedule to one epoch before building a loader).
+pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Result<u64> {
+    let runtime = Handle::current();
+    let retry = RetryPolicy::default();
+    let files = list_shards(locations, retry, &Stores::default(), &runtime).await?;
+    let io = if files.iter().any(|f| f.local_path().is_none()) {
+        IoRuntime::start(1)?
+    } else {
+        IoRuntime::borrowed(runtime.clone())
+    };
+    let catalog = build_catalog(
+        files,
+        &FooterReads {
+            layout,
+            policy: BadShardPolicy::Fail,
+            retry,
+            runtime: &runtime,
+            io: &io.handle(),
+            concurrency: 4,
+        },
+    )
+    .await?;
+    Ok(catalog.tokens_lower_bound())
+}

@@ -1,0 +1,182 @@
+//! Byte ranges of a shard, from wherever it is: the only I/O of the read path. Parquet's push
+//! decoders (footer and row groups) say which ranges they need; this fetches them.
+//!
+//! - Local files: positioned reads into buffers that are not zeroed first, on the calling
+//!   thread. The loader only calls them on blocking threads (one hand-off per row group, not per
+//!   read), so executor threads never wait on the file system.
+//! - Object stores: `get_ranges` with retries, on the I/O runtime, so that a busy decoder never
+//!   starves the connections.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tokio::runtime::Handle;
+
+use crate::error::{LoaderError, Result};
+use crate::retry::RetryPolicy;
+use crate::source::{Place, ShardFile};
+
+/// A shard opened for reading.
+pub(crate) enum Fetcher {
+    /// A local file, opened on first read.
+    Local {
+        path: std::path::PathBuf,
+        file: Option<std::fs::File>,
+    },
+    /// An object in a store.
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        retry: RetryPolicy,
+        io: Handle,
+    },
+}
+
+impl Fetcher {
+    pub(crate) fn new(shard: &ShardFile, retry: RetryPolicy, io: &Handle) -> Self {
+        match &shard.place {
+            Place::Local(path) => Self::Local {
+                path: path.clone(),
+                file: None,
+            },
+            Place::Store { store, path } => Self::Remote {
+                store: Arc::clone(store),
+                path: path.clone(),
+                retry,
+                io: io.clone(),
+            },
+        }
+    }
+
+    /// Whether reads complete without waiting (local files): such a shard is read and decoded
+    /// on a blocking thread.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self, Self::Local { .. })
+    }
+
+    /// The bytes of each range.
+    pub(crate) async fn ranges(
+        &mut self,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        match self {
+            Self::Local { .. } => ranges.iter().map(|r| self.local(r.clone(), None)).collect(),
+            Self::Remote {
+                store,
+                path,
+                retry,
+                io,
+            } => {
+                let (store, path, retry, ranges) =
+                    (Arc::clone(store), path.clone(), *retry, ranges.to_vec());
+                io.spawn(async move {
+                    let what = path.to_string();
+                    retry.run(&what, || store.get_ranges(&path, &ranges)).await
+                })
+                .await
+                .map_err(|e| generic("io", e))?
+            }
+        }
+    }
+
+    /// The bytes of `range`; for a local file placed so that byte `align_at` of the range lands
+    /// on a 4-byte boundary (a PLAIN page's values can then be used in place, not copied).
+    /// Other stores return what they fetched, and the caller copies if it must.
+    pub(crate) async fn aligned(
+        &mut self,
+        range: Range<u64>,
+        align_at: Option<usize>,
+    ) -> object_store::Result<Bytes> {
+        if self.is_local() {
+            return self.local(range, align_at);
+        }
+        let mut all = self.ranges(std::slice::from_ref(&range)).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    fn local(&mut self, range: Range<u64>, align_at: Option<usize>) -> object_store::Result<Bytes> {
+        use std::io::{Read, Seek};
+        let Self::Local { path, file } = self else {
+            return Err(generic("local", "not a local file"));
+        };
+        let io_error = |e: std::io::Error| {
+            let display = path.display().to_string();
+            // Same errors as object_store's, so that callers classify them alike.
+            if e.kind() == std::io::ErrorKind::NotFound {
+                object_store::Error::NotFound {
+                    path: display,
+                    source: Box::new(e),
+                }
+            } else {
+                generic("LocalFileSystem", format!("{display}: {e}"))
+            }
+        };
+        if file.is_none() {
+            *file = Some(std::fs::File::open(&*path).map_err(io_error)?);
+        }
+        let Some(handle) = file.as_ref() else {
+            return Err(generic("local", "file not open"));
+        };
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| generic("local", "range too large"))?;
+        // `read_to_end` fills spare capacity without zeroing it first (a zeroed buffer cost a
+        // memset per row group the size of the column chunk).
+        let mut buffer = Vec::with_capacity(len + 3);
+        let pad = align_at.map_or(0, |at| (4 - (buffer.as_ptr() as usize + at) % 4) % 4);
+        buffer.resize(pad, 0);
+        let mut handle: &std::fs::File = handle;
+        handle
+            .seek(std::io::SeekFrom::Start(range.start))
+            .and_then(|_| handle.take(len as u64).read_to_end(&mut buffer))
+            .map_err(io_error)?;
+        if buffer.len() - pad != len {
+            return Err(io_error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read {} of {len} bytes at {}",
+                    buffer.len() - pad,
+                    range.start
+                ),
+            )));
+        }
+        Ok(Bytes::from(buffer).slice(pad..))
+    }
+}
+
+/// Runs `work`, whose I/O is local file reads that never wait, to completion on a blocking
+/// thread of `runtime`: one hand-off for the whole unit (or footer), and no file-system call on
+/// an executor thread. `what` names it in errors.
+pub(crate) async fn on_blocking_thread<T, F>(runtime: &Handle, what: &str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let what = what.to_string();
+    let stalled = what.clone();
+    runtime
+        .spawn_blocking(move || {
+            work.now_or_never().unwrap_or_else(|| {
+                Err(LoaderError::Location {
+                    location: stalled,
+                    reason: "a local read waited on something other than the file".into(),
+                })
+            })
+        })
+        .await
+        .map_err(|e| LoaderError::Location {
+            location: what,
+            reason: format!("the reading thread failed: {e}"),
+        })?
+}
+
+fn generic(store: &'static str, e: impl std::fmt::Display) -> object_store::Error {
+    object_store::Error::Generic {
+        store,
+        source: e.to_string().into(),
+    }
+}

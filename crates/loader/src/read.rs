@@ -1,0 +1,180 @@
+//! Reading one work unit (a row group) into documents: parquet's push decoder says which byte
+//! ranges it needs, [`Fetcher`] fetches them, and the decoded batch becomes [`Documents`]. A
+//! flat PLAIN column takes the fast path (`plain.rs`) instead.
+
+use std::sync::Arc;
+
+use parquet::DecodeResult;
+use parquet::arrow::push_decoder::ParquetPushDecoderBuilder;
+use parquet::errors::ParquetError;
+use seqwarm_stage::Documents;
+use tokio::runtime::Handle;
+
+use crate::catalog::{Catalog, Shard, Unit};
+use crate::error::{LoaderError, Result};
+use crate::fetch::{Fetcher, on_blocking_thread};
+use crate::layout::{DecodeOptions, Place, decode, offsets_from_lengths};
+use crate::plain;
+use crate::retry::RetryPolicy;
+
+/// How units are read.
+#[derive(Clone)]
+pub(crate) struct ReadSettings {
+    pub decode: DecodeOptions,
+    pub retry: RetryPolicy,
+    /// Runs decoding (remote shards) and the blocking reads of local ones.
+    pub runtime: Handle,
+    /// Runs object-store requests.
+    pub io: Handle,
+}
+
+/// Reads and decodes unit `unit` of `catalog`: local shards on a blocking thread, remote ones
+/// on the runtime (their requests on the I/O runtime).
+pub(crate) async fn read_unit(
+    catalog: Arc<Catalog>,
+    unit: usize,
+    settings: &ReadSettings,
+) -> Result<Vec<Documents>> {
+    let Some(u) = catalog.units.get(unit) else {
+        return Err(LoaderError::Config {
+            field: "unit",
+            reason: format!("no unit {unit} in a catalog of {}", catalog.units.len()),
+        });
+    };
+    let shard = &catalog.shards[u.shard];
+    let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);
+    if !fetcher.is_local() {
+        return read_now(&catalog, unit, fetcher, settings).await;
+    }
+    let display = format!("{} row group {}", shard.file.display, u.row_group);
+    let runtime = settings.runtime.clone();
+    let settings = settings.clone();
+    let read = async move { read_now(&catalog, unit, fetcher, &settings).await };
+    on_blocking_thread(&runtime, &display, read).await
+}
+
+/// A failure fetching a unit's bytes (a shard deleted mid-run, a network error that outlived
+/// the retries).
+fn io_error(shard: &Shard, unit: &Unit) -> impl Fn(object_store::Error) -> LoaderError {
+    let file = format!("{} row group {}", shard.file.display, unit.row_group);
+    move |source| LoaderError::Io {
+        file: file.clone(),
+        source,
+    }
+}
+
+/// Bytes that do not decode.
+fn decode_error(shard: &Shard, unit: &Unit) -> impl Fn(ParquetError) -> LoaderError {
+    let (file, row_group, column) = (
+        shard.file.display.clone(),
+        unit.row_group,
+        shard.layout.token_column.clone(),
+    );
+    move |source| LoaderError::Decode {
+        file: file.clone(),
+        row_group,
+        column: column.clone(),
+        source,
+    }
+}
+
+async fn read_now(
+    catalog: &Catalog,
+    unit: usize,
+    mut fetcher: Fetcher,
+    settings: &ReadSettings,
+) -> Result<Vec<Documents>> {
+    let u = &catalog.units[unit];
+    let shard = &catalog.shards[u.shard];
+    if let Some(documents) = read_plain(shard, u, &mut fetcher, settings).await? {
+        return Ok(vec![documents]);
+    }
+    let (io, undecodable) = (io_error(shard, u), decode_error(shard, u));
+    let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(shard.metadata.clone())
+        .with_row_groups(vec![u.row_group])
+        .with_projection(shard.projection.clone())
+        // One record batch per row group: whole documents, no stitching.
+        .with_batch_size(u.rows.max(1))
+        .build()
+        .map_err(&undecodable)?;
+    let place = Place {
+        file: &shard.file.display,
+        row_group: u.row_group,
+    };
+    let mut out = Vec::new();
+    loop {
+        match decoder.try_decode().map_err(&undecodable)? {
+            DecodeResult::NeedsData(ranges) => {
+                let data = fetcher.ranges(&ranges).await.map_err(&io)?;
+                decoder.push_ranges(ranges, data).map_err(&undecodable)?;
+            }
+            DecodeResult::Data(batch) => out.push(decode(
+                &place,
+                &batch,
+                &shard.layout,
+                u.document_lengths.as_deref(),
+                settings.decode,
+            )?),
+            DecodeResult::Finished => return Ok(out),
+        }
+    }
+}
+
+/// The flat layout's fast path (`plain.rs`): `None` when the row group does not qualify (not
+/// flat-v1, not PLAIN INT32, a vocabulary check asked for) or turns out not to, and the
+/// general reader takes over.
+async fn read_plain(
+    shard: &Shard,
+    unit: &Unit,
+    fetcher: &mut Fetcher,
+    settings: &ReadSettings,
+) -> Result<Option<Documents>> {
+    let (Some(lengths), true, None) = (
+        &unit.document_lengths,
+        shard.layout.flat,
+        settings.decode.vocab_size,
+    ) else {
+        return Ok(None);
+    };
+    let schema = shard.metadata.parquet_schema();
+    let Some(leaf) = schema.columns().iter().position(|c| {
+        c.path()
+            .parts()
+            .first()
+            .is_some_and(|p| *p == shard.layout.token_column)
+    }) else {
+        return Ok(None);
+    };
+    let column = shard
+        .metadata
+        .metadata()
+        .row_group(unit.row_group)
+        .column(leaf);
+    if !plain::eligible(column, settings.decode.dtype) {
+        return Ok(None);
+    }
+    let (start, length) = column.byte_range();
+    let max_def_level = schema.column(leaf).max_def_level();
+    // A required column written as one page (what ShardWriter does for PLAIN) is a page header
+    // followed by the values: the header's length is the chunk's size less the values'.
+    let values_at = (max_def_level == 0)
+        .then(|| {
+            usize::try_from(length)
+                .ok()?
+                .checked_sub(unit.rows.checked_mul(4)?)
+        })
+        .flatten();
+    let bytes = fetcher
+        .aligned(start..start + length, values_at)
+        .await
+        .map_err(io_error(shard, unit))?;
+    match plain::decode_plain(bytes, column, unit.rows, max_def_level) {
+        Ok(tokens) => {
+            tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
+            Ok(Some(Documents::new(tokens, offsets_from_lengths(lengths))?))
+        }
+        Err(plain::PlainError::Parquet(source)) => Err(decode_error(shard, unit)(source)),
+        // The general reader handles it (and reports nulls with their row).
+        Err(_) => Ok(None),
+    }
+}

@@ -1,0 +1,289 @@
+//! Input files and the documents in them: plain text (one document per file, or split on a
+//! separator), JSON Lines (one object per line), or a Parquet string column.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PreprocessError, Result, io_at};
+
+/// How input files are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// By extension: .jsonl/.json/.ndjson as JSON Lines, .parquet as Parquet, else text.
+    #[default]
+    Auto,
+    /// Plain UTF-8 text: one document per file, or split on a separator.
+    Text,
+    /// One JSON object per line; the document is one string field.
+    Jsonl,
+    /// Parquet with a string column, one document per row.
+    Parquet,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "text" => Ok(Self::Text),
+            "jsonl" => Ok(Self::Jsonl),
+            "parquet" => Ok(Self::Parquet),
+            other => Err(format!(
+                "unknown input format `{other}`; expected auto, text, jsonl or parquet"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Text => "text",
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        })
+    }
+}
+
+/// What to do with a bad input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop at the first bad input.
+    #[default]
+    Fail,
+    /// Skip the bad document (or unreadable file), count it, go on.
+    Skip,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!("unknown policy `{other}`; expected fail or skip")),
+        }
+    }
+}
+
+impl std::fmt::Display for OnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fail => "fail",
+            Self::Skip => "skip",
+        })
+    }
+}
+
+/// Where documents come from in the files, and how they are split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    /// How files are read.
+    pub input_format: InputFormat,
+    /// JSON Lines field holding the text.
+    pub text_field: String,
+    /// Parquet column holding the text.
+    pub text_column: String,
+    /// Split text files into documents on this string (`\n` and `\t` escapes understood).
+    pub separator: Option<String>,
+}
+
+/// The field (JSON Lines) and column (Parquet) holding the text when none is named.
+pub const DEFAULT_TEXT_KEY: &str = "text";
+
+impl Default for Reading {
+    fn default() -> Self {
+        Self {
+            input_format: InputFormat::Auto,
+            text_field: DEFAULT_TEXT_KEY.into(),
+            text_column: DEFAULT_TEXT_KEY.into(),
+            separator: None,
+        }
+    }
+}
+
+/// A document, or a bad input with its place and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// A document's text.
+    Document(String),
+    /// A bad input: `location` (`file:line`, `file: row N`) and what is wrong.
+    Bad {
+        /// Where.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\n", "\n").replace("\\t", "\t")
+}
+
+/// Expands input paths, directories and globs into a sorted, de-duplicated list of files.
+pub fn list_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let found = seqwarm_format::paths::expand(input, |_| true).map_err(|e| {
+            let missing = !seqwarm_format::paths::is_glob(input) && !Path::new(input).exists();
+            PreprocessError::Input {
+                location: input.clone(),
+                reason: if missing {
+                    "no such file or directory".into()
+                } else {
+                    e.to_string()
+                },
+            }
+        })?;
+        files.extend(found);
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(PreprocessError::NoInputs {
+            inputs: inputs.join(" "),
+        });
+    }
+    Ok(files)
+}
+
+fn format_of(path: &Path, format: InputFormat) -> InputFormat {
+    if format != InputFormat::Auto {
+        return format;
+    }
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jsonl" | "json" | "ndjson") => InputFormat::Jsonl,
+        Some("parquet") => InputFormat::Parquet,
+        _ => InputFormat::Text,
+    }
+}
+
+/// Every document of `path`, in order (line numbers 1-based). An unreadable file is an error;
+/// a bad document is a [`Read::Bad`] in its place.
+pub fn read_file(path: &Path, reading: &Reading) -> Result<Vec<Read>> {
+    let name = path.display();
+    match format_of(path, reading.input_format) {
+        InputFormat::Text | InputFormat::Auto => {
+            let bytes = std::fs::read(path).map_err(io_at(path))?;
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    #[allow(clippy::naive_bytecount)] // once per bad file
+                    let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                    return Ok(vec![Read::Bad {
+                        location: format!("{name}:{line}"),
+                        reason: format!("invalid UTF-8 (byte {at})"),
+                    }]);
+                }
+            };
+            Ok(match &reading.separator {
+                None => vec![Read::Document(text)],
+                Some(sep) => text
+                    .split(unescape(sep).as_str())
+                    .filter(|d| !d.trim().is_empty())
+                    .map(|d| Read::Document(d.to_string()))
+                    .collect(),
+            })
+        }
+        InputFormat::Jsonl => {
+            let file = std::fs::File::open(path).map_err(io_at(path))?;
+            let mut out = Vec::new();
+            for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+                let location = format!("{name}:{}", i + 1);
+                let bytes = line.map_err(io_at(path))?;
+                let Ok(text) = std::str::from_utf8(&bytes) else {
+                    out.push(Read::Bad {
+                        location,
+                        reason: "invalid UTF-8".into(),
+                    });
+                    continue;
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                out.push(match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(v) => match v.get(&reading.text_field).and_then(|t| t.as_str()) {
+                        Some(t) => Read::Document(t.to_string()),
+                        None => Read::Bad {
+                            location,
+                            reason: format!("no string field `{}`", reading.text_field),
+                        },
+                    },
+                    Err(e) => Read::Bad {
+                        location,
+                        reason: format!("invalid JSON: {e}"),
+                    },
+                });
+            }
+            Ok(out)
+        }
+        InputFormat::Parquet => read_parquet(path, &reading.text_column),
+    }
+}
+
+fn read_parquet(path: &Path, column: &str) -> Result<Vec<Read>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let name = path.display().to_string();
+    let bad = |reason: String| PreprocessError::Input {
+        location: name.clone(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(io_at(path))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+    let index = builder
+        .schema()
+        .index_of(column)
+        .map_err(|_| bad(format!("no column `{column}`")))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| bad(format!("cannot read `{column}`: {e}")))?;
+    let mut out = Vec::new();
+    let mut row = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(format!("cannot decode `{column}`: {e}")))?;
+        let array = batch.column(0);
+        let strings: Vec<Option<String>> = match array.data_type() {
+            arrow_schema::DataType::Utf8 => array
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect(),
+            arrow_schema::DataType::LargeUtf8 => array
+                .as_string::<i64>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect(),
+            other => {
+                return Err(bad(format!(
+                    "column `{column}` has type {other}; expected a string column"
+                )));
+            }
+        };
+        for s in strings {
+            row += 1;
+            out.push(match s {
+                Some(t) => Read::Document(t),
+                None => Read::Bad {
+                    location: format!("{name}: row {row}"),
+                    reason: format!("`{column}` is null"),
+                },
+            });
+        }
+    }
+    Ok(out)
+}

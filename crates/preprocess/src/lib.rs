@@ -1,0 +1,26 @@
+//! Text, JSON Lines or Parquet text in; seqwarm token shards and a manifest out.
+//!
+//! Deterministic (same inputs and settings, byte-identical shards), resumable (a finished
+//! shard is never rewritten; an interrupted run continues after the last one), and split
+//! across workers without coordination (worker `i` of `n` takes every `n`-th input).
+//!
+//! - [`Tokenizer`]: GPT-2 and the other BPE encodings `tiktoken-rs` ships, or bytes.
+//! - [`input`]: documents from text, JSON Lines and Parquet files, with their places.
+//! - [`Manifest`]: what a worker (or, merged, the whole data set) holds.
+//! - [`Preprocess`]: the resumable run; [`merge_manifests`] joins the workers'.
+//!
+//! See `docs/preprocess.md`.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod input;
+mod manifest;
+mod run;
+mod tokenizer;
+
+pub use error::{PreprocessError, Result};
+pub use input::{DEFAULT_TEXT_KEY, InputFormat, OnError};
+pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
+pub use run::{Preprocess, Progress, Summary};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,462 @@
+//! [`Preprocess`]: one worker's run, resumable. Shards are written under a temporary name and
+//! renamed when complete, then recorded in a per-shard record (`NAME.parquet.json`); a resumed
+//! run reads the records, keeps the finished shards, and continues after the last one.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+
+use crate::error::{PreprocessError, Result, io_at};
+use crate::input::{OnError, Read, Reading, list_inputs, read_file};
+use crate::manifest::{Manifest, Position, Settings, ShardEntry};
+use crate::tokenizer::Tokenizer;
+
+/// A preprocessing run: which inputs, where to, and how. Build it with [`Preprocess::new`] and
+/// the `with_*` setters, then [`Preprocess::run`].
+///
+/// ```no_run
+/// use seqwarm_preprocess::{Preprocess, Tokenizer};
+///
+/// let summary = Preprocess::new(["corpus/"], "shards/")
+///     .with_tokenizer(Tokenizer::Gpt2)
+///     .with_separator(Some("\\n\\n".into()))
+///     .run(|_| {})?;
+/// println!("{} documents in {} shards", summary.manifest.documents, summary.manifest.shards.len());
+/// # Ok::<(), seqwarm_preprocess::PreprocessError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Preprocess {
+    inputs: Vec<String>,
+    output: PathBuf,
+    tokenizer: Tokenizer,
+    eos: bool,
+    layout: OutputLayout,
+    encoding: ShardEncoding,
+    shard_tokens: u64,
+    row_group_tokens: usize,
+    reading: Reading,
+    prefix: String,
+    worker: usize,
+    workers: usize,
+    on_error: OnError,
+    threads: Option<usize>,
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// An earlier run of this worker finished `shards` shards, up to `at`; they are kept.
+    Resuming {
+        /// Finished shards kept.
+        shards: usize,
+        /// Where the run continues.
+        at: Position,
+    },
+    /// The inputs hold this many bytes.
+    Total {
+        /// Bytes of this worker's inputs.
+        bytes: u64,
+    },
+    /// A file is done.
+    Advanced {
+        /// Input bytes done.
+        bytes: u64,
+        /// Documents written so far in this run.
+        documents: u64,
+        /// Tokens written so far in this run.
+        tokens: u64,
+        /// Shards finished, kept ones included.
+        shards: usize,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// This worker's input files.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The worker's manifest (also written to `manifest_path`).
+    pub manifest: Manifest,
+    /// Where the manifest is.
+    pub manifest_path: PathBuf,
+}
+
+/// An open shard.
+struct Open {
+    writer: ShardWriter<std::io::BufWriter<std::fs::File>>,
+    name: String,
+    partial: PathBuf,
+}
+
+impl Preprocess {
+    /// The default tokenizer.
+    pub const DEFAULT_TOKENIZER: Tokenizer = Tokenizer::Gpt2;
+    /// Tokens per shard by default: 64 Mi.
+    pub const DEFAULT_SHARD_TOKENS: u64 = 64 << 20;
+    /// Tokens per row group by default: 1 Mi, about 4 MiB decoded, what the loader's prefetch
+    /// window is sized for.
+    pub const DEFAULT_ROW_GROUP_TOKENS: usize = 1 << 20;
+    /// Shard names begin with this by default.
+    pub const DEFAULT_PREFIX: &'static str = "shard";
+
+    /// GPT-2 tokens with its EOS after every document, flat zstd shards of 64 Mi tokens in row
+    /// groups of 1 Mi tokens, named `shard-…`, one worker, failing on bad input, all cores.
+    pub fn new<I, S>(inputs: I, output: impl Into<PathBuf>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            inputs: inputs.into_iter().map(Into::into).collect(),
+            output: output.into(),
+            tokenizer: Self::DEFAULT_TOKENIZER,
+            eos: true,
+            layout: OutputLayout::default(),
+            encoding: ShardEncoding::default(),
+            shard_tokens: Self::DEFAULT_SHARD_TOKENS,
+            row_group_tokens: Self::DEFAULT_ROW_GROUP_TOKENS,
+            reading: Reading::default(),
+            prefix: Self::DEFAULT_PREFIX.into(),
+            worker: 0,
+            workers: 1,
+            on_error: OnError::Fail,
+            threads: None,
+        }
+    }
+
+    /// The tokenizer.
+    #[must_use]
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Self {
+        self.tokenizer = tokenizer;
+        self
+    }
+    /// Whether the tokenizer's EOS id follows every document.
+    #[must_use]
+    pub fn with_eos(mut self, eos: bool) -> Self {
+        self.eos = eos;
+        self
+    }
+    /// The output layout.
+    #[must_use]
+    pub fn with_layout(mut self, layout: OutputLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+    /// The token encoding.
+    #[must_use]
+    pub fn with_encoding(mut self, encoding: ShardEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+    /// Tokens per shard (shards close at the first document boundary past it).
+    #[must_use]
+    pub fn with_shard_tokens(mut self, tokens: u64) -> Self {
+        self.shard_tokens = tokens;
+        self
+    }
+    /// Tokens per row group.
+    #[must_use]
+    pub fn with_row_group_tokens(mut self, tokens: usize) -> Self {
+        self.row_group_tokens = tokens;
+        self
+    }
+    /// How input files are read.
+    #[must_use]
+    pub fn with_input_format(mut self, format: crate::InputFormat) -> Self {
+        self.reading.input_format = format;
+        self
+    }
+    /// The JSON Lines field holding the text.
+    #[must_use]
+    pub fn with_text_field(mut self, field: impl Into<String>) -> Self {
+        self.reading.text_field = field.into();
+        self
+    }
+    /// The Parquet column holding the text.
+    #[must_use]
+    pub fn with_text_column(mut self, column: impl Into<String>) -> Self {
+        self.reading.text_column = column.into();
+        self
+    }
+    /// Split text files into documents on this string.
+    #[must_use]
+    pub fn with_separator(mut self, separator: Option<String>) -> Self {
+        self.reading.separator = separator;
+        self
+    }
+    /// Shard file name prefix.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// This worker's index and the number of workers: worker `i` takes the inputs whose sorted
+    /// index is `i` mod `n`.
+    #[must_use]
+    pub fn with_worker(mut self, worker: usize, workers: usize) -> Self {
+        self.worker = worker;
+        self.workers = workers;
+        self
+    }
+    /// What to do with bad input.
+    #[must_use]
+    pub fn with_on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+    /// Tokenizer threads (`None`: all cores).
+    #[must_use]
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    fn shard_name(&self, index: usize) -> String {
+        format!("{}-w{:05}-{index:05}.parquet", self.prefix, self.worker)
+    }
+
+    /// Runs (or resumes) this worker's part; `progress` sees what happens.
+    pub fn run(&self, mut progress: impl FnMut(Progress)) -> Result<Summary> {
+        if self.workers == 0 || self.worker >= self.workers {
+            return Err(PreprocessError::Config {
+                field: "worker",
+                reason: format!("worker {} is not in 0..{}", self.worker, self.workers),
+            });
+        }
+        let all = list_inputs(&self.inputs)?;
+        let mine: Vec<PathBuf> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.workers == self.worker)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let settings = Settings {
+            tokenizer: self.tokenizer,
+            eos_id: self.eos.then(|| self.tokenizer.eos_id()),
+            layout: self.layout,
+            encoding: self.encoding,
+            shard_tokens: self.shard_tokens.max(1),
+            row_group_tokens: self.row_group_tokens.max(1),
+            input_format: self.reading.input_format,
+            text_field: self.reading.text_field.clone(),
+            text_column: self.reading.text_column.clone(),
+            separator: self.reading.separator.clone(),
+            worker: self.worker,
+            workers: self.workers,
+            inputs: mine.iter().map(|p| p.display().to_string()).collect(),
+        };
+        std::fs::create_dir_all(&self.output).map_err(io_at(&self.output))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads.unwrap_or(0))
+            .build()
+            .map_err(|e| PreprocessError::Config {
+                field: "threads",
+                reason: e.to_string(),
+            })?;
+        let mut shards = self.finished_shards(&settings)?;
+        let resume = shards.last().map(|s| s.end).unwrap_or_default();
+        if !shards.is_empty() {
+            progress(Progress::Resuming {
+                shards: shards.len(),
+                at: resume,
+            });
+        }
+        let total_bytes: u64 = mine
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        progress(Progress::Total { bytes: total_bytes });
+        let (mut documents, mut tokens, mut skipped, mut done_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut skipped_files = Vec::new();
+        let mut open: Option<Open> = None;
+        for (file_index, path) in mine.iter().enumerate() {
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            done_bytes += size;
+            if file_index < resume.file {
+                continue;
+            }
+            let reads = match read_file(path, &self.reading) {
+                Ok(r) => r,
+                Err(e) if self.on_error == OnError::Skip => {
+                    tracing::warn!("skipping {}: {e}", path.display());
+                    skipped_files.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let skip = if file_index == resume.file {
+                resume.document
+            } else {
+                0
+            };
+            let mut texts = Vec::with_capacity(reads.len());
+            for read in reads
+                .into_iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            {
+                match read {
+                    Read::Document(t) => texts.push(t),
+                    Read::Bad { location, reason } if self.on_error == OnError::Skip => {
+                        skipped += 1;
+                        tracing::warn!("skipping {location}: {reason}");
+                        texts.push(String::new()); // keeps document indices stable; dropped below
+                    }
+                    Read::Bad { location, reason } => {
+                        return Err(PreprocessError::Input { location, reason });
+                    }
+                }
+            }
+            let encoded: Vec<Vec<i32>> = pool.install(|| {
+                texts
+                    .par_iter()
+                    .map(|t| {
+                        if t.is_empty() {
+                            return Vec::new();
+                        }
+                        let mut ids = settings.tokenizer.encode(t);
+                        ids.extend(settings.eos_id);
+                        ids
+                    })
+                    .collect()
+            });
+            for (i, ids) in encoded.into_iter().enumerate() {
+                if ids.is_empty() {
+                    continue;
+                }
+                let writer = match &mut open {
+                    Some(o) => o,
+                    None => open.insert(self.open_shard(&settings, shards.len())?),
+                };
+                writer.writer.write_document(&ids)?;
+                documents += 1;
+                tokens += ids.len() as u64;
+                if writer.writer.tokens() >= settings.shard_tokens {
+                    let end = Position {
+                        file: file_index,
+                        document: skip + i as u64 + 1,
+                    };
+                    shards.push(self.close(open.take(), end, &settings)?);
+                }
+            }
+            progress(Progress::Advanced {
+                bytes: done_bytes,
+                documents,
+                tokens,
+                shards: shards.len(),
+            });
+        }
+        let end = Position {
+            file: mine.len(),
+            document: 0,
+        };
+        if open.is_some() {
+            shards.push(self.close(open.take(), end, &settings)?);
+        }
+        let manifest = Manifest::new(settings, shards, skipped, skipped_files);
+        let manifest_path = self
+            .output
+            .join(Manifest::worker_file_name(self.worker, self.workers));
+        manifest.write(&manifest_path)?;
+        if self.workers == 1 {
+            manifest.write(&self.output.join("manifest.json"))?;
+        }
+        Ok(Summary {
+            files: mine.len(),
+            bytes: total_bytes,
+            manifest,
+            manifest_path,
+        })
+    }
+
+    fn open_shard(&self, settings: &Settings, index: usize) -> Result<Open> {
+        let name = self.shard_name(index);
+        let partial = self.output.join(format!("{name}.partial"));
+        let file = std::fs::File::create(&partial).map_err(io_at(&partial))?;
+        let writer = ShardWriter::with_encoding(
+            std::io::BufWriter::new(file),
+            settings.layout,
+            settings.row_group_tokens,
+            settings.encoding,
+            &name,
+        )?;
+        Ok(Open {
+            writer,
+            name,
+            partial,
+        })
+    }
+
+    /// Finishes a shard: footer, rename into place, then its record (a record always means a
+    /// complete shard).
+    fn close(&self, open: Option<Open>, end: Position, settings: &Settings) -> Result<ShardEntry> {
+        let Some(o) = open else {
+            return Err(PreprocessError::Config {
+                field: "shard",
+                reason: "no open shard to close".into(),
+            });
+        };
+        let summary = o.writer.finish()?;
+        let path = self.output.join(&o.name);
+        std::fs::rename(&o.partial, &path).map_err(io_at(&path))?;
+        let entry = ShardEntry {
+            file: o.name.clone(),
+            documents: summary.documents,
+            tokens: summary.tokens,
+            row_groups: summary.row_groups,
+            bytes: std::fs::metadata(&path).map_err(io_at(&path))?.len(),
+            end,
+        };
+        let record = self.output.join(format!("{}.json", o.name));
+        let text = serde_json::to_vec_pretty(&(settings, &entry)).map_err(|e| {
+            PreprocessError::Mismatch {
+                path: record.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        std::fs::write(&record, text).map_err(io_at(&record))?;
+        Ok(entry)
+    }
+
+    /// Finished shards of an earlier run of this worker, in order; stray partial files removed.
+    fn finished_shards(&self, settings: &Settings) -> Result<Vec<ShardEntry>> {
+        let mut entries = Vec::new();
+        for index in 0.. {
+            let record = self.output.join(format!("{}.json", self.shard_name(index)));
+            if !record.exists() {
+                break;
+            }
+            let text = std::fs::read_to_string(&record).map_err(io_at(&record))?;
+            let (saved, entry): (Settings, ShardEntry) =
+                serde_json::from_str(&text).map_err(|e| PreprocessError::Mismatch {
+                    path: record.display().to_string(),
+                    reason: format!("unreadable shard record: {e}"),
+                })?;
+            if &saved != settings {
+                return Err(PreprocessError::Mismatch {
+                    path: self.output.display().to_string(),
+                    reason: "holds shards made with other settings or inputs; use another output directory or delete them".into(),
+                });
+            }
+            if !self.output.join(&entry.file).exists() {
+                break;
+            }
+            entries.push(entry);
+        }
+        remove_partials(&self.output);
+        Ok(entries)
+    }
+}
+
+fn remove_partials(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".partial") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! [`WarmupCore`]: the sans-IO warmup stage. Documents in, batches of the scheduled shape out.
+//!
+//! No I/O, no async: the async drivers ([`crate::EpochPlan`] under the loader, the
+//! `WarmupStream` adapter) poll their inputs and drive this state machine, and tests drive it
+//! directly with in-memory documents.
+
+use seqwarm_batcher::{Batch, DType, RowSink, Tensor, fields};
+use seqwarm_schedule::Progress;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Warmup;
+use crate::documents::{Documents, Origin};
+use crate::error::{Result, StageError};
+use crate::mode::Mode;
+use crate::shape::StepShape;
+use crate::shuffle::{Doc, Shuffle, ShuffleState};
+use crate::sink::{ModeCarry, ModeSink};
+use crate::stats::Stats;
+
+/// One emitted batch and where training stands after it.
+#[derive(Debug, Clone)]
+pub struct ScheduledBatch {
+    /// 0-based index of this batch (optimizer step) since the start of training.
+    pub step: u64,
+    /// The epoch its first document was read in (0 outside an epoch plan).
+    pub epoch: u64,
+    /// The scheduled sequence length for this step.
+    pub seq_len: usize,
+    /// The batch; every sequence field has `seq_len` columns.
+    pub batch: Batch,
+    /// Real (non-padding) tokens in the batch.
+    pub tokens: u64,
+    /// Progress after this batch (what the schedule reads for the next one).
+    pub progress: Progress,
+}
+
+/// A [`WarmupCore`] at a batch boundary, for a checkpoint: progress, the carried tokens, the
+/// shuffle buffer and the counters. Opaque; serialize it with serde. The unread rest of the
+/// current run of documents is not in it: [`WarmupCore::position`] says where to read again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreState<C = ModeCarry> {
+    progress: Progress,
+    step: u64,
+    carry: C,
+    shuffle: Option<ShuffleState>,
+    stats: Stats,
+    finished: bool,
+}
+
+impl<C> CoreState<C> {
+    /// Progress when the state was taken.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+    /// The counters when the state was taken.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+    /// Whether the stage had emitted its last batch.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// The sans-IO warmup state machine, generic over where tokens wait for their rows
+/// ([`RowSink`]); [`WarmupCore::new`] picks the sink of the configured mode.
+///
+/// ```
+/// use seqwarm_stage::{BatchSize, Documents, WarmupConfig, WarmupCore};
+/// use seqwarm_schedule::ScheduleConfig;
+///
+/// let warmup = WarmupConfig::new(ScheduleConfig::linear(8, 32, 0.5, 8))
+///     .with_batch_size(BatchSize::Rows(2))
+///     .build()?;
+/// let mut core = WarmupCore::new(warmup);
+/// core.push(Documents::single((0..100).collect::<Vec<i32>>()))?;
+/// let first = core.next_batch()?.unwrap();
+/// assert_eq!((first.seq_len, first.batch.rows(), first.tokens), (8, 2, 16));
+/// let mut last = first;
+/// while let Some(batch) = core.next_batch()? {
+///     last = batch;
+/// }
+/// assert!(core.finish()?.is_none()); // the leftover is dropped, and counted
+/// let stats = core.stats();
+/// assert_eq!(stats.tokens_in, 100);
+/// assert_eq!(stats.tokens_out + stats.tokens_dropped, 100);
+/// # let _ = last;
+/// # Ok::<(), seqwarm_stage::StageError>(())
+/// ```
+pub struct WarmupCore<S: RowSink = ModeSink> {
+    warmup: Warmup,
+    progress: Progress,
+    step: u64,
+    sink: S,
+    current: Option<Documents>,
+    cursor: usize,
+    shuffle: Option<Shuffle>,
+    stats: Stats,
+    finished: bool,
+}
+
+impl<S: RowSink> std::fmt::Debug for WarmupCore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmupCore")
+            .field("mode", &self.warmup.mode())
+            .field("step", &self.step)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WarmupCore<ModeSink> {
+    /// A core in its initial state, with the sink of `warmup`'s mode.
+    pub fn new(warmup: Warmup) -> Self {
+        let sink = ModeSink::for_warmup(&warmup);
+        Self::with_sink(warmup, sink)
+    }
+}
+
+impl<S: RowSink> WarmupCore<S> {
+    /// A core in its initial state around `sink` (a custom [`RowSink`]; `warmup`'s mode still
+    /// decides how rows are taken from it and cut).
+    pub fn with_sink(warmup: Warmup, sink: S) -> Self {
+        let shuffle = (warmup.shuffle_buffer() > 0)
+            .then(|| Shuffle::new(warmup.shuffle_buffer(), warmup.shuffle_seed()));
+        Self {
+            warmup,
+            progress: Progress::default(),
+            step: 0,
+            sink,
+            current: None,
+            cursor: 0,
+            shuffle,
+            stats: Stats::default(),
+            finished: false,
+        }
+    }
+
+    /// The settings.
+    pub fn warmup(&self) -> &Warmup {
+        &self.warmup
+    }
+
+    /// Progress so far.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// Batches emitted so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Counters so far, with the tokens buffered now.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            tokens_buffered: self.buffered_tokens() as u64,
+            ..self.stats
+        }
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Whether the last batch has been emitted ([`WarmupCore::finish`] returned `None`).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether the current run of documents is used up, so that more input is needed.
+    pub fn needs_input(&self) -> bool {
+        self.current.as_ref().is_none_or(|d| self.cursor >= d.len())
+    }
+
+    /// Where the next unread document comes from (for checkpoints): the current run's origin
+    /// advanced by the documents taken from it; `None` before the first run.
+    pub fn position(&self) -> Option<Origin> {
+        self.current.as_ref().map(|d| {
+            let o = d.origin();
+            Origin {
+                first_document: o.first_document + self.cursor as u64,
+                ..o
+            }
+        })
+    }
+
+    /// The shape of the next batch.
+    pub fn next_shape(&self) -> StepShape {
+        self.warmup.shape_at(&self.progress)
+    }
+
+    /// Takes a run of documents. Any documents left in the previous run are taken into the
+    /// stage first, so nothing is lost.
+    pub fn push(&mut self, documents: Documents) -> Result<()> {
+        if let Some(previous) = self.current.take() {
+            let cursor = std::mem::take(&mut self.cursor);
+            self.take_documents(&previous, cursor, previous.len())?;
+        }
+        self.current = Some(documents);
+        self.cursor = 0;
+        Ok(())
+    }
+
+    /// The next full batch, or `None` when more input is needed.
+    pub fn next_batch(&mut self) -> Result<Option<ScheduledBatch>> {
+        if self.finished {
+            return Ok(None);
+        }
+        let shape = self.next_shape();
+        loop {
+            if let Some(batch) = self.try_pop(&shape)? {
+                return Ok(Some(self.emit(batch, shape.seq_len)));
+            }
+            if !self.feed(&shape)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// After the input has ended: the remaining full batches, then the final partial one
+    /// (padded, with `keep_last`; otherwise its tokens are dropped and counted), then `None`
+    /// for good.
+    pub fn finish(&mut self) -> Result<Option<ScheduledBatch>> {
+        if self.finished {
+            return Ok(None);
+        }
+        self.flush_input()?;
+        if let Some(batch) = self.next_batch()? {
+            return Ok(Some(batch));
+        }
+        let shape = self.next_shape();
+        if !self.warmup.keep_last() {
+            self.finished = true;
+            self.stats.tokens_dropped += self.sink.clear() as u64;
+            return Ok(None);
+        }
+        let Some(last) = self.sink.finish(shape.row_len_in, shape.rows_in)? else {
+            self.finished = true;
+            return Ok(None);
+        };
+        let batch = match self.warmup.mode().composer_cut() {
+            Some(cut) => self.cut(&last, shape.seq_len, cut)?,
+            None => last,
+        };
+        let len = batch.seq_len();
+        Ok(Some(self.emit(batch, len)))
+    }
+
+    /// Drops everything taken in but not emitted (the carry and the shuffle buffer) and the
+    /// unread rest of the current run, counting it all as dropped; the stage then continues
+    /// with the next run pushed. An epoch plan does this where every rank ends an epoch.
+    pub fn drop_buffered(&mut self) {
+        let mut dropped = self.sink.clear() as u64;
+        if let Some(shuffle) = &mut self.shuffle {
+            dropped += shuffle.tokens() as u64 + eos_tokens(&self.warmup, shuffle.len());
+            shuffle.clear();
+        }
+        if let Some(current) = self.current.take() {
+            let (from, to) = (self.cursor, current.len());
+            let unread = current.tokens_in(from, to) as u64 + eos_tokens(&self.warmup, to - from);
+            // Read but never used: taken in and dropped at once, so the counts still add up.
+            self.stats.documents += (to - from) as u64;
+            self.stats.tokens_in += unread;
+            dropped += unread;
+        }
+        self.cursor = 0;
+        self.stats.tokens_dropped += dropped;
+    }
+
+    fn emit(&mut self, batch: Batch, seq_len: usize) -> ScheduledBatch {
+        let tokens = batch.token_count() as u64;
+        self.progress.advance(batch.rows() as u64, tokens);
+        self.stats.batches += 1;
+        self.stats.tokens_out += tokens;
+        let step = self.step;
+        self.step += 1;
+        ScheduledBatch {
+            step,
+            epoch: self.position().map_or(0, |o| o.epoch),
+            seq_len,
+            batch,
+            tokens,
+            progress: self.progress,
+        }
+    }
+
+    fn cut(&mut self, batch: &Batch, len: usize, cut: seqwarm_batcher::Cut) -> Result<Batch> {
+        let batch = self.with_full_mask(batch)?;
+        let before = batch.token_count();
+        let out = batch.set_sequence_length(len, cut)?;
+        self.stats.tokens_cut += (before - out.token_count()) as u64;
+        Ok(out)
+    }
+
+    fn try_pop(&mut self, shape: &StepShape) -> Result<Option<Batch>> {
+        let (len, rows, row_len) = (shape.seq_len, shape.rows_in, shape.row_len_in);
+        match self.warmup.mode() {
+            Mode::Truncate if len < row_len => {
+                // Composer's truncation, copying only the kept columns.
+                let cut = self.sink.pop_truncated(row_len, rows, len)?;
+                if cut.is_some() {
+                    self.stats.tokens_cut += (rows * (row_len - len)) as u64;
+                }
+                Ok(cut)
+            }
+            mode => match (self.sink.pop(row_len, rows)?, mode.composer_cut()) {
+                (Some(batch), Some(cut)) => Ok(Some(self.cut(&batch, len, cut)?)),
+                (popped, _) => Ok(popped),
+            },
+        }
+    }
+
+    /// Composer's `preserve_end_of_sequence` needs an `attention_mask`; rows concatenated
+    /// from documents have no padding, so the mask is all ones.
+    fn with_full_mask(&self, batch: &Batch) -> Result<Batch> {
+        if self.warmup.mode() != Mode::TruncateKeepEos
+            || batch.get(fields::ATTENTION_MASK).is_some()
+        {
+            return Ok(batch.clone());
+        }
+        let dtype = batch.input_ids().map_or(DType::I64, Tensor::dtype);
+        let mask = Tensor::full(dtype, batch.rows(), batch.seq_len(), 1)?;
+        Ok(batch.clone().with_field(fields::ATTENTION_MASK, mask)?)
+    }
+
+    fn buffered_tokens(&self) -> usize {
+        let shuffled = self.shuffle.as_ref().map_or(0, |s| {
+            s.tokens() + eos_tokens(&self.warmup, s.len()) as usize
+        });
+        self.sink.buffered_tokens() + shuffled
+    }
+
+    /// Moves documents from the current run towards the sink until the next batch can be
+    /// taken. Returns false when there was nothing to move.
+    fn feed(&mut self, shape: &StepShape) -> Result<bool> {
+        let Some(current) = self.current.clone() else {
+            return Ok(false);
+        };
+        if self.cursor >= current.len() {
+            return Ok(false);
+        }
+        let (len, rows) = (shape.row_len_in, shape.rows_in);
+        if self.shuffle.is_none() && self.warmup.eos_id().is_none() {
+            // Fast path: a whole span of documents pushed as one shared buffer, when the sink
+            // does not need the boundaries.
+            let deficit = (rows * len)
+                .saturating_sub(self.sink.buffered_tokens())
+                .max(1);
+            let end = current
+                .end_for_tokens(self.cursor, deficit)
+                .max(self.cursor + 1)
+                .min(current.len());
+            let (start, stop) = (current.tokens_in(0, self.cursor), current.tokens_in(0, end));
+            if self
+                .sink
+                .push_run(current.tokens(), current.labels(), start, stop)?
+            {
+                self.count_taken(&current, self.cursor, end);
+                self.cursor = end;
+                return Ok(true);
+            }
+        }
+        while self.cursor < current.len() {
+            let i = self.cursor;
+            self.cursor += 1;
+            self.take_documents(&current, i, i + 1)?;
+            if self.sink.can_pop(len, rows) {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    fn count_taken(&mut self, docs: &Documents, from: usize, to: usize) {
+        self.stats.documents += (to - from) as u64;
+        self.stats.tokens_in +=
+            docs.tokens_in(from, to) as u64 + eos_tokens(&self.warmup, to - from);
+        self.stats.empty_documents += (from..to)
+            .filter(|&i| docs.span(i).is_some_and(|(a, b)| a == b))
+            .count() as u64;
+    }
+
+    /// Documents `from..to` of `docs` into the shuffle buffer or the sink.
+    fn take_documents(&mut self, docs: &Documents, from: usize, to: usize) -> Result<()> {
+        for i in from..to {
+            let Some(doc) = docs.range(i, i + 1) else {
+                continue;
+            };
+            self.count_taken(docs, i, i + 1);
+            let out = match &mut self.shuffle {
+                Some(shuffle) => shuffle.push(doc),
+                None => Some(doc),
+            };
+            if let Some(doc) = out {
+                self.send_to_sink(&doc)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_to_sink(&mut self, (tokens, labels): &Doc) -> Result<()> {
+        self.sink
+            .push_document(tokens, labels.as_ref(), self.warmup.eos_id())?;
+        Ok(())
+    }
+
+    /// Moves the rest of the current run and the whole shuffle buffer into the sink.
+    fn flush_input(&mut self) -> Result<()> {
+        if let Some(current) = self.current.clone() {
+            let cursor = std::mem::replace(&mut self.cursor, current.len());
+            self.take_documents(&current, cursor, current.len())?;
+        }
+        while let Some(doc) = self.shuffle.as_mut().and_then(Shuffle::pop_random) {
+            self.send_to_sink(&doc)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint at the current batch boundary.
+    pub fn state(&self) -> CoreState<S::Carry> {
+        CoreState {
+            progress: self.progress,
+            step: self.step,
+            carry: self.sink.carry(),
+            shuffle: self.shuffle.as_ref().map(Shuffle::state),
+            stats: self.stats,
+            finished: self.finished,
+        }
+    }
+
+    /// Restores a checkpoint taken with [`WarmupCore::state`] into a fresh core.
+    pub fn restore(&mut self, state: &CoreState<S::Carry>) -> Result<()> {
+        self.progress = state.progress;
+        self.step = state.step;
+        self.stats = Stats {
+            tokens_buffered: 0,
+            ..state.stats
+        };
+        self.finished = state.finished;
+        self.sink.restore(&state.carry)?;
+        match (&mut self.shuffle, &state.shuffle) {
+            (Some(shuffle), Some(saved)) => shuffle.restore(saved)?,
+            (None, None) => {}
+            _ => {
+                return Err(StageError::State {
+                    reason: "the checkpoint's shuffle-buffer setting differs".into(),
+                });
+            }
+        }
+        if !self.stats().is_balanced() {
+            return Err(StageError::State {
+                reason: format!(
+                    "the counters do not add up ({} tokens in, {} out, {} cut, {} dropped, {} carried)",
+                    self.stats.tokens_in,
+                    self.stats.tokens_out,
+                    self.stats.tokens_cut,
+                    self.stats.tokens_dropped,
+                    self.buffered_tokens()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// EOS tokens the stage adds to `documents` documents.
+fn eos_tokens(warmup: &Warmup, documents: usize) -> u64 {
+    if warmup.eos_id().is_some() {
+        documents as u64
+    } else {
+        0
+    }
+}

@@ -1,0 +1,43 @@
+//! The sequence-length-warmup stage, sans IO: documents in, batches of the scheduled shape out.
+//!
+//! No I/O, no async, no threads: every decision (which length, which rows, which tokens are
+//! carried, cut or dropped, which units a rank reads, when the stream ends, what a checkpoint
+//! holds) is made here, by state machines that tests drive with in-memory documents. The
+//! async loader (`seqwarm-loader`) and the `WarmupStream` adapter are thin drivers around it.
+//!
+//! - [`WarmupConfig`] → [`Warmup`]: the stage's settings, with the library's defaults, checked.
+//! - [`shape`]: the one shape rule (rows and row length per step, per mode and batch sizing).
+//! - [`WarmupCore`]: documents → [`ScheduledBatch`]es, over any [`seqwarm_batcher::RowSink`]
+//!   ([`ModeSink`] picks the mode's).
+//! - [`EpochPlan`]: unit order per epoch and rank, the per-rank batch cap, limits, the drain
+//!   at the end, and checkpoints ([`PlanState`]).
+//! - [`Stats`]: where every token went; they always add up.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod core;
+mod documents;
+mod error;
+mod mode;
+mod plan;
+pub mod rng;
+pub mod shape;
+mod shuffle;
+mod sink;
+mod sizing;
+mod stats;
+
+pub use config::{DEFAULT_PACK_WINDOW, Warmup, WarmupConfig};
+pub use core::{CoreState, ScheduledBatch, WarmupCore};
+pub use documents::{Documents, Origin};
+pub use error::{Result, StageError};
+pub use mode::Mode;
+pub use plan::{Action, EpochConfig, EpochPlan, PlanState, Reads, UnitInfo};
+pub use shape::StepShape;
+pub use sink::{ModeCarry, ModeSink};
+pub use sizing::BatchSize;
+pub use stats::Stats;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,605 @@
+//! [`EpochPlan`]: the sans-IO driver of a [`WarmupCore`] over a set of work units (row
+//! groups). It decides which units this rank reads in each epoch and in what order, how many
+//! batches every rank emits per epoch, when the stream ends, and where a checkpoint resumes.
+//! It does no I/O: a driver reads the units it asks for and pushes their documents back, so
+//! tests drive it with in-memory documents.
+//!
+//! ```
+//! use seqwarm_stage::{Action, Documents, EpochConfig, EpochPlan, Origin, UnitInfo, WarmupConfig, WarmupCore};
+//! use seqwarm_schedule::ScheduleConfig;
+//!
+//! // Three work units of 40 one-token-per-id documents each.
+//! let units = vec![UnitInfo { documents: 40, tokens: 40 }; 3];
+//! let read = |epoch: u64, position: u64, unit: usize| {
+//!     let tokens: Vec<i32> = (0..40).map(|i| (unit * 40 + i) as i32).collect();
+//!     let offsets: Vec<usize> = (0..=40).collect();
+//!     Documents::new(seqwarm_batcher::Tensor::vector(tokens), offsets)
+//!         .map(|d| d.with_origin(Origin { epoch, unit: position, first_document: 0 }))
+//! };
+//! let warmup = WarmupConfig::new(ScheduleConfig::constant(8)).build()?;
+//! let mut plan = EpochPlan::new(units, EpochConfig::default(), WarmupCore::new(warmup))?;
+//! let (mut batches, mut reads) = (0, None);
+//! loop {
+//!     match plan.next_action()? {
+//!         Action::Emit(_) => batches += 1,
+//!         Action::Read(r) => reads = Some((r, 0)),
+//!         Action::Await => match &mut reads {
+//!             Some((r, next)) if (*next as usize) < r.order.len() => {
+//!                 plan.push(read(r.epoch, *next, r.order[*next as usize])?)?;
+//!                 *next += 1;
+//!             }
+//!             _ => plan.end_of_reads(),
+//!         },
+//!         Action::Finished => break,
+//!     }
+//! }
+//! assert_eq!(batches, 1); // 120 tokens: one batch of 8 rows x 8, the rest dropped and counted
+//! assert_eq!(plan.stats().tokens_dropped, 120 - 64);
+//! # Ok::<(), seqwarm_stage::StageError>(())
+//! ```
+
+use std::sync::Arc;
+
+use seqwarm_batcher::RowSink;
+use serde::{Deserialize, Serialize};
+
+use crate::core::{CoreState, ScheduledBatch, WarmupCore};
+use crate::documents::Documents;
+use crate::error::{Result, StageError};
+use crate::rng::SplitMix64;
+use crate::sink::ModeSink;
+use crate::stats::Stats;
+
+/// One work unit (a row group) as its footer describes it, before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitInfo {
+    /// Documents it holds at most.
+    pub documents: u64,
+    /// Tokens it holds at least (EOS tokens the stage adds not counted).
+    pub tokens: u64,
+}
+
+/// Which units are read, in which order, and when the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EpochConfig {
+    seed: u64,
+    shuffle_units: bool,
+    rank: usize,
+    world_size: usize,
+    epochs: u64,
+    max_steps: Option<u64>,
+    max_tokens: Option<u64>,
+}
+
+/// Seed 0, the unit order shuffled every epoch, rank 0 of 1, one epoch, no step or token
+/// limit.
+impl Default for EpochConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            shuffle_units: true,
+            rank: 0,
+            world_size: 1,
+            epochs: 1,
+            max_steps: None,
+            max_tokens: None,
+        }
+    }
+}
+
+impl EpochConfig {
+    /// Seed of the unit order.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Shuffle the unit order each epoch (default true); false keeps the units' own order.
+    #[must_use]
+    pub fn with_shuffle_units(mut self, shuffle: bool) -> Self {
+        self.shuffle_units = shuffle;
+        self
+    }
+    /// This process's rank and the number of ranks.
+    #[must_use]
+    pub fn with_rank(mut self, rank: usize, world_size: usize) -> Self {
+        self.rank = rank;
+        self.world_size = world_size;
+        self
+    }
+    /// Epochs to run; 0 runs until another limit.
+    #[must_use]
+    pub fn with_epochs(mut self, epochs: u64) -> Self {
+        self.epochs = epochs;
+        self
+    }
+    /// Stop after this many batches in total.
+    #[must_use]
+    pub fn with_max_steps(mut self, steps: Option<u64>) -> Self {
+        self.max_steps = steps;
+        self
+    }
+    /// Stop once this many tokens have been emitted in total.
+    #[must_use]
+    pub fn with_max_tokens(mut self, tokens: Option<u64>) -> Self {
+        self.max_tokens = tokens;
+        self
+    }
+
+    /// Seed of the unit order.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// The number of ranks.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+    /// Epochs to run (0 = until another limit).
+    pub fn epochs(&self) -> u64 {
+        self.epochs
+    }
+    /// The step limit, if any.
+    pub fn max_steps(&self) -> Option<u64> {
+        self.max_steps
+    }
+    /// The token limit, if any.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.max_tokens
+    }
+
+    fn check(&self, units: usize) -> Result<()> {
+        if self.world_size == 0 || self.rank >= self.world_size {
+            return Err(StageError::Config {
+                field: "rank",
+                reason: format!("rank {} is not in 0..{}", self.rank, self.world_size),
+            });
+        }
+        if units == 0 {
+            return Err(StageError::Config {
+                field: "shards",
+                reason: "no readable row groups".into(),
+            });
+        }
+        if self.world_size > units {
+            return Err(StageError::Config {
+                field: "world_size",
+                reason: format!(
+                    "{} ranks but only {units} row groups: every rank needs at least one \
+                     (write smaller row groups, or use fewer ranks)",
+                    self.world_size
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a driver reads: this rank's units of one epoch, `order[start..]` (round and round when
+/// `cycle`), skipping the documents a checkpoint had already taken from the first one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// The epoch.
+    pub epoch: u64,
+    /// Unit indices (into the plan's units) in read order.
+    pub order: Arc<[usize]>,
+    /// Position in `order` to start at.
+    pub start: u64,
+    /// Whether reading goes round `order` again after its end (several ranks: a rank that runs
+    /// short reads its units again rather than leave the others waiting).
+    pub cycle: bool,
+}
+
+impl Reads {
+    /// The unit at `position` (past the end of `order` when cycling).
+    pub fn unit_at(&self, position: u64) -> Option<usize> {
+        let len = self.order.len() as u64;
+        if len == 0 || (!self.cycle && position >= len) {
+            return None;
+        }
+        self.order.get((position % len) as usize).copied()
+    }
+}
+
+/// What the driver does next.
+#[derive(Debug)]
+pub enum Action {
+    /// Hand this batch on.
+    Emit(ScheduledBatch),
+    /// Drop any reads in flight and start these; push what they give with
+    /// [`EpochPlan::push`] and [`EpochPlan::push_skipped`], then [`EpochPlan::end_of_reads`].
+    Read(Reads),
+    /// Push the next documents of the current reads (or say they ended).
+    Await,
+    /// The stream has ended.
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    /// Reading this epoch's units.
+    Reading,
+    /// The last epoch's units are read: emitting what is left.
+    Draining,
+    /// Everything is emitted.
+    Done,
+}
+
+/// An [`EpochPlan`] at a batch boundary, for a checkpoint. Opaque; serialize it with serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanState<C = crate::sink::ModeCarry> {
+    epoch: u64,
+    unit: u64,
+    document: u64,
+    step_in_epoch: u64,
+    steps_per_epoch: Option<u64>,
+    phase: Phase,
+    core: CoreState<C>,
+}
+
+impl<C> PlanState<C> {
+    /// The core's part.
+    pub fn core(&self) -> &CoreState<C> {
+        &self.core
+    }
+    /// The epoch of the next unread document.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    /// Whether the stream had ended.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
+/// The sans-IO epoch plan around a [`WarmupCore`]; see the module documentation.
+pub struct EpochPlan<S: RowSink = ModeSink> {
+    core: WarmupCore<S>,
+    units: Arc<[UnitInfo]>,
+    config: EpochConfig,
+    epoch: u64,
+    order: Arc<[usize]>,
+    steps_per_epoch: Option<u64>,
+    step_in_epoch: u64,
+    start: u64,
+    skip: u64,
+    phase: Phase,
+    reads_started: bool,
+    /// Stopped by a limit or an error (not part of a checkpoint: a resume with a larger limit
+    /// goes on).
+    stopped: bool,
+    skipped_in_a_row: u64,
+    skipped: Vec<String>,
+}
+
+impl<S: RowSink> std::fmt::Debug for EpochPlan<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochPlan")
+            .field("units", &self.units.len())
+            .field("epoch", &self.epoch)
+            .field("phase", &self.phase)
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: RowSink> EpochPlan<S> {
+    /// A plan over `units` (in their natural order) from the start of training.
+    pub fn new(
+        units: impl Into<Arc<[UnitInfo]>>,
+        config: EpochConfig,
+        core: WarmupCore<S>,
+    ) -> Result<Self> {
+        let units = units.into();
+        config.check(units.len())?;
+        let mut plan = Self {
+            core,
+            units,
+            config,
+            epoch: 0,
+            order: Arc::from([]),
+            steps_per_epoch: None,
+            step_in_epoch: 0,
+            start: 0,
+            skip: 0,
+            phase: Phase::Reading,
+            reads_started: false,
+            stopped: false,
+            skipped_in_a_row: 0,
+            skipped: Vec::new(),
+        };
+        plan.plan_epoch();
+        Ok(plan)
+    }
+
+    /// A plan continuing from `state` (taken with [`EpochPlan::state`] by a plan with the same
+    /// units and settings). Positions that do not fit the units are an error.
+    pub fn resume(
+        units: impl Into<Arc<[UnitInfo]>>,
+        config: EpochConfig,
+        mut core: WarmupCore<S>,
+        state: &PlanState<S::Carry>,
+    ) -> Result<Self> {
+        core.restore(&state.core)?;
+        let mut plan = Self::new(units, config, core)?;
+        let out_of_range = |what: String| StageError::State {
+            reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
+        };
+        let epochs = plan.config.epochs;
+        let past_the_end = epochs > 0 && state.epoch >= epochs;
+        if epochs > 0 && (state.epoch > epochs || (past_the_end && state.phase == Phase::Reading)) {
+            return Err(out_of_range(format!(
+                "epoch {} of a {epochs}-epoch run",
+                state.epoch
+            )));
+        }
+        plan.epoch = state.epoch;
+        plan.phase = state.phase;
+        plan.plan_epoch();
+        let len = plan.order.len() as u64;
+        if !plan.cycles() && state.unit > len {
+            return Err(out_of_range(format!(
+                "row group position {} of the {len} this rank reads",
+                state.unit
+            )));
+        }
+        let documents = plan
+            .reads()
+            .unit_at(state.unit)
+            .map_or(0, |u| plan.units[u].documents);
+        if state.document > documents {
+            return Err(out_of_range(format!(
+                "document {} of a row group of {documents}",
+                state.document
+            )));
+        }
+        if plan.cycles() {
+            // Fixed when the epoch began, from the progress then: restored, not recomputed.
+            plan.steps_per_epoch = state.steps_per_epoch;
+        }
+        if plan
+            .steps_per_epoch
+            .is_some_and(|n| state.step_in_epoch > n)
+        {
+            return Err(out_of_range(format!(
+                "batch {} of an epoch of {:?}",
+                state.step_in_epoch, plan.steps_per_epoch
+            )));
+        }
+        plan.start = state.unit;
+        plan.skip = state.document;
+        plan.step_in_epoch = state.step_in_epoch;
+        Ok(plan)
+    }
+
+    /// The core (schedule progress, next shape, stats).
+    pub fn core(&self) -> &WarmupCore<S> {
+        &self.core
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EpochConfig {
+        &self.config
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// Why each skipped unit was skipped.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Batches every rank emits per epoch, when several ranks must stay in step.
+    pub fn steps_per_epoch(&self) -> Option<u64> {
+        self.steps_per_epoch
+    }
+
+    /// What this rank reads in the current epoch, from where it stands.
+    pub fn reads(&self) -> Reads {
+        Reads {
+            epoch: self.epoch,
+            order: Arc::clone(&self.order),
+            start: self.start,
+            cycle: self.cycles(),
+        }
+    }
+
+    fn cycles(&self) -> bool {
+        self.config.world_size > 1
+    }
+
+    /// What to do next.
+    pub fn next_action(&mut self) -> Result<Action> {
+        let action = self.decide();
+        if action.is_err() {
+            self.stopped = true;
+        }
+        action
+    }
+
+    fn decide(&mut self) -> Result<Action> {
+        loop {
+            if self.stopped || self.phase == Phase::Done {
+                return Ok(Action::Finished);
+            }
+            if self.limits_reached() {
+                self.stopped = true;
+                return Ok(Action::Finished);
+            }
+            if self.phase == Phase::Draining {
+                if let Some(batch) = self.core.finish()? {
+                    return Ok(Action::Emit(batch));
+                }
+                self.phase = Phase::Done;
+                return Ok(Action::Finished);
+            }
+            if self
+                .steps_per_epoch
+                .is_some_and(|n| self.step_in_epoch >= n)
+            {
+                // Every rank stops the epoch at the same batch; what is left is dropped and
+                // counted (docs/loader.md).
+                self.core.drop_buffered();
+                if !self.next_epoch() {
+                    self.phase = Phase::Done;
+                }
+                continue;
+            }
+            if let Some(batch) = self.core.next_batch()? {
+                self.step_in_epoch += 1;
+                return Ok(Action::Emit(batch));
+            }
+            if !self.reads_started {
+                self.reads_started = true;
+                return Ok(Action::Read(self.reads()));
+            }
+            return Ok(Action::Await);
+        }
+    }
+
+    /// Documents read for the current [`Reads`], their origin saying from which position
+    /// (and, for a unit read in several runs, from which document).
+    pub fn push(&mut self, documents: Documents) -> Result<()> {
+        let origin = documents.origin();
+        if origin.epoch != self.epoch {
+            return Err(StageError::Documents {
+                reason: format!(
+                    "documents of epoch {} pushed in epoch {}",
+                    origin.epoch, self.epoch
+                ),
+            });
+        }
+        let documents = if origin.unit == self.start && self.skip > origin.first_document {
+            let skip = self.skip - origin.first_document;
+            documents.skip(usize::try_from(skip).unwrap_or(usize::MAX))
+        } else {
+            documents
+        };
+        if origin.unit >= self.order.len() as u64 && origin.first_document == 0 {
+            // Past the epoch's order: a rank reading its own units again.
+            self.core.stats_mut().units_repeated += 1;
+        }
+        if documents.is_empty() {
+            return Ok(());
+        }
+        self.skipped_in_a_row = 0;
+        self.core.push(documents)
+    }
+
+    /// A unit of the current reads was skipped under a skip-and-count policy, for `reason`.
+    pub fn push_skipped(&mut self, position: u64, reason: String) -> Result<()> {
+        self.core.stats_mut().units_skipped += 1;
+        self.skipped.push(reason);
+        self.skipped_in_a_row += 1;
+        if self.cycles() && self.skipped_in_a_row > self.order.len() as u64 {
+            return Err(StageError::Config {
+                field: "shards",
+                reason: format!(
+                    "rank {} has no readable row groups (every one up to position {position} was skipped)",
+                    self.config.rank
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The current reads have ended: every unit was pushed or skipped.
+    pub fn end_of_reads(&mut self) {
+        if self.phase == Phase::Reading && !self.next_epoch() {
+            self.phase = Phase::Draining;
+        }
+    }
+
+    /// A checkpoint at the current batch boundary.
+    pub fn state(&self) -> PlanState<S::Carry> {
+        let (unit, document) = match self.core.position() {
+            Some(o) if o.epoch == self.epoch => (o.unit, o.first_document),
+            _ => (self.start, self.skip),
+        };
+        PlanState {
+            epoch: self.epoch,
+            unit,
+            document,
+            step_in_epoch: self.step_in_epoch,
+            steps_per_epoch: self.steps_per_epoch,
+            phase: self.phase,
+            core: self.core.state(),
+        }
+    }
+
+    fn limits_reached(&self) -> bool {
+        let p = self.core.progress();
+        self.config.max_steps.is_some_and(|m| p.steps >= m)
+            || self.config.max_tokens.is_some_and(|m| p.tokens >= m)
+    }
+
+    fn next_epoch(&mut self) -> bool {
+        self.epoch += 1;
+        self.start = 0;
+        self.skip = 0;
+        self.step_in_epoch = 0;
+        self.reads_started = false;
+        self.skipped_in_a_row = 0;
+        if self.config.epochs > 0 && self.epoch >= self.config.epochs {
+            return false;
+        }
+        self.plan_epoch();
+        true
+    }
+
+    /// This epoch's order and, with several ranks, the epoch's batch count.
+    fn plan_epoch(&mut self) {
+        let mut all: Vec<usize> = (0..self.units.len()).collect();
+        if self.config.shuffle_units {
+            SplitMix64::from_parts(&[self.config.seed, self.epoch, 0x0D0E]).shuffle(&mut all);
+        }
+        let world = self.config.world_size.max(1);
+        self.order = all
+            .iter()
+            .copied()
+            .skip(self.config.rank)
+            .step_by(world)
+            .collect();
+        self.steps_per_epoch = self.cycles().then(|| {
+            // The least any rank holds, in one pass over the order whatever the world size.
+            let mut per_rank = vec![0u64; world.min(all.len()).max(1)];
+            for (position, &unit) in all.iter().enumerate() {
+                per_rank[position % world] += self.units[unit].tokens;
+            }
+            let least = per_rank.into_iter().min().unwrap_or(0);
+            self.supported_steps(least)
+        });
+    }
+
+    /// How many batches `tokens` tokens are sure to fill, stepping the schedule from the core's
+    /// progress with the shape rule.
+    fn supported_steps(&self, tokens: u64) -> u64 {
+        let warmup = self.core.warmup();
+        let mut progress = self.core.progress();
+        let (mut left, mut steps) = (tokens, 0);
+        loop {
+            let shape = warmup.shape_at(&progress);
+            let need = shape.tokens_in();
+            if need > left || need == 0 {
+                return steps;
+            }
+            left -= need;
+            progress.advance(shape.rows_out as u64, shape.tokens_out());
+            steps += 1;
+        }
+    }
+}

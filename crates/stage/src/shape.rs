@@ -1,0 +1,193 @@
+//! The shape rule: how many rows of which length one step takes and emits, per mode and batch
+//! sizing. Its one home: the core pops by it, the epoch plan counts the batches a rank's
+//! tokens fill by it, and `seqwarm plan`, `stream` and the trainer's learning-rate horizon
+//! count tokens by it.
+//!
+//! - Composer's modes (`truncate`, `truncate-keep-eos`, `reshape`) read rows of the maximum
+//!   length and cut them; the other modes read rows of the scheduled length.
+//! - `BatchSize::Rows(B)`: `B` rows. `BatchSize::Tokens(budget)`: `budget / len` rows of the
+//!   scheduled length, except in `reshape`, where the budget bounds the reshaped output:
+//!   `budget / max` rows of the maximum length.
+//! - `reshape` emits `rows * max / len` rows (Composer's `numel // len`); every other mode
+//!   emits the rows it read.
+
+use seqwarm_schedule::{Progress, ProgressUnit, Schedule};
+
+use crate::config::Warmup;
+use crate::mode::Mode;
+use crate::sizing::BatchSize;
+
+/// The shape of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepShape {
+    /// The scheduled sequence length of the step.
+    pub seq_len: usize,
+    /// Rows the step takes from the stream.
+    pub rows_in: usize,
+    /// The length of those rows: the maximum length in Composer's modes, else `seq_len`.
+    pub row_len_in: usize,
+    /// Rows the step emits, each `seq_len` long.
+    pub rows_out: usize,
+}
+
+impl StepShape {
+    /// Tokens the step takes from the stream.
+    pub fn tokens_in(&self) -> u64 {
+        self.rows_in as u64 * self.row_len_in as u64
+    }
+
+    /// Positions the step emits (its real tokens, except for the padding of packed rows).
+    pub fn tokens_out(&self) -> u64 {
+        self.rows_out as u64 * self.seq_len as u64
+    }
+}
+
+/// The shape of a step at `seq_len` under `mode` and `batch_size`, for a schedule whose longest
+/// length is `max_len`.
+pub fn step_shape(mode: Mode, batch_size: BatchSize, seq_len: usize, max_len: usize) -> StepShape {
+    let seq_len = seq_len.max(1);
+    let max_len = max_len.max(seq_len);
+    let rows_in = match (mode, batch_size) {
+        (_, BatchSize::Rows(rows)) => rows,
+        (Mode::Reshape, BatchSize::Tokens(budget)) => (budget / max_len).max(1),
+        (_, BatchSize::Tokens(budget)) => (budget / seq_len).max(1),
+    };
+    let row_len_in = if mode.is_composer() { max_len } else { seq_len };
+    let rows_out = if mode == Mode::Reshape {
+        rows_in.saturating_mul(max_len) / seq_len
+    } else {
+        rows_in
+    };
+    StepShape {
+        seq_len,
+        rows_in,
+        row_len_in,
+        rows_out,
+    }
+}
+
+impl Warmup {
+    /// The shape of a step at sequence length `seq_len` ([`crate::shape`]).
+    pub fn shape(&self, seq_len: usize) -> StepShape {
+        step_shape(self.mode(), self.batch_size(), seq_len, self.max_len())
+    }
+
+    /// The shape of the step taken at `progress`.
+    pub fn shape_at(&self, progress: &Progress) -> StepShape {
+        let len = usize::try_from(self.schedule().seq_len(progress)).unwrap_or(usize::MAX);
+        self.shape(len)
+    }
+}
+
+/// Positions emitted over the first `steps` steps of `schedule` under `mode` and `batch_size`,
+/// in O(change points); `None` unless the schedule counts steps (in samples or tokens, the
+/// step at which each length starts depends on the shapes before it).
+pub fn tokens_over_steps(
+    schedule: &Schedule,
+    mode: Mode,
+    batch_size: BatchSize,
+    steps: u64,
+) -> Option<u64> {
+    if schedule.unit() != ProgressUnit::Steps {
+        return None;
+    }
+    let max = usize::try_from(schedule.max_len()).unwrap_or(usize::MAX);
+    let points: Vec<_> = schedule
+        .change_points()
+        .take_while(|p| p.position < steps)
+        .collect();
+    let mut total = 0u64;
+    for (i, point) in points.iter().enumerate() {
+        let end = points.get(i + 1).map_or(steps, |next| next.position);
+        let len = usize::try_from(point.seq_len).unwrap_or(usize::MAX);
+        let shape = step_shape(mode, batch_size, len, max);
+        total = total.saturating_add((end - point.position).saturating_mul(shape.tokens_out()));
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use seqwarm_schedule::ScheduleConfig;
+
+    use super::*;
+
+    #[test]
+    fn composer_modes_read_rows_of_the_maximum_length() {
+        let s = step_shape(Mode::Truncate, BatchSize::Rows(4), 16, 64);
+        assert_eq!((s.rows_in, s.row_len_in, s.rows_out), (4, 64, 4));
+        assert_eq!((s.tokens_in(), s.tokens_out()), (256, 64));
+        let s = step_shape(Mode::Reshape, BatchSize::Rows(4), 16, 64);
+        assert_eq!((s.rows_in, s.row_len_in, s.rows_out), (4, 64, 16));
+        let s = step_shape(Mode::Repack, BatchSize::Rows(4), 16, 64);
+        assert_eq!((s.rows_in, s.row_len_in, s.rows_out), (4, 16, 4));
+    }
+
+    #[test]
+    fn a_token_budget_sizes_rows_by_length_except_in_reshape() {
+        let budget = BatchSize::Tokens(1024);
+        assert_eq!(step_shape(Mode::Repack, budget, 16, 64).rows_in, 64);
+        assert_eq!(step_shape(Mode::Truncate, budget, 16, 64).rows_in, 64);
+        // Reshape: 1024 / 64 = 16 rows of max, re-flowed into 64 rows of 16.
+        let s = step_shape(Mode::Reshape, budget, 16, 64);
+        assert_eq!((s.rows_in, s.rows_out), (16, 64));
+        // Never zero rows.
+        assert_eq!(
+            step_shape(Mode::Repack, BatchSize::Tokens(10), 64, 64).rows_in,
+            1
+        );
+    }
+
+    #[test]
+    fn tokens_over_steps_sums_the_change_points() {
+        let schedule = ScheduleConfig::linear(8, 1024, 0.3, 10_000)
+            .build()
+            .unwrap();
+        // The figures `seqwarm plan` prints for its defaults at 8 rows per batch.
+        let constant = tokens_over_steps(
+            &ScheduleConfig::constant(1024).build().unwrap(),
+            Mode::Repack,
+            BatchSize::Rows(8),
+            10_000,
+        );
+        assert_eq!(constant, Some(81_920_000));
+        assert_eq!(
+            tokens_over_steps(&schedule, Mode::Repack, BatchSize::Rows(8), 10_000),
+            Some(69_627_968)
+        );
+        let tokens = ScheduleConfig::linear(8, 64, 0.5, 100)
+            .with_unit(ProgressUnit::Tokens)
+            .build()
+            .unwrap();
+        assert_eq!(
+            tokens_over_steps(&tokens, Mode::Repack, BatchSize::Rows(8), 10),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn shapes_are_consistent(
+            mode in proptest::sample::select(Mode::ALL.to_vec()),
+            rows in 1usize..64,
+            budget_rows in 1usize..64,
+            len in 1usize..512,
+            extra in 0usize..512,
+        ) {
+            let max = len + extra;
+            for sizing in [BatchSize::Rows(rows), BatchSize::Tokens(budget_rows * max)] {
+                let s = step_shape(mode, sizing, len, max);
+                prop_assert!(s.rows_in >= 1);
+                // No mode emits more positions than it reads.
+                prop_assert!(s.tokens_out() <= s.tokens_in());
+                // Only Composer's modes read rows longer than the scheduled length.
+                prop_assert_eq!(s.row_len_in == max && max != len, mode.is_composer() && max != len);
+                // A token budget is never exceeded by what is emitted.
+                if let BatchSize::Tokens(b) = sizing {
+                    prop_assert!(s.tokens_out() <= b as u64 || s.rows_in == 1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The document shuffle buffer: documents wait in a buffer of fixed size, and a random one
+//! leaves whenever a new one arrives (the streaming shuffle of `tf.data` and MosaicML
+//! Streaming), seeded so that the order is a function of the seed.
+
+use seqwarm_batcher::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StageError};
+use crate::rng::SplitMix64;
+
+/// A document's tokens and optional labels.
+pub(crate) type Doc = (Tensor, Option<Tensor>);
+
+pub(crate) struct Shuffle {
+    capacity: usize,
+    rng: SplitMix64,
+    documents: Vec<Doc>,
+    tokens: usize,
+}
+
+/// The shuffle buffer in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShuffleState {
+    rng: u64,
+    dtype: Option<DType>,
+    /// `(tokens, labels)` per buffered document, in buffer order.
+    documents: Vec<(Vec<i64>, Option<Vec<i64>>)>,
+}
+
+impl Shuffle {
+    pub(crate) fn new(capacity: usize, seed: u64) -> Self {
+        Self {
+            capacity,
+            rng: SplitMix64::from_parts(&[seed, 0x5A4F]),
+            documents: Vec::new(),
+            tokens: 0,
+        }
+    }
+
+    /// Documents buffered.
+    pub(crate) fn len(&self) -> usize {
+        self.documents.len()
+    }
+
+    /// Tokens of the buffered documents.
+    pub(crate) fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Adds `doc`; once the buffer is over capacity, a random document leaves it.
+    pub(crate) fn push(&mut self, doc: Doc) -> Option<Doc> {
+        self.tokens += doc.0.numel();
+        self.documents.push(doc);
+        if self.documents.len() > self.capacity {
+            self.pop_random()
+        } else {
+            None
+        }
+    }
+
+    /// A random buffered document, until none is left.
+    pub(crate) fn pop_random(&mut self) -> Option<Doc> {
+        if self.documents.is_empty() {
+            return None;
+        }
+        let j = self.rng.below(self.documents.len());
+        let doc = self.documents.swap_remove(j);
+        self.tokens -= doc.0.numel();
+        Some(doc)
+    }
+
+    /// Drops every buffered document.
+    pub(crate) fn clear(&mut self) {
+        self.documents.clear();
+        self.tokens = 0;
+    }
+
+    pub(crate) fn state(&self) -> ShuffleState {
+        ShuffleState {
+            rng: self.rng.0,
+            dtype: self.documents.first().map(|(t, _)| t.dtype()),
+            documents: self
+                .documents
+                .iter()
+                .map(|(t, l)| (t.to_vec_i64(), l.as_ref().map(Tensor::to_vec_i64)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn restore(&mut self, state: &ShuffleState) -> Result<()> {
+        let dtype = state.dtype.unwrap_or(DType::I32);
+        self.rng = SplitMix64(state.rng);
+        self.documents = state
+            .documents
+            .iter()
+            .map(|(t, l)| {
+                Ok((
+                    vector_of(dtype, t)?,
+                    match l {
+                        Some(l) => Some(vector_of(dtype, l)?),
+                        None => None,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        self.tokens = self.documents.iter().map(|(t, _)| t.numel()).sum();
+        Ok(())
+    }
+}
+
+/// A 1-D tensor of `dtype` from checkpointed values.
+pub(crate) fn vector_of(dtype: DType, values: &[i64]) -> Result<Tensor> {
+    Ok(match dtype {
+        DType::I32 => Tensor::vector(
+            values
+                .iter()
+                .map(|&v| {
+                    i32::try_from(v).map_err(|_| StageError::State {
+                        reason: format!("token {v} does not fit i32"),
+                    })
+                })
+                .collect::<Result<Vec<i32>>>()?,
+        ),
+        DType::I64 => Tensor::vector(values.to_vec()),
+    })
+}

@@ -1,0 +1,138 @@
+//! [`ModeSink`]: the row sink each [`Mode`] uses, as one type, so that the loader's stage is
+//! one concrete `WarmupCore<ModeSink>` whatever the mode chosen at run time.
+
+use seqwarm_batcher::{
+    Batch, BatchError, DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PadValues,
+    Repacker, RepackerCarry, RepackerConfig, RowSink, Tensor,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Warmup;
+use crate::mode::Mode;
+
+/// The repacker (`truncate`, `truncate-keep-eos`, `reshape`, `repack`) or the document packer
+/// (`pack-greedy`, `pack-bestfit`).
+#[derive(Debug)]
+pub enum ModeSink {
+    /// Documents concatenated; rows cut wherever they fall.
+    Rows(Repacker),
+    /// Rows built from whole or split documents.
+    Pack(DocumentPacker),
+}
+
+/// What a [`ModeSink`] carries between batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "sink")]
+pub enum ModeCarry {
+    /// The repacker's tokens.
+    Rows(RepackerCarry),
+    /// The packer's pieces.
+    Pack(PackerCarry),
+}
+
+impl ModeSink {
+    /// The sink `warmup`'s mode uses.
+    pub fn for_warmup(warmup: &Warmup) -> Self {
+        let pad = PadValues {
+            input_ids: warmup.pad_id(),
+            ..PadValues::default()
+        };
+        let strategy = match warmup.mode() {
+            Mode::PackGreedy => PackStrategy::Greedy,
+            Mode::PackBestfit => PackStrategy::BestFitDecreasing {
+                window: warmup.pack_window(),
+            },
+            _ => return Self::Rows(RepackerConfig::default().with_pad_values(pad).build()),
+        };
+        Self::Pack(
+            PackerConfig::default()
+                .with_strategy(strategy)
+                .with_mask_document_boundaries(warmup.mask_document_boundaries())
+                .with_pad_values(pad)
+                .build(),
+        )
+    }
+}
+
+/// Dispatch to the sink inside.
+macro_rules! each {
+    ($self:expr, $sink:ident => $body:expr) => {
+        match $self {
+            ModeSink::Rows($sink) => $body,
+            ModeSink::Pack($sink) => $body,
+        }
+    };
+}
+
+impl RowSink for ModeSink {
+    type Carry = ModeCarry;
+
+    fn push_document(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        each!(self, s => s.push_document(tokens, labels, eos))
+    }
+
+    fn push_run(
+        &mut self,
+        tokens: &Tensor,
+        labels: Option<&Tensor>,
+        start: usize,
+        end: usize,
+    ) -> Result<bool, BatchError> {
+        each!(self, s => RowSink::push_run(s, tokens, labels, start, end))
+    }
+
+    fn can_pop(&self, len: usize, rows: usize) -> bool {
+        each!(self, s => s.can_pop(len, rows))
+    }
+
+    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        each!(self, s => s.pop(len, rows))
+    }
+
+    fn pop_truncated(
+        &mut self,
+        row_len: usize,
+        rows: usize,
+        keep: usize,
+    ) -> Result<Option<Batch>, BatchError> {
+        each!(self, s => s.pop_truncated(row_len, rows, keep))
+    }
+
+    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        each!(self, s => s.finish(len, rows))
+    }
+
+    fn buffered_tokens(&self) -> usize {
+        each!(self, s => s.buffered_tokens())
+    }
+
+    fn clear(&mut self) -> usize {
+        each!(self, s => s.clear())
+    }
+
+    fn carry(&self) -> ModeCarry {
+        match self {
+            Self::Rows(s) => ModeCarry::Rows(s.carry()),
+            Self::Pack(s) => ModeCarry::Pack(s.carry()),
+        }
+    }
+
+    fn restore(&mut self, carry: &ModeCarry) -> Result<(), BatchError> {
+        match (self, carry) {
+            (Self::Rows(s), ModeCarry::Rows(c)) => s.restore(c),
+            (Self::Pack(s), ModeCarry::Pack(c)) => s.restore(c),
+            (_, carry) => Err(BatchError::CarryMismatch {
+                expected: "the carry of this mode's sink",
+                got: match carry {
+                    ModeCarry::Rows(_) => "a repacker's carry",
+                    ModeCarry::Pack(_) => "a document packer's carry",
+                },
+            }),
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The stage driven directly, with in-memory documents: no Parquet, no async runtime.
+
+use proptest::prelude::*;
+use seqwarm_batcher::Tensor;
+use seqwarm_schedule::{ProgressUnit, ScheduleConfig};
+
+use crate::{
+    Action, BatchSize, Documents, EpochConfig, EpochPlan, Mode, Origin, PlanState, ScheduledBatch,
+    StageError, Stats, UnitInfo, WarmupConfig, WarmupCore,
+};
+
+/// Deterministic documents: `count` documents of 1..=`max_len` tokens, each token unique
+/// (document index * 10_000 + position), so that any loss, repeat or reorder is visible.
+fn documents(count: usize, max_len: usize, seed: u64) -> Vec<Vec<i32>> {
+    let mut rng = crate::rng::SplitMix64(seed);
+    (0..count)
+        .map(|d| {
+            let len = 1 + rng.below(max_len);
+            (0..len).map(|p| (d * 10_000 + p) as i32).collect()
+        })
+        .collect()
+}
+
+/// A run of documents with its origin.
+fn run(docs: &[Vec<i32>], origin: Origin) -> Documents {
+    let mut offsets = vec![0];
+    let mut tokens = Vec::new();
+    for d in docs {
+        tokens.extend_from_slice(d);
+        offsets.push(tokens.len());
+    }
+    Documents::new(Tensor::vector(tokens), offsets)
+        .unwrap()
+        .with_origin(origin)
+}
+
+/// Work units: consecutive groups of `per_unit` documents.
+struct Units {
+    units: Vec<Vec<Vec<i32>>>,
+}
+
+impl Units {
+    fn new(docs: &[Vec<i32>], per_unit: usize) -> Self {
+        Self {
+            units: docs.chunks(per_unit).map(<[_]>::to_vec).collect(),
+        }
+    }
+
+    fn info(&self) -> Vec<UnitInfo> {
+        self.units
+            .iter()
+            .map(|u| UnitInfo {
+                documents: u.len() as u64,
+                tokens: u.iter().map(Vec::len).sum::<usize>() as u64,
+            })
+            .collect()
+    }
+}
+
+/// Drives a plan as an I/O driver would, reading each unit as two runs (so that units read in
+/// several pieces are covered).
+struct Driver<'a> {
+    units: &'a Units,
+    reads: Option<crate::Reads>,
+    /// The next position in the reads, and which of its two runs.
+    next: (u64, usize),
+}
+
+impl<'a> Driver<'a> {
+    fn new(units: &'a Units) -> Self {
+        Self {
+            units,
+            reads: None,
+            next: (0, 0),
+        }
+    }
+
+    /// Runs `plan` until it finishes or `limit` more batches were emitted.
+    fn run(
+        &mut self,
+        plan: &mut EpochPlan,
+        limit: usize,
+    ) -> Result<Vec<ScheduledBatch>, StageError> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match plan.next_action()? {
+                Action::Emit(batch) => out.push(batch),
+                Action::Read(r) => {
+                    self.next = (r.start, 0);
+                    self.reads = Some(r);
+                }
+                Action::Await => self.read_next(plan)?,
+                Action::Finished => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_next(&mut self, plan: &mut EpochPlan) -> Result<(), StageError> {
+        let Some(r) = &self.reads else {
+            panic!("awaiting before any reads");
+        };
+        let (position, part) = self.next;
+        let Some(unit) = r.unit_at(position) else {
+            plan.end_of_reads();
+            return Ok(());
+        };
+        let docs = &self.units.units[unit];
+        let half = docs.len() / 2;
+        let (range, first) = if part == 0 {
+            (0..half, 0)
+        } else {
+            (half..docs.len(), half)
+        };
+        self.next = if part == 0 {
+            (position, 1)
+        } else {
+            (position + 1, 0)
+        };
+        if range.is_empty() {
+            return Ok(());
+        }
+        let origin = Origin {
+            epoch: r.epoch,
+            unit: position,
+            first_document: first as u64,
+        };
+        plan.push(run(&docs[range], origin))
+    }
+}
+
+/// Runs `plan` to its end (or `limit` batches) with a fresh driver.
+fn drive(
+    plan: &mut EpochPlan,
+    units: &Units,
+    limit: usize,
+) -> Result<Vec<ScheduledBatch>, StageError> {
+    Driver::new(units).run(plan, limit)
+}
+
+fn warmup(mode: Mode, sizing: BatchSize, eos: Option<i64>, shuffle: usize) -> WarmupConfig {
+    WarmupConfig::new(ScheduleConfig::linear(8, 64, 0.5, 40).with_step(8))
+        .with_mode(mode)
+        .with_batch_size(sizing)
+        .with_eos_id(eos)
+        .with_pack_window(5)
+        .with_shuffle_buffer(shuffle, 3)
+}
+
+fn plan(warmup: &WarmupConfig, epochs: EpochConfig, units: &Units) -> EpochPlan {
+    let core = WarmupCore::new(warmup.build().unwrap());
+    EpochPlan::new(units.info(), epochs, core).unwrap()
+}
+
+/// A batch as comparable values: step, seq_len, and every field's rows by name.
+type Comparable = (u64, usize, Vec<(String, Vec<Vec<i64>>)>);
+
+fn fingerprint(batches: &[ScheduledBatch]) -> Vec<Comparable> {
+    batches
+        .iter()
+        .map(|b| {
+            let fields = b
+                .batch
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_rows_i64()))
+                .collect();
+            (b.step, b.seq_len, fields)
+        })
+        .collect()
+}
+
+fn modes() -> Vec<Mode> {
+    Mode::ALL.to_vec()
+}
+
+#[test]
+fn every_token_of_every_epoch_arrives_in_order_when_nothing_is_shuffled() {
+    let docs = documents(60, 40, 1);
+    let units = Units::new(&docs, 7);
+    let config = warmup(Mode::Repack, BatchSize::Rows(3), None, 0).with_keep_last(true);
+    let epochs = EpochConfig::default()
+        .with_shuffle_units(false)
+        .with_epochs(2);
+    let mut p = plan(&config, epochs, &units);
+    let batches = drive(&mut p, &units, usize::MAX).unwrap();
+    let emitted: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.batch.input_ids().unwrap().to_rows_i64();
+            let mask = b.batch.get("attention_mask").map(Tensor::to_rows_i64);
+            ids.into_iter()
+                .enumerate()
+                .flat_map(move |(r, row)| {
+                    let mask = mask.clone();
+                    row.into_iter()
+                        .enumerate()
+                        .filter(move |(c, _)| mask.as_ref().is_none_or(|m| m[r][*c] == 1))
+                        .map(|(_, t)| t)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let one_epoch: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    let expected: Vec<i64> = one_epoch.iter().chain(&one_epoch).copied().collect();
+    assert_eq!(emitted, expected);
+    let stats = p.stats();
+    assert!(stats.is_balanced(), "{stats:?}");
+    assert_eq!((stats.tokens_dropped, stats.tokens_buffered), (0, 0));
+    assert_eq!(batches.last().unwrap().epoch, 1);
+}
+
+#[test]
+fn the_unit_order_is_a_function_of_seed_and_epoch() {
+    let units = Units::new(&documents(40, 10, 2), 4);
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), None, 0);
+    let order = |seed: u64, epoch: u64| {
+        let mut p = plan(
+            &config,
+            EpochConfig::default().with_seed(seed).with_epochs(3),
+            &units,
+        );
+        for _ in 0..epoch {
+            p.end_of_reads();
+        }
+        p.reads().order.to_vec()
+    };
+    assert_eq!(order(7, 0), order(7, 0));
+    assert_ne!(order(7, 0), order(7, 1));
+    assert_ne!(order(7, 0), order(8, 0));
+    let mut sorted = order(7, 1);
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn composer_modes_match_composer_written_out() {
+    // Composer's pipeline, independently: documents each followed by EOS, concatenated, cut
+    // into rows of max, B rows per step, then set_batch_sequence_length at the step's length.
+    let docs = documents(200, 90, 3);
+    let (eos, rows, max) = (99_999i64, 3usize, 64usize);
+    let stream: Vec<i64> = docs
+        .iter()
+        .flat_map(|d| d.iter().map(|&t| i64::from(t)).chain([eos]))
+        .collect();
+    for mode in [Mode::Truncate, Mode::Reshape] {
+        let config = WarmupConfig::new(ScheduleConfig::composer(8, 64, 0.6, 60).with_step(8))
+            .with_mode(mode)
+            .with_batch_size(BatchSize::Rows(rows))
+            .with_eos_id(Some(eos));
+        let warmup = config.build().unwrap();
+        let mut core = WarmupCore::new(warmup.clone());
+        core.push(run(&docs, Origin::default())).unwrap();
+        let mut batches = Vec::new();
+        while let Some(b) = core.finish().unwrap() {
+            batches.push(b);
+        }
+        let per_step = rows * max;
+        assert_eq!(batches.len(), stream.len() / per_step);
+        for (step, b) in batches.iter().enumerate() {
+            let chunk = &stream[step * per_step..(step + 1) * per_step];
+            let len = warmup.schedule().seq_len_at(step as u64) as usize;
+            let expected: Vec<Vec<i64>> = match mode {
+                Mode::Truncate => chunk
+                    .chunks(max)
+                    .map(|r| r[..len.min(max)].to_vec())
+                    .collect(),
+                _ => chunk[..per_step / len * len]
+                    .chunks(len)
+                    .map(<[i64]>::to_vec)
+                    .collect(),
+            };
+            assert_eq!(
+                b.batch.input_ids().unwrap().to_rows_i64(),
+                expected,
+                "{mode} step {step}"
+            );
+        }
+        assert!(core.stats().is_balanced());
+    }
+}
+
+#[test]
+fn a_state_at_the_end_resumes_to_nothing_left_in_every_mode() {
+    let docs = documents(80, 50, 4);
+    let units = Units::new(&docs, 9);
+    for mode in modes() {
+        for keep_last in [false, true] {
+            let config = warmup(mode, BatchSize::Tokens(256), Some(7), 0).with_keep_last(keep_last);
+            let mut p = plan(&config, EpochConfig::default(), &units);
+            let batches = drive(&mut p, &units, usize::MAX).unwrap();
+            assert!(!batches.is_empty());
+            let stats = p.stats();
+            assert!(stats.is_balanced(), "{mode}: {stats:?}");
+            assert_eq!(
+                stats.tokens_buffered, 0,
+                "{mode}: the end leaves nothing carried"
+            );
+            let state = roundtrip(&p.state());
+            assert!(state.is_done());
+            let mut resumed = resume(&config, EpochConfig::default(), &units, &state).unwrap();
+            let more = drive(&mut resumed, &units, usize::MAX).unwrap();
+            assert!(
+                more.is_empty(),
+                "{mode}: {} batches after the end",
+                more.len()
+            );
+            assert_eq!(resumed.stats(), stats, "{mode}: counts unchanged");
+        }
+    }
+}
+
+#[test]
+fn a_state_at_the_step_limit_resumes_to_nothing_then_continues_with_a_larger_limit() {
+    let docs = documents(120, 50, 5);
+    let units = Units::new(&docs, 10);
+    for mode in modes() {
+        let config = warmup(mode, BatchSize::Rows(4), None, 6);
+        let full = drive(
+            &mut plan(&config, EpochConfig::default(), &units),
+            &units,
+            usize::MAX,
+        )
+        .unwrap();
+        let limited = EpochConfig::default().with_max_steps(Some(5));
+        let mut p = plan(&config, limited.clone(), &units);
+        let first = drive(&mut p, &units, usize::MAX).unwrap();
+        assert_eq!(first.len(), 5, "{mode}");
+        let state = roundtrip(&p.state());
+        let again = drive(
+            &mut resume(&config, limited, &units, &state).unwrap(),
+            &units,
+            usize::MAX,
+        )
+        .unwrap();
+        assert!(again.is_empty(), "{mode}: same limit, nothing left");
+        let mut rest = resume(&config, EpochConfig::default(), &units, &state).unwrap();
+        let mut all = first;
+        all.extend(drive(&mut rest, &units, usize::MAX).unwrap());
+        assert_eq!(fingerprint(&all), fingerprint(&full), "{mode}");
+    }
+}
+
+fn roundtrip(state: &PlanState) -> PlanState {
+    serde_json::from_str(&serde_json::to_string(state).unwrap()).unwrap()
+}
+
+fn resume(
+    config: &WarmupConfig,
+    epochs: EpochConfig,
+    units: &Units,
+    state: &PlanState,
+) -> Result<EpochPlan, StageError> {
+    let core = WarmupCore::new(config.build().unwrap());
+    EpochPlan::resume(units.info(), epochs, core, state)
+}
+
+#[test]
+fn ranks_read_disjoint_units_and_emit_as_many_batches() {
+    let docs = documents(300, 60, 6);
+    let units = Units::new(&docs, 11);
+    let config = warmup(Mode::Repack, BatchSize::Tokens(128), Some(1), 0);
+    for world in [2usize, 3] {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut counts = Vec::new();
+        for rank in 0..world {
+            let epochs = EpochConfig::default().with_rank(rank, world).with_seed(9);
+            let mut p = plan(&config, epochs, &units);
+            let batches = drive(&mut p, &units, usize::MAX).unwrap();
+            counts.push(batches.len());
+            assert!(p.stats().is_balanced());
+            let documents: std::collections::BTreeSet<i64> = batches
+                .iter()
+                .flat_map(|b| b.batch.input_ids().unwrap().to_vec_i64())
+                .filter(|&t| t != 1)
+                .map(|t| t / 10_000)
+                .collect();
+            // A document of one rank's units never shows up at another rank.
+            assert!(
+                seen.is_disjoint(&documents),
+                "world {world}: rank {rank} overlaps"
+            );
+            seen.extend(documents);
+        }
+        assert!(
+            counts.iter().all(|&c| c == counts[0] && c > 0),
+            "{counts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_multi_rank_resume_mid_epoch_is_identical() {
+    let docs = documents(300, 60, 7);
+    let units = Units::new(&docs, 11);
+    let config = warmup(Mode::PackGreedy, BatchSize::Tokens(128), None, 4);
+    let epochs = EpochConfig::default().with_rank(1, 3).with_epochs(2);
+    let full = drive(
+        &mut plan(&config, epochs.clone(), &units),
+        &units,
+        usize::MAX,
+    )
+    .unwrap();
+    for cut in [1, full.len() / 3, full.len() / 2 + 1] {
+        let mut p = plan(&config, epochs.clone(), &units);
+        let mut batches = drive(&mut p, &units, cut).unwrap();
+        let state = roundtrip(&p.state());
+        let mut resumed = resume(&config, epochs.clone(), &units, &state).unwrap();
+        batches.extend(drive(&mut resumed, &units, usize::MAX).unwrap());
+        assert_eq!(fingerprint(&batches), fingerprint(&full), "cut at {cut}");
+    }
+}
+
+#[test]
+fn states_that_do_not_fit_are_refused_with_a_reason() {
+    let docs = documents(50, 30, 8);
+    let units = Units::new(&docs, 10);
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), None, 0);
+    let mut p = plan(&config, EpochConfig::default(), &units);
+    drive(&mut p, &units, 3).unwrap();
+    let state = serde_json::to_value(p.state()).unwrap();
+    let edited = |key: &str, value: serde_json::Value| {
+        let mut s = state.clone();
+        s[key] = value;
+        serde_json::from_value::<PlanState>(s).unwrap()
+    };
+    let refuse = |state: PlanState, needle: &str| {
+        let err = resume(&config, EpochConfig::default(), &units, &state)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "`{err}` should say `{needle}`");
+    };
+    refuse(edited("unit", 999_999.into()), "row group position 999999");
+    refuse(edited("epoch", 7.into()), "epoch 7 of a 1-epoch run");
+    refuse(edited("document", 999.into()), "document 999");
+    let mut counts = state.clone();
+    counts["core"]["stats"]["tokens_in"] = 1.into();
+    refuse(serde_json::from_value(counts).unwrap(), "do not add up");
+    let mut keys = state.clone();
+    keys["surprise"] = 1.into();
+    assert!(serde_json::from_value::<PlanState>(keys).is_err());
+}
+
+#[test]
+fn more_ranks_than_units_is_an_error() {
+    let units = Units::new(&documents(10, 10, 9), 5);
+    let core = WarmupCore::new(
+        warmup(Mode::Repack, BatchSize::Rows(2), None, 0)
+            .build()
+            .unwrap(),
+    );
+    let err =
+        EpochPlan::new(units.info(), EpochConfig::default().with_rank(0, 3), core).unwrap_err();
+    assert!(
+        err.to_string().contains("3 ranks but only 2 row groups"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_finished_core_stays_finished_and_its_state_says_so() {
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), None, 0);
+    let mut core = WarmupCore::new(config.build().unwrap());
+    core.push(run(&documents(10, 20, 10), Origin::default()))
+        .unwrap();
+    while core.finish().unwrap().is_some() {}
+    assert!(core.is_finished() && core.state().is_finished());
+    let mut again = WarmupCore::new(config.build().unwrap());
+    again.restore(&core.state()).unwrap();
+    again
+        .push(run(&documents(3, 20, 11), Origin::default()))
+        .unwrap();
+    assert!(again.next_batch().unwrap().is_none());
+    assert!(again.finish().unwrap().is_none());
+}
+
+fn any_mode() -> impl Strategy<Value = Mode> {
+    proptest::sample::select(Mode::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every token taken in is emitted, cut, dropped or still buffered, after every batch and
+    /// at the end; at the end nothing is buffered.
+    #[test]
+    fn the_counts_always_add_up(
+        mode in any_mode(),
+        count in 1usize..60,
+        max_doc in 1usize..80,
+        seed in any::<u64>(),
+        rows in 1usize..5,
+        tokens in any::<bool>(),
+        eos in proptest::option::of(0i64..5),
+        shuffle in 0usize..8,
+        keep_last in any::<bool>(),
+        unit in prop_oneof![Just(ProgressUnit::Steps), Just(ProgressUnit::Tokens)],
+        world in 1usize..3,
+    ) {
+        let docs = documents(count, max_doc, seed);
+        let units = Units::new(&docs, 4);
+        prop_assume!(units.units.len() >= world);
+        let sizing = if tokens { BatchSize::Tokens(rows * 64) } else { BatchSize::Rows(rows) };
+        let config = warmup(mode, sizing, eos, shuffle)
+            .with_keep_last(keep_last)
+            .with_schedule(ScheduleConfig::linear(8, 64, 0.5, 400).with_unit(unit));
+        let mut p = plan(&config, EpochConfig::default().with_rank(world - 1, world).with_epochs(2), &units);
+        let mut driver = Driver::new(&units);
+        let mut seen = 0u64;
+        loop {
+            let batches = driver.run(&mut p, 1).unwrap();
+            let stats: Stats = p.stats();
+            prop_assert!(stats.is_balanced(), "{:?}", stats);
+            if batches.is_empty() {
+                break;
+            }
+            seen += 1;
+            prop_assert_eq!(stats.batches, seen);
+        }
+        let stats = p.stats();
+        prop_assert_eq!(stats.tokens_buffered, 0);
+        let taken: u64 = docs.iter().map(|d| d.len() as u64).sum::<u64>();
+        if world == 1 {
+            // One rank reads every document of both epochs.
+            let eos_tokens = if eos.is_some() { 2 * count as u64 } else { 0 };
+            prop_assert_eq!(stats.tokens_in, 2 * taken + eos_tokens);
+        }
+    }
+}
