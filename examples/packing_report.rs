@@ -4,7 +4,7 @@
 //! Documents: 20 000 lengths drawn from a log-normal distribution (median 300 tokens,
 //! sigma 1.2, clipped to [1, 16 384]), with a fixed seed, so the table is reproducible.
 
-use seqwarm::batcher::{PackStrategy, PackerConfig, Tensor};
+use seqwarm::batcher::{PackStrategy, PackerConfig, RowSink, Tensor};
 use seqwarm::stage::rng::SplitMix64;
 
 /// Standard normal by Box-Muller, from seqwarm's generator.

@@ -356,3 +356,52 @@ fn bad_inputs_name_the_file_and_line() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no-shards-here"));
 }
+
+#[test]
+fn config_keys_are_checked_by_name_and_either_spelling_works() {
+    let root = temp("config-keys");
+    let config = root.join("stream.toml");
+    // The flag spelling and the library's both read; the shorthand batch_tokens is a key.
+    std::fs::write(
+        &config,
+        "batch_tokens = 4096\nmax-steps = 2\n[schedule]\nkind = \"constant\"\nmax = 512\ntotal = 10\n",
+    )
+    .unwrap();
+    let out = ok(&seqwarm(&["stream", "--config", config.to_str().unwrap()]));
+    assert!(out.contains("4096 tokens per batch"), "{out}");
+    assert!(out.contains("summary: 2 batches"), "{out}");
+    // A typo anywhere is named, with the file.
+    for (text, key) in [
+        ("batch_tokenz = 64\n", "`batch_tokenz`"),
+        (
+            "[schedule]\nkind = \"constant\"\nmax = 64\nmin = 8\n",
+            "unknown field `min`",
+        ),
+        ("[train]\nlayerz = 2\n", "unknown field `layerz`"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let command = if text.starts_with("[train]") {
+            "train"
+        } else {
+            "stream"
+        };
+        let err = seqwarm(&[command, "--config", config.to_str().unwrap()]);
+        assert!(!err.status.success());
+        let stderr = String::from_utf8_lossy(&err.stderr);
+        if command == "train" && stderr.contains("unrecognized subcommand") {
+            continue; // built without the train feature
+        }
+        assert!(stderr.contains(key), "{stderr}");
+        assert!(stderr.contains("stream.toml"), "{stderr}");
+    }
+}
+
+#[test]
+fn help_shows_the_library_defaults() {
+    let stream = ok(&seqwarm(&["stream", "--help"]));
+    assert!(stream.contains("[default: repack]"), "{stream}");
+    assert!(stream.contains("[default: 8 rows per batch]"), "{stream}");
+    assert!(stream.contains("[default: 2]"), "{stream}");
+    let preprocess = ok(&seqwarm(&["preprocess", "--help"]));
+    assert!(preprocess.contains("[default: gpt2]"), "{preprocess}");
+}

@@ -1,27 +1,14 @@
 //! End-to-end tests of `seqwarm plan`.
 
-use std::process::Command;
+mod common;
 
-fn seqwarm() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_seqwarm"))
-}
+use common::{ok, seqwarm, temp};
 
 #[test]
 fn plan_on_defaults_prints_a_table_and_writes_svg() {
-    let dir = std::env::temp_dir().join(format!("seqwarm-plan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp("plan");
     let svg = dir.join("plan.svg");
-    let out = seqwarm()
-        .args(["plan", "--svg"])
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = ok(&seqwarm(&["plan", "--svg", svg.to_str().unwrap()]));
     assert!(stdout.starts_with("schedule: linear"), "{stdout}");
     assert!(stdout.contains("max 1024 from steps 3000"), "{stdout}");
     // Tokens per step under each mode, and what the warmup saves over the baseline.
@@ -42,29 +29,21 @@ fn plan_on_defaults_prints_a_table_and_writes_svg() {
 
 #[test]
 fn plan_json_of_a_billion_steps_is_instant_and_exact() {
-    let out = seqwarm()
-        .args([
-            "plan",
-            "--no-svg",
-            "--format",
-            "json",
-            "--total",
-            "1000000000",
-            "--min",
-            "64",
-            "--max",
-            "4096",
-            "--step",
-            "64",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = ok(&seqwarm(&[
+        "plan",
+        "--no-svg",
+        "--format",
+        "json",
+        "--total",
+        "1000000000",
+        "--min",
+        "64",
+        "--max",
+        "4096",
+        "--step",
+        "64",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let points = v["change_points"].as_array().unwrap();
     assert_eq!(points.len(), 64);
     assert_eq!(
@@ -75,26 +54,24 @@ fn plan_json_of_a_billion_steps_is_instant_and_exact() {
 
 #[test]
 fn plan_reads_a_toml_config_and_flags_override_it() {
-    let dir = std::env::temp_dir().join(format!("seqwarm-plan-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp("plan-cfg");
     let config = dir.join("schedule.toml");
     std::fs::write(
         &config,
         "kind = \"composer\"\nduration = 0.5\nmin = 16\nmax = 80\nstep = 16\ntotal = 100\n",
     )
     .unwrap();
-    let out = seqwarm()
-        .args(["plan", "--no-svg", "--format", "json", "--schedule-config"])
-        .arg(&config)
-        .args(["--max", "144"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = ok(&seqwarm(&[
+        "plan",
+        "--no-svg",
+        "--format",
+        "json",
+        "--schedule-config",
+        config.to_str().unwrap(),
+        "--max",
+        "144",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["config"]["kind"], "composer");
     assert_eq!(v["max_len"], 144);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -102,19 +79,13 @@ fn plan_reads_a_toml_config_and_flags_override_it() {
 
 #[test]
 fn plan_rejects_bad_config_naming_the_field() {
-    let out = seqwarm()
-        .args(["plan", "--no-svg", "--min", "0"])
-        .output()
-        .unwrap();
+    let out = seqwarm(&["plan", "--no-svg", "--min", "0"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`min` = 0"), "{stderr}");
-    let out = seqwarm()
-        .args([
-            "plan", "--no-svg", "--kind", "composer", "--min", "8", "--max", "12", "--step", "45",
-        ])
-        .output()
-        .unwrap();
+    let out = seqwarm(&[
+        "plan", "--no-svg", "--kind", "composer", "--min", "8", "--max", "12", "--step", "45",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("divides by zero"));
 }

@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// layouts.
     pub shards: Vec<String>,
     /// Modes to measure, comma-separated [default: all].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::flags::named::<Mode>)]
     pub modes: Vec<Mode>,
     /// Cores for each side.
     #[arg(long, value_enum, default_value_t = Threads::One)]

@@ -3,6 +3,7 @@
 mod bench;
 mod config_file;
 mod demo;
+mod flags;
 mod loader_args;
 mod plan;
 mod preprocess;
@@ -78,7 +79,10 @@ pub fn main() -> std::process::ExitCode {
 fn command() -> clap::Command {
     let command = Cli::command()
         .mut_subcommand("stream", loader_args::annotate_defaults)
-        .mut_subcommand("plan", loader_args::annotate_defaults);
+        .mut_subcommand("plan", |c| {
+            schedule_args::annotate_defaults(loader_args::annotate_defaults(c))
+        })
+        .mut_subcommand("preprocess", preprocess::annotate_defaults);
     #[cfg(feature = "train")]
     let command = command.mut_subcommand("train", |c| {
         train::annotate_defaults(loader_args::annotate_defaults(c))

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use seqwarm::format::{OutputLayout, ShardEncoding};
-use seqwarm::preprocess::{
-    DEFAULT_TEXT_KEY, InputFormat, OnError, Preprocess, Progress, Tokenizer, merge_manifests,
-};
+use seqwarm::format::{OnError, OutputLayout, ShardEncoding};
+use seqwarm::preprocess::{InputFormat, Preprocess, Progress, Tokenizer, merge_manifests};
+
+use super::flags::{annotate, named, table};
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm preprocess corpus/*.txt -o shards/                       # one document per file, GPT-2 BPE
@@ -18,7 +18,8 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm preprocess 'crawl/*.parquet' --text-column text -o s3-staging/ --worker 3 --workers 16
   seqwarm merge-manifests shards/ -o shards/manifest.json           # after all workers finished";
 
-/// Arguments of `seqwarm preprocess`.
+/// Arguments of `seqwarm preprocess`. A setting left out keeps the library's default
+/// (`--help` shows it).
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {
     /// Input files, directories (their files, sorted) or globs.
@@ -28,70 +29,98 @@ pub struct PreprocessArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Input format: auto (by extension), text, jsonl, parquet.
-    #[arg(long, default_value_t = InputFormat::default())]
-    pub input_format: InputFormat,
+    #[arg(long, value_parser = named::<InputFormat>)]
+    pub input_format: Option<InputFormat>,
     /// JSON Lines field holding the text.
-    #[arg(long, default_value = DEFAULT_TEXT_KEY)]
-    pub text_field: String,
+    #[arg(long)]
+    pub text_field: Option<String>,
     /// Parquet column holding the text.
-    #[arg(long, default_value = DEFAULT_TEXT_KEY)]
-    pub text_column: String,
+    #[arg(long)]
+    pub text_column: Option<String>,
     /// Split text files into documents on this string (escapes \n and \t understood).
     #[arg(long)]
     pub separator: Option<String>,
     /// Tokenizer: gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bytes.
-    #[arg(long, default_value_t = Preprocess::DEFAULT_TOKENIZER)]
-    pub tokenizer: Tokenizer,
+    #[arg(long, value_parser = named::<Tokenizer>)]
+    pub tokenizer: Option<Tokenizer>,
     /// Do not append the tokenizer's EOS id to each document.
     #[arg(long)]
     pub no_eos: bool,
     /// Output layout: flat (seqwarm's fast layout) or rows (Hugging Face `input_ids` lists).
-    #[arg(long, default_value_t = OutputLayout::default())]
-    pub layout: OutputLayout,
+    #[arg(long, value_parser = named::<OutputLayout>)]
+    pub layout: Option<OutputLayout>,
     /// Token encoding: zstd (about 2 bytes per token) or plain (4 bytes per token, read by the
     /// loader's fast path without Arrow's decoder; flat layout).
-    #[arg(long, default_value_t = ShardEncoding::default())]
-    pub encoding: ShardEncoding,
+    #[arg(long, value_parser = named::<ShardEncoding>)]
+    pub encoding: Option<ShardEncoding>,
     /// Target tokens per shard (shards close at the first document boundary past it).
-    #[arg(long, default_value_t = Preprocess::DEFAULT_SHARD_TOKENS)]
-    pub shard_tokens: u64,
+    #[arg(long)]
+    pub shard_tokens: Option<u64>,
     /// Tokens per row group (about 4 bytes each decoded: what the loader's prefetch window
     /// holds).
-    #[arg(long, default_value_t = Preprocess::DEFAULT_ROW_GROUP_TOKENS)]
-    pub row_group_tokens: usize,
+    #[arg(long)]
+    pub row_group_tokens: Option<usize>,
     /// Shard file name prefix.
-    #[arg(long, default_value = Preprocess::DEFAULT_PREFIX)]
-    pub prefix: String,
+    #[arg(long)]
+    pub prefix: Option<String>,
     /// This worker's index (0-based) when the inputs are split across workers.
-    #[arg(long, default_value_t = 0)]
-    pub worker: usize,
+    #[arg(long)]
+    pub worker: Option<usize>,
     /// Number of workers; worker I takes the inputs whose sorted index is I mod N.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Bad input: fail, or skip and count.
-    #[arg(long, default_value_t = OnError::default())]
-    pub on_error: OnError,
+    #[arg(long, value_parser = named::<OnError>)]
+    pub on_error: Option<OnError>,
     /// Tokenizer threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
+/// Appends the library's defaults to the help of the flags that set them.
+pub fn annotate_defaults(command: clap::Command) -> clap::Command {
+    let defaults = table(&Preprocess::new(Vec::<String>::new(), ""));
+    annotate(command, &defaults, |_| None)
+}
+
 pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
-    let run = Preprocess::new(args.inputs.iter().cloned(), &args.output)
-        .with_tokenizer(args.tokenizer)
+    let mut run = Preprocess::new(args.inputs.iter().cloned(), &args.output)
         .with_eos(!args.no_eos)
-        .with_layout(args.layout)
-        .with_encoding(args.encoding)
-        .with_shard_tokens(args.shard_tokens)
-        .with_row_group_tokens(args.row_group_tokens)
-        .with_input_format(args.input_format)
-        .with_text_field(&args.text_field)
-        .with_text_column(&args.text_column)
         .with_separator(args.separator.clone())
-        .with_prefix(&args.prefix)
-        .with_worker(args.worker, args.workers)
-        .with_on_error(args.on_error)
         .with_threads(args.threads);
+    if let Some(tokenizer) = args.tokenizer {
+        run = run.with_tokenizer(tokenizer);
+    }
+    if let Some(layout) = args.layout {
+        run = run.with_layout(layout);
+    }
+    if let Some(encoding) = args.encoding {
+        run = run.with_encoding(encoding);
+    }
+    if let Some(tokens) = args.shard_tokens {
+        run = run.with_shard_tokens(tokens);
+    }
+    if let Some(tokens) = args.row_group_tokens {
+        run = run.with_row_group_tokens(tokens);
+    }
+    if let Some(format) = args.input_format {
+        run = run.with_input_format(format);
+    }
+    if let Some(field) = &args.text_field {
+        run = run.with_text_field(field);
+    }
+    if let Some(column) = &args.text_column {
+        run = run.with_text_column(column);
+    }
+    if let Some(prefix) = &args.prefix {
+        run = run.with_prefix(prefix);
+    }
+    if args.worker.is_some() || args.workers.is_some() {
+        run = run.with_worker(args.worker.unwrap_or(0), args.workers.unwrap_or(1));
+    }
+    if let Some(on_error) = args.on_error {
+        run = run.with_on_error(on_error);
+    }
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::config_file::read_table;
+use super::flags::{self, given, named};
 
 /// Schedule flags. Each overrides the same key of the schedule table; without a table, they
 /// override the library's built-in schedule of the kind.
@@ -20,48 +21,37 @@ pub struct ScheduleArgs {
     #[serde(skip)]
     pub schedule_config: Option<PathBuf>,
     /// Schedule kind: linear, composer, fixed_linear, fixed_root, fixed_discrete, constant.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = named::<ScheduleKind>)]
     pub kind: Option<ScheduleKind>,
     /// Progress unit: steps, samples or tokens.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = named::<ProgressUnit>)]
     pub unit: Option<ProgressUnit>,
     /// Length of training, in the unit.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
     /// Fraction of training spent warming up, in [0, 1].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
     /// Shortest sequence length.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<u64>,
     /// Longest sequence length.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<u64>,
     /// Length increment (a multiple of 8 suits tensor cores).
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u64>,
     /// DeepSpeed's total_curriculum_step (fixed_linear, fixed_root).
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub total_curriculum_step: Option<u64>,
     /// DeepSpeed's root_degree (fixed_root).
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub root_degree: Option<u32>,
     /// DeepSpeed's difficulty list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<Vec<u64>>,
     /// DeepSpeed's max_step list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_step: Option<Vec<u64>>,
 }
 
@@ -79,14 +69,14 @@ impl ScheduleArgs {
             (None, None) => {
                 let kind = self.kind.unwrap_or(ScheduleConfig::default().kind());
                 let mut map = match ScheduleConfig::default_for(kind) {
-                    Some(config) => as_map(&config)?,
+                    Some(config) => flags::table(&config),
                     None => Map::from_iter([("kind".to_string(), Value::from(kind.name()))]),
                 };
                 adjust_defaults(&mut map);
                 (map, "the flags".into())
             }
         };
-        map.extend(as_map(self)?);
+        map.extend(given(self));
         serde_json::from_value(Value::Object(map))
             .with_context(|| format!("invalid schedule from {source}"))
     }
@@ -102,11 +92,10 @@ impl ScheduleArgs {
     }
 }
 
-fn as_map(value: &impl Serialize) -> anyhow::Result<Map<String, Value>> {
-    match serde_json::to_value(value)? {
-        Value::Object(map) => Ok(map),
-        _ => anyhow::bail!("settings must be a table"),
-    }
+/// Appends the default schedule's values to the help of the schedule flags (for `plan`, which
+/// shows that schedule when given no other).
+pub fn annotate_defaults(command: clap::Command) -> clap::Command {
+    flags::annotate(command, &flags::table(&ScheduleConfig::default()), |_| None)
 }
 
 /// Builds a schedule, printing its warnings.

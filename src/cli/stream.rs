@@ -36,20 +36,28 @@ pub enum Emit {
     Jsonl,
 }
 
-/// Arguments of `seqwarm stream`.
+/// The data and its settings, for `stream` and `train`: shards, a config file, and the
+/// schedule and loader flags over it.
 #[derive(Debug, Args)]
-pub struct StreamArgs {
+pub struct SourceArgs {
     /// Shard locations: files, directories, globs or URLs (s3://, gs://, az://, http(s)://,
     /// file://). None: the built-in demo corpus.
     pub shards: Vec<String>,
-    /// Config file (TOML or JSON): `shards`, loader keys as the flags (kebab-case), and a
-    /// `[schedule]` table. Flags override it.
+    /// Config file (TOML or JSON): `shards`, the loader keys (named as the flags), a
+    /// `[schedule]` table, and `train`'s `[train]` table. Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     #[command(flatten)]
     pub loader: LoaderArgs,
+}
+
+/// Arguments of `seqwarm stream`.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Layout of the demo corpus when no shards are given.
     #[arg(long, value_enum, default_value = "flat")]
     pub demo_layout: DemoLayout,
@@ -128,16 +136,18 @@ pub async fn resolve(
         keys.entry("eos_id").or_insert(Value::from(demo::EOS));
     }
     let config = LoaderConfig::from_value(Value::Object(keys)).with_context(|| file.context())?;
-    let mut schedule_config = schedule.config_over(file.schedule.as_ref(), |defaults| {
-        if demo && schedule.min.is_none() && schedule.max.is_none() {
-            // The demo's default: 64 -> 1024 in steps of 64.
-            for (key, value) in [("min", 64), ("max", 1024), ("step", 64)] {
-                if defaults.contains_key(key) {
-                    defaults.insert(key.into(), Value::from(value));
+    let mut schedule_config = schedule
+        .config_over(file.schedule.as_ref(), |defaults| {
+            if demo && schedule.min.is_none() && schedule.max.is_none() {
+                // The demo's default: 64 -> 1024 in steps of 64.
+                for (key, value) in [("min", 64), ("max", 1024), ("step", 64)] {
+                    if defaults.contains_key(key) {
+                        defaults.insert(key.into(), Value::from(value));
+                    }
                 }
             }
-        }
-    })?;
+        })
+        .with_context(|| file.context())?;
     if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
     {
         // One epoch's worth of steps at the maximum length, from the footers.
@@ -186,12 +196,13 @@ fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
 }
 
 pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
-    let file = ConfigFile::read(args.config.as_ref())?;
+    let source = &args.source;
+    let file = ConfigFile::read(source.config.as_ref())?;
     let resolved = resolve(
-        &args.shards,
+        &source.shards,
         &file,
-        &args.schedule,
-        &args.loader,
+        &source.schedule,
+        &source.loader,
         args.demo_layout,
     )
     .await?;

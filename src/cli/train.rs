@@ -21,10 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config_file::ConfigFile;
-use super::loader_args::LoaderArgs;
+use super::flags::given;
 use super::plan::plot_error;
-use super::schedule_args::ScheduleArgs;
-use super::stream::{DemoLayout, resolve};
+use super::stream::{DemoLayout, SourceArgs, resolve};
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm train data/train/ --eval-shards data/val/ --vocab-size 50257 --max-steps 2000 \\
@@ -50,95 +49,72 @@ pub enum PositionsArg {
 pub struct TrainOptions {
     /// Held-out shards, evaluated at the maximum length.
     #[arg(long, num_args = 1..)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub eval_shards: Vec<String>,
     /// Evaluate every N steps (and at the end) [default: 0, only at the end].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_every: Option<u64>,
     /// Held-out batches per evaluation [default: 8].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batches: Option<u64>,
     /// Rows per held-out batch [default: the training rows at the maximum length].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_rows: Option<usize>,
     /// Transformer blocks.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<i64>,
     /// Attention heads.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub heads: Option<i64>,
     /// Model width.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
     /// Position scheme.
     #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub positions: Option<PositionsArg>,
     /// Peak learning rate.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// Final learning rate [default: lr / 10 when --lr is given].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_lr: Option<f64>,
     /// Tokens of learning-rate warmup [default: 2% of the horizon].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_warmup_tokens: Option<u64>,
     /// Tokens over which the rate decays [default: the tokens the run will train on].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_horizon_tokens: Option<u64>,
     /// AdamW weight decay on matrices.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
     /// Clip gradients to this global norm; 0 turns clipping off.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
     /// cpu, cuda, cuda:N or auto [default: auto].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Skip the warm pass (for measuring what it buys).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_warm_pass: Option<bool>,
     /// bf16 autocast on CUDA.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub autocast: Option<bool>,
     /// libtorch intra-op threads [default: libtorch's choice].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<i32>,
     /// Run directory for metrics.jsonl, the checkpoint and plots [default: runs/train].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
     /// Continue from the run directory's checkpoint.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<bool>,
     /// Read the loss back and log every N steps [default: 1].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_every: Option<u64>,
     /// Checkpoint every N steps (and at the end) [default: 0, only at the end].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<u64>,
     /// Seed of the model's initialization [default: the loader seed].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_seed: Option<i64>,
 }
 
@@ -146,9 +122,7 @@ impl TrainOptions {
     /// The `[train]` table with these flags over it.
     fn over(&self, table: Option<&Map<String, Value>>) -> anyhow::Result<TrainOptions> {
         let mut map = table.cloned().unwrap_or_default();
-        if let Value::Object(flags) = serde_json::to_value(self)? {
-            map.extend(flags);
-        }
+        map.extend(given(self));
         Ok(serde_json::from_value(Value::Object(map))?)
     }
 }
@@ -188,16 +162,8 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
 /// Arguments of `seqwarm train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training shards: files, directories, globs or URLs. None: the built-in demo corpus.
-    pub shards: Vec<String>,
-    /// Config file (TOML or JSON): `shards`, loader keys, a `[schedule]` table and a
-    /// `[train]` table with the trainer keys below (kebab-case). Flags override it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     #[command(flatten)]
-    pub schedule: ScheduleArgs,
-    #[command(flatten)]
-    pub loader: LoaderArgs,
+    pub source: SourceArgs,
     #[command(flatten)]
     pub train: TrainOptions,
 }
@@ -248,15 +214,16 @@ async fn eval_batches(
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let file = ConfigFile::read(args.config.as_ref())?;
+    let source = &args.source;
+    let file = ConfigFile::read(source.config.as_ref())?;
     let options = args
         .train
         .over(file.train.as_ref())
         .with_context(|| format!("{} ([train] table)", file.context()))?;
-    let mut schedule_args = args.schedule.clone();
+    let mut schedule_args = source.schedule.clone();
     // A training run's schedule spans the run: with a step limit and no explicit total, the
     // total is that limit.
-    let max_steps = args
+    let max_steps = source
         .loader
         .max_steps
         .or_else(|| file.loader.get("max_steps").and_then(Value::as_u64));
@@ -269,10 +236,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let resolved = runtime.block_on(resolve(
-        &args.shards,
+        &source.shards,
         &file,
         &schedule_args,
-        &args.loader,
+        &source.loader,
         DemoLayout::Flat,
     ))?;
     let config = &resolved.config;

@@ -17,7 +17,9 @@
 mod batch;
 mod error;
 mod packer;
+mod pad;
 mod repacker;
+mod runs;
 mod sink;
 mod tensor;
 
@@ -26,7 +28,8 @@ pub use error::BatchError;
 pub use packer::{
     DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PackerStats, PieceState,
 };
-pub use repacker::{PadValues, Repacker, RepackerCarry, RepackerConfig};
+pub use pad::PadValues;
+pub use repacker::{Repacker, RepackerCarry, RepackerConfig};
 pub use sink::RowSink;
 pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
-use crate::repacker::PadValues;
+use crate::pad::PadValues;
 use crate::sink::RowSink;
 use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 
@@ -148,10 +148,10 @@ impl Piece {
 /// `position_ids` (restarting at 0 at each segment) and `segment_ids` (1-based index of the
 /// segment within its row, 0 on padding); [`Batch::cu_seqlens`] turns the latter into
 /// FlashAttention-style offsets. Tokens are copied once, from the pushed buffers into the rows.
-/// It is a [`RowSink`]; its own methods have the trait's names and signatures.
+/// Its streaming verbs are those of [`RowSink`].
 ///
 /// ```
-/// use seqwarm_batcher::{PackerConfig, PackStrategy, Tensor};
+/// use seqwarm_batcher::{PackStrategy, PackerConfig, RowSink, Tensor};
 ///
 /// let mut packer = PackerConfig::default()
 ///     .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
@@ -178,12 +178,6 @@ pub struct DocumentPacker {
     stats: PackerStats,
 }
 
-impl Default for DocumentPacker {
-    fn default() -> Self {
-        PackerConfig::default().build()
-    }
-}
-
 impl DocumentPacker {
     /// Counters so far.
     pub fn stats(&self) -> PackerStats {
@@ -193,208 +187,6 @@ impl DocumentPacker {
     /// The configuration.
     pub fn config(&self) -> &PackerConfig {
         &self.config
-    }
-
-    /// Tokens pushed but not yet handed out.
-    pub fn buffered_tokens(&self) -> usize {
-        self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
-    }
-
-    /// Whether `rows` rows of `len` can be taken now: greedy, `rows * len` tokens buffered;
-    /// best fit, `rows` rows already packed at `len` or a whole window of pieces waiting.
-    pub fn can_pop(&self, len: usize, rows: usize) -> bool {
-        match self.config.strategy {
-            PackStrategy::Greedy => self.pending_tokens >= rows.saturating_mul(len),
-            PackStrategy::BestFitDecreasing { window } => {
-                let (ready, dissolved) = if self.ready_len == len {
-                    (self.ready.len(), 0)
-                } else {
-                    (0, self.ready.iter().map(Vec::len).sum())
-                };
-                ready >= rows || self.pending.len() + dissolved >= window.max(1)
-            }
-        }
-    }
-
-    /// Drops everything buffered; returns how many tokens that was.
-    pub fn clear(&mut self) -> usize {
-        let dropped = self.buffered_tokens();
-        self.pending.clear();
-        self.pending_tokens = 0;
-        self.ready.clear();
-        dropped
-    }
-
-    /// Everything buffered, copied out for a checkpoint.
-    pub fn carry(&self) -> PackerCarry {
-        let export = |p: &Piece| PieceState {
-            tokens: match self.dtype {
-                Some(DType::I32) => bytemuck::cast_slice::<u8, i32>(&p.tokens)
-                    .iter()
-                    .map(|&x| i64::from(x))
-                    .collect(),
-                _ => bytemuck::cast_slice::<u8, i64>(&p.tokens).to_vec(),
-            },
-            split: p.split,
-        };
-        PackerCarry {
-            dtype: self.dtype,
-            pending: self.pending.iter().map(export).collect(),
-            ready: self
-                .ready
-                .iter()
-                .map(|r| r.iter().map(export).collect())
-                .collect(),
-            ready_len: self.ready_len,
-        }
-    }
-
-    /// Replaces the buffered state with a checkpoint's (counters other than buffered tokens
-    /// are left as they are).
-    pub fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
-        let dtype = carry.dtype;
-        let import = |p: &PieceState| -> Result<Piece, BatchError> {
-            let tokens = match dtype {
-                Some(DType::I32) => bytes_from_vec(
-                    p.tokens
-                        .iter()
-                        .map(|&x| {
-                            i32::try_from(x).map_err(|_| BatchError::ValueOutOfRange {
-                                field: fields::INPUT_IDS.into(),
-                                value: x,
-                                dtype: DType::I32,
-                            })
-                        })
-                        .collect::<Result<Vec<i32>, _>>()?,
-                ),
-                _ => bytes_from_vec(p.tokens.clone()),
-            };
-            Ok(Piece {
-                tokens,
-                len: p.tokens.len(),
-                split: p.split,
-            })
-        };
-        self.dtype = dtype;
-        self.pending = carry.pending.iter().map(import).collect::<Result<_, _>>()?;
-        self.pending_tokens = self.pending.iter().map(|p| p.len).sum();
-        self.ready = carry
-            .ready
-            .iter()
-            .map(|r| r.iter().map(import).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<_, _>>()?;
-        self.ready_len = carry.ready_len;
-        Ok(())
-    }
-
-    /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
-    /// given (the document is then copied once, with it). All documents must share one dtype.
-    /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
-    pub fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError> {
-        let _ = labels;
-        let with_eos;
-        let tokens = match eos {
-            None => tokens,
-            Some(eos) => {
-                with_eos = append(tokens, eos)?;
-                &with_eos
-            }
-        };
-        let document = self.stats.documents;
-        let Shape::Vector { len } = tokens.shape() else {
-            return Err(BatchError::ShapeMismatch {
-                field: format!("document {document}"),
-                shape: tokens.shape().dims(),
-                expected: vec![tokens.numel()],
-                operation: "a document is a 1-D token tensor",
-            });
-        };
-        match self.dtype {
-            None => self.dtype = Some(tokens.dtype()),
-            Some(expected) if expected != tokens.dtype() => {
-                return Err(BatchError::DTypeMismatch {
-                    document,
-                    expected,
-                    got: tokens.dtype(),
-                });
-            }
-            Some(_) => {}
-        }
-        self.stats.documents += 1;
-        self.stats.tokens_in += len as u64;
-        if len > 0 {
-            self.pending_tokens += len;
-            self.pending.push_back(Piece {
-                tokens: tokens.buffer().clone(),
-                len,
-                split: false,
-            });
-        }
-        Ok(())
-    }
-
-    /// Takes exactly `rows` rows of `len`, or `None` when more documents are needed first
-    /// (greedy: fewer than `rows * len` tokens buffered; best-fit: fewer than a window of
-    /// documents).
-    pub fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        if len == 0 {
-            return Err(BatchError::InvalidLength { len });
-        }
-        self.dissolve_if_len_changed(len);
-        match self.config.strategy {
-            PackStrategy::Greedy => {
-                if self.pending_tokens < rows * len {
-                    return Ok(None);
-                }
-                let packed: Vec<Vec<Piece>> = (0..rows).map(|_| self.greedy_row(len)).collect();
-                self.emit(&packed, len).map(Some)
-            }
-            PackStrategy::BestFitDecreasing { window } => {
-                let window = window.max(1);
-                while self.ready.len() < rows {
-                    if self.pending.len() < window {
-                        return Ok(None);
-                    }
-                    self.pack_window(len, window);
-                }
-                let packed: Vec<Vec<Piece>> = self.ready.drain(..rows).collect();
-                self.emit(&packed, len).map(Some)
-            }
-        }
-    }
-
-    /// After the input has ended: up to `rows` rows of `len` from what is buffered (rows not
-    /// full are padded), or `None` when nothing is buffered; call it until then to take
-    /// everything. Best fit packs every remaining piece on the first call.
-    pub fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        if len == 0 {
-            return Err(BatchError::InvalidLength { len });
-        }
-        self.dissolve_if_len_changed(len);
-        let mut packed: Vec<Vec<Piece>> = Vec::new();
-        match self.config.strategy {
-            PackStrategy::Greedy => {
-                while self.pending_tokens > 0 && packed.len() < rows {
-                    packed.push(self.greedy_row(len));
-                }
-            }
-            PackStrategy::BestFitDecreasing { window } => {
-                while !self.pending.is_empty() {
-                    self.pack_window(len, window.max(1));
-                }
-                let take = rows.min(self.ready.len());
-                packed.extend(self.ready.drain(..take));
-            }
-        }
-        if packed.is_empty() {
-            return Ok(None);
-        }
-        self.emit(&packed, len).map(Some)
     }
 
     fn size(&self) -> usize {
@@ -577,40 +369,205 @@ fn append(tokens: &Tensor, eos: i64) -> Result<Tensor, BatchError> {
 impl RowSink for DocumentPacker {
     type Carry = PackerCarry;
 
+    /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
+    /// given (the document is then copied once, with it). All documents must share one dtype.
+    /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
     fn push_document(
         &mut self,
         tokens: &Tensor,
         labels: Option<&Tensor>,
         eos: Option<i64>,
     ) -> Result<(), BatchError> {
-        DocumentPacker::push_document(self, tokens, labels, eos)
+        let _ = labels;
+        let with_eos;
+        let tokens = match eos {
+            None => tokens,
+            Some(eos) => {
+                with_eos = append(tokens, eos)?;
+                &with_eos
+            }
+        };
+        let document = self.stats.documents;
+        let Shape::Vector { len } = tokens.shape() else {
+            return Err(BatchError::ShapeMismatch {
+                field: format!("document {document}"),
+                shape: tokens.shape().dims(),
+                expected: vec![tokens.numel()],
+                operation: "a document is a 1-D token tensor",
+            });
+        };
+        match self.dtype {
+            None => self.dtype = Some(tokens.dtype()),
+            Some(expected) if expected != tokens.dtype() => {
+                return Err(BatchError::DTypeMismatch {
+                    document,
+                    expected,
+                    got: tokens.dtype(),
+                });
+            }
+            Some(_) => {}
+        }
+        self.stats.documents += 1;
+        self.stats.tokens_in += len as u64;
+        if len > 0 {
+            self.pending_tokens += len;
+            self.pending.push_back(Piece {
+                tokens: tokens.buffer().clone(),
+                len,
+                split: false,
+            });
+        }
+        Ok(())
     }
 
+    /// Whether `rows` rows of `len` can be taken now: greedy, `rows * len` tokens buffered;
+    /// best fit, `rows` rows already packed at `len` or a whole window of pieces waiting.
     fn can_pop(&self, len: usize, rows: usize) -> bool {
-        DocumentPacker::can_pop(self, len, rows)
+        match self.config.strategy {
+            PackStrategy::Greedy => self.pending_tokens >= rows.saturating_mul(len),
+            PackStrategy::BestFitDecreasing { window } => {
+                let (ready, dissolved) = if self.ready_len == len {
+                    (self.ready.len(), 0)
+                } else {
+                    (0, self.ready.iter().map(Vec::len).sum())
+                };
+                ready >= rows || self.pending.len() + dissolved >= window.max(1)
+            }
+        }
     }
 
+    /// Takes exactly `rows` rows of `len`, or `None` when more documents are needed first
+    /// (greedy: fewer than `rows * len` tokens buffered; best-fit: fewer than a window of
+    /// documents).
     fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        DocumentPacker::pop(self, len, rows)
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        self.dissolve_if_len_changed(len);
+        match self.config.strategy {
+            PackStrategy::Greedy => {
+                if self.pending_tokens < rows * len {
+                    return Ok(None);
+                }
+                let packed: Vec<Vec<Piece>> = (0..rows).map(|_| self.greedy_row(len)).collect();
+                self.emit(&packed, len).map(Some)
+            }
+            PackStrategy::BestFitDecreasing { window } => {
+                let window = window.max(1);
+                while self.ready.len() < rows {
+                    if self.pending.len() < window {
+                        return Ok(None);
+                    }
+                    self.pack_window(len, window);
+                }
+                let packed: Vec<Vec<Piece>> = self.ready.drain(..rows).collect();
+                self.emit(&packed, len).map(Some)
+            }
+        }
     }
 
+    /// After the input has ended: up to `rows` rows of `len` from what is buffered (rows not
+    /// full are padded), or `None` when nothing is buffered; call it until then to take
+    /// everything. Best fit packs every remaining piece on the first call.
     fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        DocumentPacker::finish(self, len, rows)
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        self.dissolve_if_len_changed(len);
+        let mut packed: Vec<Vec<Piece>> = Vec::new();
+        match self.config.strategy {
+            PackStrategy::Greedy => {
+                while self.pending_tokens > 0 && packed.len() < rows {
+                    packed.push(self.greedy_row(len));
+                }
+            }
+            PackStrategy::BestFitDecreasing { window } => {
+                while !self.pending.is_empty() {
+                    self.pack_window(len, window.max(1));
+                }
+                let take = rows.min(self.ready.len());
+                packed.extend(self.ready.drain(..take));
+            }
+        }
+        if packed.is_empty() {
+            return Ok(None);
+        }
+        self.emit(&packed, len).map(Some)
     }
 
+    /// Tokens pushed but not yet handed out.
     fn buffered_tokens(&self) -> usize {
-        DocumentPacker::buffered_tokens(self)
+        self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
     }
 
+    /// Drops everything buffered; returns how many tokens that was.
     fn clear(&mut self) -> usize {
-        DocumentPacker::clear(self)
+        let dropped = self.buffered_tokens();
+        self.pending.clear();
+        self.pending_tokens = 0;
+        self.ready.clear();
+        dropped
     }
 
+    /// Everything buffered, copied out for a checkpoint.
     fn carry(&self) -> PackerCarry {
-        DocumentPacker::carry(self)
+        let export = |p: &Piece| PieceState {
+            tokens: match self.dtype {
+                Some(DType::I32) => bytemuck::cast_slice::<u8, i32>(&p.tokens)
+                    .iter()
+                    .map(|&x| i64::from(x))
+                    .collect(),
+                _ => bytemuck::cast_slice::<u8, i64>(&p.tokens).to_vec(),
+            },
+            split: p.split,
+        };
+        PackerCarry {
+            dtype: self.dtype,
+            pending: self.pending.iter().map(export).collect(),
+            ready: self
+                .ready
+                .iter()
+                .map(|r| r.iter().map(export).collect())
+                .collect(),
+            ready_len: self.ready_len,
+        }
     }
 
+    /// Replaces the buffered state with a checkpoint's (counters other than buffered tokens
+    /// are left as they are).
     fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
-        DocumentPacker::restore(self, carry)
+        let dtype = carry.dtype;
+        let import = |p: &PieceState| -> Result<Piece, BatchError> {
+            let tokens = match dtype {
+                Some(DType::I32) => bytes_from_vec(
+                    p.tokens
+                        .iter()
+                        .map(|&x| {
+                            i32::try_from(x).map_err(|_| BatchError::ValueOutOfRange {
+                                field: fields::INPUT_IDS.into(),
+                                value: x,
+                                dtype: DType::I32,
+                            })
+                        })
+                        .collect::<Result<Vec<i32>, _>>()?,
+                ),
+                _ => bytes_from_vec(p.tokens.clone()),
+            };
+            Ok(Piece {
+                tokens,
+                len: p.tokens.len(),
+                split: p.split,
+            })
+        };
+        self.dtype = dtype;
+        self.pending = carry.pending.iter().map(import).collect::<Result<_, _>>()?;
+        self.pending_tokens = self.pending.iter().map(|p| p.len).sum();
+        self.ready = carry
+            .ready
+            .iter()
+            .map(|r| r.iter().map(import).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<_, _>>()?;
+        self.ready_len = carry.ready_len;
+        Ok(())
     }
 }

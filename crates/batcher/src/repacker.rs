@@ -1,4 +1,7 @@
 //! Lossless streaming repacking: rows of exactly the scheduled length, remainder carried.
+//!
+//! A little over 600 lines: one type, its config and its `RowSink` implementation, which read
+//! best together; the byte-level copies are in `runs.rs`, the padding in `pad.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,46 +10,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::BatchError;
-use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::batch::{Batch, fields};
+use crate::pad::PadValues;
+use crate::runs::{checked_i32, concat, describe, gather_prefix, gather_row, right_padded_len};
 use crate::sink::RowSink;
-use crate::tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
-
-/// Values used to pad the final partial row handed back by [`Repacker::finish`] (and the
-/// padding of [`crate::DocumentPacker`]'s rows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PadValues {
-    /// Padding for `input_ids` (the tokenizer's pad id).
-    pub input_ids: i64,
-    /// Padding for `labels` (ignored by the loss).
-    pub labels: i64,
-    /// Padding for `attention_mask`.
-    pub attention_mask: i64,
-    /// Padding for every other field.
-    pub other: i64,
-}
-
-impl Default for PadValues {
-    fn default() -> Self {
-        Self {
-            input_ids: 0,
-            labels: IGNORE_INDEX,
-            attention_mask: 0,
-            other: 0,
-        }
-    }
-}
-
-impl PadValues {
-    /// The padding value for the field called `name`.
-    pub fn for_field(&self, name: &str) -> i64 {
-        match name {
-            fields::INPUT_IDS => self.input_ids,
-            fields::LABELS => self.labels,
-            fields::ATTENTION_MASK => self.attention_mask,
-            _ => self.other,
-        }
-    }
-}
+use crate::tensor::{DType, Shape, Tensor};
 
 /// Configuration of a [`Repacker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +22,7 @@ pub struct RepackerConfig {
     /// Drop positions whose `attention_mask` is 0 before repacking, so padding never becomes
     /// training tokens. Default: true.
     pub strip_padding: bool,
-    /// Padding for [`Repacker::finish`].
+    /// Padding for [`RowSink::finish`].
     pub pad: PadValues,
 }
 
@@ -113,15 +81,14 @@ pub struct RepackerCarry {
 /// Every field of every pushed batch is read as one flat token stream (row-major, padding
 /// stripped unless configured otherwise) and cut into rows of exactly the requested length.
 /// The tokens that do not fill a row stay in the repacker and lead the next batch; nothing is
-/// dropped. The length may change from one call to the next. [`Repacker::finish`] hands back
-/// the last partial row, padded. It is a [`RowSink`]; its own methods have the trait's names
-/// and signatures, so they need no import.
+/// dropped. The length may change from one call to the next. [`RowSink::finish`] hands back
+/// the last partial row, padded. Its streaming verbs are those of [`RowSink`].
 ///
 /// Pushing never copies tokens (batches are held by reference); popping copies each token at
 /// most once, and not at all when the requested rows lie inside one pushed buffer.
 ///
 /// ```
-/// use seqwarm_batcher::{Batch, RepackerConfig};
+/// use seqwarm_batcher::{Batch, RepackerConfig, RowSink};
 ///
 /// let mut repacker = RepackerConfig::default().build();
 /// let out = repacker.repack(&Batch::from_input_ids((0..10i64).collect(), 2, 5)?, 4)?;
@@ -142,31 +109,7 @@ pub struct Repacker {
     tokens_out: u64,
 }
 
-impl Default for Repacker {
-    fn default() -> Self {
-        RepackerConfig::default().build()
-    }
-}
-
 impl Repacker {
-    /// Tokens held, waiting to fill a row.
-    pub fn buffered_tokens(&self) -> usize {
-        self.carried
-    }
-
-    /// Whether `rows` rows of `len` can be taken now.
-    pub fn can_pop(&self, len: usize, rows: usize) -> bool {
-        self.carried >= rows.saturating_mul(len)
-    }
-
-    /// Drops every buffered token; returns how many there were.
-    pub fn clear(&mut self) -> usize {
-        let dropped = self.carried;
-        self.queue.clear();
-        self.carried = 0;
-        dropped
-    }
-
     /// Real tokens accepted so far.
     pub fn tokens_in(&self) -> u64 {
         self.tokens_in
@@ -218,16 +161,7 @@ impl Repacker {
             .iter()
             .map(|(n, t)| (Arc::from(n), t.dtype()))
             .collect();
-        match &self.schema {
-            None => self.schema = Some(schema),
-            Some(expected) if *expected != schema => {
-                return Err(BatchError::FieldsChanged {
-                    expected: describe(expected),
-                    got: describe(&schema),
-                });
-            }
-            Some(_) => {}
-        }
+        self.fix_schema(schema)?;
         let tensors: Vec<&Tensor> = batch.iter().map(|(_, t)| t).collect();
         let mask = if self.config.strip_padding {
             batch.get(fields::ATTENTION_MASK)
@@ -292,16 +226,7 @@ impl Repacker {
         if let Some(labels) = labels {
             schema.push((Arc::from(fields::LABELS), labels.dtype()));
         }
-        match &self.schema {
-            None => self.schema = Some(schema),
-            Some(expected) if *expected != schema => {
-                return Err(BatchError::FieldsChanged {
-                    expected: describe(expected),
-                    got: describe(&schema),
-                });
-            }
-            Some(_) => {}
-        }
+        self.fix_schema(schema)?;
         let mut columns = vec![input_ids.buffer().clone()];
         if let Some(labels) = labels {
             columns.push(labels.buffer().clone());
@@ -373,89 +298,17 @@ impl Repacker {
         self.push_tokens(&ids, labels_span.as_ref())
     }
 
-    /// The buffered tokens of each field, copied out for a checkpoint.
-    pub fn carry(&self) -> RepackerCarry {
-        let Some(schema) = &self.schema else {
-            return RepackerCarry::default();
-        };
-        if self.carried == 0 {
-            return RepackerCarry::default();
-        }
-        let fields = schema
-            .iter()
-            .enumerate()
-            .map(|(c, (name, dtype))| {
-                let column: Vec<Bytes> = self.queue.iter().map(|s| s.columns[c].clone()).collect();
-                let values = match dtype {
-                    DType::I32 => {
-                        bytemuck::cast_slice::<u8, i32>(&concat::<i32>(&column, self.carried, 0))
-                            .iter()
-                            .map(|&v| i64::from(v))
-                            .collect()
-                    }
-                    DType::I64 => {
-                        bytemuck::cast_slice::<u8, i64>(&concat::<i64>(&column, self.carried, 0))
-                            .to_vec()
-                    }
-                };
-                (name.to_string(), *dtype, values)
-            })
-            .collect();
-        RepackerCarry { fields }
-    }
-
-    /// Replaces what is buffered with a [`Repacker::carry`], keeping the token counters
-    /// consistent (they count only tokens pushed after the restore).
-    pub fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
-        self.clear();
-        if carry.fields.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::new();
-        for (name, dtype, values) in &carry.fields {
-            let n = values.len();
-            let tensor = match dtype {
-                DType::I32 => Tensor::from_vec(
-                    values
-                        .iter()
-                        .map(|&v| checked_i32(name, v))
-                        .collect::<Result<Vec<i32>, _>>()?,
-                    1,
-                    n,
-                )?,
-                DType::I64 => Tensor::from_vec(values.clone(), 1, n)?,
-            };
-            batch.insert(name.as_str(), tensor)?;
-        }
-        let strip = self.config.strip_padding;
-        self.config.strip_padding = false;
-        let result = self.push(&batch);
-        self.config.strip_padding = strip;
-        result?;
-        self.tokens_in -= batch.input_ids().map_or(0, Tensor::numel) as u64;
-        Ok(())
-    }
-
-    /// Takes one document (and its labels), followed by `eos` when given; shared, not copied.
-    pub fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError> {
-        self.push_tokens(tokens, labels)?;
-        if let Some(eos) = eos {
-            let one = |t: &Tensor, field: &str| -> Result<Tensor, BatchError> {
-                Ok(match t.dtype() {
-                    DType::I32 => Tensor::vector(vec![checked_i32(field, eos)?]),
-                    DType::I64 => Tensor::vector(vec![eos]),
-                })
-            };
-            let eos_labels = match labels {
-                Some(l) => Some(one(l, fields::LABELS)?),
-                None => None,
-            };
-            self.push_tokens(&one(tokens, fields::INPUT_IDS)?, eos_labels.as_ref())?;
+    /// The fields of the first push; every later push must have the same.
+    fn fix_schema(&mut self, schema: Vec<(Arc<str>, DType)>) -> Result<(), BatchError> {
+        match &self.schema {
+            None => self.schema = Some(schema),
+            Some(expected) if *expected != schema => {
+                return Err(BatchError::FieldsChanged {
+                    expected: describe(expected),
+                    got: describe(&schema),
+                });
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -495,67 +348,6 @@ impl Repacker {
         });
     }
 
-    /// Takes exactly `rows` rows of `len` tokens, or `None` (taking nothing) when fewer than
-    /// `rows * len` tokens are carried.
-    pub fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        if len == 0 {
-            return Err(BatchError::InvalidLength { len });
-        }
-        let need = rows * len;
-        let Some((schema, columns)) = self.take_columns(need) else {
-            return Ok(None);
-        };
-        let mut batch = Batch::new();
-        for ((name, dtype), column) in schema.iter().zip(columns) {
-            let data = match dtype {
-                DType::I32 => concat::<i32>(&column, need, 0),
-                DType::I64 => concat::<i64>(&column, need, 0),
-            };
-            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
-        }
-        self.tokens_out += need as u64;
-        Ok(Some(batch))
-    }
-
-    /// Takes `rows` rows of `row_len` tokens like [`Repacker::pop`], but keeps only the first
-    /// `keep` columns of each: Composer's truncation of max-length rows, copying only the kept
-    /// tokens (a zero-copy view when the rows lie in one pushed buffer). The cut tokens leave
-    /// the repacker and count as handed out.
-    pub fn pop_truncated(
-        &mut self,
-        row_len: usize,
-        rows: usize,
-        keep: usize,
-    ) -> Result<Option<Batch>, BatchError> {
-        if keep >= row_len {
-            return self.pop(row_len, rows);
-        }
-        if row_len == 0 || keep == 0 {
-            return Err(BatchError::InvalidLength {
-                len: keep.min(row_len),
-            });
-        }
-        let need = rows * row_len;
-        let Some((schema, columns)) = self.take_columns(need) else {
-            return Ok(None);
-        };
-        let mut batch = Batch::new();
-        for ((name, dtype), column) in schema.iter().zip(columns) {
-            let tensor = if let [only] = column.as_slice() {
-                Tensor::from_bytes(only.clone(), *dtype, rows, row_len)?.narrow_cols(keep)
-            } else {
-                let data = match dtype {
-                    DType::I32 => gather_prefix::<i32>(&column, rows, row_len, keep),
-                    DType::I64 => gather_prefix::<i64>(&column, rows, row_len, keep),
-                };
-                Tensor::from_bytes(data, *dtype, rows, keep)?
-            };
-            batch.insert(name.clone(), tensor)?;
-        }
-        self.tokens_out += need as u64;
-        Ok(Some(batch))
-    }
-
     /// Pushes `batch` and returns every full row of `len` now available (possibly none).
     pub fn repack(&mut self, batch: &Batch, len: usize) -> Result<Batch, BatchError> {
         if len == 0 {
@@ -564,50 +356,6 @@ impl Repacker {
         self.push(batch)?;
         let rows = self.carried / len;
         Ok(self.pop(len, rows)?.unwrap_or_default())
-    }
-
-    /// Hands back up to `rows` rows of `len` from the carried tokens, the last one padded with
-    /// [`RepackerConfig::pad`] (`attention_mask` 0, `labels` -100); adds an `attention_mask`
-    /// field when the stream had none, so the padding is visible. `None` when nothing is
-    /// carried; call it until then to take everything.
-    pub fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        if len == 0 {
-            return Err(BatchError::InvalidLength { len });
-        }
-        let real = self.carried.min(rows.saturating_mul(len));
-        if real == 0 {
-            return Ok(None);
-        }
-        let Some((schema, columns)) = self.take_columns(real) else {
-            return Ok(None);
-        };
-        let rows = real.div_ceil(len);
-        let total = rows * len;
-        let mut batch = Batch::new();
-        for ((name, dtype), column) in schema.iter().zip(columns) {
-            let pad = self.config.pad.for_field(name);
-            let data = match dtype {
-                DType::I32 => concat::<i32>(&column, total, checked_i32(name, pad)?),
-                DType::I64 => concat::<i64>(&column, total, pad),
-            };
-            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
-        }
-        if batch.get(fields::ATTENTION_MASK).is_none() {
-            let dtype = schema
-                .iter()
-                .find(|(n, _)| &**n == fields::INPUT_IDS)
-                .map_or(DType::I64, |(_, d)| *d);
-            let mask: Vec<i64> = (0..total).map(|i| i64::from(i < real)).collect();
-            let tensor = match dtype {
-                DType::I32 => {
-                    Tensor::from_vec(mask.iter().map(|&x| x as i32).collect(), rows, len)?
-                }
-                DType::I64 => Tensor::from_vec(mask, rows, len)?,
-            };
-            batch.insert(fields::ATTENTION_MASK, tensor)?;
-        }
-        self.tokens_out += real as u64;
-        Ok(Some(batch))
     }
 
     /// Removes `count` tokens from the front of the queue as byte runs per field (in schema
@@ -665,13 +413,28 @@ impl Repacker {
 impl RowSink for Repacker {
     type Carry = RepackerCarry;
 
+    /// Takes one document (and its labels), followed by `eos` when given; shared, not copied.
     fn push_document(
         &mut self,
         tokens: &Tensor,
         labels: Option<&Tensor>,
         eos: Option<i64>,
     ) -> Result<(), BatchError> {
-        Repacker::push_document(self, tokens, labels, eos)
+        self.push_tokens(tokens, labels)?;
+        if let Some(eos) = eos {
+            let one = |t: &Tensor, field: &str| -> Result<Tensor, BatchError> {
+                Ok(match t.dtype() {
+                    DType::I32 => Tensor::vector(vec![checked_i32(field, eos)?]),
+                    DType::I64 => Tensor::vector(vec![eos]),
+                })
+            };
+            let eos_labels = match labels {
+                Some(l) => Some(one(l, fields::LABELS)?),
+                None => None,
+            };
+            self.push_tokens(&one(tokens, fields::INPUT_IDS)?, eos_labels.as_ref())?;
+        }
+        Ok(())
     }
 
     fn push_run(
@@ -684,141 +447,189 @@ impl RowSink for Repacker {
         self.push_span(tokens, labels, start, end).map(|()| true)
     }
 
+    /// Whether `rows` rows of `len` can be taken now.
     fn can_pop(&self, len: usize, rows: usize) -> bool {
-        Repacker::can_pop(self, len, rows)
+        self.carried >= rows.saturating_mul(len)
     }
 
+    /// Takes exactly `rows` rows of `len` tokens, or `None` (taking nothing) when fewer than
+    /// `rows * len` tokens are carried.
     fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        Repacker::pop(self, len, rows)
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        let need = rows * len;
+        let Some((schema, columns)) = self.take_columns(need) else {
+            return Ok(None);
+        };
+        let mut batch = Batch::new();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
+            let data = match dtype {
+                DType::I32 => concat::<i32>(&column, need, 0),
+                DType::I64 => concat::<i64>(&column, need, 0),
+            };
+            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
+        }
+        self.tokens_out += need as u64;
+        Ok(Some(batch))
     }
 
+    /// Takes `rows` rows of `row_len` tokens like [`RowSink::pop`], but keeps only the first
+    /// `keep` columns of each: Composer's truncation of max-length rows, copying only the kept
+    /// tokens (a zero-copy view when the rows lie in one pushed buffer). The cut tokens leave
+    /// the repacker and count as handed out.
     fn pop_truncated(
         &mut self,
         row_len: usize,
         rows: usize,
         keep: usize,
     ) -> Result<Option<Batch>, BatchError> {
-        Repacker::pop_truncated(self, row_len, rows, keep)
-    }
-
-    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
-        Repacker::finish(self, len, rows)
-    }
-
-    fn buffered_tokens(&self) -> usize {
-        Repacker::buffered_tokens(self)
-    }
-
-    fn clear(&mut self) -> usize {
-        Repacker::clear(self)
-    }
-
-    fn carry(&self) -> RepackerCarry {
-        Repacker::carry(self)
-    }
-
-    fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
-        Repacker::restore(self, carry)
-    }
-}
-
-#[allow(clippy::needless_bitwise_bool)] // branch-free on purpose, see below
-/// The number of leading real tokens when the row is right-padded (ones, then only zeros);
-/// `None` for any other mask.
-fn right_padded_len(mask: Values<'_>) -> Option<usize> {
-    fn scan<T: Copy + PartialEq + Default>(mask: &[T]) -> Option<usize> {
-        // Branch-free folds over fixed chunks vectorize; an early-exit scan does not.
-        const CHUNK: usize = 64;
-        let zero = T::default();
-        let mut real = 0;
-        for chunk in mask.chunks_exact(CHUNK) {
-            if !chunk.iter().fold(true, |all, &m| all & (m != zero)) {
-                break;
-            }
-            real += CHUNK;
+        if keep >= row_len {
+            return self.pop(row_len, rows);
         }
-        real += mask[real..]
-            .iter()
-            .position(|&m| m == zero)
-            .unwrap_or(mask.len() - real);
-        mask[real..]
-            .iter()
-            .fold(true, |all, &m| all & (m == zero))
-            .then_some(real)
-    }
-    match mask {
-        Values::I32(m) => scan(m),
-        Values::I64(m) => scan(m),
-    }
-}
-
-fn checked_i32(field: &str, value: i64) -> Result<i32, BatchError> {
-    i32::try_from(value).map_err(|_| BatchError::ValueOutOfRange {
-        field: field.into(),
-        value,
-        dtype: DType::I32,
-    })
-}
-
-fn describe(schema: &[(Arc<str>, DType)]) -> Vec<String> {
-    schema.iter().map(|(n, d)| format!("{n}:{d}")).collect()
-}
-
-fn gather_row<T: Element>(tensor: &Tensor, row: usize, keep: &[usize]) -> Bytes {
-    let values: Vec<T> = tensor
-        .typed_row::<T>(row)
-        .map(|r| keep.iter().map(|&i| r[i]).collect())
-        .unwrap_or_default();
-    bytes_from_vec(values)
-}
-
-/// The first `keep` of every `row_len` elements of the concatenated runs, for `rows` rows.
-fn gather_prefix<T: Element>(column: &[Bytes], rows: usize, row_len: usize, keep: usize) -> Bytes {
-    let runs: Vec<&[T]> = column
-        .iter()
-        .map(|b| bytemuck::cast_slice::<u8, T>(b))
-        .collect();
-    let mut out: Vec<T> = Vec::with_capacity(rows * keep);
-    let (mut run, mut offset) = (0usize, 0usize);
-    for _ in 0..rows {
-        // Copy `keep` elements, then skip `row_len - keep`, walking across runs.
-        let mut wanted = keep;
-        let mut skip = row_len - keep;
-        while wanted > 0 || skip > 0 {
-            let Some(current) = runs.get(run) else { break };
-            let left = current.len() - offset;
-            if left == 0 {
-                run += 1;
-                offset = 0;
-                continue;
-            }
-            if wanted > 0 {
-                let n = wanted.min(left);
-                out.extend_from_slice(&current[offset..offset + n]);
-                offset += n;
-                wanted -= n;
+        if row_len == 0 || keep == 0 {
+            return Err(BatchError::InvalidLength {
+                len: keep.min(row_len),
+            });
+        }
+        let need = rows * row_len;
+        let Some((schema, columns)) = self.take_columns(need) else {
+            return Ok(None);
+        };
+        let mut batch = Batch::new();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
+            let tensor = if let [only] = column.as_slice() {
+                Tensor::from_bytes(only.clone(), *dtype, rows, row_len)?.narrow_cols(keep)
             } else {
-                let n = skip.min(left);
-                offset += n;
-                skip -= n;
-            }
+                let data = match dtype {
+                    DType::I32 => gather_prefix::<i32>(&column, rows, row_len, keep),
+                    DType::I64 => gather_prefix::<i64>(&column, rows, row_len, keep),
+                };
+                Tensor::from_bytes(data, *dtype, rows, keep)?
+            };
+            batch.insert(name.clone(), tensor)?;
         }
+        self.tokens_out += need as u64;
+        Ok(Some(batch))
     }
-    bytes_from_vec(out)
-}
 
-/// Joins byte runs of `T` into `total` elements, filling the rest with `pad`. One run that is
-/// already the whole result is shared, not copied.
-fn concat<T: Element>(column: &[Bytes], total: usize, pad: T) -> Bytes {
-    if let [only] = column
-        && only.len() == total * size_of::<T>()
-    {
-        return only.clone();
+    /// Hands back up to `rows` rows of `len` from the carried tokens, the last one padded with
+    /// [`RepackerConfig::pad`] (`attention_mask` 0, `labels` -100); adds an `attention_mask`
+    /// field when the stream had none, so the padding is visible. `None` when nothing is
+    /// carried; call it until then to take everything.
+    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+        if len == 0 {
+            return Err(BatchError::InvalidLength { len });
+        }
+        let real = self.carried.min(rows.saturating_mul(len));
+        if real == 0 {
+            return Ok(None);
+        }
+        let Some((schema, columns)) = self.take_columns(real) else {
+            return Ok(None);
+        };
+        let rows = real.div_ceil(len);
+        let total = rows * len;
+        let mut batch = Batch::new();
+        for ((name, dtype), column) in schema.iter().zip(columns) {
+            let pad = self.config.pad.for_field(name);
+            let data = match dtype {
+                DType::I32 => concat::<i32>(&column, total, checked_i32(name, pad)?),
+                DType::I64 => concat::<i64>(&column, total, pad),
+            };
+            batch.insert(name.clone(), Tensor::from_bytes(data, *dtype, rows, len)?)?;
+        }
+        if batch.get(fields::ATTENTION_MASK).is_none() {
+            let dtype = schema
+                .iter()
+                .find(|(n, _)| &**n == fields::INPUT_IDS)
+                .map_or(DType::I64, |(_, d)| *d);
+            let mask: Vec<i64> = (0..total).map(|i| i64::from(i < real)).collect();
+            let tensor = match dtype {
+                DType::I32 => {
+                    Tensor::from_vec(mask.iter().map(|&x| x as i32).collect(), rows, len)?
+                }
+                DType::I64 => Tensor::from_vec(mask, rows, len)?,
+            };
+            batch.insert(fields::ATTENTION_MASK, tensor)?;
+        }
+        self.tokens_out += real as u64;
+        Ok(Some(batch))
     }
-    let mut out: Vec<T> = Vec::with_capacity(total);
-    for run in column {
-        out.extend_from_slice(bytemuck::cast_slice(run));
+
+    /// Tokens held, waiting to fill a row.
+    fn buffered_tokens(&self) -> usize {
+        self.carried
     }
-    out.resize(total, pad);
-    bytes_from_vec(out)
+
+    /// Drops every buffered token; returns how many there were.
+    fn clear(&mut self) -> usize {
+        let dropped = self.carried;
+        self.queue.clear();
+        self.carried = 0;
+        dropped
+    }
+
+    /// The buffered tokens of each field, copied out for a checkpoint.
+    fn carry(&self) -> RepackerCarry {
+        let Some(schema) = &self.schema else {
+            return RepackerCarry::default();
+        };
+        if self.carried == 0 {
+            return RepackerCarry::default();
+        }
+        let fields = schema
+            .iter()
+            .enumerate()
+            .map(|(c, (name, dtype))| {
+                let column: Vec<Bytes> = self.queue.iter().map(|s| s.columns[c].clone()).collect();
+                let values = match dtype {
+                    DType::I32 => {
+                        bytemuck::cast_slice::<u8, i32>(&concat::<i32>(&column, self.carried, 0))
+                            .iter()
+                            .map(|&v| i64::from(v))
+                            .collect()
+                    }
+                    DType::I64 => {
+                        bytemuck::cast_slice::<u8, i64>(&concat::<i64>(&column, self.carried, 0))
+                            .to_vec()
+                    }
+                };
+                (name.to_string(), *dtype, values)
+            })
+            .collect();
+        RepackerCarry { fields }
+    }
+
+    /// Replaces what is buffered with a [`RowSink::carry`], keeping the token counters
+    /// consistent (they count only tokens pushed after the restore).
+    fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
+        self.clear();
+        if carry.fields.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for (name, dtype, values) in &carry.fields {
+            let n = values.len();
+            let tensor = match dtype {
+                DType::I32 => Tensor::from_vec(
+                    values
+                        .iter()
+                        .map(|&v| checked_i32(name, v))
+                        .collect::<Result<Vec<i32>, _>>()?,
+                    1,
+                    n,
+                )?,
+                DType::I64 => Tensor::from_vec(values.clone(), 1, n)?,
+            };
+            batch.insert(name.as_str(), tensor)?;
+        }
+        let strip = self.config.strip_padding;
+        self.config.strip_padding = false;
+        let result = self.push(&batch);
+        self.config.strip_padding = strip;
+        result?;
+        self.tokens_in -= batch.input_ids().map_or(0, Tensor::numel) as u64;
+        Ok(())
+    }
 }

@@ -312,21 +312,21 @@ impl Tensor {
         &self.data
     }
 
-    /// Row `row` of a matrix, or the whole vector for row 0 of a vector.
-    pub fn row(&self, row: usize) -> Option<Values<'_>> {
-        let (start, len) = match self.layout {
-            Layout::Vector { len } => (0, if row == 0 { len } else { return None }),
+    /// Where row `row` starts in the storage, and its length (a vector is one row).
+    fn row_range(&self, row: usize) -> Option<(usize, usize)> {
+        match self.layout {
+            Layout::Vector { len } => (row == 0).then_some((0, len)),
             Layout::Matrix {
                 rows,
                 cols,
                 row_stride,
-            } => {
-                if row >= rows {
-                    return None;
-                }
-                (row * row_stride, cols)
-            }
-        };
+            } => (row < rows).then_some((row * row_stride, cols)),
+        }
+    }
+
+    /// Row `row` of a matrix, or the whole vector for row 0 of a vector.
+    pub fn row(&self, row: usize) -> Option<Values<'_>> {
+        let (start, len) = self.row_range(row)?;
         Some(match self.storage() {
             Values::I32(v) => Values::I32(&v[start..start + len]),
             Values::I64(v) => Values::I64(&v[start..start + len]),
@@ -338,38 +338,14 @@ impl Tensor {
         if T::DTYPE != self.dtype {
             return None;
         }
-        let (start, len) = match self.layout {
-            Layout::Vector { len } => (0, if row == 0 { len } else { return None }),
-            Layout::Matrix {
-                rows,
-                cols,
-                row_stride,
-            } => {
-                if row >= rows {
-                    return None;
-                }
-                (row * row_stride, cols)
-            }
-        };
+        let (start, len) = self.row_range(row)?;
         let all: &[T] = bytemuck::cast_slice(&self.data);
         all.get(start..start + len)
     }
 
     /// Bytes of elements `start..end` of row `row`, without copying.
     pub(crate) fn row_span_bytes(&self, row: usize, start: usize, end: usize) -> Option<Bytes> {
-        let (row_start, cols) = match self.layout {
-            Layout::Vector { len } => (0, if row == 0 { len } else { return None }),
-            Layout::Matrix {
-                rows,
-                cols,
-                row_stride,
-            } => {
-                if row >= rows {
-                    return None;
-                }
-                (row * row_stride, cols)
-            }
-        };
+        let (row_start, cols) = self.row_range(row)?;
         if start > end || end > cols {
             return None;
         }

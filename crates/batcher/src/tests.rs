@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use crate::{
-    Batch, BatchError, Cut, DType, DocumentPacker, PackStrategy, PackerConfig, RepackerConfig,
-    RowSink, Tensor, fields,
+    Batch, BatchError, Cut, DType, PackStrategy, PackerConfig, RepackerConfig, RowSink, Tensor,
+    fields,
 };
 
 fn ids(values: Vec<i64>, rows: usize, cols: usize) -> Tensor {
@@ -245,7 +245,7 @@ fn packer_greedy_fills_rows_and_splits_at_boundaries() {
 
 #[test]
 fn packer_rejects_mixed_dtypes() {
-    let mut p = DocumentPacker::default();
+    let mut p = PackerConfig::default().build();
     p.push_document(&Tensor::vector(vec![1i32]), None, None)
         .unwrap();
     assert!(matches!(

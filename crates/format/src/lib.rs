@@ -6,6 +6,7 @@
 //!   corpus, tests and benchmarks).
 //! - [`paths`]: local files, directories and globs expanded in a stable order (the loader's
 //!   local shards, the preprocessor's inputs).
+//! - [`OnError`]: what readers of shards and inputs do with what they cannot read.
 //!
 //! See `docs/formats.md`.
 
@@ -13,8 +14,10 @@
 
 mod error;
 pub mod flat;
+mod on_error;
 pub mod paths;
 mod writer;
 
 pub use error::FormatError;
+pub use on_error::OnError;
 pub use writer::{OutputLayout, ShardEncoding, ShardSummary, ShardWriter};

@@ -41,48 +41,6 @@ pub enum ShardEncoding {
     Plain,
 }
 
-impl std::fmt::Display for OutputLayout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Flat => "flat",
-            Self::Rows => "rows",
-        })
-    }
-}
-
-impl std::fmt::Display for ShardEncoding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Zstd => "zstd",
-            Self::Plain => "plain",
-        })
-    }
-}
-
-impl std::str::FromStr for OutputLayout {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "flat" => Ok(Self::Flat),
-            "rows" => Ok(Self::Rows),
-            other => Err(format!("unknown layout `{other}`; expected flat or rows")),
-        }
-    }
-}
-
-impl std::str::FromStr for ShardEncoding {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "zstd" => Ok(Self::Zstd),
-            "plain" => Ok(Self::Plain),
-            other => Err(format!(
-                "unknown encoding `{other}`; expected zstd or plain"
-            )),
-        }
-    }
-}
-
 /// What a finished shard holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSummary {

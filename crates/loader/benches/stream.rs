@@ -5,41 +5,22 @@
 //! warmup stream in each mode, for the fast (flat) layout and the rows (list) layout. One
 //! core: the loader runs on a current-thread runtime with one row group in flight.
 
-use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, ListBuilder};
 use arrow_array::{ArrayRef, BooleanArray, Int32Array, RecordBatch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures_util::StreamExt;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
-use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig};
-use seqwarm_schedule::ScheduleConfig;
+use seqwarm_loader::Mode;
 
-const DOCUMENTS: usize = 24_000;
+mod common;
+use common::{documents, raw_decode, stream};
+
 const ROW_GROUP_TOKENS: usize = 1 << 20;
-
-/// Document lengths: log-normal-ish around 300 tokens from a fixed LCG; token ids < 50 257.
-fn documents() -> Vec<Vec<i32>> {
-    let mut s = 42u64;
-    let mut next = move || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        s >> 33
-    };
-    (0..DOCUMENTS)
-        .map(|_| {
-            let len = 20 + (next() % 300 + next() % 300 + next() % 100) as usize;
-            (0..len).map(|_| (next() % 50_257) as i32).collect()
-        })
-        .collect()
-}
 
 fn props() -> WriterProperties {
     WriterProperties::builder()
@@ -122,65 +103,6 @@ fn write_rows(path: &Path, docs: &[Vec<i32>]) {
         }
     }
     writer.unwrap().close().unwrap();
-}
-
-/// Raw arrow-rs: decode the token column of every row group (one record batch per row group,
-/// as the loader reads them), nothing else.
-fn raw_decode(path: &Path, columns: &[&str]) -> usize {
-    let file = std::fs::File::open(path).unwrap();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let indices: Vec<usize> = columns
-        .iter()
-        .map(|c| builder.schema().index_of(c).unwrap())
-        .collect();
-    let groups = builder.metadata().num_row_groups();
-    let mut n = 0;
-    for group in 0..groups {
-        let file = std::fs::File::open(path).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        let rows = usize::try_from(builder.metadata().row_group(group).num_rows()).unwrap();
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices.clone());
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(vec![group])
-            .with_batch_size(rows)
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            n += batch.column(0).len();
-            black_box(&batch);
-        }
-    }
-    n
-}
-
-fn stream(runtime: &tokio::runtime::Runtime, path: &Path, mode: Mode) -> u64 {
-    runtime.block_on(async {
-        let schedule = ScheduleConfig::linear(64, 2048, 0.3, 1_000)
-            .with_step(64)
-            .build()
-            .unwrap();
-        let warmup = WarmupConfig::new(schedule)
-            .with_mode(mode)
-            .with_pack_window(64)
-            .with_batch_size(BatchSize::Tokens(64 * 2048));
-        let mut loader = LoaderBuilder::new([path.display().to_string()], warmup)
-            .with_prefetch(Prefetch {
-                concurrency: 1,
-                queue: 1,
-            })
-            .build()
-            .await
-            .unwrap();
-        let mut tokens = 0;
-        while let Some(b) = loader.next().await {
-            let b = b.unwrap();
-            tokens += b.tokens;
-            black_box(&b);
-        }
-        tokens
-    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,7 +8,9 @@ use seqwarm_batcher::DType;
 use seqwarm_stage::{EpochPlan, WarmupConfig, WarmupCore};
 use tokio::runtime::Handle;
 
-use crate::catalog::{BadShardPolicy, FooterReads, build_catalog};
+use seqwarm_format::OnError;
+
+use crate::catalog::{FooterReads, build_catalog};
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
@@ -154,7 +156,7 @@ impl LoaderBuilder {
     }
     /// What to do with unreadable shards.
     #[must_use]
-    pub fn with_bad_shard_policy(mut self, policy: BadShardPolicy) -> Self {
+    pub fn with_on_error(mut self, policy: OnError) -> Self {
         self.config.on_error = policy;
         self
     }
@@ -288,7 +290,7 @@ pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Resu
         files,
         &FooterReads {
             layout,
-            policy: BadShardPolicy::Fail,
+            policy: OnError::Fail,
             retry,
             runtime: &runtime,
             io: &io.handle(),

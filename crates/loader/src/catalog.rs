@@ -8,9 +8,9 @@ use parquet::DecodeResult;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder};
+use seqwarm_format::OnError;
 use seqwarm_format::flat::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
 use seqwarm_stage::UnitInfo;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::error::{LoaderError, Result};
@@ -18,28 +18,6 @@ use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{ResolvedLayout, ShardLayout};
 use crate::retry::RetryPolicy;
 use crate::source::ShardFile;
-
-/// What to do with a shard that cannot be read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BadShardPolicy {
-    /// Stop with the error (default).
-    #[default]
-    Fail,
-    /// Skip the shard (or row group), log the error and count it in the stats.
-    Skip,
-}
-
-impl std::str::FromStr for BadShardPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "fail" => Ok(Self::Fail),
-            "skip" => Ok(Self::Skip),
-            other => Err(format!("unknown policy `{other}`; expected fail or skip")),
-        }
-    }
-}
 
 pub(crate) struct Shard {
     pub file: ShardFile,
@@ -64,7 +42,7 @@ pub(crate) struct Unit {
 pub struct Catalog {
     pub(crate) shards: Vec<Shard>,
     pub(crate) units: Vec<Unit>,
-    /// Shards skipped under [`BadShardPolicy::Skip`], with the reason.
+    /// Shards skipped under [`OnError::Skip`], with the reason.
     pub skipped: Vec<String>,
 }
 
@@ -269,7 +247,7 @@ fn document_lengths(
 /// Where and how the catalog reads footers.
 pub(crate) struct FooterReads<'a> {
     pub layout: &'a ShardLayout,
-    pub policy: BadShardPolicy,
+    pub policy: OnError,
     pub retry: RetryPolicy,
     /// Runs the blocking reads of local shards.
     pub runtime: &'a Handle,
@@ -318,7 +296,7 @@ pub(crate) async fn build_catalog(
                     .units
                     .extend(units.into_iter().map(|u| Unit { shard: index, ..u }));
             }
-            Err(e) if policy == BadShardPolicy::Skip => {
+            Err(e) if policy == OnError::Skip => {
                 tracing::warn!("skipping shard {location}: {e}");
                 catalog.skipped.push(e.to_string());
             }

@@ -7,11 +7,11 @@ use seqwarm_stage::{EpochConfig, WarmupConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::BadShardPolicy;
 use crate::error::{LoaderError, Result};
 use crate::layout::ShardLayout;
 use crate::prefetch::Prefetch;
 use crate::retry::RetryPolicy;
+use seqwarm_format::OnError;
 
 /// Every setting of a loader: the warmup stage's ([`WarmupConfig`]: schedule, mode, batch
 /// sizing, EOS, ...), the epoch plan's ([`EpochConfig`]: seed, ranks, epochs, limits) and
@@ -46,7 +46,7 @@ pub struct LoaderConfig {
     #[serde(flatten)]
     pub(crate) prefetch: Prefetch,
     pub(crate) vocab_size: Option<u64>,
-    pub(crate) on_error: BadShardPolicy,
+    pub(crate) on_error: OnError,
     pub(crate) retry: RetryPolicy,
     pub(crate) dtype: DType,
     pub(crate) io_threads: usize,
@@ -62,7 +62,7 @@ impl Default for LoaderConfig {
             layout: ShardLayout::default(),
             prefetch: Prefetch::default(),
             vocab_size: None,
-            on_error: BadShardPolicy::default(),
+            on_error: OnError::default(),
             retry: RetryPolicy::default(),
             dtype: DType::I32,
             io_threads: 1,
@@ -143,7 +143,7 @@ impl LoaderConfig {
         self.vocab_size
     }
     /// What happens to unreadable shards.
-    pub fn on_error(&self) -> BadShardPolicy {
+    pub fn on_error(&self) -> OnError {
         self.on_error
     }
 

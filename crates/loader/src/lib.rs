@@ -33,13 +33,14 @@ mod stores;
 mod warmup;
 
 pub use builder::{LoaderBuilder, estimate_tokens};
-pub use catalog::{BadShardPolicy, Catalog};
+pub use catalog::Catalog;
 pub use config::LoaderConfig;
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
 pub use loader::Loader;
 pub use prefetch::Prefetch;
 pub use retry::RetryPolicy;
+pub use seqwarm_format::OnError;
 pub use source::{ShardFile, find_shards};
 pub use state::{LoaderState, STATE_FORMAT, STATE_VERSION};
 pub use stores::store_for_url;

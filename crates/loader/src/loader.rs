@@ -11,7 +11,9 @@ use seqwarm_stage::{Action, EpochPlan, ScheduledBatch, Stats, Warmup};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
-use crate::catalog::{BadShardPolicy, Catalog};
+use seqwarm_format::OnError;
+
+use crate::catalog::Catalog;
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::prefetch::{Item, Prefetch, Prefetcher, spawn};
@@ -72,7 +74,7 @@ pub struct Loader {
     plan: EpochPlan,
     read: ReadSettings,
     prefetch: Prefetch,
-    policy: BadShardPolicy,
+    policy: OnError,
     prefetcher: Option<Prefetcher>,
     /// Kept for the loader's lifetime when the loader started it.
     _io: IoRuntime,

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{BadShardPolicy, Catalog};
+use seqwarm_format::OnError;
+
+use crate::catalog::Catalog;
 use crate::error::{LoaderError, Result};
 use crate::read::{ReadSettings, read_unit};
 
@@ -64,7 +66,7 @@ pub(crate) fn spawn(
     reads: Reads,
     settings: ReadSettings,
     prefetch: Prefetch,
-    policy: BadShardPolicy,
+    policy: OnError,
 ) -> Prefetcher {
     let (tx, rx) = mpsc::channel(prefetch.queue.max(1));
     let runtime = settings.runtime.clone();
@@ -99,7 +101,7 @@ pub(crate) fn spawn(
                         })
                         .collect()
                 }
-                Err(e) if policy == BadShardPolicy::Skip => {
+                Err(e) if policy == OnError::Skip => {
                     tracing::warn!("skipping row group: {e}");
                     vec![Ok(Item::Skipped {
                         position,

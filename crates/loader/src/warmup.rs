@@ -135,12 +135,9 @@ where
     }
 }
 
-impl<S, K, D, E> FusedStream for WarmupStream<S, K>
+impl<S, K: RowSink> FusedStream for WarmupStream<S, K>
 where
-    S: Stream<Item = std::result::Result<D, E>>,
-    K: RowSink,
-    D: Into<Documents>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    Self: Stream,
 {
     fn is_terminated(&self) -> bool {
         self.terminated

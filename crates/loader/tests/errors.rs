@@ -10,8 +10,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use futures_util::StreamExt;
 use parquet::arrow::ArrowWriter;
 use seqwarm_loader::{
-    BadShardPolicy, BatchSize, LoaderBuilder, LoaderError, Mode, Result, ScheduledBatch,
-    WarmupConfig,
+    BatchSize, LoaderBuilder, LoaderError, Mode, OnError, Result, ScheduledBatch, WarmupConfig,
 };
 use seqwarm_schedule::ScheduleConfig;
 
@@ -199,7 +198,7 @@ async fn skip_policy_counts_bad_shards_and_keeps_the_good_ones() {
     std::fs::write(dir.join("b_bad.parquet"), "garbage").unwrap();
     let builder = LoaderBuilder::new([dir.display().to_string()], warmup().with_keep_last(true))
         .with_shuffle_units(false)
-        .with_bad_shard_policy(BadShardPolicy::Skip);
+        .with_on_error(OnError::Skip);
     let (batches, stats, skipped) = run(builder).await.unwrap();
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0].contains("b_bad.parquet"), "{skipped:?}");
@@ -220,10 +219,10 @@ async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
     let docs = common::documents(200, 40, 6);
     common::write_rows(&dir.join("a.parquet"), &docs[..100], 10);
     common::write_rows(&dir.join("b.parquet"), &docs[100..], 10);
-    for policy in [BadShardPolicy::Fail, BadShardPolicy::Skip] {
+    for policy in [OnError::Fail, OnError::Skip] {
         let builder = LoaderBuilder::new([dir.display().to_string()], warmup())
             .with_shuffle_units(false)
-            .with_bad_shard_policy(policy);
+            .with_on_error(policy);
         let mut loader = builder.build().await.unwrap();
         let _ = std::fs::rename(dir.join("b.parquet"), dir.join("b.moved"));
         let mut result = Ok(0usize);
@@ -238,12 +237,12 @@ async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
         }
         std::fs::rename(dir.join("b.moved"), dir.join("b.parquet")).unwrap();
         match policy {
-            BadShardPolicy::Fail => {
+            OnError::Fail => {
                 let err = result.err().unwrap();
                 assert!(matches!(err, LoaderError::Io { .. }), "{err:?}");
                 assert!(err.to_string().contains("b.parquet"), "{err}");
             }
-            BadShardPolicy::Skip => {
+            OnError::Skip => {
                 assert!(result.unwrap() > 0);
                 assert_eq!(loader.stats().units_skipped, 10);
             }

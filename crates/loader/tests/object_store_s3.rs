@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use seqwarm_loader::{BadShardPolicy, BatchSize, LoaderBuilder, LoaderError, Mode, WarmupConfig};
+use seqwarm_loader::{BatchSize, LoaderBuilder, LoaderError, Mode, OnError, WarmupConfig};
 use seqwarm_schedule::ScheduleConfig;
 
 fn endpoint() -> Option<String> {
@@ -98,10 +98,10 @@ async fn s3_prefix_and_object_urls_stream_every_token() {
 
     // A shard that disappears after the footers were read: an I/O error naming it, or skipped
     // and counted under the skip policy.
-    for policy in [BadShardPolicy::Fail, BadShardPolicy::Skip] {
+    for policy in [OnError::Fail, OnError::Skip] {
         let mut loader = LoaderBuilder::new([format!("s3://{bucket}/shards/")], warmup(false))
             .with_shuffle_units(false)
-            .with_bad_shard_policy(policy)
+            .with_on_error(policy)
             .build()
             .await
             .unwrap();
@@ -120,7 +120,7 @@ async fn s3_prefix_and_object_urls_stream_every_token() {
         }
         store.put(&b_path, PutPayload::from(saved)).await.unwrap();
         match policy {
-            BadShardPolicy::Fail => {
+            OnError::Fail => {
                 let err = outcome.err().unwrap();
                 assert!(matches!(err, LoaderError::Io { .. }), "{err:?}");
                 assert!(
@@ -129,7 +129,7 @@ async fn s3_prefix_and_object_urls_stream_every_token() {
                     "{err}"
                 );
             }
-            BadShardPolicy::Skip => {
+            OnError::Skip => {
                 assert!(outcome.unwrap() > 0);
                 assert!(loader.stats().units_skipped > 0);
             }

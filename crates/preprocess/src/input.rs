@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PreprocessError, Result, io_at};
+pub use seqwarm_format::OnError;
 
 /// How input files are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,63 +24,6 @@ pub enum InputFormat {
     Parquet,
 }
 
-impl std::str::FromStr for InputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "text" => Ok(Self::Text),
-            "jsonl" => Ok(Self::Jsonl),
-            "parquet" => Ok(Self::Parquet),
-            other => Err(format!(
-                "unknown input format `{other}`; expected auto, text, jsonl or parquet"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for InputFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Text => "text",
-            Self::Jsonl => "jsonl",
-            Self::Parquet => "parquet",
-        })
-    }
-}
-
-/// What to do with a bad input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Stop at the first bad input.
-    #[default]
-    Fail,
-    /// Skip the bad document (or unreadable file), count it, go on.
-    Skip,
-}
-
-impl std::str::FromStr for OnError {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "fail" => Ok(Self::Fail),
-            "skip" => Ok(Self::Skip),
-            other => Err(format!("unknown policy `{other}`; expected fail or skip")),
-        }
-    }
-}
-
-impl std::fmt::Display for OnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Fail => "fail",
-            Self::Skip => "skip",
-        })
-    }
-}
-
 /// Where documents come from in the files, and how they are split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reading {
@@ -93,15 +37,12 @@ pub struct Reading {
     pub separator: Option<String>,
 }
 
-/// The field (JSON Lines) and column (Parquet) holding the text when none is named.
-pub const DEFAULT_TEXT_KEY: &str = "text";
-
 impl Default for Reading {
     fn default() -> Self {
         Self {
             input_format: InputFormat::Auto,
-            text_field: DEFAULT_TEXT_KEY.into(),
-            text_column: DEFAULT_TEXT_KEY.into(),
+            text_field: "text".into(),
+            text_column: "text".into(),
             separator: None,
         }
     }

@@ -20,7 +20,7 @@ mod run;
 mod tokenizer;
 
 pub use error::{PreprocessError, Result};
-pub use input::{DEFAULT_TEXT_KEY, InputFormat, OnError};
+pub use input::{InputFormat, OnError};
 pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
 pub use run::{Preprocess, Progress, Summary};
 pub use tokenizer::Tokenizer;

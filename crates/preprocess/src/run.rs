@@ -25,7 +25,9 @@ use crate::tokenizer::Tokenizer;
 /// println!("{} documents in {} shards", summary.manifest.documents, summary.manifest.shards.len());
 /// # Ok::<(), seqwarm_preprocess::PreprocessError>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// It serializes to its settings (the CLI shows the defaults in `--help` from it).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Preprocess {
     inputs: Vec<String>,
     output: PathBuf,
@@ -35,6 +37,7 @@ pub struct Preprocess {
     encoding: ShardEncoding,
     shard_tokens: u64,
     row_group_tokens: usize,
+    #[serde(flatten)]
     reading: Reading,
     prefix: String,
     worker: usize,
@@ -92,18 +95,9 @@ struct Open {
 }
 
 impl Preprocess {
-    /// The default tokenizer.
-    pub const DEFAULT_TOKENIZER: Tokenizer = Tokenizer::Gpt2;
-    /// Tokens per shard by default: 64 Mi.
-    pub const DEFAULT_SHARD_TOKENS: u64 = 64 << 20;
-    /// Tokens per row group by default: 1 Mi, about 4 MiB decoded, what the loader's prefetch
-    /// window is sized for.
-    pub const DEFAULT_ROW_GROUP_TOKENS: usize = 1 << 20;
-    /// Shard names begin with this by default.
-    pub const DEFAULT_PREFIX: &'static str = "shard";
-
     /// GPT-2 tokens with its EOS after every document, flat zstd shards of 64 Mi tokens in row
-    /// groups of 1 Mi tokens, named `shard-…`, one worker, failing on bad input, all cores.
+    /// groups of 1 Mi tokens (about 4 MiB decoded, what the loader's prefetch window is sized
+    /// for), named `shard-…`, one worker, failing on bad input, all cores.
     pub fn new<I, S>(inputs: I, output: impl Into<PathBuf>) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -112,14 +106,14 @@ impl Preprocess {
         Self {
             inputs: inputs.into_iter().map(Into::into).collect(),
             output: output.into(),
-            tokenizer: Self::DEFAULT_TOKENIZER,
+            tokenizer: Tokenizer::Gpt2,
             eos: true,
             layout: OutputLayout::default(),
             encoding: ShardEncoding::default(),
-            shard_tokens: Self::DEFAULT_SHARD_TOKENS,
-            row_group_tokens: Self::DEFAULT_ROW_GROUP_TOKENS,
+            shard_tokens: 64 << 20,
+            row_group_tokens: 1 << 20,
             reading: Reading::default(),
-            prefix: Self::DEFAULT_PREFIX.into(),
+            prefix: "shard".into(),
             worker: 0,
             workers: 1,
             on_error: OnError::Fail,

@@ -82,30 +82,6 @@ impl Tokenizer {
     }
 }
 
-impl std::str::FromStr for Tokenizer {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // The command line has spelled them with dashes too.
-        let wanted = s.replace('-', "_");
-        Self::ALL
-            .into_iter()
-            .find(|t| t.name() == wanted)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|t| t.name()).collect();
-                format!(
-                    "unknown tokenizer `{s}`; expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl std::fmt::Display for Tokenizer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Tokenizer;

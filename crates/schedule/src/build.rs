@@ -1,7 +1,7 @@
 //! Checking a [`ScheduleConfig`] and building its [`Schedule`]: each kind's fields validated
 //! (with the reason and the value in every error), the curve chosen, warnings collected.
 
-use crate::config::{FixedDiscrete, RampBuilder, ScheduleConfig};
+use crate::config::{FixedDiscrete, RampBuilder, Root, ScheduleConfig};
 use crate::curve::Curve;
 use crate::error::ScheduleError;
 use crate::schedule::Schedule;
@@ -38,30 +38,35 @@ impl ScheduleConfig {
                     composer_curve(min, max, step, c.total, c.duration, warmup, &mut warnings)?
                 }
             }
-            Self::FixedLinear(c) => root_curve(
-                c.min,
-                c.max,
-                c.step,
-                c.total_curriculum_step,
-                1,
-                &mut warnings,
-            )?,
-            Self::FixedRoot(c) => {
-                if c.root_degree == 0 {
+            Self::FixedLinear(c) => {
+                if let Some(degree) = c.root_degree.filter(|&d| d != 1) {
                     return Err(invalid(
                         "root_degree",
-                        c.root_degree,
-                        "must be >= 1 (1 = linear, 2 = square root)",
+                        degree,
+                        "fixed_linear is fixed_root of degree 1; use kind = \"fixed_root\"",
                     ));
                 }
-                root_curve(
-                    c.min,
-                    c.max,
-                    c.step,
-                    c.total_curriculum_step,
-                    c.root_degree,
-                    &mut warnings,
-                )?
+                root_curve(c, 1, &mut warnings)?
+            }
+            Self::FixedRoot(c) => {
+                let degree = match c.root_degree {
+                    None => {
+                        return Err(invalid(
+                            "root_degree",
+                            "missing",
+                            "fixed_root needs its degree (2 = square root)",
+                        ));
+                    }
+                    Some(0) => {
+                        return Err(invalid(
+                            "root_degree",
+                            0,
+                            "must be >= 1 (1 = linear, 2 = square root)",
+                        ));
+                    }
+                    Some(d) => d,
+                };
+                root_curve(c, degree, &mut warnings)?
             }
             Self::FixedDiscrete(c) => discrete_curve(c)?,
         };
@@ -95,19 +100,16 @@ fn step(step: u64, warnings: &mut Vec<ScheduleWarning>) -> Result<u64, ScheduleE
 }
 
 fn root_curve(
-    min: u64,
-    max: u64,
-    step_size: u64,
-    total_curriculum_step: u64,
+    c: &Root,
     degree: u32,
     warnings: &mut Vec<ScheduleWarning>,
 ) -> Result<Curve, ScheduleError> {
-    let (min, max) = min_max(min, max)?;
+    let (min, max) = min_max(c.min, c.max)?;
     Ok(Curve::DeepSpeedRoot {
         min,
         max,
-        step: step(step_size, warnings)?,
-        total_step: positive("total_curriculum_step", total_curriculum_step)?,
+        step: step(c.step, warnings)?,
+        total_step: positive("total_curriculum_step", c.total_curriculum_step)?,
         degree,
     })
 }
@@ -192,13 +194,8 @@ fn composer_curve(
             ),
         });
     }
-    let curve = Curve::Composer {
-        min,
-        max,
-        step,
-        every,
-    };
-    let reaches_max_at = curve.composer_max_reached_at();
+    // The first update that reaches max, if within u64.
+    let reaches_max_at = (max - min).div_ceil(step).checked_mul(every);
     if !(max - min).is_multiple_of(step) {
         warnings.push(ScheduleWarning::ComposerStepDoesNotDivideRange { min, max, step });
     }
@@ -208,7 +205,12 @@ fn composer_curve(
             reached_at: reaches_max_at,
         });
     }
-    Ok(curve)
+    Ok(Curve::Composer {
+        min,
+        max,
+        step,
+        every,
+    })
 }
 
 fn positive(field: &'static str, value: u64) -> Result<u64, ScheduleError> {

@@ -111,9 +111,9 @@ pub enum ScheduleConfig {
     /// Composer's `SeqLengthWarmup`.
     Composer(Ramp),
     /// DeepSpeed's `fixed_linear`.
-    FixedLinear(FixedLinear),
+    FixedLinear(Root),
     /// DeepSpeed's `fixed_root`.
-    FixedRoot(FixedRoot),
+    FixedRoot(Root),
     /// DeepSpeed's `fixed_discrete`.
     FixedDiscrete(FixedDiscrete),
     /// The constant baseline.
@@ -143,10 +143,12 @@ pub struct Ramp {
     pub unit: ProgressUnit,
 }
 
-/// The fields of DeepSpeed's `fixed_linear`.
+/// The fields of DeepSpeed's `fixed_linear` and `fixed_root`: from `min` to `max` in steps of
+/// `step` along a root of degree `root_degree` (1 for `fixed_linear`, which takes no other)
+/// over `total_curriculum_step`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FixedLinear {
+pub struct Root {
     /// Shortest sequence length.
     #[serde(alias = "min_difficulty")]
     pub min: u64,
@@ -159,32 +161,9 @@ pub struct FixedLinear {
     /// Progress at which the ramp ends (DeepSpeed's `total_curriculum_step`).
     #[serde(alias = "total_step")]
     pub total_curriculum_step: u64,
-    /// Length of training, for reports on a whole run.
-    #[serde(default)]
-    pub total: Option<u64>,
-    /// What progress is counted in.
-    #[serde(default)]
-    pub unit: ProgressUnit,
-}
-
-/// The fields of DeepSpeed's `fixed_root`: `fixed_linear` plus the root's degree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixedRoot {
-    /// Shortest sequence length.
-    #[serde(alias = "min_difficulty")]
-    pub min: u64,
-    /// Longest sequence length.
-    #[serde(alias = "max_difficulty")]
-    pub max: u64,
-    /// Length increment (DeepSpeed's `difficulty_step`).
-    #[serde(default = "default_step", alias = "difficulty_step")]
-    pub step: u64,
-    /// Progress at which the ramp ends (DeepSpeed's `total_curriculum_step`).
-    #[serde(alias = "total_step")]
-    pub total_curriculum_step: u64,
-    /// The root's degree (2 = square root).
-    pub root_degree: u32,
+    /// The root's degree (2 = square root); `fixed_root` needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_degree: Option<u32>,
     /// Length of training, for reports on a whole run.
     #[serde(default)]
     pub total: Option<u64>,
@@ -251,28 +230,18 @@ impl ScheduleConfig {
 
     /// DeepSpeed's `fixed_linear` from `min` to `max` over `total_curriculum_step` (step 8).
     pub fn fixed_linear(min: u64, max: u64, total_curriculum_step: u64) -> Self {
-        Self::FixedLinear(FixedLinear {
-            min,
-            max,
-            step: DEFAULT_STEP,
-            total_curriculum_step,
-            total: None,
-            unit: ProgressUnit::default(),
-        })
+        Self::FixedLinear(Root::new(min, max, total_curriculum_step, None))
     }
 
     /// DeepSpeed's `fixed_root` of `root_degree` from `min` to `max` over
     /// `total_curriculum_step` (step 8).
     pub fn fixed_root(min: u64, max: u64, total_curriculum_step: u64, root_degree: u32) -> Self {
-        Self::FixedRoot(FixedRoot {
+        Self::FixedRoot(Root::new(
             min,
             max,
-            step: DEFAULT_STEP,
             total_curriculum_step,
-            root_degree,
-            total: None,
-            unit: ProgressUnit::default(),
-        })
+            Some(root_degree),
+        ))
     }
 
     /// DeepSpeed's `fixed_discrete`: `difficulty[i]` up to position `max_step[i]`.
@@ -328,8 +297,7 @@ impl ScheduleConfig {
     pub fn unit(&self) -> ProgressUnit {
         match self {
             Self::Linear(c) | Self::Composer(c) => c.unit,
-            Self::FixedLinear(c) => c.unit,
-            Self::FixedRoot(c) => c.unit,
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.unit,
             Self::FixedDiscrete(c) => c.unit,
             Self::Constant(c) => c.unit,
         }
@@ -339,8 +307,7 @@ impl ScheduleConfig {
     pub fn total(&self) -> Option<u64> {
         match self {
             Self::Linear(c) | Self::Composer(c) => Some(c.total),
-            Self::FixedLinear(c) => c.total,
-            Self::FixedRoot(c) => c.total,
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.total,
             Self::FixedDiscrete(c) => c.total,
             Self::Constant(c) => c.total,
         }
@@ -350,8 +317,7 @@ impl ScheduleConfig {
     pub fn max(&self) -> Option<u64> {
         match self {
             Self::Linear(c) | Self::Composer(c) => Some(c.max),
-            Self::FixedLinear(c) => Some(c.max),
-            Self::FixedRoot(c) => Some(c.max),
+            Self::FixedLinear(c) | Self::FixedRoot(c) => Some(c.max),
             Self::FixedDiscrete(c) => c.max,
             Self::Constant(c) => Some(c.max),
         }
@@ -362,8 +328,7 @@ impl ScheduleConfig {
     pub fn with_unit(mut self, unit: ProgressUnit) -> Self {
         match &mut self {
             Self::Linear(c) | Self::Composer(c) => c.unit = unit,
-            Self::FixedLinear(c) => c.unit = unit,
-            Self::FixedRoot(c) => c.unit = unit,
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.unit = unit,
             Self::FixedDiscrete(c) => c.unit = unit,
             Self::Constant(c) => c.unit = unit,
         }
@@ -375,12 +340,25 @@ impl ScheduleConfig {
     pub fn with_total(mut self, total: u64) -> Self {
         match &mut self {
             Self::Linear(c) | Self::Composer(c) => c.total = total,
-            Self::FixedLinear(c) => c.total = Some(total),
-            Self::FixedRoot(c) => c.total = Some(total),
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.total = Some(total),
             Self::FixedDiscrete(c) => c.total = Some(total),
             Self::Constant(c) => c.total = Some(total),
         }
         self
+    }
+}
+
+impl Root {
+    fn new(min: u64, max: u64, total_curriculum_step: u64, root_degree: Option<u32>) -> Self {
+        Self {
+            min,
+            max,
+            step: DEFAULT_STEP,
+            total_curriculum_step,
+            root_degree,
+            total: None,
+            unit: ProgressUnit::default(),
+        }
     }
 }
 

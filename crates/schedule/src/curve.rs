@@ -115,22 +115,6 @@ impl Curve {
         self.len_at(0)
     }
 
-    /// First progress at which Composer's curve reaches `max`, if any within `u64`.
-    pub(crate) fn composer_max_reached_at(&self) -> Option<u64> {
-        match *self {
-            Self::Composer {
-                min,
-                max,
-                step,
-                every,
-            } => {
-                let updates_needed = (max - min).div_ceil(step);
-                updates_needed.checked_mul(every)
-            }
-            _ => None,
-        }
-    }
-
     /// The first position after `from` at which the length differs from `len_at(from)`,
     /// or `None` when the length never changes again. O(log) evaluations.
     pub(crate) fn next_change(&self, from: u64) -> Option<u64> {

@@ -39,8 +39,7 @@ mod schedule;
 mod warning;
 
 pub use config::{
-    Constant, DEFAULT_STEP, FixedDiscrete, FixedLinear, FixedRoot, Ramp, RampBuilder,
-    ScheduleConfig, ScheduleKind,
+    Constant, DEFAULT_STEP, FixedDiscrete, Ramp, RampBuilder, Root, ScheduleConfig, ScheduleKind,
 };
 pub use error::ScheduleError;
 pub use progress::{Progress, ProgressUnit};

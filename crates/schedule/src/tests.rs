@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use crate::{
-    FixedLinear, FixedRoot, ProgressUnit, RampBuilder, Schedule, ScheduleConfig, ScheduleError,
-    ScheduleKind, ScheduleWarning,
+    ProgressUnit, RampBuilder, Root, Schedule, ScheduleConfig, ScheduleError, ScheduleKind,
+    ScheduleWarning,
 };
 
 fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> RampBuilder {
@@ -11,25 +11,19 @@ fn composer(total: u64, duration: f64, min: u64, max: u64, step: u64) -> RampBui
 
 /// DeepSpeed's `fixed_root` (`fixed_linear` for degree 1) with every field set.
 fn root(min: u64, max: u64, step: u64, total_curriculum_step: u64, degree: u32) -> ScheduleConfig {
+    let root = Root {
+        min,
+        max,
+        step,
+        total_curriculum_step,
+        root_degree: (degree != 1).then_some(degree),
+        total: None,
+        unit: ProgressUnit::Steps,
+    };
     if degree == 1 {
-        ScheduleConfig::FixedLinear(FixedLinear {
-            min,
-            max,
-            step,
-            total_curriculum_step,
-            total: None,
-            unit: ProgressUnit::Steps,
-        })
+        ScheduleConfig::FixedLinear(root)
     } else {
-        ScheduleConfig::FixedRoot(FixedRoot {
-            min,
-            max,
-            step,
-            total_curriculum_step,
-            root_degree: degree,
-            total: None,
-            unit: ProgressUnit::Steps,
-        })
+        ScheduleConfig::FixedRoot(root)
     }
 }
 
@@ -122,6 +116,20 @@ fn validation_names_the_field_and_value() {
         (
             ScheduleConfig::fixed_linear(8, 64, 0),
             "`total_curriculum_step` = 0",
+        ),
+        (
+            match root(8, 64, 8, 10, 3) {
+                ScheduleConfig::FixedRoot(r) => ScheduleConfig::FixedLinear(r),
+                other => other,
+            },
+            "use kind = \"fixed_root\"",
+        ),
+        (
+            match root(8, 64, 8, 10, 1) {
+                ScheduleConfig::FixedLinear(r) => ScheduleConfig::FixedRoot(r),
+                other => other,
+            },
+            "fixed_root needs its degree",
         ),
         (
             ScheduleConfig::fixed_discrete(vec![8, 16], vec![]),

@@ -1,7 +1,5 @@
 //! [`Mode`]: how documents become batches of the scheduled length.
 
-use std::str::FromStr;
-
 use seqwarm_batcher::Cut;
 use serde::{Deserialize, Serialize};
 
@@ -81,18 +79,5 @@ impl Mode {
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
-                format!("unknown mode `{s}`; expected one of {}", names.join(", "))
-            })
     }
 }

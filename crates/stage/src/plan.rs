@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{CoreState, ScheduledBatch, WarmupCore};
 use crate::documents::Documents;
+use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
 use crate::rng::SplitMix64;
 use crate::sink::ModeSink;
@@ -57,126 +58,6 @@ pub struct UnitInfo {
     pub documents: u64,
     /// Tokens it holds at least (EOS tokens the stage adds not counted).
     pub tokens: u64,
-}
-
-/// Which units are read, in which order, and when the stream ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EpochConfig {
-    seed: u64,
-    shuffle_units: bool,
-    rank: usize,
-    world_size: usize,
-    epochs: u64,
-    max_steps: Option<u64>,
-    max_tokens: Option<u64>,
-}
-
-/// Seed 0, the unit order shuffled every epoch, rank 0 of 1, one epoch, no step or token
-/// limit.
-impl Default for EpochConfig {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            shuffle_units: true,
-            rank: 0,
-            world_size: 1,
-            epochs: 1,
-            max_steps: None,
-            max_tokens: None,
-        }
-    }
-}
-
-impl EpochConfig {
-    /// Seed of the unit order.
-    #[must_use]
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Shuffle the unit order each epoch (default true); false keeps the units' own order.
-    #[must_use]
-    pub fn with_shuffle_units(mut self, shuffle: bool) -> Self {
-        self.shuffle_units = shuffle;
-        self
-    }
-    /// This process's rank and the number of ranks.
-    #[must_use]
-    pub fn with_rank(mut self, rank: usize, world_size: usize) -> Self {
-        self.rank = rank;
-        self.world_size = world_size;
-        self
-    }
-    /// Epochs to run; 0 runs until another limit.
-    #[must_use]
-    pub fn with_epochs(mut self, epochs: u64) -> Self {
-        self.epochs = epochs;
-        self
-    }
-    /// Stop after this many batches in total.
-    #[must_use]
-    pub fn with_max_steps(mut self, steps: Option<u64>) -> Self {
-        self.max_steps = steps;
-        self
-    }
-    /// Stop once this many tokens have been emitted in total.
-    #[must_use]
-    pub fn with_max_tokens(mut self, tokens: Option<u64>) -> Self {
-        self.max_tokens = tokens;
-        self
-    }
-
-    /// Seed of the unit order.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-    /// This process's rank.
-    pub fn rank(&self) -> usize {
-        self.rank
-    }
-    /// The number of ranks.
-    pub fn world_size(&self) -> usize {
-        self.world_size
-    }
-    /// Epochs to run (0 = until another limit).
-    pub fn epochs(&self) -> u64 {
-        self.epochs
-    }
-    /// The step limit, if any.
-    pub fn max_steps(&self) -> Option<u64> {
-        self.max_steps
-    }
-    /// The token limit, if any.
-    pub fn max_tokens(&self) -> Option<u64> {
-        self.max_tokens
-    }
-
-    fn check(&self, units: usize) -> Result<()> {
-        if self.world_size == 0 || self.rank >= self.world_size {
-            return Err(StageError::Config {
-                field: "rank",
-                reason: format!("rank {} is not in 0..{}", self.rank, self.world_size),
-            });
-        }
-        if units == 0 {
-            return Err(StageError::Config {
-                field: "shards",
-                reason: "no readable row groups".into(),
-            });
-        }
-        if self.world_size > units {
-            return Err(StageError::Config {
-                field: "world_size",
-                reason: format!(
-                    "{} ranks but only {units} row groups: every rank needs at least one \
-                     (write smaller row groups, or use fewer ranks)",
-                    self.world_size
-                ),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// What a driver reads: this rank's units of one epoch, `order[start..]` (round and round when
@@ -331,7 +212,7 @@ impl<S: RowSink> EpochPlan<S> {
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
         };
-        let epochs = plan.config.epochs;
+        let epochs = plan.config.epochs();
         let past_the_end = epochs > 0 && state.epoch >= epochs;
         if epochs > 0 && (state.epoch > epochs || (past_the_end && state.phase == Phase::Reading)) {
             return Err(out_of_range(format!(
@@ -419,7 +300,7 @@ impl<S: RowSink> EpochPlan<S> {
     }
 
     fn cycles(&self) -> bool {
-        self.config.world_size > 1
+        self.config.world_size() > 1
     }
 
     /// What to do next.
@@ -510,7 +391,7 @@ impl<S: RowSink> EpochPlan<S> {
                 field: "shards",
                 reason: format!(
                     "rank {} has no readable row groups (every one up to position {position} was skipped)",
-                    self.config.rank
+                    self.config.rank()
                 ),
             });
         }
@@ -543,8 +424,8 @@ impl<S: RowSink> EpochPlan<S> {
 
     fn limits_reached(&self) -> bool {
         let p = self.core.progress();
-        self.config.max_steps.is_some_and(|m| p.steps >= m)
-            || self.config.max_tokens.is_some_and(|m| p.tokens >= m)
+        self.config.max_steps().is_some_and(|m| p.steps >= m)
+            || self.config.max_tokens().is_some_and(|m| p.tokens >= m)
     }
 
     fn next_epoch(&mut self) -> bool {
@@ -554,7 +435,7 @@ impl<S: RowSink> EpochPlan<S> {
         self.step_in_epoch = 0;
         self.reads_started = false;
         self.skipped_in_a_row = 0;
-        if self.config.epochs > 0 && self.epoch >= self.config.epochs {
+        if self.config.epochs() > 0 && self.epoch >= self.config.epochs() {
             return false;
         }
         self.plan_epoch();
@@ -564,14 +445,14 @@ impl<S: RowSink> EpochPlan<S> {
     /// This epoch's order and, with several ranks, the epoch's batch count.
     fn plan_epoch(&mut self) {
         let mut all: Vec<usize> = (0..self.units.len()).collect();
-        if self.config.shuffle_units {
-            SplitMix64::from_parts(&[self.config.seed, self.epoch, 0x0D0E]).shuffle(&mut all);
+        if self.config.shuffle_units() {
+            SplitMix64::from_parts(&[self.config.seed(), self.epoch, 0x0D0E]).shuffle(&mut all);
         }
-        let world = self.config.world_size.max(1);
+        let world = self.config.world_size().max(1);
         self.order = all
             .iter()
             .copied()
-            .skip(self.config.rank)
+            .skip(self.config.rank())
             .step_by(world)
             .collect();
         self.steps_per_epoch = self.cycles().then(|| {

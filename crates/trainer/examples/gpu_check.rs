@@ -18,8 +18,7 @@ use std::time::Instant;
 use seqwarm_schedule::ScheduleConfig;
 use seqwarm_trainer::tch::{self, Device, Kind, Tensor};
 use seqwarm_trainer::{
-    GptConfig, MemoryStats, ModelInput, Trainer, TrainerConfig, reset_accumulated_stats,
-    reset_peak_stats,
+    GptConfig, ModelInput, Trainer, TrainerConfig, reset_accumulated_stats, reset_peak_stats,
 };
 
 struct Settings {
@@ -175,7 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (Some(after), Some(before)) => Some(after - before),
                 _ => None,
             },
-            "reserved_bytes": match memory { MemoryStats::Device { reserved_bytes, .. } => Some(reserved_bytes), MemoryStats::Unavailable => None },
+            "reserved_bytes": memory.device().map(|m| m.reserved_bytes),
         });
         println!("{record}");
         per_length.push(record);

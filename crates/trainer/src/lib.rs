@@ -38,8 +38,8 @@ mod trainer;
 pub use error::{Result, TrainerError};
 pub use input::{ModelInput, batch_to_input, kind_of};
 pub use memory::{
-    MemoryStats, empty_cache, memory_stats, reset_accumulated_stats, reset_peak_stats,
-    set_cuda_autocast_bf16,
+    DeviceMemory, MemoryStats, empty_cache, memory_stats, reset_accumulated_stats,
+    reset_peak_stats, set_cuda_autocast_bf16,
 };
 pub use model::{Gpt, GptConfig, Positions, alibi_slopes};
 pub use optim::{AdamW, AdamWConfig, LrSchedule};

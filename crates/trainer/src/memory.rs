@@ -12,21 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
 
-#[repr(C)]
-#[derive(Default)]
-struct RawStats {
-    allocated_current: i64,
-    allocated_peak: i64,
-    reserved_current: i64,
-    reserved_peak: i64,
-    device_allocations: i64,
-    device_frees: i64,
-    allocation_retries: i64,
-    ooms: i64,
-    free_bytes: u64,
-    total_bytes: u64,
-}
-
 const OK: i32 = 0;
 const UNAVAILABLE: i32 = 1;
 const MESSAGE_LEN: usize = 512;
@@ -34,7 +19,7 @@ const MESSAGE_LEN: usize = 512;
 unsafe extern "C" {
     fn seqwarm_memory_stats(
         device_index: i32,
-        out: *mut RawStats,
+        out: *mut DeviceMemory,
         message: *mut c_char,
         message_len: usize,
     ) -> i32;
@@ -49,6 +34,33 @@ unsafe extern "C" {
     fn seqwarm_set_cuda_autocast_bf16(message: *mut c_char, message_len: usize) -> i32;
 }
 
+/// The caching allocator's counters for one device. `#[repr(C)]`: the shim fills it in this
+/// field order (`shim/memory.cpp`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMemory {
+    /// Bytes held by live tensors now.
+    pub allocated_bytes: i64,
+    /// The most bytes held by live tensors since the last peak reset.
+    pub peak_allocated_bytes: i64,
+    /// Bytes the allocator holds from the device now (live tensors plus its cache).
+    pub reserved_bytes: i64,
+    /// The most bytes held from the device since the last peak reset.
+    pub peak_reserved_bytes: i64,
+    /// Device allocations (`cudaMalloc` calls) since the last accumulated reset.
+    pub device_allocations: i64,
+    /// Device frees since the last accumulated reset.
+    pub device_frees: i64,
+    /// Times an allocation failed, the cache was flushed and the allocation retried.
+    pub allocation_retries: i64,
+    /// Out-of-memory errors raised.
+    pub ooms: i64,
+    /// Free device memory as the driver reports it.
+    pub free_bytes: u64,
+    /// Total device memory.
+    pub total_bytes: u64,
+}
+
 /// One reading of the device allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "memory")]
@@ -56,65 +68,36 @@ pub enum MemoryStats {
     /// No accelerator on this machine (CPU training): nothing to report.
     Unavailable,
     /// The caching allocator's counters for one device.
-    Device {
-        /// Bytes held by live tensors now.
-        allocated_bytes: i64,
-        /// The most bytes held by live tensors since the last peak reset.
-        peak_allocated_bytes: i64,
-        /// Bytes the allocator holds from the device now (live tensors plus its cache).
-        reserved_bytes: i64,
-        /// The most bytes held from the device since the last peak reset.
-        peak_reserved_bytes: i64,
-        /// Device allocations (`cudaMalloc` calls) since the last accumulated reset.
-        device_allocations: i64,
-        /// Device frees since the last accumulated reset.
-        device_frees: i64,
-        /// Times an allocation failed, the cache was flushed and the allocation retried.
-        allocation_retries: i64,
-        /// Out-of-memory errors raised.
-        ooms: i64,
-        /// Free device memory as the driver reports it.
-        free_bytes: u64,
-        /// Total device memory.
-        total_bytes: u64,
-    },
+    Device(DeviceMemory),
 }
 
 impl MemoryStats {
     /// Whether there is an accelerator to report on.
     pub fn is_available(&self) -> bool {
-        matches!(self, Self::Device { .. })
+        matches!(self, Self::Device(_))
+    }
+
+    /// The device's counters, when there is a device.
+    pub fn device(&self) -> Option<&DeviceMemory> {
+        match self {
+            Self::Device(memory) => Some(memory),
+            Self::Unavailable => None,
+        }
     }
 
     /// Peak reserved bytes, when available.
     pub fn peak_reserved_bytes(&self) -> Option<i64> {
-        match self {
-            Self::Device {
-                peak_reserved_bytes,
-                ..
-            } => Some(*peak_reserved_bytes),
-            Self::Unavailable => None,
-        }
+        self.device().map(|m| m.peak_reserved_bytes)
     }
 
     /// Device allocations, when available.
     pub fn device_allocations(&self) -> Option<i64> {
-        match self {
-            Self::Device {
-                device_allocations, ..
-            } => Some(*device_allocations),
-            Self::Unavailable => None,
-        }
+        self.device().map(|m| m.device_allocations)
     }
 
     /// Allocation retries, when available.
     pub fn allocation_retries(&self) -> Option<i64> {
-        match self {
-            Self::Device {
-                allocation_retries, ..
-            } => Some(*allocation_retries),
-            Self::Unavailable => None,
-        }
+        self.device().map(|m| m.allocation_retries)
     }
 }
 
@@ -139,7 +122,7 @@ fn call(entry: impl FnOnce(*mut c_char, usize) -> i32) -> Result<bool> {
 
 /// Reads the allocator's counters for device `index`.
 pub fn memory_stats(index: usize) -> Result<MemoryStats> {
-    let mut raw = RawStats::default();
+    let mut raw = DeviceMemory::default();
     // SAFETY: `raw` and the message buffer outlive the call; the shim writes within the
     // given length.
     let available = call(|message, len| unsafe {
@@ -148,18 +131,7 @@ pub fn memory_stats(index: usize) -> Result<MemoryStats> {
     if !available {
         return Ok(MemoryStats::Unavailable);
     }
-    Ok(MemoryStats::Device {
-        allocated_bytes: raw.allocated_current,
-        peak_allocated_bytes: raw.allocated_peak,
-        reserved_bytes: raw.reserved_current,
-        peak_reserved_bytes: raw.reserved_peak,
-        device_allocations: raw.device_allocations,
-        device_frees: raw.device_frees,
-        allocation_retries: raw.allocation_retries,
-        ooms: raw.ooms,
-        free_bytes: raw.free_bytes,
-        total_bytes: raw.total_bytes,
-    })
+    Ok(MemoryStats::Device(raw))
 }
 
 // SAFETY (all below): the message buffer outlives the call and the shim writes within the

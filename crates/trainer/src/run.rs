@@ -113,6 +113,9 @@ pub fn run(
     let dir = &options.run_dir;
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let checkpoint_dir = dir.join("checkpoint");
+    let checkpoints = Checkpoints {
+        dir: checkpoint_dir.clone(),
+    };
     let mut tokens = 0u64;
     let mut elapsed_before = 0.0;
     let resuming = options.resume && checkpoint_dir.join("meta.json").exists();
@@ -231,14 +234,7 @@ pub fn run(
         if let Some(state) = state {
             let elapsed_s = clock.elapsed();
             clock.excluding(|| -> Result<()> {
-                save(
-                    trainer,
-                    &checkpoint_dir,
-                    step + 1,
-                    tokens,
-                    elapsed_s,
-                    &state,
-                )?;
+                checkpoints.save(trainer, step + 1, tokens, elapsed_s, &state)?;
                 // A resumed run appends after this point: everything up to it must be on disk.
                 for record in &records[written..] {
                     write_record(&mut metrics, &metrics_path, record)?;
@@ -273,14 +269,7 @@ pub fn run(
         write_record(&mut metrics, &metrics_path, record)?;
     }
     if let Some(step) = last_step {
-        save(
-            trainer,
-            &checkpoint_dir,
-            step + 1,
-            tokens,
-            elapsed_s,
-            &last_state,
-        )?;
+        checkpoints.save(trainer, step + 1, tokens, elapsed_s, &last_state)?;
     }
     metrics.flush().map_err(io_error(&metrics_path))?;
     Ok(RunSummary {
@@ -337,26 +326,34 @@ fn write_record(
     metrics.write_all(b"\n").map_err(io_error(path))
 }
 
-fn save(
-    trainer: &Trainer,
-    dir: &std::path::Path,
-    step: u64,
-    tokens: u64,
-    elapsed_s: f64,
-    state: &LoaderState,
-) -> Result<()> {
-    let loader_state = serde_json::to_value(state).map_err(|e| TrainerError::Checkpoint {
-        path: dir.display().to_string(),
-        reason: format!("loader state: {e}"),
-    })?;
-    trainer.save_checkpoint(
-        dir,
-        &CheckpointMeta {
-            step,
-            tokens,
-            elapsed_s,
-            config: trainer.config().clone(),
-            loader_state,
-        },
-    )
+/// Where a run's checkpoint goes.
+struct Checkpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints {
+    /// Saves the model, the optimizer and the loader's state after `step` steps.
+    fn save(
+        &self,
+        trainer: &Trainer,
+        step: u64,
+        tokens: u64,
+        elapsed_s: f64,
+        state: &LoaderState,
+    ) -> Result<()> {
+        let loader_state = serde_json::to_value(state).map_err(|e| TrainerError::Checkpoint {
+            path: self.dir.display().to_string(),
+            reason: format!("loader state: {e}"),
+        })?;
+        trainer.save_checkpoint(
+            &self.dir,
+            &CheckpointMeta {
+                step,
+                tokens,
+                elapsed_s,
+                config: trainer.config().clone(),
+                loader_state,
+            },
+        )
+    }
 }
