@@ -2,8 +2,9 @@
 //!
 //! `cargo bench -p seqwarm-loader --bench stream` prints tokens/s (criterion's elements/s)
 //! for: raw decode of the token column with arrow-rs alone (the baseline), then the full
-//! warmup stream in each mode, for the fast (flat) layout and the rows (list) layout. One
-//! core: the loader runs on a current-thread runtime with one row group in flight.
+//! warmup stream in each mode, for the fast (flat) layout and the rows (list) layout. The
+//! loader runs on a current-thread runtime with one row group in flight; it reads and decodes
+//! that row group on a blocking thread, so the stream can overlap decoding with its stage.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
