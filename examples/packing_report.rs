@@ -4,7 +4,7 @@
 //! Documents: 20 000 lengths drawn from a log-normal distribution (median 300 tokens,
 //! sigma 1.2, clipped to [1, 16 384]), with a fixed seed, so the table is reproducible.
 
-use seqwarm::batcher::{PackStrategy, PackerConfig, RowSink, Tensor};
+use seqwarm::batcher::{PackStrategy, PackerConfig, RowSink, Tensor, Tokens};
 use seqwarm::stage::rng::SplitMix64;
 
 /// Standard normal by Box-Muller, from seqwarm's generator.
@@ -44,7 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ] {
             let mut packer = PackerConfig::default().with_strategy(strategy).build();
             for (i, &n) in lengths.iter().enumerate() {
-                packer.push_document(&Tensor::vector(vec![(i % 50_000) as i32; n]), None, None)?;
+                packer.push_document(
+                    Tokens::new(&Tensor::vector(vec![(i % 50_000) as i32; n])),
+                    None,
+                )?;
                 while packer.pop(len, 64)?.is_some() {}
             }
             packer.finish(len, usize::MAX)?;

@@ -1,7 +1,6 @@
 //! `seqwarm train` (feature `train`): a GPT trained with tch from the warmup stream, with the
 //! warm pass, held-out evaluation at the maximum length, checkpoints and plots.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -424,7 +423,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .final_eval_loss
             .map_or_else(|| "-".into(), |l| format!("{l:.4}")),
     );
-    let records = read_metrics(&run_dir.join("metrics.jsonl"))?;
+    let records = seqwarm_trainer::read_metrics(&run_dir.join("metrics.jsonl"))?;
     plot_runs(&run_dir, &records)?;
     println!(
         "metrics: {}; plots: loss_vs_tokens.svg, loss_vs_time.svg, seq_len.svg in {}",
@@ -432,20 +431,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         run_dir.display()
     );
     Ok(())
-}
-
-/// Reads `metrics.jsonl`, keeping the last line per step (a checkpoint may have flushed a
-/// step before its final evaluation was added).
-pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<StepRecord>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut by_step = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let record: StepRecord = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        by_step.insert(record.step, record);
-    }
-    Ok(by_step.into_values().collect())
 }
 
 fn plot_runs(dir: &Path, records: &[StepRecord]) -> anyhow::Result<()> {

@@ -30,7 +30,7 @@ pub use packer::{
 };
 pub use pad::PadValues;
 pub use repacker::{Repacker, RepackerCarry, RepackerConfig};
-pub use sink::RowSink;
+pub use sink::{Popped, RowSink, Tokens};
 pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
 use crate::pad::PadValues;
-use crate::sink::RowSink;
+use crate::sink::{Popped, RowSink, Tokens};
 use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
 
 /// How documents are assigned to rows.
@@ -151,13 +151,13 @@ impl Piece {
 /// Its streaming verbs are those of [`RowSink`].
 ///
 /// ```
-/// use seqwarm_batcher::{PackStrategy, PackerConfig, RowSink, Tensor};
+/// use seqwarm_batcher::{PackStrategy, PackerConfig, RowSink, Tensor, Tokens};
 ///
 /// let mut packer = PackerConfig::default()
 ///     .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
 ///     .build();
 /// for doc in [vec![1i32, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]] {
-///     packer.push_document(&Tensor::vector(doc), None, None)?;
+///     packer.push_document(Tokens::new(&Tensor::vector(doc)), None)?;
 /// }
 /// let batch = packer.finish(5, 2)?.unwrap();
 /// assert_eq!(batch.input_ids().unwrap().to_rows_i64(), vec![vec![6, 7, 8, 9, 10], vec![1, 2, 3, 4, 5]]);
@@ -372,13 +372,8 @@ impl RowSink for DocumentPacker {
     /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
     /// given (the document is then copied once, with it). All documents must share one dtype.
     /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
-    fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError> {
-        let _ = labels;
+    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
+        let tokens = doc.ids;
         let with_eos;
         let tokens = match eos {
             None => tokens,
@@ -439,7 +434,7 @@ impl RowSink for DocumentPacker {
     /// Takes exactly `rows` rows of `len`, or `None` when more documents are needed first
     /// (greedy: fewer than `rows * len` tokens buffered; best-fit: fewer than a window of
     /// documents).
-    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn pop(&mut self, len: usize, rows: usize) -> Popped {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
@@ -469,7 +464,7 @@ impl RowSink for DocumentPacker {
     /// After the input has ended: up to `rows` rows of `len` from what is buffered (rows not
     /// full are padded), or `None` when nothing is buffered; call it until then to take
     /// everything. Best fit packs every remaining piece on the first call.
-    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn finish(&mut self, len: usize, rows: usize) -> Popped {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }

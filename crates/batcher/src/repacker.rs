@@ -4,6 +4,7 @@
 //! best together; the byte-level copies are in `runs.rs`, the padding in `pad.rs`.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::BatchError;
 use crate::batch::{Batch, fields};
 use crate::pad::PadValues;
 use crate::runs::{checked_i32, concat, describe, gather_prefix, gather_row, right_padded_len};
-use crate::sink::RowSink;
+use crate::sink::{Popped, RowSink, Tokens};
 use crate::tensor::{DType, Shape, Tensor};
 
 /// Configuration of a [`Repacker`].
@@ -414,12 +415,11 @@ impl RowSink for Repacker {
     type Carry = RepackerCarry;
 
     /// Takes one document (and its labels), followed by `eos` when given; shared, not copied.
-    fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError> {
+    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
+        let Tokens {
+            ids: tokens,
+            labels,
+        } = doc;
         self.push_tokens(tokens, labels)?;
         if let Some(eos) = eos {
             let one = |t: &Tensor, field: &str| -> Result<Tensor, BatchError> {
@@ -437,14 +437,9 @@ impl RowSink for Repacker {
         Ok(())
     }
 
-    fn push_run(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        start: usize,
-        end: usize,
-    ) -> Result<bool, BatchError> {
-        self.push_span(tokens, labels, start, end).map(|()| true)
+    fn push_run(&mut self, run: Tokens<'_>, span: Range<usize>) -> Result<bool, BatchError> {
+        self.push_span(run.ids, run.labels, span.start, span.end)
+            .map(|()| true)
     }
 
     /// Whether `rows` rows of `len` can be taken now.
@@ -454,7 +449,7 @@ impl RowSink for Repacker {
 
     /// Takes exactly `rows` rows of `len` tokens, or `None` (taking nothing) when fewer than
     /// `rows * len` tokens are carried.
-    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn pop(&mut self, len: usize, rows: usize) -> Popped {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }
@@ -478,12 +473,7 @@ impl RowSink for Repacker {
     /// `keep` columns of each: Composer's truncation of max-length rows, copying only the kept
     /// tokens (a zero-copy view when the rows lie in one pushed buffer). The cut tokens leave
     /// the repacker and count as handed out.
-    fn pop_truncated(
-        &mut self,
-        row_len: usize,
-        rows: usize,
-        keep: usize,
-    ) -> Result<Option<Batch>, BatchError> {
+    fn pop_truncated(&mut self, row_len: usize, rows: usize, keep: usize) -> Popped {
         if keep >= row_len {
             return self.pop(row_len, rows);
         }
@@ -517,7 +507,7 @@ impl RowSink for Repacker {
     /// [`RepackerConfig::pad`] (`attention_mask` 0, `labels` -100); adds an `attention_mask`
     /// field when the stream had none, so the padding is visible. `None` when nothing is
     /// carried; call it until then to take everything.
-    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn finish(&mut self, len: usize, rows: usize) -> Popped {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
         }

@@ -1,8 +1,36 @@
 //! [`RowSink`]: what the warmup stage needs from anything that turns a token stream into rows.
 
+use std::ops::Range;
+
 use crate::BatchError;
 use crate::batch::Batch;
 use crate::tensor::Tensor;
+
+/// A document's (or a run's) token ids, with their per-token labels when the source has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'a> {
+    /// The token ids, a 1-D tensor.
+    pub ids: &'a Tensor,
+    /// Labels of the same length, if any.
+    pub labels: Option<&'a Tensor>,
+}
+
+impl<'a> Tokens<'a> {
+    /// Token ids without labels.
+    pub fn new(ids: &'a Tensor) -> Self {
+        Self { ids, labels: None }
+    }
+
+    /// The same ids with these labels.
+    #[must_use]
+    pub fn with_labels(self, labels: Option<&'a Tensor>) -> Self {
+        Self { labels, ..self }
+    }
+}
+
+/// What taking rows from a sink gives: the rows, `None` when more input is needed first, or
+/// why it failed.
+pub type Popped = Result<Option<Batch>, BatchError>;
 
 /// Tokens wait in a sink until they fill rows of the scheduled length.
 ///
@@ -21,27 +49,16 @@ pub trait RowSink {
         + Send
         + 'static;
 
-    /// Takes one document (a 1-D token tensor, shared, not copied) with its optional per-token
-    /// labels, followed by the `eos` token when given.
-    fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError>;
+    /// Takes one document (1-D token ids, shared, not copied, with their optional labels),
+    /// followed by the `eos` token when given.
+    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError>;
 
-    /// Takes elements `start..end` of 1-D token (and label) buffers that hold several whole
+    /// Takes elements `span` of 1-D token (and label) buffers that hold several whole
     /// documents, without looking at the boundaries between them, when the sink's rows do not
     /// depend on those boundaries. Returns `false`, taking nothing, when they do (the caller then
     /// pushes the documents one by one).
-    fn push_run(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        start: usize,
-        end: usize,
-    ) -> Result<bool, BatchError> {
-        let _ = (tokens, labels, start, end);
+    fn push_run(&mut self, run: Tokens<'_>, span: Range<usize>) -> Result<bool, BatchError> {
+        let _ = (run, span);
         Ok(false)
     }
 
@@ -52,16 +69,11 @@ pub trait RowSink {
 
     /// Takes exactly `rows` rows of `len` tokens, or `None` (taking nothing) when more input is
     /// needed first.
-    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError>;
+    fn pop(&mut self, len: usize, rows: usize) -> Popped;
 
     /// Takes `rows` rows of `row_len` tokens like [`RowSink::pop`] and keeps the first `keep`
     /// columns of each (Composer's truncation). The cut tokens leave the sink as handed out.
-    fn pop_truncated(
-        &mut self,
-        row_len: usize,
-        rows: usize,
-        keep: usize,
-    ) -> Result<Option<Batch>, BatchError> {
+    fn pop_truncated(&mut self, row_len: usize, rows: usize, keep: usize) -> Popped {
         let Some(batch) = self.pop(row_len, rows)? else {
             return Ok(None);
         };
@@ -77,7 +89,7 @@ pub trait RowSink {
 
     /// After the input has ended: up to `rows` rows of `len` from what is buffered, the last
     /// one padded, or `None` when nothing is buffered. Call it again until it returns `None`.
-    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError>;
+    fn finish(&mut self, len: usize, rows: usize) -> Popped;
 
     /// Tokens taken but not yet handed out.
     fn buffered_tokens(&self) -> usize;

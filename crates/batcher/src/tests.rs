@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use crate::{
     Batch, BatchError, Cut, DType, PackStrategy, PackerConfig, RepackerConfig, RowSink, Tensor,
-    fields,
+    Tokens, fields,
 };
 
 fn ids(values: Vec<i64>, rows: usize, cols: usize) -> Tensor {
@@ -223,7 +223,8 @@ fn repacker_strips_padding_and_pads_the_final_row() {
 fn packer_greedy_fills_rows_and_splits_at_boundaries() {
     let mut p = PackerConfig::default().build();
     for doc in [vec![1i64, 2, 3], vec![4, 5, 6, 7], vec![8]] {
-        p.push_document(&Tensor::vector(doc), None, None).unwrap();
+        p.push_document(Tokens::new(&Tensor::vector(doc)), None)
+            .unwrap();
     }
     let out = p.pop(4, 2).unwrap().unwrap();
     assert_eq!(
@@ -246,10 +247,10 @@ fn packer_greedy_fills_rows_and_splits_at_boundaries() {
 #[test]
 fn packer_rejects_mixed_dtypes() {
     let mut p = PackerConfig::default().build();
-    p.push_document(&Tensor::vector(vec![1i32]), None, None)
+    p.push_document(Tokens::new(&Tensor::vector(vec![1i32])), None)
         .unwrap();
     assert!(matches!(
-        p.push_document(&Tensor::vector(vec![1i64]), None, None),
+        p.push_document(Tokens::new(&Tensor::vector(vec![1i64])), None),
         Err(BatchError::DTypeMismatch { document: 1, .. })
     ));
 }
@@ -392,7 +393,7 @@ proptest! {
         let strategy = if best_fit { PackStrategy::BestFitDecreasing { window } } else { PackStrategy::Greedy };
         let mut p = PackerConfig::default().with_strategy(strategy).with_mask_document_boundaries(mask).build();
         for d in &docs {
-            p.push_document(&Tensor::vector(d.clone()), None, None).unwrap();
+            p.push_document(Tokens::new(&Tensor::vector(d.clone())), None).unwrap();
         }
         let mut batches = Vec::new();
         while let Some(b) = p.pop(len, 2).unwrap() {
@@ -480,8 +481,8 @@ impl AnySink {
     fn push(&mut self, doc: &[i64], eos: Option<i64>) {
         let t = Tensor::vector(doc.to_vec());
         match self {
-            Self::Rows(s) => RowSink::push_document(s, &t, None, eos).unwrap(),
-            Self::Pack(s) => RowSink::push_document(s, &t, None, eos).unwrap(),
+            Self::Rows(s) => RowSink::push_document(s, Tokens::new(&t), eos).unwrap(),
+            Self::Pack(s) => RowSink::push_document(s, Tokens::new(&t), eos).unwrap(),
         }
     }
     fn buffered(&self) -> usize {

@@ -4,7 +4,7 @@
 //! `WarmupStream` adapter) poll their inputs and drive this state machine, and tests drive it
 //! directly with in-memory documents.
 
-use seqwarm_batcher::{Batch, DType, RowSink, Tensor, fields};
+use seqwarm_batcher::{Batch, DType, RowSink, Tensor, Tokens, fields};
 use seqwarm_schedule::Progress;
 use serde::{Deserialize, Serialize};
 
@@ -353,10 +353,10 @@ impl<S: RowSink> WarmupCore<S> {
                 .max(self.cursor + 1)
                 .min(current.len());
             let (start, stop) = (current.tokens_in(0, self.cursor), current.tokens_in(0, end));
-            if self
-                .sink
-                .push_run(current.tokens(), current.labels(), start, stop)?
-            {
+            if self.sink.push_run(
+                Tokens::new(current.tokens()).with_labels(current.labels()),
+                start..stop,
+            )? {
                 self.count_taken(&current, self.cursor, end);
                 self.cursor = end;
                 return Ok(true);
@@ -401,8 +401,10 @@ impl<S: RowSink> WarmupCore<S> {
     }
 
     fn send_to_sink(&mut self, (tokens, labels): &Doc) -> Result<()> {
-        self.sink
-            .push_document(tokens, labels.as_ref(), self.warmup.eos_id())?;
+        self.sink.push_document(
+            Tokens::new(tokens).with_labels(labels.as_ref()),
+            self.warmup.eos_id(),
+        )?;
         Ok(())
     }
 

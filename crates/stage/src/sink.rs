@@ -1,9 +1,11 @@
 //! [`ModeSink`]: the row sink each [`Mode`] uses, as one type, so that the loader's stage is
 //! one concrete `WarmupCore<ModeSink>` whatever the mode chosen at run time.
 
+use std::ops::Range;
+
 use seqwarm_batcher::{
-    Batch, BatchError, DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PadValues,
-    Repacker, RepackerCarry, RepackerConfig, RowSink, Tensor,
+    BatchError, DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PadValues, Popped,
+    Repacker, RepackerCarry, RepackerConfig, RowSink, Tokens,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,43 +69,27 @@ macro_rules! each {
 impl RowSink for ModeSink {
     type Carry = ModeCarry;
 
-    fn push_document(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        eos: Option<i64>,
-    ) -> Result<(), BatchError> {
-        each!(self, s => s.push_document(tokens, labels, eos))
+    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
+        each!(self, s => s.push_document(doc, eos))
     }
 
-    fn push_run(
-        &mut self,
-        tokens: &Tensor,
-        labels: Option<&Tensor>,
-        start: usize,
-        end: usize,
-    ) -> Result<bool, BatchError> {
-        each!(self, s => RowSink::push_run(s, tokens, labels, start, end))
+    fn push_run(&mut self, run: Tokens<'_>, span: Range<usize>) -> Result<bool, BatchError> {
+        each!(self, s => s.push_run(run, span))
     }
 
     fn can_pop(&self, len: usize, rows: usize) -> bool {
         each!(self, s => s.can_pop(len, rows))
     }
 
-    fn pop(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn pop(&mut self, len: usize, rows: usize) -> Popped {
         each!(self, s => s.pop(len, rows))
     }
 
-    fn pop_truncated(
-        &mut self,
-        row_len: usize,
-        rows: usize,
-        keep: usize,
-    ) -> Result<Option<Batch>, BatchError> {
+    fn pop_truncated(&mut self, row_len: usize, rows: usize, keep: usize) -> Popped {
         each!(self, s => s.pop_truncated(row_len, rows, keep))
     }
 
-    fn finish(&mut self, len: usize, rows: usize) -> Result<Option<Batch>, BatchError> {
+    fn finish(&mut self, len: usize, rows: usize) -> Popped {
         each!(self, s => s.finish(len, rows))
     }
 

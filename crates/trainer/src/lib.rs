@@ -43,7 +43,7 @@ pub use memory::{
 };
 pub use model::{Gpt, GptConfig, Positions, alibi_slopes};
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
-pub use run::{RunOptions, RunSummary, StepRecord, run};
+pub use run::{RunOptions, RunSummary, StepRecord, read_metrics, run};
 pub use trainer::{CheckpointMeta, Trainer, TrainerConfig, WarmReport, parse_device};
 
 /// Re-exported so that users name the same tch version.

@@ -357,3 +357,18 @@ impl Checkpoints {
         )
     }
 }
+
+/// Reads a run's `metrics.jsonl`, keeping the last line per step (a checkpoint may have flushed
+/// a step before its final evaluation was added), in step order.
+pub fn read_metrics(path: &std::path::Path) -> Result<Vec<StepRecord>> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let mut by_step = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let record: StepRecord = serde_json::from_str(line).map_err(|e| TrainerError::Io {
+            path: format!("{} line {}", path.display(), i + 1),
+            source: e.into(),
+        })?;
+        by_step.insert(record.step, record);
+    }
+    Ok(by_step.into_values().collect())
+}
