@@ -175,7 +175,7 @@ pub async fn resolve(
 /// Writes a state file atomically (a temporary file renamed over it).
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, state.to_json())
+    std::fs::write(&partial, state.to_json()?)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

@@ -19,7 +19,7 @@ use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
 use crate::retry::RetryPolicy;
 use crate::source::list_shards;
-use crate::state::{DataIdentity, LoaderState};
+use crate::state::{DataIdentity, Identity, LoaderState};
 use crate::stores::Stores;
 
 /// Configures and builds a [`Loader`].
@@ -245,11 +245,13 @@ impl LoaderBuilder {
         .await?;
         let core = WarmupCore::new(warmup);
         let units = catalog.unit_infos();
-        let fingerprint = config.fingerprint();
-        let data = DataIdentity::of(catalog.files());
+        let identity = Identity {
+            settings: config.fingerprint()?,
+            data: DataIdentity::of(catalog.files()),
+        };
         let plan = match &self.state {
             Some(state) => {
-                state.check(&fingerprint, &data)?;
+                state.check(&identity)?;
                 EpochPlan::resume(units, config.epochs.clone(), core, state.plan())?
             }
             None => EpochPlan::new(units, config.epochs.clone(), core)?,
@@ -269,8 +271,8 @@ impl LoaderBuilder {
             plan,
             read,
             &config,
+            identity,
             io,
-            data,
         ))
     }
 }

@@ -88,7 +88,8 @@ const TOKEN_TYPES: &str = "int8/16/32/64 or uint8/16/32";
 fn is_token_type(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Int16
+        DataType::Int8
+            | DataType::Int16
             | DataType::Int32
             | DataType::Int64
             | DataType::UInt8

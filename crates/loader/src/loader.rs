@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use futures_util::stream::FusedStream;
 use seqwarm_stage::{Action, EpochPlan, ScheduledBatch, Stats, Warmup};
-use serde_json::Value;
 use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
@@ -18,7 +17,7 @@ use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::prefetch::{Item, Prefetch, Prefetcher, spawn};
 use crate::read::ReadSettings;
-use crate::state::{DataIdentity, LoaderState};
+use crate::state::{Identity, LoaderState};
 
 /// The runtime object-store requests run on: one the loader started (and shuts down without
 /// blocking, so dropping a loader inside async code is safe), or the caller's.
@@ -78,8 +77,7 @@ pub struct Loader {
     prefetcher: Option<Prefetcher>,
     /// Kept for the loader's lifetime when the loader started it.
     _io: IoRuntime,
-    fingerprint: Value,
-    data: DataIdentity,
+    identity: Identity,
     finished: bool,
 }
 
@@ -98,8 +96,8 @@ impl Loader {
         plan: EpochPlan,
         read: ReadSettings,
         config: &LoaderConfig,
+        identity: Identity,
         io: IoRuntime,
-        data: DataIdentity,
     ) -> Self {
         Self {
             catalog,
@@ -109,8 +107,7 @@ impl Loader {
             policy: config.on_error(),
             prefetcher: None,
             _io: io,
-            fingerprint: config.fingerprint(),
-            data,
+            identity,
             finished: false,
         }
     }
@@ -154,11 +151,7 @@ impl Loader {
 
     /// A checkpoint at the current batch boundary.
     pub fn state(&self) -> LoaderState {
-        LoaderState::new(
-            self.fingerprint.clone(),
-            self.data.clone(),
-            self.plan.state(),
-        )
+        LoaderState::new(&self.identity, self.plan.state())
     }
 
     fn fail(&mut self, e: impl Into<LoaderError>) -> Poll<Option<Result<ScheduledBatch>>> {

@@ -62,6 +62,14 @@ impl std::fmt::Display for DataIdentity {
     }
 }
 
+/// What a checkpoint must match to be resumed: the settings that decide the emitted batches,
+/// and the data set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Identity {
+    pub settings: Value,
+    pub data: DataIdentity,
+}
+
 /// Everything after the format and version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,13 +96,13 @@ pub struct LoaderState {
 }
 
 impl LoaderState {
-    pub(crate) fn new(settings: Value, data: DataIdentity, plan: PlanState) -> Self {
+    pub(crate) fn new(identity: &Identity, plan: PlanState) -> Self {
         Self {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
             body: Body {
-                settings,
-                data,
+                settings: identity.settings.clone(),
+                data: identity.data.clone(),
                 plan,
             },
         }
@@ -148,8 +156,10 @@ impl LoaderState {
     }
 
     /// The state as JSON text.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| LoaderError::State {
+            reason: format!("cannot serialize: {e}"),
+        })
     }
 
     /// The epoch of the next unread document.
@@ -171,8 +181,9 @@ impl LoaderState {
         &self.body.plan
     }
 
-    /// Checks that this state fits a loader with `settings` over `data`.
-    pub(crate) fn check(&self, settings: &Value, data: &DataIdentity) -> Result<()> {
+    /// Checks that this state fits a loader of `identity`.
+    pub(crate) fn check(&self, identity: &Identity) -> Result<()> {
+        let Identity { settings, data } = identity;
         if self.body.settings != *settings {
             return Err(LoaderError::State {
                 reason: format!(

@@ -125,7 +125,7 @@ async fn a_state_at_the_end_resumes_to_nothing_in_every_mode() {
                 stats.tokens_buffered, 0,
                 "{mode}: nothing is carried past the end"
             );
-            let state = LoaderState::from_json(&loader.state().to_json()).unwrap();
+            let state = LoaderState::from_json(&loader.state().to_json().unwrap()).unwrap();
             assert!(state.is_done(), "{mode}");
             let mut resumed = builder().with_state(state).build().await.unwrap();
             let more = drain(&mut resumed).await;
@@ -179,7 +179,7 @@ async fn a_state_of_other_data_or_settings_is_refused_with_the_difference() {
     assert!(err.contains("the shards differ"), "{err}");
     // A hand-edited position is out of range, not a silent empty run.
     std::fs::remove_file(dir.join("b.parquet")).unwrap();
-    let mut edited: serde_json::Value = serde_json::from_str(&state.to_json()).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&state.to_json().unwrap()).unwrap();
     edited["plan"]["unit"] = 999_999.into();
     let edited = LoaderState::from_value(edited).unwrap();
     let err = LoaderBuilder::new([dir.display().to_string()], warmup(Mode::Repack))

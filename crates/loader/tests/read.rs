@@ -330,3 +330,54 @@ async fn plain_shards_with_many_pages_per_row_group_read_the_same() {
     common::assert_same_tokens(&got, &expected, "many pages");
     assert_eq!(loader.stats().documents, 300);
 }
+
+/// Every integer token type the layouts accept reads, int8 included, with the same values.
+#[tokio::test]
+async fn int8_and_other_narrow_token_columns_read() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int8Array, Int16Array, RecordBatch, UInt8Array};
+    use parquet::arrow::ArrowWriter;
+
+    let dir = common::temp_dir("narrow");
+    let values: Vec<i64> = (0..300).map(|i| i % 120).collect();
+    let columns: [(&str, ArrayRef); 3] = [
+        (
+            "int8",
+            Arc::new(Int8Array::from_iter_values(values.iter().map(|&v| v as i8))),
+        ),
+        (
+            "int16",
+            Arc::new(Int16Array::from_iter_values(
+                values.iter().map(|&v| v as i16),
+            )),
+        ),
+        (
+            "uint8",
+            Arc::new(UInt8Array::from_iter_values(
+                values.iter().map(|&v| v as u8),
+            )),
+        ),
+    ];
+    for (name, array) in columns {
+        let path = dir.join(format!("{name}.parquet"));
+        let batch = RecordBatch::try_from_iter([("tokens", array)]).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let builder = LoaderBuilder::new(
+            [path.display().to_string()],
+            warmup(Mode::Repack).with_keep_last(true),
+        )
+        .with_shuffle_units(false);
+        let (batches, stats) = collect(builder).await;
+        let got: Vec<i64> = flat_tokens(&batches)
+            .into_iter()
+            .take(values.len())
+            .collect();
+        assert_eq!(got, values, "{name}");
+        assert_eq!(stats.tokens_in, values.len() as u64, "{name}");
+    }
+}
