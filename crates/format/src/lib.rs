@@ -7,11 +7,13 @@
 //! - [`paths`]: local files, directories and globs expanded in a stable order (the loader's
 //!   local shards, the preprocessor's inputs).
 //! - [`OnError`]: what readers of shards and inputs do with what they cannot read.
+//! - [`atomic`]: crash-safe writes (temporary file, fsync, rename, fsync of the directory).
 //!
 //! See `docs/formats.md`.
 
 #![forbid(unsafe_code)]
 
+pub mod atomic;
 mod error;
 pub mod flat;
 mod on_error;

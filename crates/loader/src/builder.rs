@@ -210,6 +210,7 @@ impl LoaderBuilder {
             });
         }
         let config = self.config;
+        config.check()?;
         let seed = config.epochs.seed();
         let warmup = config
             .warmup
@@ -218,12 +219,7 @@ impl LoaderBuilder {
             .build()?;
         let runtime = match self.runtime.clone() {
             Some(handle) => handle,
-            None => Handle::try_current().map_err(|e| LoaderError::Config {
-                field: "runtime",
-                reason: format!(
-                    "build() runs outside a tokio runtime and none was given with with_runtime: {e}"
-                ),
-            })?,
+            None => current_runtime("LoaderBuilder::build() (or give one with with_runtime)")?,
         };
         let files = list_shards(&self.locations, config.retry, &self.stores, &runtime).await?;
         let remote = files.iter().any(|f| f.local_path().is_none());
@@ -280,7 +276,7 @@ impl LoaderBuilder {
 /// A lower bound on the tokens in the shards at `locations`, from their footers alone (for
 /// sizing a schedule to one epoch before building a loader).
 pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Result<u64> {
-    let runtime = Handle::current();
+    let runtime = current_runtime("estimate_tokens")?;
     let retry = RetryPolicy::default();
     let files = list_shards(locations, retry, &Stores::default(), &runtime).await?;
     let io = if files.iter().any(|f| f.local_path().is_none()) {
@@ -301,4 +297,13 @@ pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Resu
     )
     .await?;
     Ok(catalog.tokens_lower_bound())
+}
+
+/// The tokio runtime `caller` is polled on: an error, not a panic, when polled by another
+/// executor.
+pub(crate) fn current_runtime(caller: &str) -> Result<Handle> {
+    Handle::try_current().map_err(|e| LoaderError::Config {
+        field: "runtime",
+        reason: format!("{caller} needs a tokio runtime: {e}"),
+    })
 }

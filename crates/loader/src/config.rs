@@ -70,6 +70,12 @@ impl Default for LoaderConfig {
     }
 }
 
+/// Row groups read ahead (in flight, and waiting) at the most: far more than any machine's
+/// memory holds at about 4 MiB each, so a larger value is a mistake, not a setting.
+pub const MAX_PREFETCH: usize = 4096;
+/// Threads of the I/O runtime at the most.
+pub const MAX_IO_THREADS: usize = 1024;
+
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
 const NOT_IN_FINGERPRINT: [&str; 8] = [
@@ -138,6 +144,10 @@ impl LoaderConfig {
     pub fn prefetch(&self) -> Prefetch {
         self.prefetch
     }
+    /// The threads of an I/O runtime the loader starts.
+    pub fn io_threads(&self) -> usize {
+        self.io_threads
+    }
     /// The vocabulary token ids are checked against, if any.
     pub fn vocab_size(&self) -> Option<u64> {
         self.vocab_size
@@ -145,6 +155,40 @@ impl LoaderConfig {
     /// What happens to unreadable shards.
     pub fn on_error(&self) -> OnError {
         self.on_error
+    }
+
+    /// Checks the reading settings' ranges, and the stage's special ids against the
+    /// vocabulary (the stage checks the rest when it is built).
+    pub(crate) fn check(&self) -> Result<()> {
+        let ranges = [
+            (
+                "prefetch_concurrency",
+                self.prefetch.concurrency,
+                MAX_PREFETCH,
+            ),
+            ("prefetch_queue", self.prefetch.queue, MAX_PREFETCH),
+            ("io_threads", self.io_threads, MAX_IO_THREADS),
+        ];
+        for (field, value, most) in ranges {
+            if !(1..=most).contains(&value) {
+                return Err(invalid(field, format!("{value} is not in 1..={most}")));
+            }
+        }
+        if let Some(vocab) = self.vocab_size {
+            let ids = [
+                ("eos_id", self.warmup.eos_id()),
+                ("pad_id", Some(self.warmup.pad_id())),
+            ];
+            for (field, id) in ids {
+                if let Some(id) = id.filter(|&id| u64::try_from(id).is_ok_and(|id| id >= vocab)) {
+                    return Err(invalid(
+                        field,
+                        format!("{id} is outside the vocabulary [0, {vocab})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The settings that decide the emitted batches, as recorded in a checkpoint.

@@ -271,3 +271,55 @@ async fn inconsistent_flat_metadata_is_named() {
     assert!(matches!(err, LoaderError::Metadata { .. }), "{err:?}");
     assert!(err.to_string().contains("add up to 4"), "{err}");
 }
+
+/// Settings out of range are refused with the setting's name before anything is read, and
+/// none of them hangs or panics (each was found by an adversarial pass over the CLI).
+#[tokio::test]
+async fn settings_out_of_range_are_refused_by_name() {
+    let dir = common::temp_dir("ranges");
+    common::write_rows(&dir.join("a.parquet"), &common::documents(20, 30, 1), 5);
+    let location = dir.display().to_string();
+    let huge = usize::MAX;
+    let cases: Vec<(LoaderBuilder, &str)> = vec![
+        (
+            LoaderBuilder::new([&location], warmup().with_eos_id(Some(60_000)))
+                .with_vocab_size(Some(50_257)),
+            "eos_id",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup().with_eos_id(Some(-1))),
+            "eos_id",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup().with_pad_id(70_000))
+                .with_vocab_size(Some(50_257)),
+            "pad_id",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup()).with_prefetch(seqwarm_loader::Prefetch {
+                concurrency: 2,
+                queue: huge,
+            }),
+            "prefetch_queue",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup()).with_io_threads(0),
+            "io_threads",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup()).with_rank(0, huge),
+            "world_size",
+        ),
+        (
+            LoaderBuilder::new([&location], warmup().with_batch_size(BatchSize::Rows(huge))),
+            "batch_size",
+        ),
+    ];
+    for (builder, field) in cases {
+        let err = run(builder).await.expect_err(field);
+        assert!(
+            matches!(err, LoaderError::Config { field: f, .. } if f == field),
+            "{field}: {err:?}"
+        );
+    }
+}

@@ -93,6 +93,38 @@ pub fn list_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The pieces of `bytes` between occurrences of `separator` (all of it when there is none),
+/// each with its byte offset. Splitting the bytes before decoding keeps one bad byte to its
+/// own document.
+fn split_bytes<'a>(bytes: &'a [u8], separator: Option<&[u8]>) -> Vec<(usize, &'a [u8])> {
+    let Some(sep) = separator.filter(|s| !s.is_empty()) else {
+        return vec![(0, bytes)];
+    };
+    let mut pieces = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at + sep.len() <= bytes.len() {
+        if bytes[at..].starts_with(sep) {
+            pieces.push((start, &bytes[start..at]));
+            at += sep.len();
+            start = at;
+        } else {
+            at += 1;
+        }
+    }
+    pieces.push((start, &bytes[start..]));
+    pieces
+}
+
+/// The 1-based line of byte `at`.
+fn line_at(bytes: &[u8], at: usize) -> usize {
+    #[allow(clippy::naive_bytecount)] // only for a bad document
+    let newlines = bytes[..at.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    newlines + 1
+}
+
 fn format_of(path: &Path, format: InputFormat) -> InputFormat {
     if format != InputFormat::Auto {
         return format;
@@ -116,26 +148,24 @@ pub fn read_file(path: &Path, reading: &Reading) -> Result<Vec<Read>> {
     match format_of(path, reading.input_format) {
         InputFormat::Text | InputFormat::Auto => {
             let bytes = std::fs::read(path).map_err(io_at(path))?;
-            let text = match String::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    let at = e.utf8_error().valid_up_to();
-                    #[allow(clippy::naive_bytecount)] // once per bad file
-                    let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-                    return Ok(vec![Read::Bad {
-                        location: format!("{name}:{line}"),
-                        reason: format!("invalid UTF-8 (byte {at})"),
-                    }]);
-                }
-            };
-            Ok(match &reading.separator {
-                None => vec![Read::Document(text)],
-                Some(sep) => text
-                    .split(unescape(sep).as_str())
-                    .filter(|d| !d.trim().is_empty())
-                    .map(|d| Read::Document(d.to_string()))
-                    .collect(),
-            })
+            let separator = reading.separator.as_deref().map(unescape);
+            let pieces = split_bytes(&bytes, separator.as_deref().map(str::as_bytes));
+            Ok(pieces
+                .into_iter()
+                .filter_map(|(start, piece)| match std::str::from_utf8(piece) {
+                    // Blank pieces between separators are not documents.
+                    Ok(t) if separator.is_some() && t.trim().is_empty() => None,
+                    Ok(t) => Some(Read::Document(t.to_string())),
+                    Err(e) => {
+                        // Only this document is bad: its neighbours are read as usual.
+                        let at = start + e.valid_up_to();
+                        Some(Read::Bad {
+                            location: format!("{name}:{}", line_at(&bytes, at)),
+                            reason: format!("invalid UTF-8 (byte {at})"),
+                        })
+                    }
+                })
+                .collect())
         }
         InputFormat::Jsonl => {
             let file = std::fs::File::open(path).map_err(io_at(path))?;
@@ -174,8 +204,6 @@ pub fn read_file(path: &Path, reading: &Reading) -> Result<Vec<Read>> {
 }
 
 fn read_parquet(path: &Path, column: &str) -> Result<Vec<Read>> {
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
     let name = path.display().to_string();
     let bad = |reason: String| PreprocessError::Input {
         location: name.clone(),
@@ -198,23 +226,12 @@ fn read_parquet(path: &Path, column: &str) -> Result<Vec<Read>> {
     for batch in reader {
         let batch = batch.map_err(|e| bad(format!("cannot decode `{column}`: {e}")))?;
         let array = batch.column(0);
-        let strings: Vec<Option<String>> = match array.data_type() {
-            arrow_schema::DataType::Utf8 => array
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.map(str::to_string))
-                .collect(),
-            arrow_schema::DataType::LargeUtf8 => array
-                .as_string::<i64>()
-                .iter()
-                .map(|s| s.map(str::to_string))
-                .collect(),
-            other => {
-                return Err(bad(format!(
-                    "column `{column}` has type {other}; expected a string column"
-                )));
-            }
-        };
+        let strings = strings_of(array.as_ref()).ok_or_else(|| {
+            bad(format!(
+                "column `{column}` has type {}; expected a string column",
+                array.data_type()
+            ))
+        })?;
         for s in strings {
             row += 1;
             out.push(match s {
@@ -227,4 +244,32 @@ fn read_parquet(path: &Path, column: &str) -> Result<Vec<Read>> {
         }
     }
     Ok(out)
+}
+
+/// The values of a string column (plain, large, or dictionary-encoded), `None` for nulls;
+/// `None` for a column that is not strings.
+fn strings_of(array: &dyn arrow_array::Array) -> Option<Vec<Option<String>>> {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    Some(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().map(owned).collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().map(owned).collect(),
+        DataType::Utf8View => array.as_string_view().iter().map(owned).collect(),
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_any_dictionary();
+            let values = strings_of(dictionary.values().as_ref())?;
+            let keys = dictionary.normalized_keys();
+            (0..array.len())
+                .map(|i| {
+                    if array.is_null(i) {
+                        None
+                    } else {
+                        keys.get(i).and_then(|&k| values.get(k).cloned().flatten())
+                    }
+                })
+                .collect()
+        }
+        _ => return None,
+    })
 }

@@ -139,7 +139,7 @@ impl Manifest {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        std::fs::write(path, text).map_err(io_at(path))
+        seqwarm_format::atomic::write_atomic(path, &text).map_err(io_at(path))
     }
 }
 
@@ -188,32 +188,16 @@ pub fn merge_manifests(manifests: &[PathBuf], output: &Path) -> Result<Manifest>
             reason: format!("expected manifests of workers 0..{workers}, found workers {seen:?}"),
         });
     }
-    let same = |m: &Manifest| {
-        let (a, b) = (&m.settings, &first.settings);
-        (
-            a.tokenizer,
-            a.eos_id,
-            a.layout,
-            a.shard_tokens,
-            a.row_group_tokens,
-            a.workers,
-        ) == (
-            b.tokenizer,
-            b.eos_id,
-            b.layout,
-            b.shard_tokens,
-            b.row_group_tokens,
-            b.workers,
-        )
-    };
-    if let Some(m) = all.iter().find(|m| !same(m)) {
-        return Err(PreprocessError::Mismatch {
-            path: output.display().to_string(),
-            reason: format!(
-                "worker {} used other settings than worker 0",
-                m.settings.worker
-            ),
-        });
+    for m in &all[1..] {
+        if let Some(difference) = settings_difference(&first.settings, &m.settings) {
+            return Err(PreprocessError::Mismatch {
+                path: output.display().to_string(),
+                reason: format!(
+                    "worker {} used other settings than worker 0: {difference}",
+                    m.settings.worker
+                ),
+            });
+        }
     }
     let mut settings = first.settings.clone();
     settings.worker = 0;
@@ -226,4 +210,26 @@ pub fn merge_manifests(manifests: &[PathBuf], output: &Path) -> Result<Manifest>
     );
     merged.write(output)?;
     Ok(merged)
+}
+
+/// The first setting (other than the worker and its inputs) in which two workers' runs differ,
+/// with both values.
+fn settings_difference(first: &Settings, other: &Settings) -> Option<String> {
+    let as_map = |s: &Settings| match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (a, b) = (as_map(first), as_map(other));
+    a.iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "worker" | "inputs"))
+        .find(|(key, value)| b.get(*key) != Some(value))
+        .map(|(key, value)| {
+            let theirs = b
+                .get(key)
+                .map_or_else(|| "absent".into(), ToString::to_string);
+            format!(
+                "`{key}` is {value} for worker 0 and {theirs} for worker {}",
+                other.worker
+            )
+        })
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use seqwarm_format::atomic::{finish_atomic, write_atomic};
 use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
 
 use crate::error::{PreprocessError, Result, io_at};
@@ -220,6 +221,15 @@ impl Preprocess {
                 reason: format!("worker {} is not in 0..{}", self.worker, self.workers),
             });
         }
+        if self.prefix.is_empty() || self.prefix.contains(['/', '\\', '\0']) {
+            return Err(PreprocessError::Config {
+                field: "prefix",
+                reason: format!(
+                    "{:?} is not a file name prefix (no path separators: shards go in the output directory)",
+                    self.prefix
+                ),
+            });
+        }
         let all = list_inputs(&self.inputs)?;
         let mine: Vec<PathBuf> = all
             .iter()
@@ -395,7 +405,7 @@ impl Preprocess {
         };
         let summary = o.writer.finish()?;
         let path = self.output.join(&o.name);
-        std::fs::rename(&o.partial, &path).map_err(io_at(&path))?;
+        finish_atomic(&o.partial, &path).map_err(io_at(&path))?;
         let entry = ShardEntry {
             file: o.name.clone(),
             documents: summary.documents,
@@ -411,7 +421,7 @@ impl Preprocess {
                 reason: e.to_string(),
             }
         })?;
-        std::fs::write(&record, text).map_err(io_at(&record))?;
+        write_atomic(&record, &text).map_err(io_at(&record))?;
         Ok(entry)
     }
 
@@ -424,11 +434,15 @@ impl Preprocess {
                 break;
             }
             let text = std::fs::read_to_string(&record).map_err(io_at(&record))?;
-            let (saved, entry): (Settings, ShardEntry) =
-                serde_json::from_str(&text).map_err(|e| PreprocessError::Mismatch {
-                    path: record.display().to_string(),
-                    reason: format!("unreadable shard record: {e}"),
-                })?;
+            let Ok((saved, entry)) = serde_json::from_str::<(Settings, ShardEntry)>(&text) else {
+                // A record torn by a crash (records are written atomically, so only by an older
+                // version or a damaged disk): that shard and the ones after it are redone.
+                tracing::warn!(
+                    "{}: unreadable shard record; redoing from it",
+                    record.display()
+                );
+                break;
+            };
             if &saved != settings {
                 return Err(PreprocessError::Mismatch {
                     path: self.output.display().to_string(),

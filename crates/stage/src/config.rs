@@ -8,6 +8,10 @@ use crate::error::{Result, StageError};
 use crate::mode::Mode;
 use crate::sizing::BatchSize;
 
+/// The most tokens one step may take (4 Gi: 16 GiB of `i32` ids), so that a batch size cannot
+/// overflow or ask for more memory than any machine has.
+pub const MAX_STEP_TOKENS: usize = 1 << 32;
+
 /// Documents per best-fit window when none is configured.
 pub const DEFAULT_PACK_WINDOW: usize = 256;
 
@@ -153,6 +157,10 @@ impl WarmupConfig {
     pub fn eos_id(&self) -> Option<i64> {
         self.eos_id
     }
+    /// The padding id.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
 
     /// Checks the settings against each other and builds the schedule.
     pub fn build(&self) -> Result<Warmup> {
@@ -178,11 +186,32 @@ impl WarmupConfig {
             }
             _ => {}
         }
+        let step_tokens = match self.batch_size {
+            BatchSize::Rows(rows) => rows.checked_mul(max_len),
+            BatchSize::Tokens(budget) => Some(budget),
+        };
+        if step_tokens.is_none_or(|t| t > MAX_STEP_TOKENS) {
+            return Err(StageError::Config {
+                field: "batch_size",
+                reason: format!(
+                    "{} at length {max_len} is more than {MAX_STEP_TOKENS} tokens in one step",
+                    self.batch_size
+                ),
+            });
+        }
         if self.pack_window == 0 {
             return Err(StageError::Config {
                 field: "pack_window",
                 reason: "best-fit window must be >= 1 document".into(),
             });
+        }
+        for (field, id) in [("eos_id", self.eos_id), ("pad_id", Some(self.pad_id))] {
+            if let Some(id) = id.filter(|&id| id < 0) {
+                return Err(StageError::Config {
+                    field,
+                    reason: format!("{id} is not a token id (ids are >= 0)"),
+                });
+            }
         }
         Ok(Warmup {
             config: self.clone(),
