@@ -80,6 +80,21 @@ impl LoaderArgs {
         }
         keys
     }
+
+    /// `file`'s loader keys with the flags set over them. A sizing flag replaces the file's
+    /// sizing in whichever spelling it has (`batch_size`, `batch_rows`, `batch_tokens`): the
+    /// flag wins, as every flag does, instead of the two being refused as given twice.
+    pub fn over(&self, file: &Map<String, Value>) -> Map<String, Value> {
+        let flags = self.keys();
+        let mut keys = file.clone();
+        if flags.contains_key("batch_rows") || flags.contains_key("batch_tokens") {
+            for sizing in ["batch_size", "batch_rows", "batch_tokens"] {
+                keys.remove(sizing);
+            }
+        }
+        keys.extend(flags);
+        keys
+    }
 }
 
 /// Appends the library's default to the help of every flag that is a key of
@@ -90,4 +105,37 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     annotate(command, &defaults, |id| {
         matches!(id, "batch_rows" | "batch_tokens").then(|| sizing.clone())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_sizing_flag_replaces_the_files_sizing_in_any_spelling() {
+        let flags = LoaderArgs {
+            batch_rows: Some(4),
+            ..LoaderArgs::default()
+        };
+        for file in [
+            json!({"batch_tokens": 4096, "seed": 3}),
+            json!({"batch_size": {"tokens": 4096}, "seed": 3}),
+        ] {
+            let Value::Object(file) = file else {
+                unreachable!()
+            };
+            let keys = flags.over(&file);
+            assert_eq!(
+                Value::Object(keys.clone()),
+                json!({"batch_rows": 4, "seed": 3})
+            );
+            let config = LoaderConfig::from_value(Value::Object(keys)).unwrap();
+            assert_eq!(
+                config.warmup().batch_size(),
+                seqwarm::loader::BatchSize::Rows(4)
+            );
+        }
+    }
 }

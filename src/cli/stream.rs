@@ -9,9 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use seqwarm::format::OutputLayout;
-use seqwarm::loader::{
-    LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, ShardLayout, estimate_tokens,
-};
+use seqwarm::loader::{LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, estimate_tokens};
 use seqwarm::schedule::{ProgressUnit, Schedule};
 use serde_json::Value;
 
@@ -111,8 +109,7 @@ pub async fn resolve(
     loader: &LoaderArgs,
     demo_layout: DemoLayout,
 ) -> anyhow::Result<Resolved> {
-    let mut keys = file.loader.clone();
-    keys.extend(loader.keys());
+    let mut keys = loader.over(&file.loader);
     let mut shards = if shards.is_empty() {
         file.shards.clone()
     } else {
@@ -151,7 +148,7 @@ pub async fn resolve(
     if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
     {
         // One epoch's worth of steps at the maximum length, from the footers.
-        let tokens = estimate_tokens(&shards, &ShardLayout::default()).await?;
+        let tokens = estimate_tokens(&shards, config.layout()).await?;
         let warmup = config.clone().with_schedule(schedule_config.clone());
         let max = schedule_config.build()?.max_len();
         let per_step = warmup
@@ -160,7 +157,7 @@ pub async fn resolve(
             .shape(usize::try_from(max).unwrap_or(usize::MAX))
             .tokens_in();
         let epochs = config.epochs().epochs().max(1);
-        let total = (tokens * epochs / per_step.max(1)).max(1);
+        let total = (tokens.saturating_mul(epochs) / per_step.max(1)).max(1);
         schedule_config = schedule_config.with_total(total);
         tracing::info!(tokens, total, "schedule total from the shards");
     }

@@ -115,6 +115,13 @@ pub enum BatchError {
         /// The target dtype.
         dtype: crate::DType,
     },
+    /// A checkpoint's carry whose parts contradict each other (edited by hand, or not a
+    /// checkpoint of this version).
+    #[error("checkpoint carry is inconsistent: {reason}")]
+    InvalidCarry {
+        /// What does not add up.
+        reason: String,
+    },
     /// A checkpoint's carry of another kind of sink than the one restoring it.
     #[error("cannot restore {got} into {expected}")]
     CarryMismatch {

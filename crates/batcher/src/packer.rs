@@ -76,6 +76,7 @@ impl PackerConfig {
             pending_tokens: 0,
             ready: VecDeque::new(),
             ready_len: 0,
+            input_ended: false,
             stats: PackerStats::default(),
         }
     }
@@ -102,22 +103,48 @@ pub struct PackerStats {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PieceState {
     /// The piece's tokens.
-    pub tokens: Vec<i64>,
+    tokens: Vec<i64>,
     /// Whether its document was already counted as split.
-    pub split: bool,
+    split: bool,
 }
 
 /// Everything a [`DocumentPacker`] holds between calls, serializable for checkpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackerCarry {
     /// Token dtype, once known.
-    pub dtype: Option<DType>,
+    dtype: Option<DType>,
     /// Pieces not yet assigned to a row, in order.
-    pub pending: Vec<PieceState>,
+    pending: Vec<PieceState>,
     /// Rows already assigned by best fit, not yet handed out.
-    pub ready: Vec<Vec<PieceState>>,
+    ready: Vec<Vec<PieceState>>,
     /// The row length `ready` was packed for.
-    pub ready_len: usize,
+    ready_len: usize,
+}
+
+impl PackerCarry {
+    /// Refuses a carry that no packer could have written: pieces without a dtype, empty
+    /// pieces, or ready rows longer than the length they were packed for.
+    fn check(&self) -> Result<(), BatchError> {
+        let invalid = |reason: String| Err(BatchError::InvalidCarry { reason });
+        let pieces = self.pending.iter().chain(self.ready.iter().flatten());
+        if self.dtype.is_none() && pieces.clone().next().is_some() {
+            return invalid("pieces without a token dtype".into());
+        }
+        if pieces.clone().any(|p| p.tokens.is_empty()) {
+            return invalid("an empty piece".into());
+        }
+        for (i, row) in self.ready.iter().enumerate() {
+            let len: usize = row.iter().map(|p| p.tokens.len()).sum();
+            if row.is_empty() || len > self.ready_len {
+                return invalid(format!(
+                    "ready row {i} holds {len} tokens in {} pieces, for rows of {}",
+                    row.len(),
+                    self.ready_len
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +202,8 @@ pub struct DocumentPacker {
     /// Rows already assigned by best-fit at `ready_len`.
     ready: VecDeque<Vec<Piece>>,
     ready_len: usize,
+    /// No more documents will come: best fit packs a partial window.
+    input_ended: bool,
     stats: PackerStats,
 }
 
@@ -426,14 +455,20 @@ impl RowSink for DocumentPacker {
                 } else {
                     (0, self.ready.iter().map(Vec::len).sum())
                 };
-                ready >= rows || self.pending.len() + dissolved >= window.max(1)
+                let waiting = self.pending.len() + dissolved;
+                ready >= rows || waiting >= window.max(1) || (self.input_ended && waiting > 0)
             }
         }
     }
 
+    /// Best fit packs a partial window from now on.
+    fn end_of_input(&mut self) {
+        self.input_ended = true;
+    }
+
     /// Takes exactly `rows` rows of `len`, or `None` when more documents are needed first
     /// (greedy: fewer than `rows * len` tokens buffered; best-fit: fewer than a window of
-    /// documents).
+    /// documents, until the input has ended).
     fn pop(&mut self, len: usize, rows: usize) -> Popped {
         if len == 0 {
             return Err(BatchError::InvalidLength { len });
@@ -450,7 +485,9 @@ impl RowSink for DocumentPacker {
             PackStrategy::BestFitDecreasing { window } => {
                 let window = window.max(1);
                 while self.ready.len() < rows {
-                    if self.pending.len() < window {
+                    // A partial window is packed only once no more documents can come.
+                    let enough = self.pending.len() >= window || self.input_ended;
+                    if self.pending.is_empty() || !enough {
                         return Ok(None);
                     }
                     self.pack_window(len, window);
@@ -531,6 +568,7 @@ impl RowSink for DocumentPacker {
     /// Replaces the buffered state with a checkpoint's (counters other than buffered tokens
     /// are left as they are).
     fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
+        carry.check()?;
         let dtype = carry.dtype;
         let import = |p: &PieceState| -> Result<Piece, BatchError> {
             let tokens = match dtype {

@@ -74,7 +74,36 @@ struct Segment {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepackerCarry {
     /// `(field, dtype, tokens)` per field.
-    pub fields: Vec<(String, DType, Vec<i64>)>,
+    fields: Vec<(String, DType, Vec<i64>)>,
+}
+
+impl RepackerCarry {
+    /// Refuses a carry that no repacker could have written: fields of different lengths, or
+    /// no `input_ids` (the other fields are counted against it).
+    fn check(&self) -> Result<(), BatchError> {
+        let Some((_, _, first)) = self.fields.first() else {
+            return Ok(());
+        };
+        let invalid = |reason: String| Err(BatchError::InvalidCarry { reason });
+        if !self
+            .fields
+            .iter()
+            .any(|(name, ..)| name == fields::INPUT_IDS)
+        {
+            return invalid(format!("no `{}` field", fields::INPUT_IDS));
+        }
+        if first.is_empty() {
+            return invalid("fields without tokens".into());
+        }
+        if let Some((name, _, values)) = self.fields.iter().find(|f| f.2.len() != first.len()) {
+            return invalid(format!(
+                "field `{name}` carries {} tokens, the first field {}",
+                values.len(),
+                first.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Lossless streaming repacker.
@@ -594,6 +623,7 @@ impl RowSink for Repacker {
     /// Replaces what is buffered with a [`RowSink::carry`], keeping the token counters
     /// consistent (they count only tokens pushed after the restore).
     fn restore(&mut self, carry: &RepackerCarry) -> Result<(), BatchError> {
+        carry.check()?;
         self.clear();
         if carry.fields.is_empty() {
             return Ok(());

@@ -87,6 +87,11 @@ pub trait RowSink {
             .map(Some)
     }
 
+    /// The input has ended: no more documents will be pushed, so a sink that waits for more
+    /// before it packs (best fit waits for a whole window) packs what it has. Pops that follow
+    /// hand out every full batch there is; [`RowSink::finish`] the partial rest.
+    fn end_of_input(&mut self) {}
+
     /// After the input has ended: up to `rows` rows of `len` from what is buffered, the last
     /// one padded, or `None` when nothing is buffered. Call it again until it returns `None`.
     fn finish(&mut self, len: usize, rows: usize) -> Popped;

@@ -593,3 +593,36 @@ fn clear_reports_what_it_dropped() {
         assert!(sink.finish_all(4, 8).is_empty());
     }
 }
+
+#[test]
+fn carries_that_contradict_themselves_are_refused() {
+    let invalid = |e: BatchError| matches!(e, BatchError::InvalidCarry { .. });
+    let packer = |carry: serde_json::Value| {
+        let strategy = PackStrategy::BestFitDecreasing { window: 4 };
+        let mut sink = PackerConfig::default().with_strategy(strategy).build();
+        RowSink::restore(&mut sink, &serde_json::from_value(carry).unwrap()).unwrap_err()
+    };
+    let piece = |n: usize| serde_json::json!({"tokens": vec![1; n], "split": false});
+    // A ready row longer than the rows it was packed for.
+    assert!(invalid(packer(serde_json::json!({
+        "dtype": "i64", "pending": [], "ready": [[piece(3), piece(3)]], "ready_len": 4
+    }))));
+    // Pieces without a dtype; an empty piece.
+    assert!(invalid(packer(serde_json::json!({
+        "dtype": null, "pending": [piece(2)], "ready": [], "ready_len": 0
+    }))));
+    assert!(invalid(packer(serde_json::json!({
+        "dtype": "i64", "pending": [piece(0)], "ready": [], "ready_len": 0
+    }))));
+    let repacker = |carry: serde_json::Value| {
+        let mut sink = RepackerConfig::default().build();
+        RowSink::restore(&mut sink, &serde_json::from_value(carry).unwrap()).unwrap_err()
+    };
+    // Fields of different lengths; no input_ids.
+    assert!(invalid(repacker(serde_json::json!({"fields": [
+        ["input_ids", "i64", [1, 2, 3]], ["labels", "i64", [1, 2]]
+    ]}))));
+    assert!(invalid(repacker(
+        serde_json::json!({"fields": [["labels", "i64", [1, 2]]]})
+    )));
+}

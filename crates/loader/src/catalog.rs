@@ -233,7 +233,11 @@ fn document_lengths(
         )));
     }
     for (i, (rg, l)) in parquet.row_groups().iter().zip(&lengths).enumerate() {
-        let sum: u64 = l.iter().sum();
+        let Some(sum) = l.iter().try_fold(0u64, |a, &b| a.checked_add(b)) else {
+            return Err(invalid(format!(
+                "row group {i}: document lengths overflow a 64-bit count"
+            )));
+        };
         if i64::try_from(sum).ok() != Some(rg.num_rows()) {
             return Err(invalid(format!(
                 "row group {i}: document lengths add up to {sum}, the row group has {} rows",

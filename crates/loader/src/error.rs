@@ -162,6 +162,13 @@ pub enum LoaderError {
         /// What does not match.
         reason: String,
     },
+    /// A reading task stopped before the end of its reads: it panicked or its runtime shut
+    /// down. The batches already emitted are sound; resume from the last checkpoint.
+    #[error("the shard reader stopped early: {reason}")]
+    ReaderStopped {
+        /// What stopped it.
+        reason: String,
+    },
     /// The input stream of a [`crate::WarmupStream`] failed.
     #[error("input stream: {0}")]
     Input(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -26,6 +26,8 @@ pub(crate) enum Fetcher {
     /// A local file, opened on first read.
     Local {
         path: std::path::PathBuf,
+        /// Its size when listed: no range a corrupt footer names reaches past it.
+        size: u64,
         file: Option<std::fs::File>,
     },
     /// An object in a store.
@@ -42,6 +44,7 @@ impl Fetcher {
         match &shard.place {
             Place::Local(path) => Self::Local {
                 path: path.clone(),
+                size: shard.size,
                 file: None,
             },
             Place::Store { store, path } => Self::Remote {
@@ -101,7 +104,7 @@ impl Fetcher {
 
     fn local(&mut self, range: Range<u64>, align_at: Option<usize>) -> object_store::Result<Bytes> {
         use std::io::{Read, Seek};
-        let Self::Local { path, file } = self else {
+        let Self::Local { path, size, file } = self else {
             return Err(generic("local", "not a local file"));
         };
         let io_error = |e: std::io::Error| {
@@ -122,7 +125,17 @@ impl Fetcher {
         let Some(handle) = file.as_ref() else {
             return Err(generic("local", "file not open"));
         };
-        let len = usize::try_from(range.end.saturating_sub(range.start))
+        if range.end > *size || range.start > range.end {
+            // Checked before allocating: a corrupt footer must not size a buffer.
+            return Err(io_error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "bytes {}..{} asked for, but the file has {size} (a corrupt footer?)",
+                    range.start, range.end
+                ),
+            )));
+        }
+        let len = usize::try_from(range.end - range.start)
             .map_err(|_| generic("local", "range too large"))?;
         // `read_to_end` fills spare capacity without zeroing it first (a zeroed buffer cost a
         // memset per row group the size of the column chunk).

@@ -318,7 +318,9 @@ pub(crate) fn offsets_from_lengths(lengths: &[u64]) -> Vec<usize> {
     offsets.push(0);
     let mut at = 0usize;
     for &len in lengths {
-        at += usize::try_from(len).unwrap_or(0);
+        // The catalog checked that the lengths add up to the row count, so nothing saturates
+        // here; saturating keeps a wrong length from wrapping into a valid-looking offset.
+        at = at.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
         offsets.push(at);
     }
     offsets

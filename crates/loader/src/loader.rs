@@ -207,10 +207,15 @@ impl Stream for Loader {
                             this.plan.push_skipped(position, reason)
                         }
                         Poll::Ready(Some(Err(e))) => return this.fail(e),
-                        Poll::Ready(None) => {
+                        Poll::Ready(Some(Ok(Item::End))) => {
                             this.prefetcher = None;
-                            this.plan.end_of_reads();
-                            Ok(())
+                            this.plan.end_of_reads()
+                        }
+                        Poll::Ready(None) => {
+                            return this.fail(LoaderError::ReaderStopped {
+                                reason: "its queue closed before the end of the epoch's reads"
+                                    .into(),
+                            });
                         }
                     };
                     if let Err(e) = pushed {

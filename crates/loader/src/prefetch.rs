@@ -45,6 +45,19 @@ pub(crate) enum Item {
     Documents(Documents),
     /// The unit at `position` was skipped under the skip policy, for `reason`.
     Skipped { position: u64, reason: String },
+    /// Every unit of the reads was handed over. A queue that closes without it means the
+    /// reader stopped early, which must not pass for the end of an epoch.
+    End,
+}
+
+/// A spawned task that is aborted when dropped, so that dropping the loader (or the reader)
+/// stops the row-group reads in flight instead of leaving them to finish unobserved.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A running reader task; dropping it stops the task.
@@ -59,8 +72,8 @@ impl Drop for Prefetcher {
     }
 }
 
-/// Starts reading `reads` in order, `prefetch` ahead; the queue closes at their end (never,
-/// when they cycle). Units that fail to read are skipped and reported under `policy`.
+/// Starts reading `reads` in order, `prefetch` ahead; [`Item::End`] follows the last unit
+/// (never sent when they cycle). Units that fail to read are skipped and reported under `policy`.
 pub(crate) fn spawn(
     catalog: Arc<Catalog>,
     reads: Reads,
@@ -77,15 +90,21 @@ pub(crate) fn spawn(
             .map(|(position, unit)| {
                 let catalog = Arc::clone(&catalog);
                 let settings = settings.clone();
-                let handle = settings
-                    .runtime
-                    .clone()
-                    .spawn(async move { read_unit(catalog, unit, &settings).await });
-                async move { (position, handle.await) }
+                let mut task = AbortOnDrop(
+                    settings
+                        .runtime
+                        .clone()
+                        .spawn(async move { read_unit(catalog, unit, &settings).await }),
+                );
+                async move { (position, (&mut task.0).await) }
             })
             .buffered(concurrency);
         while let Some((position, joined)) = units.next().await {
-            let result = joined.unwrap_or_else(|e| Err(LoaderError::Input(Box::new(e))));
+            let result = joined.unwrap_or_else(|e| {
+                Err(LoaderError::ReaderStopped {
+                    reason: format!("reading row group at position {position}: {e}"),
+                })
+            });
             let items: Vec<Result<Item>> = match result {
                 Ok(runs) => {
                     let mut first = 0u64;
@@ -120,6 +139,8 @@ pub(crate) fn spawn(
                 return;
             }
         }
+        // The consumer may be gone; then nobody is waiting for the end either.
+        let _ = tx.send(Ok(Item::End)).await;
     });
     Prefetcher { rx, task }
 }

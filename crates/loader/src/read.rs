@@ -164,8 +164,18 @@ async fn read_plain(
                 .checked_sub(unit.rows.checked_mul(4)?)
         })
         .flatten();
+    let end = start
+        .checked_add(length)
+        .ok_or_else(|| LoaderError::Metadata {
+            file: shard.file.display.clone(),
+            key: "column chunk byte range",
+            reason: format!(
+                "row group {}: offset {start} plus length {length} overflows",
+                unit.row_group
+            ),
+        })?;
     let bytes = fetcher
-        .aligned(start..start + length, values_at)
+        .aligned(start..end, values_at)
         .await
         .map_err(io_error(shard, unit))?;
     match plain::decode_plain(bytes, column, unit.rows, max_def_level) {

@@ -114,7 +114,7 @@ pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
         locations,
         RetryPolicy::default(),
         &Stores::default(),
-        &Handle::current(),
+        &crate::builder::current_runtime("find_shards")?,
     )
     .await
 }

@@ -211,9 +211,22 @@ pub struct Constant {
 
 /// The default schedule: seqwarm's linear ramp from 8 to 1024 in steps of 8 over the first 30%
 /// (the duration of Composer's GPT-2 experiments) of 10 000 steps.
+/// The built-in lengths, span and length of training of every kind ([`ScheduleConfig::default_for`]).
+const BUILT_IN_MIN: u64 = 8;
+const BUILT_IN_MAX: u64 = 1024;
+const BUILT_IN_DURATION: f64 = 0.3;
+const BUILT_IN_TOTAL: u64 = 10_000;
+
+/// The built-in `linear` schedule ([`ScheduleConfig::default_for`]).
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self::linear(8, 1024, 0.3, 10_000).into()
+        Self::linear(
+            BUILT_IN_MIN,
+            BUILT_IN_MAX,
+            BUILT_IN_DURATION,
+            BUILT_IN_TOTAL,
+        )
+        .into()
     }
 }
 
@@ -270,13 +283,15 @@ impl ScheduleConfig {
     /// `fixed_root` a square root. `fixed_discrete` has no sensible default (its lengths are
     /// the configuration), so `None`.
     pub fn default_for(kind: ScheduleKind) -> Option<Self> {
-        let total = 10_000;
+        let (min, max, total) = (BUILT_IN_MIN, BUILT_IN_MAX, BUILT_IN_TOTAL);
+        // DeepSpeed's kinds count their span in steps: the same fraction of the same total.
+        let span = (BUILT_IN_DURATION * total as f64).round() as u64;
         Some(match kind {
-            ScheduleKind::Linear => Self::linear(8, 1024, 0.3, total).into(),
-            ScheduleKind::Composer => Self::composer(8, 1024, 0.3, total).into(),
-            ScheduleKind::FixedLinear => Self::fixed_linear(8, 1024, 3_000).with_total(total),
-            ScheduleKind::FixedRoot => Self::fixed_root(8, 1024, 3_000, 2).with_total(total),
-            ScheduleKind::Constant => Self::constant(1024).with_total(total),
+            ScheduleKind::Linear => Self::default(),
+            ScheduleKind::Composer => Self::composer(min, max, BUILT_IN_DURATION, total).into(),
+            ScheduleKind::FixedLinear => Self::fixed_linear(min, max, span).with_total(total),
+            ScheduleKind::FixedRoot => Self::fixed_root(min, max, span, 2).with_total(total),
+            ScheduleKind::Constant => Self::constant(max).with_total(total),
             ScheduleKind::FixedDiscrete => return None,
         })
     }

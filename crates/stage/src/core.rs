@@ -22,7 +22,8 @@ use crate::stats::Stats;
 pub struct ScheduledBatch {
     /// 0-based index of this batch (optimizer step) since the start of training.
     pub step: u64,
-    /// The epoch its first document was read in (0 outside an epoch plan).
+    /// The epoch being read when the batch was emitted (0 outside an epoch plan); tokens
+    /// carried over an epoch boundary lead the next epoch's first batch.
     pub epoch: u64,
     /// The scheduled sequence length for this step.
     pub seq_len: usize,
@@ -227,6 +228,7 @@ impl<S: RowSink> WarmupCore<S> {
             return Ok(None);
         }
         self.flush_input()?;
+        self.sink.end_of_input();
         if let Some(batch) = self.next_batch()? {
             return Ok(Some(batch));
         }
@@ -246,6 +248,12 @@ impl<S: RowSink> WarmupCore<S> {
         };
         let len = batch.seq_len();
         Ok(Some(self.emit(batch, len)))
+    }
+
+    /// Lets a finished core take input again (a run resumed from its end with more epochs);
+    /// everything was emitted or dropped when it finished.
+    pub fn reopen(&mut self) {
+        self.finished = false;
     }
 
     /// Drops everything taken in but not emitted (the carry and the shuffle buffer) and the
@@ -441,7 +449,11 @@ impl<S: RowSink> WarmupCore<S> {
             ..state.stats
         };
         self.finished = state.finished;
-        self.sink.restore(&state.carry)?;
+        self.sink
+            .restore(&state.carry)
+            .map_err(|e| StageError::State {
+                reason: format!("the carried tokens do not restore: {e}"),
+            })?;
         match (&mut self.shuffle, &state.shuffle) {
             (Some(shuffle), Some(saved)) => shuffle.restore(saved)?,
             (None, None) => {}

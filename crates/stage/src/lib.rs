@@ -29,7 +29,7 @@ mod sink;
 mod sizing;
 mod stats;
 
-pub use config::{DEFAULT_PACK_WINDOW, Warmup, WarmupConfig};
+pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use documents::{Documents, Origin};
 pub use epochs::EpochConfig;

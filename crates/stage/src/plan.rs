@@ -28,7 +28,7 @@
 //!                 plan.push(read(r.epoch, *next, r.order[*next as usize])?)?;
 //!                 *next += 1;
 //!             }
-//!             _ => plan.end_of_reads(),
+//!             _ => plan.end_of_reads()?,
 //!         },
 //!         Action::Finished => break,
 //!     }
@@ -156,6 +156,9 @@ pub struct EpochPlan<S: RowSink = ModeSink> {
     /// goes on).
     stopped: bool,
     skipped_in_a_row: u64,
+    /// Whether this epoch has taken in any token: an epoch that takes none would repeat
+    /// forever.
+    epoch_took_tokens: bool,
     skipped: Vec<String>,
 }
 
@@ -193,9 +196,11 @@ impl<S: RowSink> EpochPlan<S> {
             reads_started: false,
             stopped: false,
             skipped_in_a_row: 0,
+            epoch_took_tokens: false,
             skipped: Vec::new(),
         };
-        plan.plan_epoch();
+        plan.check_every_epoch_fills_a_batch()?;
+        plan.plan_epoch()?;
         Ok(plan)
     }
 
@@ -208,21 +213,61 @@ impl<S: RowSink> EpochPlan<S> {
         state: &PlanState<S::Carry>,
     ) -> Result<Self> {
         core.restore(&state.core)?;
-        let mut plan = Self::new(units, config, core)?;
+        let units = units.into();
+        config.check(units.len())?;
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
         };
-        let epochs = plan.config.epochs();
-        let past_the_end = epochs > 0 && state.epoch >= epochs;
-        if epochs > 0 && (state.epoch > epochs || (past_the_end && state.phase == Phase::Reading)) {
+        let epochs = config.epochs();
+        if epochs > 0 && state.epoch > epochs {
             return Err(out_of_range(format!(
                 "epoch {} of a {epochs}-epoch run",
                 state.epoch
             )));
         }
-        plan.epoch = state.epoch;
-        plan.phase = state.phase;
-        plan.plan_epoch();
+        let mut phase = state.phase;
+        let more_epochs = epochs == 0 || state.epoch < epochs;
+        match phase {
+            Phase::Reading if !more_epochs => {
+                return Err(out_of_range(format!(
+                    "epoch {} of a {epochs}-epoch run",
+                    state.epoch
+                )));
+            }
+            Phase::Draining | Phase::Done if more_epochs => {
+                // The run ended and now has more epochs: it reads on, from the next epoch's
+                // start (what was left at the end was emitted or dropped then).
+                core.reopen();
+                phase = Phase::Reading;
+            }
+            _ => {}
+        }
+        let mut plan = Self {
+            core,
+            units,
+            config,
+            epoch: state.epoch,
+            order: Arc::from([]),
+            steps_per_epoch: None,
+            step_in_epoch: state.step_in_epoch,
+            start: state.unit,
+            skip: state.document,
+            phase,
+            reads_started: false,
+            stopped: false,
+            skipped_in_a_row: 0,
+            epoch_took_tokens: false,
+            skipped: Vec::new(),
+        };
+        plan.check_every_epoch_fills_a_batch()?;
+        plan.order_epoch();
+        // A checkpoint taken inside an epoch has already taken tokens of it.
+        plan.epoch_took_tokens = state.unit > 0 || state.document > 0 || state.step_in_epoch > 0;
+        if phase != state.phase {
+            (plan.start, plan.skip, plan.step_in_epoch) = (0, 0, 0);
+            plan.steps_per_epoch = plan.count_steps()?;
+            return Ok(plan);
+        }
         let len = plan.order.len() as u64;
         if !plan.cycles() && state.unit > len {
             return Err(out_of_range(format!(
@@ -242,20 +287,19 @@ impl<S: RowSink> EpochPlan<S> {
         }
         if plan.cycles() {
             // Fixed when the epoch began, from the progress then: restored, not recomputed.
-            plan.steps_per_epoch = state.steps_per_epoch;
+            let Some(count) = state.steps_per_epoch else {
+                return Err(out_of_range(
+                    "no batch count for an epoch read by several ranks".into(),
+                ));
+            };
+            if state.step_in_epoch > count {
+                return Err(out_of_range(format!(
+                    "batch {} of an epoch of {count}",
+                    state.step_in_epoch
+                )));
+            }
+            plan.steps_per_epoch = Some(count);
         }
-        if plan
-            .steps_per_epoch
-            .is_some_and(|n| state.step_in_epoch > n)
-        {
-            return Err(out_of_range(format!(
-                "batch {} of an epoch of {:?}",
-                state.step_in_epoch, plan.steps_per_epoch
-            )));
-        }
-        plan.start = state.unit;
-        plan.skip = state.document;
-        plan.step_in_epoch = state.step_in_epoch;
         Ok(plan)
     }
 
@@ -335,7 +379,7 @@ impl<S: RowSink> EpochPlan<S> {
                 // Every rank stops the epoch at the same batch; what is left is dropped and
                 // counted (docs/loader.md).
                 self.core.drop_buffered();
-                if !self.next_epoch() {
+                if !self.next_epoch()? {
                     self.phase = Phase::Done;
                 }
                 continue;
@@ -378,6 +422,7 @@ impl<S: RowSink> EpochPlan<S> {
             return Ok(());
         }
         self.skipped_in_a_row = 0;
+        self.epoch_took_tokens = true;
         self.core.push(documents)
     }
 
@@ -398,11 +443,26 @@ impl<S: RowSink> EpochPlan<S> {
         Ok(())
     }
 
-    /// The current reads have ended: every unit was pushed or skipped.
-    pub fn end_of_reads(&mut self) {
-        if self.phase == Phase::Reading && !self.next_epoch() {
+    /// The current reads have ended: every unit was pushed or skipped. An epoch that gave no
+    /// tokens at all (every unit skipped, or every document empty) is an error, not a loop.
+    pub fn end_of_reads(&mut self) -> Result<()> {
+        if self.phase != Phase::Reading {
+            return Ok(());
+        }
+        if !self.epoch_took_tokens {
+            self.stopped = true;
+            return Err(StageError::Config {
+                field: "shards",
+                reason: format!(
+                    "epoch {} gave no tokens: every row group this rank reads was skipped or empty",
+                    self.epoch
+                ),
+            });
+        }
+        if !self.next_epoch()? {
             self.phase = Phase::Draining;
         }
+        Ok(())
     }
 
     /// A checkpoint at the current batch boundary.
@@ -428,42 +488,104 @@ impl<S: RowSink> EpochPlan<S> {
             || self.config.max_tokens().is_some_and(|m| p.tokens >= m)
     }
 
-    fn next_epoch(&mut self) -> bool {
+    fn next_epoch(&mut self) -> Result<bool> {
         self.epoch += 1;
         self.start = 0;
         self.skip = 0;
         self.step_in_epoch = 0;
         self.reads_started = false;
         self.skipped_in_a_row = 0;
+        self.epoch_took_tokens = false;
         if self.config.epochs() > 0 && self.epoch >= self.config.epochs() {
-            return false;
+            return Ok(false);
         }
-        self.plan_epoch();
-        true
+        self.plan_epoch()?;
+        Ok(true)
     }
 
     /// This epoch's order and, with several ranks, the epoch's batch count.
-    fn plan_epoch(&mut self) {
+    fn plan_epoch(&mut self) -> Result<()> {
+        self.order_epoch();
+        self.steps_per_epoch = self.count_steps()?;
+        Ok(())
+    }
+
+    /// This rank's units for the epoch: a permutation of all units drawn from (seed, epoch)
+    /// alone, then every `world_size`-th from `rank`.
+    fn order_epoch(&mut self) {
+        self.order = self
+            .epoch_permutation()
+            .into_iter()
+            .skip(self.config.rank())
+            .step_by(self.config.world_size().max(1))
+            .collect();
+    }
+
+    fn epoch_permutation(&self) -> Vec<usize> {
         let mut all: Vec<usize> = (0..self.units.len()).collect();
         if self.config.shuffle_units() {
             SplitMix64::from_parts(&[self.config.seed(), self.epoch, 0x0D0E]).shuffle(&mut all);
         }
+        all
+    }
+
+    /// With several ranks and more than one epoch, refuses up front data that some epoch's
+    /// order could leave a rank unable to fill one batch of the longest shape with: its
+    /// epoch would give no batch, and training would stop there, hours in. The bound is the
+    /// least a rank can hold under any order: the `units / world_size` smallest units.
+    fn check_every_epoch_fills_a_batch(&self) -> Result<()> {
+        if !self.cycles() || self.config.epochs() == 1 {
+            return Ok(());
+        }
         let world = self.config.world_size().max(1);
-        self.order = all
+        let per_rank = self.units.len() / world;
+        let mut sizes: Vec<u64> = self.units.iter().map(|u| u.tokens).collect();
+        sizes.sort_unstable();
+        let least: u64 = sizes
             .iter()
-            .copied()
-            .skip(self.config.rank())
-            .step_by(world)
-            .collect();
-        self.steps_per_epoch = self.cycles().then(|| {
-            // The least any rank holds, in one pass over the order whatever the world size.
-            let mut per_rank = vec![0u64; world.min(all.len()).max(1)];
-            for (position, &unit) in all.iter().enumerate() {
-                per_rank[position % world] += self.units[unit].tokens;
-            }
-            let least = per_rank.into_iter().min().unwrap_or(0);
-            self.supported_steps(least)
-        });
+            .take(per_rank)
+            .fold(0, |a, &t| a.saturating_add(t));
+        let largest = self.core.warmup().largest_step_tokens();
+        if least < largest {
+            return Err(StageError::Config {
+                field: "world_size",
+                reason: format!(
+                    "over {} units and {world} ranks, some epoch's order can leave a rank \
+                     {least} tokens, less than one batch of the longest shape ({largest} \
+                     tokens); use fewer ranks, smaller batches or more data",
+                    self.units.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// With several ranks, the batches each emits this epoch: what the rank holding the least
+    /// is sure to fill. Zero is an error: every rank would stop every epoch at once, forever.
+    fn count_steps(&self) -> Result<Option<u64>> {
+        if !self.cycles() {
+            return Ok(None);
+        }
+        let world = self.config.world_size().max(1);
+        let all = self.epoch_permutation();
+        // The least any rank holds, in one pass over the order whatever the world size.
+        let mut per_rank = vec![0u64; world.min(all.len()).max(1)];
+        for (position, &unit) in all.iter().enumerate() {
+            let rank = &mut per_rank[position % world];
+            *rank = rank.saturating_add(self.units[unit].tokens);
+        }
+        let least = per_rank.into_iter().min().unwrap_or(0);
+        match self.supported_steps(least) {
+            0 => Err(StageError::Config {
+                field: "world_size",
+                reason: format!(
+                    "the rank with the least data holds {least} tokens, less than one batch \
+                     ({} tokens at the next step's shape); use fewer ranks or smaller batches",
+                    self.core.next_shape().tokens_in()
+                ),
+            }),
+            steps => Ok(Some(steps)),
+        }
     }
 
     /// How many batches `tokens` tokens are sure to fill, stepping the schedule from the core's

@@ -72,6 +72,17 @@ impl Warmup {
         step_shape(self.mode(), self.batch_size(), seq_len, self.max_len())
     }
 
+    /// The most tokens any step of this warmup takes in, whatever its length: a bound for
+    /// checks made before training starts.
+    pub fn largest_step_tokens(&self) -> u64 {
+        let at_max = self.shape(self.max_len()).tokens_in();
+        match self.batch_size() {
+            // Below the maximum length, whole rows of a token budget never exceed the budget.
+            BatchSize::Tokens(budget) => at_max.max(budget as u64),
+            BatchSize::Rows(_) => at_max,
+        }
+    }
+
     /// The shape of the step taken at `progress`.
     pub fn shape_at(&self, progress: &Progress) -> StepShape {
         let len = usize::try_from(self.schedule().seq_len(progress)).unwrap_or(usize::MAX);

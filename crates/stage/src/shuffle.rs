@@ -23,6 +23,8 @@ pub(crate) struct Shuffle {
 pub(crate) struct ShuffleState {
     rng: u64,
     dtype: Option<DType>,
+    #[serde(default)]
+    labels_dtype: Option<DType>,
     /// `(tokens, labels)` per buffered document, in buffer order.
     documents: Vec<(Vec<i64>, Option<Vec<i64>>)>,
 }
@@ -79,6 +81,10 @@ impl Shuffle {
         ShuffleState {
             rng: self.rng.0,
             dtype: self.documents.first().map(|(t, _)| t.dtype()),
+            labels_dtype: self
+                .documents
+                .iter()
+                .find_map(|(_, l)| l.as_ref().map(Tensor::dtype)),
             documents: self
                 .documents
                 .iter()
@@ -89,6 +95,7 @@ impl Shuffle {
 
     pub(crate) fn restore(&mut self, state: &ShuffleState) -> Result<()> {
         let dtype = state.dtype.unwrap_or(DType::I32);
+        let labels_dtype = state.labels_dtype.unwrap_or(dtype);
         self.rng = SplitMix64(state.rng);
         self.documents = state
             .documents
@@ -97,7 +104,7 @@ impl Shuffle {
                 Ok((
                     vector_of(dtype, t)?,
                     match l {
-                        Some(l) => Some(vector_of(dtype, l)?),
+                        Some(l) => Some(vector_of(labels_dtype, l)?),
                         None => None,
                     },
                 ))

@@ -93,6 +93,10 @@ impl RowSink for ModeSink {
         each!(self, s => s.finish(len, rows))
     }
 
+    fn end_of_input(&mut self) {
+        each!(self, s => s.end_of_input());
+    }
+
     fn buffered_tokens(&self) -> usize {
         each!(self, s => s.buffered_tokens())
     }

@@ -31,6 +31,8 @@ pub struct Stats {
     /// Row groups skipped under the skip-and-count policy.
     pub units_skipped: u64,
     /// Row groups read a second time in an epoch so that every rank emits as many batches.
+    /// Counted as each one's first document arrives, so a run resumed from a checkpoint
+    /// taken inside a repeated row group counts that row group again.
     pub units_repeated: u64,
 }
 
