@@ -51,19 +51,7 @@ fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {
 }
 
 fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    seqwarm_testkit::parquet_files(dir)
 }
 
 #[test]

@@ -27,8 +27,5 @@ pub fn ok(out: &Output) -> String {
 
 /// A fresh empty directory under the system temp dir.
 pub fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    seqwarm_testkit::temp_dir("cli", name)
 }

@@ -1,4 +1,7 @@
 //! Document-aware packing: rows of the scheduled length built from whole or split documents.
+//!
+//! About 600 lines: one type, its config, its checkpoint carry and its `RowSink`
+//! implementation, which read best together; the byte-level copies are in `runs.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
 

@@ -43,10 +43,7 @@ async fn error_for(location: &std::path::Path) -> LoaderError {
 }
 
 fn write_batch(path: &std::path::Path, batch: &RecordBatch) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(batch).unwrap();
-    writer.close().unwrap();
+    seqwarm_testkit::write_parquet(path, batch, None);
 }
 
 #[tokio::test]

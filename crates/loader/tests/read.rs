@@ -139,14 +139,7 @@ async fn hf_rows_with_labels_and_padding_masks() {
     ])
     .unwrap();
     let path = dir.join("hf.parquet");
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    seqwarm_testkit::write_parquet(&path, &batch, None);
 
     let layout = seqwarm_loader::ShardLayout {
         labels: Some("labels".into()),
@@ -337,7 +330,6 @@ async fn int8_and_other_narrow_token_columns_read() {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Int8Array, Int16Array, RecordBatch, UInt8Array};
-    use parquet::arrow::ArrowWriter;
 
     let dir = common::temp_dir("narrow");
     let values: Vec<i64> = (0..300).map(|i| i % 120).collect();
@@ -362,11 +354,7 @@ async fn int8_and_other_narrow_token_columns_read() {
     for (name, array) in columns {
         let path = dir.join(format!("{name}.parquet"));
         let batch = RecordBatch::try_from_iter([("tokens", array)]).unwrap();
-        let mut writer =
-            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
-                .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        seqwarm_testkit::write_parquet(&path, &batch, None);
         let builder = LoaderBuilder::new(
             [path.display().to_string()],
             warmup(Mode::Repack).with_keep_last(true),

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use seqwarm_preprocess::{OnError, Preprocess, PreprocessError, Tokenizer, merge_manifests};
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-pre-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    seqwarm_testkit::temp_dir("pre", name)
 }
 
 fn run(inputs: &Path, output: &Path) -> Preprocess {
@@ -21,19 +18,7 @@ fn run(inputs: &Path, output: &Path) -> Preprocess {
 }
 
 fn shards_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    seqwarm_testkit::parquet_files(dir)
 }
 
 #[test]
@@ -119,14 +104,7 @@ fn dictionary_encoded_text_columns_read() {
     let array: DictionaryArray<Int32Type> = texts.iter().copied().collect();
     let batch = RecordBatch::try_from_iter([("text", Arc::new(array) as ArrayRef)]).unwrap();
     let path = dir.join("texts.parquet");
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    seqwarm_testkit::write_parquet(&path, &batch, None);
     let summary = Preprocess::new([path.display().to_string()], dir.join("out"))
         .with_tokenizer(Tokenizer::Bytes)
         .with_eos(false)

@@ -4,6 +4,10 @@
 //! It does no I/O: a driver reads the units it asks for and pushes their documents back, so
 //! tests drive it with in-memory documents.
 //!
+//! A little over 600 lines: one state machine (its phases, epoch order, rank cap, resume and
+//! the checks that refuse a plan that would stop early) reads best whole; the per-epoch
+//! settings are in `epochs.rs`, the shape rule in `shape.rs`.
+//!
 //! ```
 //! use seqwarm_stage::{Action, Documents, EpochConfig, EpochPlan, Origin, UnitInfo, WarmupConfig, WarmupCore};
 //! use seqwarm_schedule::ScheduleConfig;
@@ -180,19 +184,31 @@ impl<S: RowSink> EpochPlan<S> {
         config: EpochConfig,
         core: WarmupCore<S>,
     ) -> Result<Self> {
-        let units = units.into();
+        let mut plan = Self::at_epoch_start(units.into(), config, core, 0, Phase::Reading)?;
+        plan.plan_epoch()?;
+        Ok(plan)
+    }
+
+    /// A checked plan at the start of `epoch`, in `phase`, its order not yet drawn.
+    fn at_epoch_start(
+        units: Arc<[UnitInfo]>,
+        config: EpochConfig,
+        core: WarmupCore<S>,
+        epoch: u64,
+        phase: Phase,
+    ) -> Result<Self> {
         config.check(units.len())?;
-        let mut plan = Self {
+        let plan = Self {
             core,
             units,
             config,
-            epoch: 0,
+            epoch,
             order: Arc::from([]),
             steps_per_epoch: None,
             step_in_epoch: 0,
             start: 0,
             skip: 0,
-            phase: Phase::Reading,
+            phase,
             reads_started: false,
             stopped: false,
             skipped_in_a_row: 0,
@@ -200,7 +216,6 @@ impl<S: RowSink> EpochPlan<S> {
             skipped: Vec::new(),
         };
         plan.check_every_epoch_fills_a_batch()?;
-        plan.plan_epoch()?;
         Ok(plan)
     }
 
@@ -213,8 +228,6 @@ impl<S: RowSink> EpochPlan<S> {
         state: &PlanState<S::Carry>,
     ) -> Result<Self> {
         core.restore(&state.core)?;
-        let units = units.into();
-        config.check(units.len())?;
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
         };
@@ -242,24 +255,9 @@ impl<S: RowSink> EpochPlan<S> {
             }
             _ => {}
         }
-        let mut plan = Self {
-            core,
-            units,
-            config,
-            epoch: state.epoch,
-            order: Arc::from([]),
-            steps_per_epoch: None,
-            step_in_epoch: state.step_in_epoch,
-            start: state.unit,
-            skip: state.document,
-            phase,
-            reads_started: false,
-            stopped: false,
-            skipped_in_a_row: 0,
-            epoch_took_tokens: false,
-            skipped: Vec::new(),
-        };
-        plan.check_every_epoch_fills_a_batch()?;
+        let mut plan = Self::at_epoch_start(units.into(), config, core, state.epoch, phase)?;
+        (plan.start, plan.skip, plan.step_in_epoch) =
+            (state.unit, state.document, state.step_in_epoch);
         plan.order_epoch();
         // A checkpoint taken inside an epoch has already taken tokens of it.
         plan.epoch_took_tokens = state.unit > 0 || state.document > 0 || state.step_in_epoch > 0;

@@ -13,10 +13,7 @@ use seqwarm_trainer::{
 };
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-trainer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    seqwarm_testkit::temp_dir("trainer", name)
 }
 
 fn tiny(positions: Positions) -> GptConfig {
@@ -269,11 +266,7 @@ fn loader(dir: &Path, steps: u64) -> LoaderBuilder {
 }
 
 fn read_metrics(path: &Path) -> Vec<StepRecord> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    seqwarm_trainer::read_metrics(path).unwrap()
 }
 
 #[test]

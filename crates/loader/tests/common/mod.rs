@@ -13,10 +13,7 @@ use parquet::file::properties::WriterProperties;
 
 /// A fresh empty directory under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("seqwarm-loader-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    seqwarm_testkit::temp_dir("loader", name)
 }
 
 /// Deterministic documents: lengths from a small LCG in [1, max_len], tokens encode
