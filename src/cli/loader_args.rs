@@ -69,14 +69,24 @@ pub struct LoaderArgs {
     /// Bad shards: fail or skip.
     #[arg(long, value_parser = named::<OnError>)]
     pub on_error: Option<OnError>,
+    /// Do not check row groups against the CRC32 in their footer (Parquet page CRCs are
+    /// always checked).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_verify_checksums: Option<bool>,
 }
 
 impl LoaderArgs {
-    /// The flags given, as config keys (`--no-shuffle-units` is `shuffle_units = false`).
+    /// The flags given, as config keys (`--no-shuffle-units` is `shuffle_units = false`,
+    /// `--no-verify-checksums` is `verify_checksums = false`).
     pub fn keys(&self) -> Map<String, Value> {
         let mut keys = given(self);
-        if let Some(Value::Bool(no)) = keys.remove("no_shuffle_units") {
-            keys.insert("shuffle_units".into(), Value::Bool(!no));
+        for (flag, key) in [
+            ("no_shuffle_units", "shuffle_units"),
+            ("no_verify_checksums", "verify_checksums"),
+        ] {
+            if let Some(Value::Bool(no)) = keys.remove(flag) {
+                keys.insert(key.into(), Value::Bool(!no));
+            }
         }
         keys
     }

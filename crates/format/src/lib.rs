@@ -7,6 +7,7 @@
 //! - [`paths`]: local files, directories and globs expanded in a stable order (the loader's
 //!   local shards, the preprocessor's inputs).
 //! - [`OnError`]: what readers of shards and inputs do with what they cannot read.
+//! - [`checksum`]: the CRC32 of every row group that the shard writer records in the footer.
 //! - [`atomic`]: crash-safe writes (temporary file, fsync, rename, fsync of the directory).
 //!
 //! See `docs/formats.md`.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+pub mod checksum;
 mod error;
 pub mod flat;
 mod on_error;

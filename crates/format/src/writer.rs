@@ -13,6 +13,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{CrcTee, ROW_GROUP_CRC32_KEY, encode_row_group_crcs, row_group_range};
 use crate::error::FormatError;
 use crate::flat::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_document_lengths};
 
@@ -53,15 +54,17 @@ pub struct ShardSummary {
 }
 
 /// Writes documents into one Parquet shard. Row groups hold whole documents and close once
-/// they reach `row_group_tokens` tokens.
+/// they reach `row_group_tokens` tokens; the CRC32 of every row group's bytes goes into the
+/// footer ([`crate::checksum`]).
 pub struct ShardWriter<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    writer: ArrowWriter<CrcTee<W>>,
     schema: Arc<Schema>,
     layout: OutputLayout,
     row_group_tokens: usize,
     tokens: Vec<i32>,
     lengths: Vec<u64>,
     all_lengths: Vec<Vec<u64>>,
+    crcs: Vec<u32>,
     summary: ShardSummary,
     file: String,
 }
@@ -115,8 +118,11 @@ impl<W: Write + Send> ShardWriter<W> {
         }
         let props = props.build();
         let schema = Arc::new(Schema::new(vec![field]));
-        let writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))
+        let mut writer = ArrowWriter::try_new(CrcTee::new(out), Arc::clone(&schema), Some(props))
             .map_err(|e| write_error(file, e))?;
+        // The magic bytes: not part of any row group.
+        writer.sync().map_err(|e| write_error(file, e))?;
+        writer.inner_mut().cut();
         Ok(Self {
             writer,
             schema,
@@ -125,6 +131,7 @@ impl<W: Write + Send> ShardWriter<W> {
             tokens: Vec::new(),
             lengths: Vec::new(),
             all_lengths: Vec::new(),
+            crcs: Vec::new(),
             summary: ShardSummary::default(),
             file: file.into(),
         })
@@ -175,14 +182,43 @@ impl<W: Write + Send> ShardWriter<W> {
         self.writer
             .flush()
             .map_err(|e| write_error(&self.file, e))?;
+        self.checksum_row_group()?;
         self.all_lengths.push(lengths);
         self.summary.row_groups += 1;
+        Ok(())
+    }
+
+    /// Records the CRC of the row group just flushed: the bytes the tee saw since the last
+    /// one, which must be exactly the row group's column chunks.
+    fn checksum_row_group(&mut self) -> Result<()> {
+        self.writer.sync().map_err(|e| write_error(&self.file, e))?;
+        let (written, crc) = self.writer.inner_mut().cut();
+        let chunks = self
+            .writer
+            .flushed_row_groups()
+            .last()
+            .and_then(row_group_range);
+        if chunks.as_ref() != Some(&written) {
+            return Err(write_error(
+                &self.file,
+                format!(
+                    "row group {} spans {chunks:?} but {written:?} was written for it; \
+                     cannot checksum it",
+                    self.crcs.len()
+                ),
+            ));
+        }
+        self.crcs.push(crc);
         Ok(())
     }
 
     /// Writes the last row group and the footer.
     pub fn finish(mut self) -> Result<ShardSummary> {
         self.flush_row_group()?;
+        self.writer.append_key_value_metadata(KeyValue::new(
+            ROW_GROUP_CRC32_KEY.into(),
+            encode_row_group_crcs(&self.crcs),
+        ));
         if self.layout == OutputLayout::Flat {
             self.writer.append_key_value_metadata(KeyValue::new(
                 LAYOUT_KEY.into(),

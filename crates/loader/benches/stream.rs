@@ -151,7 +151,13 @@ fn bench(c: &mut Criterion) {
             if layout == "flat_bool_column" && name != "repack" {
                 continue;
             }
-            group.bench_function(name, |b| b.iter(|| stream(&runtime, path, mode)));
+            group.bench_function(name, |b| b.iter(|| stream(&runtime, path, mode, true)));
+        }
+        if matches!(layout, "flat" | "flat_plain") {
+            // What checking the row-group CRCs costs, beside `repack` with them.
+            group.bench_function("repack_without_checksums", |b| {
+                b.iter(|| stream(&runtime, path, Mode::Repack, false));
+            });
         }
         group.finish();
     }

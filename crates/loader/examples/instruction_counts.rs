@@ -6,11 +6,12 @@
 //! instruction_counts write DIR        # the benchmark's shards (flat and rows)
 //! instruction_counts raw DIR/flat.parquet tokens
 //! instruction_counts stream DIR/flat.parquet repack
+//! instruction_counts stream DIR/flat_plain.parquet repack-unchecked   # no CRC checks
 //! ```
 
 use std::path::Path;
 
-use seqwarm_format::{OutputLayout, ShardWriter};
+use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
 use seqwarm_loader::Mode;
 
 #[path = "../benches/common/mod.rs"]
@@ -20,12 +21,17 @@ use common::{documents, raw_decode};
 fn write(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let docs = documents();
-    for (name, layout) in [
-        ("flat.parquet", OutputLayout::Flat),
-        ("rows.parquet", OutputLayout::Rows),
+    for (name, layout, encoding) in [
+        ("flat.parquet", OutputLayout::Flat, ShardEncoding::Zstd),
+        (
+            "flat_plain.parquet",
+            OutputLayout::Flat,
+            ShardEncoding::Plain,
+        ),
+        ("rows.parquet", OutputLayout::Rows, ShardEncoding::Zstd),
     ] {
         let file = std::fs::File::create(dir.join(name)).unwrap();
-        let mut w = ShardWriter::new(file, layout, 1 << 20, name).unwrap();
+        let mut w = ShardWriter::with_encoding(file, layout, 1 << 20, encoding, name).unwrap();
         for d in &docs {
             w.write_document(d).unwrap();
         }
@@ -34,6 +40,10 @@ fn write(dir: &Path) {
 }
 
 fn stream_mode(path: &Path, mode: &str) -> u64 {
+    let (mode, verify) = match mode.strip_suffix("-unchecked") {
+        Some(mode) => (mode, false),
+        None => (mode, true),
+    };
     let mode = match mode {
         "truncate" => Mode::Truncate,
         "reshape" => Mode::Reshape,
@@ -45,7 +55,7 @@ fn stream_mode(path: &Path, mode: &str) -> u64 {
         .enable_all()
         .build()
         .unwrap();
-    common::stream(&runtime, path, mode).tokens_in
+    common::stream(&runtime, path, mode, verify).tokens_in
 }
 
 fn main() {

@@ -179,6 +179,13 @@ impl LoaderBuilder {
         self.config.io_threads = threads;
         self
     }
+    /// Check each row group against the CRC32 that seqwarm's shard writer records in the
+    /// footer (on by default; Parquet page CRCs are checked whenever a page has one).
+    #[must_use]
+    pub fn with_verify_checksums(mut self, verify: bool) -> Self {
+        self.config.verify_checksums = verify;
+        self
+    }
     /// Continue from a checkpoint.
     #[must_use]
     pub fn with_state(mut self, state: LoaderState) -> Self {
@@ -261,6 +268,7 @@ impl LoaderBuilder {
             retry: config.retry,
             runtime,
             io: io.handle(),
+            verify_checksums: config.verify_checksums,
         };
         Ok(Loader::new(
             Arc::new(catalog),

@@ -36,6 +36,8 @@ pub(crate) struct Unit {
     pub tokens_lower_bound: u64,
     /// Document lengths from the flat layout's footer metadata.
     pub document_lengths: Option<Arc<[u64]>>,
+    /// The CRC32 of the row group's bytes, when the footer has one (`checksum.rs`).
+    pub crc: Option<u32>,
 }
 
 /// All shards and their row groups.
@@ -150,6 +152,7 @@ async fn open_shard(
     } else {
         None
     };
+    let crcs = crate::checksum::row_group_crcs(&display, parquet)?;
     if lengths.is_some() {
         // The footer has the boundaries; the boolean column need not be decoded.
         resolved.document_start_column = None;
@@ -190,6 +193,7 @@ async fn open_shard(
                 rows,
                 tokens_lower_bound: tokens,
                 document_lengths,
+                crc: crcs.as_ref().map(|c| c[i]),
             }
         })
         .collect();

@@ -50,10 +50,11 @@ pub struct LoaderConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) dtype: DType,
     pub(crate) io_threads: usize,
+    pub(crate) verify_checksums: bool,
 }
 
 /// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
-/// failing on bad shards, default retries, `i32` tokens, one I/O thread.
+/// failing on bad shards, default retries, `i32` tokens, one I/O thread, checksums verified.
 impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
@@ -66,6 +67,7 @@ impl Default for LoaderConfig {
             retry: RetryPolicy::default(),
             dtype: DType::I32,
             io_threads: 1,
+            verify_checksums: true,
         }
     }
 }
@@ -78,7 +80,7 @@ pub const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
-const NOT_IN_FINGERPRINT: [&str; 8] = [
+const NOT_IN_FINGERPRINT: [&str; 9] = [
     "epochs",
     "max_steps",
     "max_tokens",
@@ -87,6 +89,7 @@ const NOT_IN_FINGERPRINT: [&str; 8] = [
     "prefetch_queue",
     "retry",
     "io_threads",
+    "verify_checksums",
 ];
 
 impl LoaderConfig {
@@ -147,6 +150,10 @@ impl LoaderConfig {
     /// The threads of an I/O runtime the loader starts.
     pub fn io_threads(&self) -> usize {
         self.io_threads
+    }
+    /// Whether row groups are checked against the CRC32 in their footer.
+    pub fn verify_checksums(&self) -> bool {
+        self.verify_checksums
     }
     /// The vocabulary token ids are checked against, if any.
     pub fn vocab_size(&self) -> Option<u64> {

@@ -124,6 +124,17 @@ pub enum LoaderError {
         /// The configured vocabulary size.
         vocab_size: u64,
     },
+    /// Bytes that fail their checksum (a Parquet page CRC, or the row-group CRC32 seqwarm
+    /// writes): the file is corrupt, by a flipped bit on disk or in transit.
+    #[error("{file} row group {row_group}: {place} fails its checksum; the file is corrupt")]
+    Checksum {
+        /// The file.
+        file: String,
+        /// The row group.
+        row_group: usize,
+        /// Which bytes: a page of a column, or the row group's bytes with both CRCs.
+        place: String,
+    },
     /// Footer metadata that contradicts the file (e.g. document lengths that do not add up).
     #[error("{file}: invalid metadata `{key}`: {reason}")]
     Metadata {

@@ -18,6 +18,7 @@
 
 mod builder;
 mod catalog;
+mod checksum;
 mod config;
 mod error;
 mod fetch;

@@ -15,9 +15,9 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use seqwarm_batcher::{DType, Tensor};
 
 /// A column chunk's bytes, addressed by file offset (what the page reader asks for).
-struct ChunkAt {
-    base: u64,
-    bytes: Bytes,
+pub(crate) struct ChunkAt {
+    pub base: u64,
+    pub bytes: Bytes,
 }
 
 impl Length for ChunkAt {
@@ -27,6 +27,12 @@ impl Length for ChunkAt {
 }
 
 impl ChunkAt {
+    /// The bytes of `range` (file offsets), when the chunk holds all of them.
+    pub(crate) fn range(&self, range: &std::ops::Range<u64>) -> Option<Bytes> {
+        let length = usize::try_from(range.end.checked_sub(range.start)?).ok()?;
+        self.slice(range.start, Some(length)).ok()
+    }
+
     fn slice(&self, start: u64, length: Option<usize>) -> parquet::errors::Result<Bytes> {
         let from = usize::try_from(start.checked_sub(self.base).ok_or_else(|| eof(start))?)
             .map_err(|_| eof(start))?;
@@ -81,8 +87,9 @@ pub(crate) fn decode_plain(
         .map_err(PlainError::Parquet)?;
     let mut pages: Vec<Bytes> = Vec::new();
     let mut values = 0usize;
-    for page in reader {
-        match page.map_err(PlainError::Parquet)? {
+    for (index, page) in reader.enumerate() {
+        let page = page.map_err(|source| PlainError::Page { index, source })?;
+        match page {
             Page::DataPage {
                 buf,
                 num_values,
@@ -160,6 +167,13 @@ pub(crate) enum PlainError {
     Nulls,
     /// Page data that does not add up.
     Malformed,
-    /// The page reader failed.
+    /// The page reader could not open the chunk.
     Parquet(ParquetError),
+    /// Page `index` (from 0) could not be read: its CRC failed, or its header is corrupt.
+    Page {
+        /// The page.
+        index: usize,
+        /// The page reader's error.
+        source: ParquetError,
+    },
 }

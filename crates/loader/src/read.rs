@@ -11,6 +11,7 @@ use seqwarm_stage::Documents;
 use tokio::runtime::Handle;
 
 use crate::catalog::{Catalog, Shard, Unit};
+use crate::checksum;
 use crate::error::{LoaderError, Result};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{DecodeOptions, Place, decode, offsets_from_lengths};
@@ -26,6 +27,8 @@ pub(crate) struct ReadSettings {
     pub runtime: Handle,
     /// Runs object-store requests.
     pub io: Handle,
+    /// Check row groups against the CRC32 in their footer, when it has one.
+    pub verify_checksums: bool,
 }
 
 /// Reads and decodes unit `unit` of `catalog`: local shards on a blocking thread, remote ones
@@ -90,6 +93,25 @@ async fn read_now(
         return Ok(vec![documents]);
     }
     let (io, undecodable) = (io_error(shard, u), decode_error(shard, u));
+    // With a row-group CRC, the row group's bytes are fetched and checked first, and the
+    // decoder is served from them.
+    let verified = match (settings.verify_checksums, u.crc) {
+        (true, Some(expected)) => {
+            let rg = shard.metadata.metadata().row_group(u.row_group);
+            let range = checksum::row_group_range(rg).ok_or_else(|| overflow(shard, u))?;
+            let mut data = fetcher
+                .ranges(std::slice::from_ref(&range))
+                .await
+                .map_err(&io)?;
+            let bytes = data.pop().unwrap_or_default();
+            checksum::verify_row_group(shard, u, expected, &bytes)?;
+            Some(plain::ChunkAt {
+                base: range.start,
+                bytes,
+            })
+        }
+        _ => None,
+    };
     let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(shard.metadata.clone())
         .with_row_groups(vec![u.row_group])
         .with_projection(shard.projection.clone())
@@ -103,9 +125,24 @@ async fn read_now(
     };
     let mut out = Vec::new();
     loop {
-        match decoder.try_decode().map_err(&undecodable)? {
+        let step = match decoder.try_decode() {
+            Ok(step) => step,
+            Err(e) if checksum::is_page_crc_error(&e) => {
+                return Err(locate_bad_page(shard, u, &mut fetcher)
+                    .await
+                    .unwrap_or(undecodable(e)));
+            }
+            Err(e) => return Err(undecodable(e)),
+        };
+        match step {
             DecodeResult::NeedsData(ranges) => {
-                let data = fetcher.ranges(&ranges).await.map_err(&io)?;
+                let served = verified
+                    .as_ref()
+                    .and_then(|chunk| ranges.iter().map(|r| chunk.range(r)).collect());
+                let data = match served {
+                    Some(data) => data,
+                    None => fetcher.ranges(&ranges).await.map_err(&io)?,
+                };
                 decoder.push_ranges(ranges, data).map_err(&undecodable)?;
             }
             DecodeResult::Data(batch) => out.push(decode(
@@ -166,25 +203,72 @@ async fn read_plain(
         .flatten();
     let end = start
         .checked_add(length)
-        .ok_or_else(|| LoaderError::Metadata {
-            file: shard.file.display.clone(),
-            key: "column chunk byte range",
-            reason: format!(
-                "row group {}: offset {start} plus length {length} overflows",
-                unit.row_group
-            ),
-        })?;
+        .ok_or_else(|| overflow(shard, unit))?;
+    let expected_crc = unit.crc.filter(|_| settings.verify_checksums);
+    if expected_crc.is_some()
+        && checksum::row_group_range(shard.metadata.metadata().row_group(unit.row_group))
+            != Some(start..end)
+    {
+        // The CRC covers more than this column: the general reader checks it.
+        return Ok(None);
+    }
     let bytes = fetcher
         .aligned(start..end, values_at)
         .await
         .map_err(io_error(shard, unit))?;
+    if let Some(expected) = expected_crc {
+        checksum::verify_row_group(shard, unit, expected, &bytes)?;
+    }
     match plain::decode_plain(bytes, column, unit.rows, max_def_level) {
         Ok(tokens) => {
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
             Ok(Some(Documents::new(tokens, offsets_from_lengths(lengths))?))
         }
-        Err(plain::PlainError::Parquet(source)) => Err(decode_error(shard, unit)(source)),
+        Err(plain::PlainError::Page { index, source }) if checksum::is_page_crc_error(&source) => {
+            Err(checksum::page_error(
+                shard,
+                unit,
+                &shard.layout.token_column,
+                index,
+            ))
+        }
+        Err(plain::PlainError::Parquet(source) | plain::PlainError::Page { source, .. }) => {
+            Err(decode_error(shard, unit)(source))
+        }
         // The general reader handles it (and reports nulls with their row).
         Err(_) => Ok(None),
     }
+}
+
+/// A row group whose footer byte ranges overflow.
+fn overflow(shard: &Shard, unit: &Unit) -> LoaderError {
+    LoaderError::Metadata {
+        file: shard.file.display.clone(),
+        key: "column chunk byte range",
+        reason: format!("row group {}: offset plus length overflows", unit.row_group),
+    }
+}
+
+/// After the decoder refused a page for its CRC: which page of which projected column, by
+/// walking each column chunk's pages. `None` when no page fails on its own (then the decoder's
+/// error stands).
+async fn locate_bad_page(shard: &Shard, unit: &Unit, fetcher: &mut Fetcher) -> Option<LoaderError> {
+    let row_group = shard.metadata.metadata().row_group(unit.row_group);
+    for (leaf, column) in row_group.columns().iter().enumerate() {
+        if !shard.projection.leaf_included(leaf) {
+            continue;
+        }
+        let (start, length) = column.byte_range();
+        let range = start..start.checked_add(length)?;
+        let bytes = fetcher
+            .ranges(std::slice::from_ref(&range))
+            .await
+            .ok()?
+            .pop()?;
+        if let Some(page) = checksum::first_bad_page(start, bytes, column, unit.rows) {
+            let name = column.column_path().string();
+            return Some(checksum::page_error(shard, unit, &name, page));
+        }
+    }
+    None
 }

@@ -320,3 +320,58 @@ async fn settings_out_of_range_are_refused_by_name() {
         );
     }
 }
+
+/// A shard as seqwarm writes it, with a CRC32 per row group in its footer: a flipped bit in
+/// row group 1 is a checksum error naming the file and the row group, whichever the layout
+/// and encoding (so on both the general reader and the PLAIN fast path), and with checking
+/// off the same file no longer fails for its checksum.
+#[tokio::test]
+async fn a_flipped_bit_in_a_seqwarm_shard_fails_its_row_group_checksum() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+
+    let dir = common::temp_dir("crc");
+    let docs = common::documents(90, 40, 5);
+    let cases = [
+        (OutputLayout::Flat, ShardEncoding::Plain),
+        (OutputLayout::Flat, ShardEncoding::Zstd),
+        (OutputLayout::Rows, ShardEncoding::Zstd),
+    ];
+    for (layout, encoding) in cases {
+        let path = dir.join(format!("{layout:?}-{encoding:?}.parquet"));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = ShardWriter::with_encoding(file, layout, 600, encoding, "test").unwrap();
+        for d in &docs {
+            writer.write_document(d).unwrap();
+        }
+        assert!(writer.finish().unwrap().row_groups >= 3);
+        let clean = run(LoaderBuilder::new([path.display().to_string()], warmup())).await;
+        assert!(clean.is_ok(), "{layout:?} {encoding:?}: {:?}", clean.err());
+
+        // Flip one bit in the middle of row group 1's bytes.
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let (start, length) = reader.metadata().row_group(1).column(0).byte_range();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[usize::try_from(start + length / 2).unwrap()] ^= 0x04;
+        std::fs::write(&path, bytes).unwrap();
+
+        let err = error_for(&path).await;
+        assert!(
+            matches!(&err, LoaderError::Checksum { row_group: 1, .. }),
+            "{layout:?} {encoding:?}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        let unchecked =
+            run(LoaderBuilder::new([path.display().to_string()], warmup())
+                .with_verify_checksums(false))
+            .await;
+        assert!(
+            !matches!(unchecked, Err(LoaderError::Checksum { .. })),
+            "{layout:?} {encoding:?}: {:?}",
+            unchecked.err()
+        );
+    }
+}

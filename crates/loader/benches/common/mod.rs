@@ -65,7 +65,13 @@ pub fn raw_decode(path: &Path, columns: &[&str]) -> usize {
 
 /// One pass of the warmup stream over `path` in `mode` on `runtime` (one row group in flight):
 /// the schedule ramps 64 -> 2048 in steps of 64 over 30% of 1000 steps, 128 Ki tokens a step.
-pub fn stream(runtime: &tokio::runtime::Runtime, path: &Path, mode: Mode) -> Stats {
+/// `verify_checksums` checks the row-group CRCs that `ShardWriter` writes (the default).
+pub fn stream(
+    runtime: &tokio::runtime::Runtime,
+    path: &Path,
+    mode: Mode,
+    verify_checksums: bool,
+) -> Stats {
     runtime.block_on(async {
         let schedule = ScheduleConfig::linear(64, 2048, 0.3, 1_000).with_step(64);
         let warmup = WarmupConfig::new(schedule)
@@ -77,6 +83,7 @@ pub fn stream(runtime: &tokio::runtime::Runtime, path: &Path, mode: Mode) -> Sta
                 concurrency: 1,
                 queue: 1,
             })
+            .with_verify_checksums(verify_checksums)
             .build()
             .await
             .unwrap();
