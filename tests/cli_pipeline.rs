@@ -393,3 +393,54 @@ fn help_shows_the_library_defaults() {
     let preprocess = ok(&seqwarm(&["preprocess", "--help"]));
     assert!(preprocess.contains("[default: gpt2]"), "{preprocess}");
 }
+
+#[test]
+fn stream_jsonl_into_a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    // The demo corpus streamed as JSON lines (megabytes) to a reader that has gone away.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+        .args(["stream", "--emit", "jsonl", "--max-steps", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shard_paths_with_dot_dot_stream() {
+    let root = temp("dotdot");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 1, 30);
+    let out = root.join("shards");
+    ok(&seqwarm(&[
+        "preprocess",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        "bytes",
+    ]));
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for location in ["../shards", "../shards/*.parquet", "../in/../shards/"] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+            .current_dir(&elsewhere)
+            .args(["stream", location, "--max-steps", "2"])
+            .output()
+            .unwrap();
+        let stdout = ok(&run);
+        assert!(
+            stdout.contains("summary: 2 batches"),
+            "{location}: {stdout}"
+        );
+    }
+}

@@ -89,3 +89,50 @@ fn plan_rejects_bad_config_naming_the_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("divides by zero"));
 }
+
+#[test]
+fn a_schedule_too_long_to_list_is_refused_not_a_crash() {
+    let out = seqwarm(&[
+        "plan",
+        "--no-svg",
+        "--total",
+        "1000000000",
+        "--max",
+        "1073741824",
+        "--duration",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more than 100000 times"), "{stderr}");
+}
+
+#[test]
+fn a_closed_pipe_ends_plan_quietly_and_a_full_disk_is_an_error() {
+    use std::process::{Command, Stdio};
+    // More than a pipe's buffer of output, to a reader that has gone away.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+        .args(["plan", "--no-svg", "--max", "65536"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+            .args(["plan", "--no-svg"])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("writing the change points to stdout") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}

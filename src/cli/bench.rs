@@ -15,6 +15,7 @@ use seqwarm::schedule::ScheduleConfig;
 use serde::Serialize;
 
 use super::demo;
+use super::output::{note, outln};
 use super::schedule_args::build_logged;
 
 pub const EXAMPLES: &str = "Examples:
@@ -206,7 +207,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let mut rows = Vec::new();
     let mut peers = Vec::new();
-    println!(
+    outln!(
         "seqwarm bench: {} core(s) ({:?}), best of {}",
         if args.threads == Threads::One {
             1
@@ -215,11 +216,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         },
         args.threads,
         args.repeat
-    );
-    println!(
+    )?;
+    outln!(
         "{:<12} {:<20} {:>12} {:>10} {:>9} {:>10}",
-        "shards", "what", "tokens/s", "MB/s", "vs raw", "peak RSS"
-    );
+        "shards",
+        "what",
+        "tokens/s",
+        "MB/s",
+        "vs raw",
+        "peak RSS"
+    )?;
     for (name, shards) in &sets {
         let files: Vec<PathBuf> = runtime
             .block_on(find_shards(shards))?
@@ -233,30 +239,32 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         };
         let (tokens, seconds, peak) = timed(args.repeat, || raw_decode(&files, column))?;
         let raw_rate = tokens as f64 / seconds;
-        let mut push = |what: String, tokens: u64, seconds: f64, peak: f64| {
-            let rate = tokens as f64 / seconds;
-            let row = Row {
-                shards: name.clone(),
-                what,
-                tokens,
-                seconds,
-                tokens_per_s: rate,
-                mb_per_s: rate * 4.0 / 1e6,
-                ratio_to_raw: rate / raw_rate,
-                peak_rss_mib: peak,
+        let mut push =
+            |what: String, tokens: u64, seconds: f64, peak: f64| -> std::io::Result<()> {
+                let rate = tokens as f64 / seconds;
+                let row = Row {
+                    shards: name.clone(),
+                    what,
+                    tokens,
+                    seconds,
+                    tokens_per_s: rate,
+                    mb_per_s: rate * 4.0 / 1e6,
+                    ratio_to_raw: rate / raw_rate,
+                    peak_rss_mib: peak,
+                };
+                outln!(
+                    "{:<12} {:<20} {:>10.1} M {:>10.0} {:>8.2}x {:>7.0} MiB",
+                    row.shards,
+                    row.what,
+                    row.tokens_per_s / 1e6,
+                    row.mb_per_s,
+                    row.ratio_to_raw,
+                    row.peak_rss_mib
+                )?;
+                rows.push(row);
+                Ok(())
             };
-            println!(
-                "{:<12} {:<20} {:>10.1} M {:>10.0} {:>8.2}x {:>7.0} MiB",
-                row.shards,
-                row.what,
-                row.tokens_per_s / 1e6,
-                row.mb_per_s,
-                row.ratio_to_raw,
-                row.peak_rss_mib
-            );
-            rows.push(row);
-        };
-        push("raw arrow-rs decode".into(), tokens, seconds, peak);
+        push("raw arrow-rs decode".into(), tokens, seconds, peak)?;
         let steps = tokens / args.batch_tokens as u64;
         let schedule = build_logged(
             &ScheduleConfig::linear(64, args.max_len, 0.3, steps.max(1))
@@ -282,7 +290,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
             let (tokens, seconds, peak) =
                 timed(args.repeat, || runtime.block_on(stream_once(&loader)))?;
-            push(format!("stream {}", mode.name()), tokens, seconds, peak);
+            push(format!("stream {}", mode.name()), tokens, seconds, peak)?;
         }
         if let Some(Peer::Python) = args.peer {
             let python = args
@@ -345,7 +353,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                         other => r.what == format!("stream {other}"),
                     })
                     .map_or(0.0, |r| r.tokens_per_s);
-                println!(
+                outln!(
                     "{:<12} {:<20} {:>10.1} M {:>10.0} {:>9} seqwarm / python = {:.2}x",
                     name,
                     format!("python {what}"),
@@ -353,7 +361,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     rate * 4.0 / 1e6,
                     "",
                     ours / rate.max(1e-9)
-                );
+                )?;
                 peers.push(serde_json::json!({"shards": name, "what": what, "tokens_per_s": rate, "seqwarm_tokens_per_s": ours, "ratio": ours / rate.max(1e-9)}));
             }
         }
@@ -362,7 +370,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let doc = serde_json::json!({"threads": args.threads, "repeat": args.repeat, "batch_tokens": args.batch_tokens, "max_len": args.max_len, "rows": rows, "peer": peers});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        note!("results written to {}", path.display());
     }
     Ok(())
 }

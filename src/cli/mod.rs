@@ -5,6 +5,7 @@ mod config_file;
 mod demo;
 mod flags;
 mod loader_args;
+mod output;
 mod plan;
 mod preprocess;
 mod schedule_args;
@@ -67,8 +68,10 @@ pub fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`seqwarm plan | head`): done, as Unix tools are.
+        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::note!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

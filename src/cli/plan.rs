@@ -1,6 +1,6 @@
 //! `seqwarm plan`: the schedule as a table of change points and an SVG plot.
 
-use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,7 +10,12 @@ use seqwarm::loader::{BatchSize, Mode};
 use seqwarm::schedule::{ChangePoint, ProgressUnit, Schedule};
 use seqwarm::stage::shape::{step_shape, tokens_over_steps};
 
+use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
+
+/// The most change points `plan` lists and draws: far more than a table or a plot can show,
+/// and a bound on its memory (a schedule from 8 to 2^30 in steps of 8 has 134 million).
+pub const MAX_CHANGE_POINTS: usize = 100_000;
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm plan                                    # built-in default: linear 8 -> 1024 over 30% of 10000 steps
@@ -82,29 +87,52 @@ fn totals(schedule: &Schedule, total: u64, sizing: BatchSize) -> Option<(u64, u6
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let schedule = build_logged(&args.schedule.config()?)?;
-    let points: Vec<ChangePoint> = schedule.change_points().collect();
+    let points: Vec<ChangePoint> = schedule
+        .change_points()
+        .take(MAX_CHANGE_POINTS + 1)
+        .collect();
+    if points.len() > MAX_CHANGE_POINTS {
+        anyhow::bail!(
+            "the schedule changes length more than {MAX_CHANGE_POINTS} times ({} to {} in steps \
+             of {}); plan lists and draws at most {MAX_CHANGE_POINTS}: use a larger step or a \
+             smaller range",
+            schedule.min_len(),
+            schedule.max_len(),
+            points
+                .get(1)
+                .map_or(0, |p| p.seq_len.saturating_sub(points[0].seq_len))
+        );
+    }
     let sizing = match (args.batch_rows, args.batch_tokens) {
         (Some(r), _) => BatchSize::Rows(r),
         (None, Some(t)) => BatchSize::Tokens(t),
         (None, None) => BatchSize::default(),
     };
-    let text = match args.format {
-        Format::Table => table(&schedule, &points, sizing),
-        Format::Json => json(&schedule, &points, sizing)?,
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match args.format {
+        Format::Table => table(&mut out, &schedule, &points, sizing).map_err(Into::into),
+        Format::Json => json(&mut out, &schedule, &points, sizing),
     };
-    print!("{text}");
+    written
+        .and_then(|()| out.flush().map_err(Into::into))
+        .context("writing the change points to stdout")?;
     if !args.no_svg {
         plot(&schedule, &points, &args.svg)?;
-        eprintln!("plot written to {}", args.svg.display());
+        note!("plot written to {}", args.svg.display());
     }
     Ok(())
 }
 
-fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> String {
+/// The change points as aligned text, written as they are formatted.
+fn table(
+    out: &mut impl Write,
+    schedule: &Schedule,
+    points: &[ChangePoint],
+    sizing: BatchSize,
+) -> std::io::Result<()> {
     let unit = schedule.unit();
     let max = schedule.max_len();
-    let mut out = String::new();
-    let _ = writeln!(
+    writeln!(
         out,
         "schedule: {} (unit: {unit}{}), {} change points, max {} from {unit} {}",
         schedule.kind(),
@@ -115,16 +143,16 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
         points.len(),
         max,
         schedule.warmup_end(),
-    );
+    )?;
     let sizing_text = match sizing {
         BatchSize::Rows(_) => sizing.to_string(),
         BatchSize::Tokens(t) => format!("{t}-token budget per batch"),
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "tokens per step at {sizing_text}: truncate/repack/pack train rows x len; reshape re-flows rows x max into rows of len"
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "{:>14}  {:>9}  {:>8}  {:>6}  {:>14}  {:>12}  {:>14}",
         unit.name(),
@@ -134,7 +162,7 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
         "tokens (cut)",
         "reshape rows",
         "tokens (reshape)"
-    );
+    )?;
     for p in points {
         let fraction = schedule
             .total()
@@ -142,11 +170,11 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
             .map(|t| format!("{:>7.2}%", p.position as f64 / t as f64 * 100.0))
             .unwrap_or_default();
         let (rows, cut, reshape_rows, reshape) = step_tokens(sizing, p.seq_len, max);
-        let _ = writeln!(
+        writeln!(
             out,
             "{:>14}  {:>9}  {fraction:>8}  {rows:>6}  {cut:>14}  {reshape_rows:>12}  {reshape:>14}",
             p.position, p.seq_len
-        );
+        )?;
     }
     if let Some((total, (cut, reshape, baseline))) = schedule
         .total()
@@ -160,17 +188,22 @@ fn table(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Stri
                 format!("{change:.1}% more")
             }
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "over {total} steps: constant max trains {baseline} tokens; truncate/repack/pack {cut} ({}); reshape {reshape} ({})",
             versus(cut),
             versus(reshape)
-        );
+        )?;
     }
-    out
+    Ok(())
 }
 
-fn json(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> anyhow::Result<String> {
+fn json(
+    out: &mut impl Write,
+    schedule: &Schedule,
+    points: &[ChangePoint],
+    sizing: BatchSize,
+) -> anyhow::Result<()> {
     let max = schedule.max_len();
     let steps: Vec<_> = points
         .iter()
@@ -195,7 +228,9 @@ fn json(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> anyho
     {
         value["tokens_over_training"] = serde_json::json!({"constant_max": baseline, "truncate_repack_pack": cut, "reshape": reshape});
     }
-    Ok(serde_json::to_string_pretty(&value)? + "\n")
+    serde_json::to_writer_pretty(&mut *out, &value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// A step plot of length against progress, up to the end of training (or a little past the

@@ -10,6 +10,7 @@ use seqwarm::format::{OnError, OutputLayout, ShardEncoding};
 use seqwarm::preprocess::{InputFormat, Preprocess, Progress, Tokenizer, merge_manifests};
 
 use super::flags::{annotate, named, table};
+use super::output::note;
 
 pub const EXAMPLES: &str = "Examples:
   seqwarm preprocess corpus/*.txt -o shards/                       # one document per file, GPT-2 BPE
@@ -150,7 +151,7 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let manifest = &summary.manifest;
-    eprintln!(
+    note!(
         "preprocess: {} files, {} documents, {} tokens into {} shards in {elapsed:.2} s ({:.1} MB/s); {} documents and {} files skipped; manifest {}",
         summary.files,
         manifest.documents,
@@ -177,7 +178,7 @@ pub struct MergeArgs {
 
 pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
     let merged = merge_manifests(&args.manifests, &args.output)?;
-    eprintln!(
+    note!(
         "merged {} worker manifests: {} shards, {} documents, {} tokens -> {}",
         merged.settings.workers,
         merged.shards.len(),

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::config_file::read_table;
 use super::flags::{self, given, named};
+use super::output::note;
 
 /// Schedule flags. Each overrides the same key of the schedule table; without a table, they
 /// override the library's built-in schedule of the kind.
@@ -103,7 +104,7 @@ pub fn build_logged(config: &ScheduleConfig) -> anyhow::Result<Schedule> {
     let schedule = config.build()?;
     for warning in schedule.warnings() {
         tracing::warn!("{warning}");
-        eprintln!("warning: {warning}");
+        note!("warning: {warning}");
     }
     Ok(schedule)
 }

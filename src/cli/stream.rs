@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::config_file::ConfigFile;
 use super::demo;
 use super::loader_args::LoaderArgs;
+use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
 
 pub const EXAMPLES: &str = "Examples:
@@ -122,7 +123,7 @@ pub async fn resolve(
             DemoLayout::Rows => OutputLayout::Rows,
         };
         let dir = tokio::task::spawn_blocking(move || demo::corpus(layout)).await??;
-        eprintln!(
+        note!(
             "no shards given: using the built-in demo corpus ({} documents, {:?} layout) at {}",
             demo::DOCUMENTS,
             layout,
@@ -170,12 +171,10 @@ pub async fn resolve(
 }
 
 /// Writes a state file atomically (a temporary file renamed over it).
+/// Writes a checkpoint so that a crash at any moment leaves the previous one or this one.
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, state.to_json()?)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    seqwarm::format::atomic::write_atomic(path, state.to_json()?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn batch_json(b: &ScheduledBatch) -> serde_json::Value {

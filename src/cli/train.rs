@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use super::config_file::ConfigFile;
 use super::flags::given;
+use super::output::{note, outln};
 use super::plan::plot_error;
 use super::stream::{DemoLayout, SourceArgs, resolve};
 
@@ -317,7 +318,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
 
     let eval = if options.eval_shards.is_empty() {
-        eprintln!("no --eval-shards: the run reports training loss only");
+        note!("no --eval-shards: the run reports training loss only");
         Vec::new()
     } else {
         let rows = options.eval_rows.unwrap_or(rows_at_max);
@@ -352,7 +353,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     run_options.warm_pass =
         (!options.no_warm_pass.unwrap_or(false)).then_some((rows_at_max as i64, max_len as i64));
 
-    eprintln!(
+    note!(
         "seqwarm train: {} parameters ({} layers, {} heads, width {}, {:?} positions) on {:?}; \
          schedule {} {} -> {} over {} of {} {}; lr {} -> {} over {} tokens; run dir {}",
         config.model.parameter_count(),
@@ -402,7 +403,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     )?;
     bar.finish();
     if let Some(warm) = &summary.warm {
-        eprintln!(
+        note!(
             "warm pass: {}x{} in {:.2}s, memory {}",
             warm.rows,
             warm.seq_len,
@@ -410,7 +411,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             serde_json::to_string(&warm.memory)?
         );
     }
-    println!(
+    outln!(
         "trained {} steps, {} tokens in {:.1}s ({:.0} tokens/s); final loss {}; held-out loss {}",
         summary.steps,
         summary.tokens,
@@ -422,14 +423,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         summary
             .final_eval_loss
             .map_or_else(|| "-".into(), |l| format!("{l:.4}")),
-    );
+    )?;
     let records = seqwarm_trainer::read_metrics(&run_dir.join("metrics.jsonl"))?;
     plot_runs(&run_dir, &records)?;
-    println!(
+    outln!(
         "metrics: {}; plots: loss_vs_tokens.svg, loss_vs_time.svg, seq_len.svg in {}",
         run_dir.join("metrics.jsonl").display(),
         run_dir.display()
-    );
+    )?;
     Ok(())
 }
 

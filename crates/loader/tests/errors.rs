@@ -251,22 +251,25 @@ async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
 async fn inconsistent_flat_metadata_is_named() {
     use parquet::file::metadata::KeyValue;
     let dir = common::temp_dir("bad-metadata");
-    let path = dir.join("flat.parquet");
-    let tokens: ArrayRef = Arc::new(arrow_array::Int32Array::from(vec![1, 2, 3, 4, 5]));
-    let batch = RecordBatch::try_from_iter([("tokens", tokens)]).unwrap();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    // Says 2 + 2 tokens; the row group has 5.
-    let lengths = seqwarm_format::flat::encode_document_lengths(&[vec![2, 2]]);
-    writer.append_key_value_metadata(KeyValue::new(
-        seqwarm_format::flat::DOCUMENT_LENGTHS_KEY.into(),
-        lengths,
-    ));
-    writer.close().unwrap();
-    let err = error_for(&path).await;
-    assert!(matches!(err, LoaderError::Metadata { .. }), "{err:?}");
-    assert!(err.to_string().contains("add up to 4"), "{err}");
+    // Lengths that add up to 4 for a row group of 5; lengths whose sum wraps around 2^64 to
+    // exactly 5 (reported as such, not as inconsistent offsets further down).
+    let cases = [(vec![2, 2], "add up to 4"), (vec![u64::MAX, 6], "overflow")];
+    for (i, (lengths, says)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("flat-{i}.parquet"));
+        let tokens: ArrayRef = Arc::new(arrow_array::Int32Array::from(vec![1, 2, 3, 4, 5]));
+        let batch = RecordBatch::try_from_iter([("tokens", tokens)]).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.append_key_value_metadata(KeyValue::new(
+            seqwarm_format::flat::DOCUMENT_LENGTHS_KEY.into(),
+            seqwarm_format::flat::encode_document_lengths(&[lengths]),
+        ));
+        writer.close().unwrap();
+        let err = error_for(&path).await;
+        assert!(matches!(err, LoaderError::Metadata { .. }), "{err:?}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
 }
 
 /// Settings out of range are refused with the setting's name before anything is read, and

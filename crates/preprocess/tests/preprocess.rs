@@ -137,3 +137,24 @@ fn merging_workers_with_other_settings_names_the_setting_and_both_values() {
         "{err}"
     );
 }
+
+#[test]
+fn a_merged_manifest_that_cannot_be_written_names_the_file() {
+    let dir = temp("merge-unwritable");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "some text\n\nmore text").unwrap();
+    let out = dir.join("out");
+    run(&input, &out).with_worker(0, 1).run(|_| {}).unwrap();
+    // Its directory is a file (a read-only or full output fails the same way, by name; tests
+    // run as root here, where permissions do not stop a write).
+    let blocker = dir.join("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let target = blocker.join("manifest.json");
+    let err = merge_manifests(std::slice::from_ref(&out), &target).unwrap_err();
+    assert!(
+        matches!(err, seqwarm_preprocess::PreprocessError::Io { .. })
+            && err.to_string().contains(&target.display().to_string()),
+        "{err}"
+    );
+}
