@@ -444,3 +444,111 @@ fn shard_paths_with_dot_dot_stream() {
         );
     }
 }
+
+/// Without --total, a Composer-mode run of one epoch is sized as Composer's
+/// `max_duration = "1ep"` is: exactly the batches the epoch fills, EOS tokens included.
+#[test]
+fn one_epoch_in_a_composer_mode_is_sized_exactly() {
+    let root = temp("exact-epoch");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 2, 40);
+    let out = root.join("shards");
+    ok(&seqwarm(&[
+        "preprocess",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        "bytes",
+        "--separator",
+        "\\n",
+    ]));
+    for mode in ["truncate", "reshape"] {
+        let run = seqwarm(&[
+            "stream",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--eos-id",
+            "0",
+            "--batch-rows",
+            "4",
+        ]);
+        let stdout = ok(&run);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let total = stderr
+            .split("schedule total: ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert!(stderr.contains("(exact)"), "{stderr}");
+        assert!(
+            stdout.contains(&format!("summary: {total} batches")),
+            "{mode}: total {total}\n{stdout}"
+        );
+    }
+}
+
+/// Hugging Face shards padded to a fixed length: the summary says the attention mask was not
+/// read, and `--attention-mask` drops the padding it marks.
+#[test]
+fn an_attention_mask_is_named_when_unread_and_used_on_request() {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{Int32Builder, ListBuilder};
+    use arrow_array::{ArrayRef, RecordBatch};
+
+    let root = temp("mask");
+    let (mut ids, mut mask) = (
+        ListBuilder::new(Int32Builder::new()),
+        ListBuilder::new(Int32Builder::new()),
+    );
+    for d in 0..40i32 {
+        let real = 5 + d % 11;
+        for p in 0..16 {
+            ids.values()
+                .append_value(if p < real { 100 + d } else { 0 });
+            mask.values().append_value(i32::from(p < real));
+        }
+        ids.append(true);
+        mask.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("input_ids", Arc::new(ids.finish()) as ArrayRef),
+        ("attention_mask", Arc::new(mask.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let path = root.join("hf.parquet");
+    seqwarm_testkit::write_parquet(&path, &batch, None);
+    let real: u32 = (0..40).map(|d| 5 + d % 11).sum();
+    let shard = path.to_str().unwrap();
+    let read = |extra: &[&str]| {
+        let mut args = vec![
+            "stream",
+            shard,
+            "--total",
+            "20",
+            "--keep-last",
+            "--batch-rows",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let run = seqwarm(&args);
+        (ok(&run), String::from_utf8_lossy(&run.stderr).into_owned())
+    };
+    let (plain, _) = read(&[]);
+    assert!(
+        plain.contains("columns not read: attention_mask; --attention-mask"),
+        "{plain}"
+    );
+    assert!(plain.contains("640 tokens in"), "{plain}");
+    let (masked, _) = read(&["--attention-mask"]);
+    assert!(!masked.contains("columns not read"), "{masked}");
+    assert!(masked.contains("documents read"), "{masked}");
+    // Only the real tokens remain (the last batch padded up, its padding not counted).
+    assert!(
+        masked.contains(&format!(" {real} tokens in")),
+        "{real}: {masked}"
+    );
+}

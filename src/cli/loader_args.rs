@@ -3,7 +3,7 @@
 //! default. No default is restated here: `--help` shows the library's ([`annotate_defaults`]).
 
 use clap::Args;
-use seqwarm::loader::{LoaderConfig, Mode, OnError};
+use seqwarm::loader::{EpochBoundary, LoaderConfig, Mode, OnError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -57,6 +57,11 @@ pub struct LoaderArgs {
     /// Epochs (0 = until another limit).
     #[arg(long)]
     pub epochs: Option<u64>,
+    /// One rank's leftover tokens at an epoch's end: carry (lead the next epoch) or restart
+    /// (drop them, or emit them padded with --keep-last, and replay the data afresh as
+    /// Composer does). Default: restart in the Composer modes, carry in the others.
+    #[arg(long, value_parser = named::<EpochBoundary>)]
+    pub epoch_boundary: Option<EpochBoundary>,
     /// Stop after this many batches.
     #[arg(long)]
     pub max_steps: Option<u64>,
@@ -69,6 +74,16 @@ pub struct LoaderArgs {
     /// Bad shards: fail or skip.
     #[arg(long, value_parser = named::<OnError>)]
     pub on_error: Option<OnError>,
+    /// Read per-token labels from this list column (rows layout; `labels` when given bare),
+    /// moved with the tokens.
+    #[arg(long, num_args = 0..=1, default_missing_value = "labels")]
+    #[serde(skip)]
+    pub labels: Option<String>,
+    /// Drop the positions this list column masks with 0 (rows layout; `attention_mask` when
+    /// given bare): padding stored in the rows is then never trained on.
+    #[arg(long, num_args = 0..=1, default_missing_value = "attention_mask")]
+    #[serde(skip)]
+    pub attention_mask: Option<String>,
     /// Do not check row groups against the CRC32 in their footer (Parquet page CRCs are
     /// always checked).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -97,6 +112,20 @@ impl LoaderArgs {
     pub fn over(&self, file: &Map<String, Value>) -> Map<String, Value> {
         let flags = self.keys();
         let mut keys = file.clone();
+        // Column flags set keys of the file's `layout` table, keeping the rest of it.
+        for (key, column) in [
+            ("labels", &self.labels),
+            ("attention_mask", &self.attention_mask),
+        ] {
+            if let Some(column) = column {
+                let layout = keys
+                    .entry("layout")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(layout) = layout {
+                    layout.insert(key.into(), Value::String(column.clone()));
+                }
+            }
+        }
         if flags.contains_key("batch_rows") || flags.contains_key("batch_tokens") {
             for sizing in ["batch_size", "batch_rows", "batch_tokens"] {
                 keys.remove(sizing);

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use seqwarm::format::OutputLayout;
-use seqwarm::loader::{LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, estimate_tokens};
-use seqwarm::schedule::{ProgressUnit, Schedule};
+use seqwarm::loader::{LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, count_tokens};
+use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig};
 use serde_json::Value;
 
 use super::config_file::ConfigFile;
@@ -148,19 +148,8 @@ pub async fn resolve(
         .with_context(|| file.context())?;
     if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
     {
-        // One epoch's worth of steps at the maximum length, from the footers.
-        let tokens = estimate_tokens(&shards, config.layout()).await?;
-        let warmup = config.clone().with_schedule(schedule_config.clone());
-        let max = schedule_config.build()?.max_len();
-        let per_step = warmup
-            .warmup()
-            .build()?
-            .shape(usize::try_from(max).unwrap_or(usize::MAX))
-            .tokens_in();
-        let epochs = config.epochs().epochs().max(1);
-        let total = (tokens.saturating_mul(epochs) / per_step.max(1)).max(1);
+        let total = epoch_total(&shards, &config, &schedule_config).await?;
         schedule_config = schedule_config.with_total(total);
-        tracing::info!(tokens, total, "schedule total from the shards");
     }
     let schedule = build_logged(&schedule_config)?;
     Ok(Resolved {
@@ -170,7 +159,49 @@ pub async fn resolve(
     })
 }
 
-/// Writes a state file atomically (a temporary file renamed over it).
+/// The length of training when none is given: the steps the run's epochs of the shards fill,
+/// counted from their footers. Said on stderr, with whether it is exact (Composer's count for
+/// `max_duration = "Nep"`) or an estimate, and why.
+async fn epoch_total(
+    shards: &[String],
+    config: &LoaderConfig,
+    schedule: &ScheduleConfig,
+) -> anyhow::Result<u64> {
+    let count = count_tokens(shards, config.layout()).await?;
+    let warmup = config
+        .warmup()
+        .clone()
+        .with_schedule(schedule.clone())
+        .build()?;
+    let (tokens, counted) = count.with_eos(warmup.eos_id().is_some());
+    let plan = config.epochs();
+    let (epochs, world) = (plan.epochs().max(1), plan.world_size().max(1) as u64);
+    let boundary = plan.epoch_boundary_for(warmup.mode());
+    let steps = warmup.epoch_steps(tokens / world, epochs, boundary);
+    let mut estimate = Vec::new();
+    if !counted {
+        estimate.push("the footers give a lower bound on the tokens");
+    }
+    if !steps.exact {
+        estimate.push("steps take in fewer tokens below the maximum length in this mode");
+    }
+    if world > 1 {
+        estimate.push("ranks hold unequal shares");
+    }
+    let how = if estimate.is_empty() {
+        "exact".to_string()
+    } else {
+        format!("an estimate: {}", estimate.join("; "))
+    };
+    let total = steps.steps.max(1);
+    note!(
+        "schedule total: {total} steps, {epochs} epoch(s) of {tokens} tokens at {} tokens a \
+         step ({how}); --total sets it",
+        warmup.shape(warmup.max_len()).tokens_in()
+    );
+    Ok(total)
+}
+
 /// Writes a checkpoint so that a crash at any moment leaves the previous one or this one.
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
     seqwarm::format::atomic::write_atomic(path, state.to_json()?.as_bytes())
@@ -297,6 +328,15 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
     )?;
     for reason in loader.skipped() {
         writeln!(info, "skipped: {reason}")?;
+    }
+    let unread = loader.catalog().unread_columns();
+    if !unread.is_empty() {
+        let hint = if unread.iter().any(|c| c == "attention_mask") {
+            "; --attention-mask drops the positions an attention mask marks as padding"
+        } else {
+            ""
+        };
+        writeln!(info, "columns not read: {}{hint}", unread.join(", "))?;
     }
     out.flush()?;
     Ok(())

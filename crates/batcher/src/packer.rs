@@ -436,6 +436,9 @@ impl RowSink for DocumentPacker {
         }
         self.stats.documents += 1;
         self.stats.tokens_in += len as u64;
+        // Input again after its end (a stage reopened for another epoch): best fit waits for
+        // whole windows again.
+        self.input_ended = false;
         if len > 0 {
             self.pending_tokens += len;
             self.pending.push_back(Piece {

@@ -89,7 +89,8 @@ pub trait RowSink {
 
     /// The input has ended: no more documents will be pushed, so a sink that waits for more
     /// before it packs (best fit waits for a whole window) packs what it has. Pops that follow
-    /// hand out every full batch there is; [`RowSink::finish`] the partial rest.
+    /// hand out every full batch there is; [`RowSink::finish`] the partial rest. A push after
+    /// it starts the input again.
     fn end_of_input(&mut self) {}
 
     /// After the input has ended: up to `rows` rows of `len` from what is buffered, the last

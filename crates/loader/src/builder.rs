@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use seqwarm_batcher::DType;
-use seqwarm_stage::{EpochPlan, WarmupConfig, WarmupCore};
+use seqwarm_stage::{EpochBoundary, EpochPlan, WarmupConfig, WarmupCore};
 use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
 
-use crate::catalog::{FooterReads, build_catalog};
+use crate::catalog::{FooterReads, TokenCount, build_catalog};
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
@@ -134,6 +134,13 @@ impl LoaderBuilder {
     #[must_use]
     pub fn with_epochs(mut self, epochs: Option<u64>) -> Self {
         self.config.epochs = self.config.epochs.with_epochs(epochs.unwrap_or(0));
+        self
+    }
+    /// What one rank does with the tokens left at an epoch's end; `None` for the mode's
+    /// default ([`EpochBoundary::default_for`]).
+    #[must_use]
+    pub fn with_epoch_boundary(mut self, boundary: Option<EpochBoundary>) -> Self {
+        self.config.epochs = self.config.epochs.with_epoch_boundary(boundary);
         self
     }
     /// Stop after this many batches in total.
@@ -281,10 +288,10 @@ impl LoaderBuilder {
     }
 }
 
-/// A lower bound on the tokens in the shards at `locations`, from their footers alone (for
-/// sizing a schedule to one epoch before building a loader).
-pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Result<u64> {
-    let runtime = current_runtime("estimate_tokens")?;
+/// The tokens and documents in the shards at `locations`, from their footers alone (for
+/// sizing a schedule to an epoch before building a loader); exact where the footers allow.
+pub async fn count_tokens(locations: &[String], layout: &ShardLayout) -> Result<TokenCount> {
+    let runtime = current_runtime("count_tokens")?;
     let retry = RetryPolicy::default();
     let files = list_shards(locations, retry, &Stores::default(), &runtime).await?;
     let io = if files.iter().any(|f| f.local_path().is_none()) {
@@ -304,7 +311,7 @@ pub async fn estimate_tokens(locations: &[String], layout: &ShardLayout) -> Resu
         },
     )
     .await?;
-    Ok(catalog.tokens_lower_bound())
+    Ok(catalog.token_count())
 }
 
 /// The tokio runtime `caller` is polled on: an error, not a panic, when polled by another

@@ -32,8 +32,13 @@ pub(crate) struct Unit {
     pub shard: usize,
     pub row_group: usize,
     pub rows: usize,
-    /// Tokens the row group holds at least, from the footer alone.
-    pub tokens_lower_bound: u64,
+    /// Tokens the row group holds, from the footer alone: exactly when `tokens_exact`, else at
+    /// least.
+    pub tokens: u64,
+    /// Whether `tokens` is exact.
+    pub tokens_exact: bool,
+    /// Documents the row group holds, when the footer says.
+    pub documents: Option<u64>,
     /// Document lengths from the flat layout's footer metadata.
     pub document_lengths: Option<Arc<[u64]>>,
     /// The CRC32 of the row group's bytes, when the footer has one (`checksum.rs`).
@@ -67,9 +72,18 @@ impl Catalog {
     pub fn unit_count(&self) -> usize {
         self.units.len()
     }
-    /// A lower bound on the tokens in all shards, from footers alone.
-    pub fn tokens_lower_bound(&self) -> u64 {
-        self.units.iter().map(|u| u.tokens_lower_bound).sum()
+    /// The tokens and documents of all shards, from footers alone.
+    pub fn token_count(&self) -> TokenCount {
+        let sum = |a: u64, b: u64| a.saturating_add(b);
+        TokenCount {
+            tokens: self.units.iter().map(|u| u.tokens).fold(0, sum),
+            tokens_exact: self.units.iter().all(|u| u.tokens_exact),
+            documents: self
+                .units
+                .iter()
+                .map(|u| u.documents)
+                .try_fold(0, |a, d| Some(sum(a, d?))),
+        }
     }
 
     /// The units as the epoch plan sees them.
@@ -81,14 +95,68 @@ impl Catalog {
                     .document_lengths
                     .as_ref()
                     .map_or(u.rows as u64, |l| l.len() as u64),
-                tokens: u.tokens_lower_bound,
+                tokens: u.tokens,
             })
             .collect()
+    }
+
+    /// Top-level columns that some shard has and the layout does not read (an
+    /// `attention_mask` the layout was not told to use, say), sorted.
+    pub fn unread_columns(&self) -> Vec<String> {
+        let mut unread = std::collections::BTreeSet::new();
+        for shard in &self.shards {
+            let read = shard.layout.columns();
+            for field in shard.metadata.schema().fields() {
+                if !read.contains(&field.name().as_str()) {
+                    unread.insert(field.name().clone());
+                }
+            }
+        }
+        unread.into_iter().collect()
     }
 
     /// The shard files, in catalog order.
     pub(crate) fn files(&self) -> impl Iterator<Item = &ShardFile> {
         self.shards.iter().map(|s| &s.file)
+    }
+}
+
+/// What the footers say about the tokens of a set of shards ([`Catalog::token_count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCount {
+    /// The tokens: exactly when `tokens_exact`, else a lower bound.
+    pub tokens: u64,
+    /// Whether `tokens` is exact: flat shards always are; list shards are when their footers
+    /// carry null counts (pyarrow's and arrow-rs's do).
+    pub tokens_exact: bool,
+    /// The documents, when every footer says (flat shards with footer boundaries, list
+    /// shards).
+    pub documents: Option<u64>,
+}
+
+impl TokenCount {
+    /// The tokens a stage that appends an EOS to every document takes in (`eos` set): the
+    /// tokens plus one per document, and whether that is exact.
+    pub fn with_eos(&self, eos: bool) -> (u64, bool) {
+        match (eos, self.documents) {
+            (false, _) => (self.tokens, self.tokens_exact),
+            (true, Some(documents)) => (self.tokens.saturating_add(documents), self.tokens_exact),
+            (true, None) => (self.tokens, false),
+        }
+    }
+}
+
+/// The tokens of a list column chunk, from its footer: its leaf values less its null and empty
+/// lists (each leaves one level without a value, counted in the chunk's null count). Without a
+/// null count, at least the values less one per row.
+fn list_tokens(column: &parquet::file::metadata::ColumnChunkMetaData, rows: u64) -> (u64, bool) {
+    let values = u64::try_from(column.num_values()).unwrap_or(0);
+    match column
+        .statistics()
+        .and_then(parquet::file::statistics::Statistics::null_count_opt)
+    {
+        Some(nulls) => (values.saturating_sub(nulls), true),
+        None => (values.saturating_sub(rows), false),
     }
 }
 
@@ -178,20 +246,29 @@ async fn open_shard(
         .enumerate()
         .filter(|(_, rg)| rg.num_rows() > 0)
         .map(|(i, rg)| {
-            let document_lengths = lengths.as_ref().map(|l| Arc::from(l[i].as_slice()));
+            let document_lengths: Option<Arc<[u64]>> =
+                lengths.as_ref().map(|l| Arc::from(l[i].as_slice()));
             let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
-            let values = leaf.map_or(0, |l| u64::try_from(rg.column(l).num_values()).unwrap_or(0));
-            // A list leaf counts one level per empty or null list: subtract one per row.
-            let tokens = if resolved.flat {
-                rows as u64
-            } else {
-                values.saturating_sub(rows as u64)
+            let (tokens, tokens_exact) = match leaf {
+                _ if resolved.flat => (rows as u64, true),
+                Some(l) => list_tokens(rg.column(l), rows as u64),
+                None => (0, false),
+            };
+            let documents = match &document_lengths {
+                Some(lengths) => Some(lengths.len() as u64),
+                // A boundary column is not counted in the footer.
+                None if resolved.flat && resolved.document_start_column.is_some() => None,
+                // Without one, a flat row group is one document.
+                None if resolved.flat => Some(1),
+                None => Some(rows as u64),
             };
             Unit {
                 shard: 0,
                 row_group: i,
                 rows,
-                tokens_lower_bound: tokens,
+                tokens,
+                tokens_exact,
+                documents,
                 document_lengths,
                 crc: crcs.as_ref().map(|c| c[i]),
             }

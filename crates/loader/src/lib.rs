@@ -33,8 +33,8 @@ mod state;
 mod stores;
 mod warmup;
 
-pub use builder::{LoaderBuilder, estimate_tokens};
-pub use catalog::Catalog;
+pub use builder::{LoaderBuilder, count_tokens};
+pub use catalog::{Catalog, TokenCount};
 pub use config::LoaderConfig;
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
@@ -49,6 +49,6 @@ pub use warmup::{WarmupStream, WarmupStreamExt};
 
 /// The stage's types, so that a loader's user needs one crate.
 pub use seqwarm_stage::{
-    BatchSize, Documents, Mode, Origin, ScheduledBatch, Stats, StepShape, Warmup, WarmupConfig,
-    WarmupCore,
+    BatchSize, Documents, EpochBoundary, Mode, Origin, ScheduledBatch, Stats, StepShape, Warmup,
+    WarmupConfig, WarmupCore,
 };

@@ -90,6 +90,18 @@ async fn pyarrow_written_shards_read_as_specified() {
             let batches = result.unwrap_or_else(|e| panic!("{file}: {e}"));
             let docs: Vec<Vec<i64>> = serde_json::from_value(spec["documents"].clone()).unwrap();
             let want: Vec<i64> = docs.iter().flatten().copied().collect();
+            // pyarrow's footers count the tokens exactly too (leaf values less null counts).
+            let count = seqwarm_loader::count_tokens(
+                &[dir.join(file).display().to_string()],
+                &seqwarm_loader::ShardLayout::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                (count.tokens, count.tokens_exact),
+                (want.len() as u64, true),
+                "{file}"
+            );
             let mut got: Vec<i64> = Vec::new();
             for b in &batches {
                 got.extend(common::real_tokens(&b.batch));

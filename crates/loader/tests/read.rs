@@ -369,3 +369,44 @@ async fn int8_and_other_narrow_token_columns_read() {
         assert_eq!(stats.tokens_in, values.len() as u64, "{name}");
     }
 }
+
+/// The footers count tokens exactly: flat shards by their rows, list shards (arrow-rs's and
+/// seqwarm's writers, with empty documents) by their leaf values less their null count.
+#[tokio::test]
+async fn footers_count_tokens_exactly() {
+    use seqwarm_format::{OutputLayout, ShardWriter};
+    let dir = common::temp_dir("count");
+    let mut docs = common::documents(200, 50, 3);
+    for d in docs.iter_mut().step_by(7) {
+        d.clear();
+    }
+    let tokens: u64 = docs.iter().map(|d| d.len() as u64).sum();
+    let arrow_rows = dir.join("arrow-rows.parquet");
+    common::write_rows(&arrow_rows, &docs, 30);
+    let mut paths = vec![arrow_rows];
+    for layout in [OutputLayout::Rows, OutputLayout::Flat] {
+        let path = dir.join(format!("{layout:?}.parquet"));
+        let mut writer =
+            ShardWriter::new(std::fs::File::create(&path).unwrap(), layout, 500, "t").unwrap();
+        for d in &docs {
+            writer.write_document(d).unwrap();
+        }
+        writer.finish().unwrap();
+        paths.push(path);
+    }
+    for path in paths {
+        let count = seqwarm_loader::count_tokens(
+            &[path.display().to_string()],
+            &seqwarm_loader::ShardLayout::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (count.tokens, count.tokens_exact, count.documents),
+            (tokens, true, Some(docs.len() as u64)),
+            "{}",
+            path.display()
+        );
+        assert_eq!(count.with_eos(true), (tokens + docs.len() as u64, true));
+    }
+}

@@ -3,6 +3,34 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StageError};
+use crate::mode::Mode;
+
+/// What a single rank does with the tokens left at the end of an epoch. (With several ranks
+/// every epoch ends at the same batch on each, and what is left is dropped: `docs/loader.md`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochBoundary {
+    /// They lead the next epoch: epochs flow into each other and no token is lost between
+    /// them.
+    Carry,
+    /// Every epoch starts afresh, as a data loader that replays its dataset does (Composer's
+    /// with a fixed set of rows): what is left at an epoch's end is dropped, or emitted padded
+    /// with `keep_last`, exactly as at the end of a run.
+    Restart,
+}
+
+impl EpochBoundary {
+    /// The boundary when none is set: `Restart` in Composer's modes, whose rows then match
+    /// Composer's in every epoch and not only the first; `Carry` in the others, which exist to
+    /// lose no token.
+    pub fn default_for(mode: Mode) -> Self {
+        if mode.is_composer() {
+            Self::Restart
+        } else {
+            Self::Carry
+        }
+    }
+}
 
 /// Which units are read, in which order, and when the stream ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,10 +43,11 @@ pub struct EpochConfig {
     epochs: u64,
     max_steps: Option<u64>,
     max_tokens: Option<u64>,
+    epoch_boundary: Option<EpochBoundary>,
 }
 
 /// Seed 0, the unit order shuffled every epoch, rank 0 of 1, one epoch, no step or token
-/// limit.
+/// limit, the mode's epoch boundary ([`EpochBoundary::default_for`]).
 impl Default for EpochConfig {
     fn default() -> Self {
         Self {
@@ -29,6 +58,7 @@ impl Default for EpochConfig {
             epochs: 1,
             max_steps: None,
             max_tokens: None,
+            epoch_boundary: None,
         }
     }
 }
@@ -72,6 +102,14 @@ impl EpochConfig {
         self
     }
 
+    /// What a single rank does with the tokens left at an epoch's end; `None` for the mode's
+    /// default ([`EpochBoundary::default_for`]).
+    #[must_use]
+    pub fn with_epoch_boundary(mut self, boundary: Option<EpochBoundary>) -> Self {
+        self.epoch_boundary = boundary;
+        self
+    }
+
     /// Seed of the unit order.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -99,6 +137,15 @@ impl EpochConfig {
     /// The token limit, if any.
     pub fn max_tokens(&self) -> Option<u64> {
         self.max_tokens
+    }
+    /// The epoch boundary set, if any (`None`: the mode's default).
+    pub fn epoch_boundary(&self) -> Option<EpochBoundary> {
+        self.epoch_boundary
+    }
+    /// The epoch boundary in effect under `mode`.
+    pub fn epoch_boundary_for(&self, mode: Mode) -> EpochBoundary {
+        self.epoch_boundary
+            .unwrap_or_else(|| EpochBoundary::default_for(mode))
     }
 
     pub(crate) fn check(&self, units: usize) -> Result<()> {

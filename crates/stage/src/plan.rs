@@ -111,6 +111,9 @@ enum Phase {
     Reading,
     /// The last epoch's units are read: emitting what is left.
     Draining,
+    /// An epoch's units are read and the next epoch restarts the stage
+    /// ([`crate::EpochBoundary::Restart`]): emitting what is left of this one.
+    Flushing,
     /// Everything is emitted.
     Done,
 }
@@ -363,6 +366,18 @@ impl<S: RowSink> EpochPlan<S> {
                 self.stopped = true;
                 return Ok(Action::Finished);
             }
+            if self.phase == Phase::Flushing {
+                if let Some(batch) = self.core.finish()? {
+                    return Ok(Action::Emit(batch));
+                }
+                // Everything of the epoch was emitted or dropped: the next starts afresh.
+                self.core.reopen();
+                self.phase = Phase::Reading;
+                if !self.next_epoch()? {
+                    self.phase = Phase::Done;
+                }
+                continue;
+            }
             if self.phase == Phase::Draining {
                 if let Some(batch) = self.core.finish()? {
                     return Ok(Action::Emit(batch));
@@ -456,6 +471,13 @@ impl<S: RowSink> EpochPlan<S> {
                     self.epoch
                 ),
             });
+        }
+        let more = self.config.epochs() == 0 || self.epoch + 1 < self.config.epochs();
+        let restart = self.config.epoch_boundary_for(self.core.warmup().mode())
+            == crate::EpochBoundary::Restart;
+        if more && restart && !self.cycles() {
+            self.phase = Phase::Flushing;
+            return Ok(());
         }
         if !self.next_epoch()? {
             self.phase = Phase::Draining;

@@ -14,6 +14,7 @@
 use seqwarm_schedule::{Progress, ProgressUnit, Schedule};
 
 use crate::config::Warmup;
+use crate::epochs::EpochBoundary;
 use crate::mode::Mode;
 use crate::sizing::BatchSize;
 
@@ -103,18 +104,60 @@ pub fn tokens_over_steps(
         return None;
     }
     let max = usize::try_from(schedule.max_len()).unwrap_or(usize::MAX);
-    let points: Vec<_> = schedule
+    let mut points = schedule
         .change_points()
         .take_while(|p| p.position < steps)
-        .collect();
+        .peekable();
     let mut total = 0u64;
-    for (i, point) in points.iter().enumerate() {
-        let end = points.get(i + 1).map_or(steps, |next| next.position);
+    while let Some(point) = points.next() {
+        let end = points.peek().map_or(steps, |next| next.position);
         let len = usize::try_from(point.seq_len).unwrap_or(usize::MAX);
         let shape = step_shape(mode, batch_size, len, max);
         total = total.saturating_add((end - point.position).saturating_mul(shape.tokens_out()));
     }
     Some(total)
+}
+
+/// How many steps some epochs of data fill ([`Warmup::epoch_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochSteps {
+    /// The steps.
+    pub steps: u64,
+    /// Whether that is exact given exact token counts: every length of the schedule takes in
+    /// as many tokens per step (Composer's modes with rows per batch, `reshape` with a
+    /// budget), so the count is Composer's (`max_duration = "Nep"`, incomplete batches
+    /// dropped). Otherwise it is counted at the maximum length's shape, an estimate.
+    pub exact: bool,
+}
+
+/// Change points looked at to decide whether every length takes in as many tokens.
+const SHAPES_COMPARED: usize = 100_000;
+
+impl Warmup {
+    /// The steps `epochs` epochs of `tokens` tokens each fill, counted as the stage takes them
+    /// in (with an EOS per document when one is set), one rank, `boundary` between epochs:
+    /// with `restart` each epoch's incomplete last batch is dropped, with `carry` only the
+    /// run's.
+    pub fn epoch_steps(&self, tokens: u64, epochs: u64, boundary: EpochBoundary) -> EpochSteps {
+        let per_step = self.shape(self.max_len()).tokens_in().max(1);
+        let mut compared = 0;
+        let same = self
+            .schedule()
+            .change_points()
+            .take(SHAPES_COMPARED + 1)
+            .all(|p| {
+                compared += 1;
+                let len = usize::try_from(p.seq_len).unwrap_or(usize::MAX);
+                self.shape(len).tokens_in() == per_step
+            });
+        let exact = same && compared <= SHAPES_COMPARED;
+        let epochs = epochs.max(1);
+        let steps = match boundary {
+            EpochBoundary::Restart => (tokens / per_step).saturating_mul(epochs),
+            EpochBoundary::Carry => tokens.saturating_mul(epochs) / per_step,
+        };
+        EpochSteps { steps, exact }
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +166,40 @@ mod tests {
     use seqwarm_schedule::ScheduleConfig;
 
     use super::*;
+
+    #[test]
+    fn epoch_steps_are_exact_where_every_length_reads_as_many_tokens() {
+        let warmup = |mode, size| {
+            crate::WarmupConfig::new(ScheduleConfig::composer(8, 64, 0.5, 100).with_step(8))
+                .with_mode(mode)
+                .with_batch_size(size)
+                .build()
+                .unwrap()
+        };
+        // 4 rows of 64 a step: 1000 tokens fill 3 steps an epoch (restart) or 11 over 3
+        // epochs run together (carry).
+        let w = warmup(Mode::Truncate, BatchSize::Rows(4));
+        let steps = |boundary| w.epoch_steps(1000, 3, boundary);
+        assert_eq!(
+            steps(EpochBoundary::Restart),
+            EpochSteps {
+                steps: 9,
+                exact: true
+            }
+        );
+        assert_eq!(
+            steps(EpochBoundary::Carry),
+            EpochSteps {
+                steps: 11,
+                exact: true
+            }
+        );
+        let reshape = warmup(Mode::Reshape, BatchSize::Tokens(256));
+        assert!(reshape.epoch_steps(1000, 1, EpochBoundary::Restart).exact);
+        // Rows of the scheduled length take fewer tokens early: an estimate.
+        let repack = warmup(Mode::Repack, BatchSize::Rows(4));
+        assert!(!repack.epoch_steps(1000, 1, EpochBoundary::Carry).exact);
+    }
 
     #[test]
     fn composer_modes_read_rows_of_the_maximum_length() {

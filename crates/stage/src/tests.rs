@@ -5,8 +5,8 @@ use seqwarm_batcher::Tensor;
 use seqwarm_schedule::{ProgressUnit, ScheduleConfig};
 
 use crate::{
-    Action, BatchSize, Documents, EpochConfig, EpochPlan, Mode, Origin, PlanState, ScheduledBatch,
-    StageError, Stats, UnitInfo, WarmupConfig, WarmupCore,
+    Action, BatchSize, Documents, EpochBoundary, EpochConfig, EpochPlan, Mode, Origin, PlanState,
+    ScheduledBatch, StageError, Stats, UnitInfo, WarmupConfig, WarmupCore,
 };
 
 /// Deterministic documents: `count` documents of 1..=`max_len` tokens, each token unique
@@ -283,6 +283,98 @@ fn composer_modes_match_composer_written_out() {
             );
         }
         assert!(core.stats().is_balanced());
+    }
+}
+
+/// Composer replays its dataset every epoch: rows of the maximum length cut from the same
+/// stream, B per step, the incomplete last batch dropped; each step cut at its global step's
+/// length. The Composer modes do the same over several epochs by default (restart), and a
+/// resume at any batch boundary, including inside an epoch's flush, is identical.
+#[test]
+fn composer_modes_replay_every_epoch_as_composer_does() {
+    let docs = documents(120, 90, 5);
+    let units = Units::new(&docs, 10);
+    let (eos, rows, max) = (99_999i64, 3usize, 64usize);
+    let stream: Vec<i64> = docs
+        .iter()
+        .flat_map(|d| d.iter().map(|&t| i64::from(t)).chain([eos]))
+        .collect();
+    let per_step = rows * max;
+    let steps_per_epoch = stream.len() / per_step;
+    assert_ne!(
+        stream.len() % per_step,
+        0,
+        "a tail to drop, or the test proves nothing"
+    );
+    for mode in [Mode::Truncate, Mode::Reshape] {
+        let config = WarmupConfig::new(ScheduleConfig::composer(8, 64, 0.6, 100).with_step(8))
+            .with_mode(mode)
+            .with_batch_size(BatchSize::Rows(rows))
+            .with_eos_id(Some(eos));
+        let warmup = config.build().unwrap();
+        let epochs = EpochConfig::default()
+            .with_shuffle_units(false)
+            .with_epochs(3);
+        let batches = drive(
+            &mut plan(&config, epochs.clone(), &units),
+            &units,
+            usize::MAX,
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 3 * steps_per_epoch, "{mode}");
+        for (global, b) in batches.iter().enumerate() {
+            let step = global % steps_per_epoch;
+            let chunk = &stream[step * per_step..(step + 1) * per_step];
+            let len = warmup.schedule().seq_len_at(global as u64) as usize;
+            let expected: Vec<Vec<i64>> = match mode {
+                Mode::Truncate => chunk.chunks(max).map(|r| r[..len].to_vec()).collect(),
+                _ => chunk[..per_step / len * len]
+                    .chunks(len)
+                    .map(<[i64]>::to_vec)
+                    .collect(),
+            };
+            let got = b.batch.input_ids().unwrap().to_rows_i64();
+            assert_eq!(got, expected, "{mode} global step {global}");
+            assert_eq!(b.epoch, (global / steps_per_epoch) as u64);
+        }
+        for cut in 1..batches.len() {
+            let mut p = plan(&config, epochs.clone(), &units);
+            let mut resumed_batches = drive(&mut p, &units, cut).unwrap();
+            let state = roundtrip(&p.state());
+            let mut resumed = resume(&config, epochs.clone(), &units, &state).unwrap();
+            resumed_batches.extend(drive(&mut resumed, &units, usize::MAX).unwrap());
+            assert_eq!(
+                fingerprint(&resumed_batches),
+                fingerprint(&batches),
+                "{mode} cut {cut}"
+            );
+            assert!(resumed.stats().is_balanced());
+        }
+        // Carried instead, the second epoch starts with the first one's tail.
+        let carried = drive(
+            &mut plan(
+                &config,
+                epochs
+                    .clone()
+                    .with_epoch_boundary(Some(EpochBoundary::Carry)),
+                &units,
+            ),
+            &units,
+            usize::MAX,
+        )
+        .unwrap();
+        assert_ne!(
+            carried[steps_per_epoch]
+                .batch
+                .input_ids()
+                .unwrap()
+                .to_rows_i64()[0][..8],
+            batches[steps_per_epoch]
+                .batch
+                .input_ids()
+                .unwrap()
+                .to_rows_i64()[0][..8]
+        );
     }
 }
 
