@@ -83,6 +83,22 @@ mod tests {
             let text = encode_document_lengths(&groups);
             prop_assert_eq!(decode_document_lengths(&text), Some(groups));
         }
+
+        /// Any footer value decodes or is refused, never panics; what decodes re-encodes to
+        /// the same lengths (bounded fuzzing of the footer's one hand-written decoder).
+        #[test]
+        fn arbitrary_footer_values_decode_or_are_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            text in ".{0,40}",
+        ) {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            for value in [encoded.as_str(), text.as_str()] {
+                if let Some(groups) = decode_document_lengths(value) {
+                    prop_assert_eq!(decode_document_lengths(&encode_document_lengths(&groups)), Some(groups));
+                }
+            }
+        }
     }
 
     #[test]

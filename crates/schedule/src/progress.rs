@@ -61,9 +61,10 @@ pub struct Progress {
 impl Progress {
     /// Records one step of `rows` samples holding `tokens` tokens.
     pub fn advance(&mut self, rows: u64, tokens: u64) {
-        self.steps += 1;
-        self.samples += rows;
-        self.tokens += tokens;
+        // Saturating: no run reaches 2^64, but a hand-made progress must not wrap around.
+        self.steps = self.steps.saturating_add(1);
+        self.samples = self.samples.saturating_add(rows);
+        self.tokens = self.tokens.saturating_add(tokens);
     }
 
     /// The progress in `unit`.

@@ -15,7 +15,7 @@ use crate::mode::Mode;
 use crate::shape::StepShape;
 use crate::shuffle::{Doc, Shuffle, ShuffleState};
 use crate::sink::{ModeCarry, ModeSink};
-use crate::stats::Stats;
+use crate::stats::{MAX_COUNT, Stats};
 
 /// One emitted batch and where training stands after it.
 #[derive(Debug, Clone)]
@@ -442,6 +442,22 @@ impl<S: RowSink> WarmupCore<S> {
 
     /// Restores a checkpoint taken with [`WarmupCore::state`] into a fresh core.
     pub fn restore(&mut self, state: &CoreState<S::Carry>) -> Result<()> {
+        let p = state.progress;
+        let counts = [
+            ("progress.steps", p.steps),
+            ("progress.samples", p.samples),
+            ("progress.tokens", p.tokens),
+            ("step", state.step),
+        ];
+        if let Some((name, value)) = counts
+            .into_iter()
+            .chain(state.stats.counters())
+            .find(|&(_, value)| value > MAX_COUNT)
+        {
+            return Err(StageError::State {
+                reason: format!("`{name}` is {value}, beyond any real run"),
+            });
+        }
         self.progress = state.progress;
         self.step = state.step;
         self.stats = Stats {

@@ -234,6 +234,22 @@ impl<S: RowSink> EpochPlan<S> {
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
         };
+        let positions = [
+            ("epoch", state.epoch),
+            ("unit", state.unit),
+            ("document", state.document),
+            ("step_in_epoch", state.step_in_epoch),
+        ];
+        if let Some((name, value)) = positions.iter().find(|(_, v)| *v > crate::stats::MAX_COUNT) {
+            return Err(out_of_range(format!("`{name}` is {value}")));
+        }
+        if state.step_in_epoch > core.progress().steps {
+            return Err(out_of_range(format!(
+                "batch {} of the epoch, after {} batches in all",
+                state.step_in_epoch,
+                core.progress().steps
+            )));
+        }
         let epochs = config.epochs();
         if epochs > 0 && state.epoch > epochs {
             return Err(out_of_range(format!(

@@ -36,7 +36,27 @@ pub struct Stats {
     pub units_repeated: u64,
 }
 
+/// The largest count a checkpoint may hold: 2^62 tokens is millions of times more than any
+/// run reads, and leaves room to count on without overflowing, so a larger value can only be
+/// a state edited by hand or corrupted.
+pub const MAX_COUNT: u64 = 1 << 62;
+
 impl Stats {
+    /// The counters by name (`tokens_buffered`, a reading, left out).
+    pub(crate) fn counters(&self) -> [(&'static str, u64); 9] {
+        [
+            ("documents", self.documents),
+            ("empty_documents", self.empty_documents),
+            ("tokens_in", self.tokens_in),
+            ("batches", self.batches),
+            ("tokens_out", self.tokens_out),
+            ("tokens_cut", self.tokens_cut),
+            ("tokens_dropped", self.tokens_dropped),
+            ("units_skipped", self.units_skipped),
+            ("units_repeated", self.units_repeated),
+        ]
+    }
+
     /// Whether the tokens add up: every token taken in was emitted, cut, dropped or is still
     /// buffered.
     pub fn is_balanced(&self) -> bool {
