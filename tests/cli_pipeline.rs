@@ -6,32 +6,7 @@ use std::process::Output;
 
 mod common;
 
-use common::{ok, seqwarm, temp};
-
-/// A small English-like corpus: `files` text files of `documents` documents each, separated
-/// by three newlines.
-fn corpus(dir: &Path, files: usize, documents: usize) {
-    let words = [
-        "the", "of", "and", "to", "warmup", "sequence", "length", "is", "a", "model", "token",
-        "shard",
-    ];
-    let mut s = 17u64;
-    for f in 0..files {
-        let mut text = String::new();
-        for _ in 0..documents {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let n = 20 + (s >> 33) as usize % 200;
-            for i in 0..n {
-                text.push_str(words[(s as usize >> (i % 48)) % words.len()]);
-                text.push(' ');
-            }
-            text.push_str("\n\n\n");
-        }
-        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
-    }
-}
+use common::{corpus, ok, seqwarm, temp};
 
 fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut args = vec![

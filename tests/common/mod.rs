@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the `seqwarm` binary with `args`.
@@ -28,4 +28,29 @@ pub fn ok(out: &Output) -> String {
 /// A fresh empty directory under the system temp dir.
 pub fn temp(name: &str) -> PathBuf {
     seqwarm_testkit::temp_dir("cli", name)
+}
+
+/// A small English-like corpus: `files` text files of `documents` documents each, separated
+/// by three newlines.
+pub fn corpus(dir: &Path, files: usize, documents: usize) {
+    let words = [
+        "the", "of", "and", "to", "warmup", "sequence", "length", "is", "a", "model", "token",
+        "shard",
+    ];
+    let mut s = 17u64;
+    for f in 0..files {
+        let mut text = String::new();
+        for _ in 0..documents {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let n = 20 + (s >> 33) as usize % 200;
+            for i in 0..n {
+                text.push_str(words[(s as usize >> (i % 48)) % words.len()]);
+                text.push(' ');
+            }
+            text.push_str("\n\n\n");
+        }
+        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
+    }
 }

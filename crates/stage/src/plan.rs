@@ -451,7 +451,10 @@ impl<S: RowSink> EpochPlan<S> {
             return Ok(());
         }
         self.skipped_in_a_row = 0;
-        self.epoch_took_tokens = true;
+        // Empty documents give tokens only through the EOS the stage appends.
+        if documents.token_count() > 0 || self.core.warmup().eos_id().is_some() {
+            self.epoch_took_tokens = true;
+        }
         self.core.push(documents)
     }
 

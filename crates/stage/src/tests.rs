@@ -488,24 +488,94 @@ fn ranks_read_disjoint_units_and_emit_as_many_batches() {
 }
 
 #[test]
-fn a_multi_rank_resume_mid_epoch_is_identical() {
+fn a_multi_rank_resume_mid_epoch_is_identical_in_every_mode() {
     let docs = documents(300, 60, 7);
     let units = Units::new(&docs, 11);
-    let config = warmup(Mode::PackGreedy, BatchSize::Tokens(128), None, 4);
-    let epochs = EpochConfig::default().with_rank(1, 3).with_epochs(2);
-    let full = drive(
-        &mut plan(&config, epochs.clone(), &units),
-        &units,
-        usize::MAX,
-    )
-    .unwrap();
-    for cut in [1, full.len() / 3, full.len() / 2 + 1] {
-        let mut p = plan(&config, epochs.clone(), &units);
-        let mut batches = drive(&mut p, &units, cut).unwrap();
+    for mode in modes() {
+        let config = warmup(mode, BatchSize::Tokens(128), None, 4);
+        let epochs = EpochConfig::default().with_rank(1, 3).with_epochs(2);
+        let full = drive(
+            &mut plan(&config, epochs.clone(), &units),
+            &units,
+            usize::MAX,
+        )
+        .unwrap();
+        assert!(full.len() >= 3, "{mode}: {} batches", full.len());
+        let mut cuts = vec![1, full.len() / 3, full.len() / 2 + 1, full.len() - 1];
+        cuts.dedup();
+        for cut in cuts {
+            let mut p = plan(&config, epochs.clone(), &units);
+            let mut batches = drive(&mut p, &units, cut).unwrap();
+            let state = roundtrip(&p.state());
+            let mut resumed = resume(&config, epochs.clone(), &units, &state).unwrap();
+            batches.extend(drive(&mut resumed, &units, usize::MAX).unwrap());
+            assert_eq!(
+                fingerprint(&batches),
+                fingerprint(&full),
+                "{mode} cut at {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_epoch_without_tokens_is_an_error_not_a_loop() {
+    // Documents without tokens and no EOS: an endless run would take nothing, forever.
+    let units = Units::new(&vec![Vec::new(); 12], 4);
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), None, 0);
+    let mut p = plan(&config, EpochConfig::default().with_epochs(0), &units);
+    let err = drive(&mut p, &units, usize::MAX).unwrap_err();
+    assert!(err.to_string().contains("epoch 0 gave no tokens"), "{err}");
+    // With an EOS after each, the same documents are tokens, and the run goes on.
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), Some(5), 0);
+    let mut p = plan(&config, EpochConfig::default().with_epochs(0), &units);
+    assert_eq!(drive(&mut p, &units, 10).unwrap().len(), 10);
+}
+
+#[test]
+fn a_rank_that_cannot_fill_one_batch_is_refused_up_front() {
+    let units = Units::new(&documents(8, 6, 2), 2);
+    let core = |sizing| WarmupCore::new(warmup(Mode::Repack, sizing, None, 0).build().unwrap());
+    // One epoch: the first epoch's least share against the first shape.
+    let one = EpochConfig::default().with_rank(0, 4);
+    let err = EpochPlan::new(units.info(), one, core(BatchSize::Rows(8))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StageError::Config {
+                field: "world_size",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Several epochs: the least any order could give against the longest shape.
+    let many = EpochConfig::default().with_rank(0, 2).with_epochs(3);
+    let err = EpochPlan::new(units.info(), many, core(BatchSize::Rows(1))).unwrap_err();
+    assert!(err.to_string().contains("longest shape"), "{err}");
+}
+
+#[test]
+fn a_finished_run_resumed_with_more_epochs_reads_on() {
+    let docs = documents(60, 30, 8);
+    let units = Units::new(&docs, 6);
+    for mode in modes() {
+        let config = warmup(mode, BatchSize::Rows(2), Some(3), 0);
+        let one = EpochConfig::default().with_shuffle_units(false);
+        let mut p = plan(&config, one.clone(), &units);
+        let first = drive(&mut p, &units, usize::MAX).unwrap();
         let state = roundtrip(&p.state());
-        let mut resumed = resume(&config, epochs.clone(), &units, &state).unwrap();
-        batches.extend(drive(&mut resumed, &units, usize::MAX).unwrap());
-        assert_eq!(fingerprint(&batches), fingerprint(&full), "cut at {cut}");
+        let two = one.with_epochs(2);
+        let mut resumed = resume(&config, two.clone(), &units, &state).unwrap();
+        let second = drive(&mut resumed, &units, usize::MAX).unwrap();
+        assert!(!first.is_empty() && !second.is_empty(), "{mode}");
+        assert!(second.iter().all(|b| b.epoch == 1), "{mode}");
+        let stats = resumed.stats();
+        assert!(stats.is_balanced(), "{mode}: {stats:?}");
+        assert_eq!(stats.tokens_buffered, 0, "{mode}");
+        // The second epoch took in every document again, EOS included.
+        let epoch: u64 = docs.iter().map(|d| d.len() as u64 + 1).sum();
+        assert_eq!(stats.tokens_in, 2 * epoch, "{mode}");
     }
 }
 
