@@ -52,6 +52,53 @@ fn kill_after(args: &[&str], delay: Duration) -> Vec<u8> {
     reader.join().unwrap()
 }
 
+/// Runs the binary with `args` and kills it (SIGKILL) once it has printed `lines` lines and
+/// `then` has passed, unless it ends first; its stdout, and whether the kill landed before
+/// the end. Waiting for output rather
+/// than for a time makes every kill land mid-run however slow the machine is.
+fn kill_after_lines(args: &[&str], lines: usize, then: Duration) -> (Vec<u8>, bool) {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let printed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&printed);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut stdout = std::io::BufReader::new(stdout);
+        // A line cut by the kill has no newline and is not counted.
+        while matches!(stdout.read_until(b'\n', &mut out), Ok(n) if n > 0) {
+            if out.ends_with(b"\n") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        out
+    });
+    while printed.load(Ordering::SeqCst) < lines {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    while started.elapsed() < then {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let landed = child.try_wait().unwrap().is_none() && child.kill().is_ok();
+    child.wait().unwrap();
+    (reader.join().unwrap(), landed)
+}
+
 /// Every file of `dir` but the per-shard records and temporary files, as (name, bytes).
 fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -183,12 +230,17 @@ fn stream_killed_at_random_moments_resumes_from_its_last_state() {
 
     let mut delays = Delays(11);
     let mut seen = 0usize;
+    let mut landed = 0usize;
     for kill in 0..6 {
         let mut args = base.to_vec();
         if state.exists() {
             args.extend(["--state-in", state.to_str().unwrap()]);
         }
-        let stdout = kill_after(&args, delays.next(full / 3));
+        // After a seeded number of batches (1 to 8), then a seeded moment within a tenth of a
+        // full run: the kill lands between batches, mid-write or mid-read.
+        let lines = 1 + (delays.next(Duration::from_secs(8)).as_secs() as usize);
+        let (stdout, killed) = kill_after_lines(&args, lines, delays.next(full / 10));
+        landed += usize::from(killed);
         for (step, batch) in batches(&stdout) {
             // Whatever a killed run printed is what an uninterrupted run prints at that step.
             assert_eq!(
@@ -215,8 +267,6 @@ fn stream_killed_at_random_moments_resumes_from_its_last_state() {
     for (step, batch) in &rest {
         assert_eq!(&reference[*step as usize].1, batch, "resumed step {step}");
     }
-    assert!(
-        seen > 0,
-        "no kill landed after a batch: the delays are too short"
-    );
+    assert!(seen > 0, "no batch printed before a kill");
+    assert!(landed > 0, "every run ended before its kill");
 }
