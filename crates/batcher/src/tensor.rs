@@ -299,6 +299,16 @@ impl Tensor {
         }
     }
 
+    /// Elements between consecutive entries along each dimension, PyTorch-style (`[row
+    /// stride, 1]` for a matrix; a matrix whose columns were cut keeps its original row
+    /// stride, which is how it stays a zero-copy view).
+    pub fn strides(&self) -> Vec<usize> {
+        match self.layout {
+            Layout::Vector { .. } => vec![1],
+            Layout::Matrix { row_stride, .. } => vec![row_stride, 1],
+        }
+    }
+
     /// The raw storage (including any stride gaps).
     pub fn storage(&self) -> Values<'_> {
         match self.dtype {

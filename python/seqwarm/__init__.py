@@ -1,0 +1,36 @@
+"""seqwarm: Sequence Length Warmup as a streaming data loader.
+
+Parquet token shards in; batches out, already cut, repacked or packed to the length a warmup
+schedule gives for each step, as PyTorch tensors that share the Rust loader's memory::
+
+    import seqwarm
+
+    schedule = seqwarm.Schedule.linear(min=64, max=1024, duration=0.3, total=20_000, step=64)
+    loader = seqwarm.Loader("data/shards", schedule, mode="repack", batch_tokens=65_536)
+    for batch in loader:
+        loss = model(**batch).loss  # batch["input_ids"]: [rows, batch.seq_len]
+
+See ``docs/python.md``.
+"""
+
+from seqwarm._seqwarm import __version__
+from seqwarm._defaults import default_settings
+from seqwarm.errors import ConfigError, DataError, SeqwarmError, StateError
+from seqwarm.loader import Batch, Loader
+from seqwarm.plan import ChangePoint, Plan, plan
+from seqwarm.schedule import Schedule
+
+__all__ = [
+    "Batch",
+    "ChangePoint",
+    "ConfigError",
+    "DataError",
+    "Loader",
+    "Plan",
+    "Schedule",
+    "SeqwarmError",
+    "StateError",
+    "__version__",
+    "default_settings",
+    "plan",
+]

@@ -1,0 +1,50 @@
+"""Type stubs of the Rust extension ``seqwarm._seqwarm`` (internal: use the ``seqwarm``
+package's names)."""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+__version__: str
+
+class TokenArray:
+    """A batch field's tokens in Rust memory; ``numpy.asarray`` reads it without a copy."""
+
+    @property
+    def __array_interface__(self) -> Dict[str, Any]: ...
+    @property
+    def shape(self) -> List[int]: ...
+
+class RawLoader:
+    """The Rust loader on its own runtime (one per process that iterates)."""
+
+    def __init__(
+        self,
+        shards: List[str],
+        settings_json: str,
+        state_json: Optional[str] = None,
+        threads: Optional[int] = None,
+    ) -> None: ...
+    def next(self) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int]]:
+        """The next batch as ``(fields, step, epoch, seq_len, tokens)``, or ``None``."""
+    def state_json(self) -> str: ...
+    def stats_json(self) -> str: ...
+    def steps_per_epoch(self) -> Optional[int]: ...
+    def skipped(self) -> List[str]: ...
+    def close(self) -> None: ...
+    def abandon(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+def default_settings() -> str:
+    """Every loader setting with its default, as JSON text."""
+
+def check_settings(settings_json: str) -> None:
+    """Checks settings as the loader would, without reading a shard."""
+
+def check_schedule(schedule_json: str) -> str:
+    """Checks a schedule; its normalized config, range, unit and warnings as JSON text."""
+
+def plan(schedule_json: str, mode_json: str, batch_size_json: str) -> str:
+    """A schedule's change points with the step shape at each, as JSON text."""
+
+def read_table(path: str) -> str:
+    """A TOML or JSON file's table, as JSON text."""

@@ -1,0 +1,378 @@
+"""``seqwarm.Loader``: Parquet token shards in, warmup-scheduled batches out, as PyTorch
+tensors (or NumPy arrays) that share the Rust loader's memory."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from seqwarm import _seqwarm
+from seqwarm._defaults import default_settings
+from seqwarm.errors import ConfigError, StateError
+from seqwarm.schedule import Schedule, schedule_table
+
+__all__ = ["Loader", "Batch"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Keyword arguments that are not loader settings of the Rust library.
+_PYTHON_ONLY = ("format", "threads")
+#: The state_dict key the checkpoint lives under.
+_STATE_KEY = "seqwarm_loader_state"
+
+
+class Batch(dict):  # type: ignore[type-arg]
+    """One batch: a dict of its fields (``input_ids``, and ``attention_mask``, ``labels``,
+    ``position_ids``, ``segment_ids``, ``cu_seqlens`` where the mode makes them), so that
+    ``model(**batch)`` works, with where it stands as attributes.
+
+    Attributes:
+        step: the optimizer step this batch is for (0-based, over the whole run).
+        seq_len: the scheduled sequence length (every sequence field has this many columns).
+        tokens: real (non-padding) tokens in the batch.
+        epoch: the epoch being read.
+
+    The tensors share the loader's memory (no token is copied). Each batch owns its
+    elements: editing them in place (``labels[labels == pad] = -100``) changes this batch
+    alone, and the loader never reads them again.
+    """
+
+    step: int
+    seq_len: int
+    tokens: int
+    epoch: int
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
+        return f"Batch(step={self.step}, seq_len={self.seq_len}, tokens={self.tokens}, epoch={self.epoch}, {{{shapes}}})"
+
+    def __reduce__(self) -> Any:
+        # Worker processes send batches back pickled: keep the attributes.
+        return (_rebuild_batch, (dict(self), self.step, self.seq_len, self.tokens, self.epoch))
+
+
+def _rebuild_batch(fields: Dict[str, Any], step: int, seq_len: int, tokens: int, epoch: int) -> Batch:
+    batch = Batch(fields)
+    batch.step, batch.seq_len, batch.tokens, batch.epoch = step, seq_len, tokens, epoch
+    return batch
+
+
+def _distributed_rank() -> "tuple[int, int]":
+    """``torch.distributed``'s rank and world size when it is initialized, else ``RANK`` and
+    ``WORLD_SIZE`` from the environment (as ``torchrun`` sets them), else 0 of 1."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError as e:
+        raise ConfigError(f"RANK / WORLD_SIZE in the environment are not integers: {e}") from None
+
+
+def _worker() -> "tuple[int, int]":
+    """This process's PyTorch DataLoader worker id and the number of workers (0 of 1 outside
+    a worker)."""
+    import sys
+
+    data = sys.modules.get("torch.utils.data")
+    info = data.get_worker_info() if data is not None else None
+    if info is None:
+        return 0, 1
+    return int(info.id), int(info.num_workers)
+
+
+class Loader:
+    """Parquet token shards through the sequence-length warmup stage, as an iterable of
+    :class:`Batch` es of PyTorch tensors (a ``torch.utils.data.IterableDataset`` when PyTorch
+    is installed).
+
+    Every keyword is a setting of the Rust loader; ``None`` (the default) leaves the
+    library's default, listed in ``seqwarm.default_settings()`` and below.
+
+    Args:
+        shards: files, directories, globs or object-store URLs (``s3://``, ``gs://``,
+            ``az://``, ``http(s)://``, ``file://``), one or a list.
+        schedule: a :class:`Schedule`, its dict, or a TOML/JSON file.
+        mode: ``repack`` (lossless), ``truncate``, ``truncate-keep-eos``, ``reshape``,
+            ``pack-greedy`` or ``pack-bestfit``.
+        batch_rows: rows per batch, or
+        batch_tokens: a token budget per batch (rows = budget / length).
+        eos_id: the EOS id appended after every document, if any.
+        pad_id: the padding id.
+        seed: seed of the shard order and document shuffle.
+        rank, world_size: this process's share of the data. ``None``: from
+            ``torch.distributed`` when it is initialized, else ``RANK``/``WORLD_SIZE``, else 0
+            of 1.
+        epochs: passes over the data (``0``: until ``max_steps``/``max_tokens``).
+        max_steps, max_tokens: stop after this many batches / tokens in all.
+        format: ``"torch"`` (default) or ``"numpy"``.
+        threads: worker threads of the loader's runtime (all cores when ``None``).
+        state: a ``state_dict()`` to resume from (or call :meth:`load_state_dict`).
+        (the rest): see ``docs/python.md`` and ``docs/loader.md``.
+
+    Iterating runs the whole plan (every epoch) once; iterating again continues where it
+    stopped. Row groups are read and decoded ahead on the loader's own threads, and each
+    batch is cut with the GIL released, so ``DataLoader(loader, batch_size=None,
+    num_workers=0)`` is the fast way to use it. With ``num_workers=N``, each worker is a
+    sub-rank (rank ``rank * N + worker`` of ``world_size * N``) and the schedule follows the
+    order the DataLoader takes batches in (worker ``w``'s ``k``-th batch is step ``k * N +
+    w``), so no batch is duplicated or lost and the lengths are those of one process.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Loader":
+        # A torch.utils.data.IterableDataset when PyTorch is there (so that DataLoader treats
+        # it as a stream), without making PyTorch a dependency of the NumPy path.
+        if cls is Loader and kwargs.get("format", "torch") == "torch":
+            return super().__new__(_torch_loader_class())
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        shards: Union[PathLike, Sequence[PathLike]],
+        schedule: Union[Schedule, Mapping[str, Any], PathLike, None] = None,
+        *,
+        mode: Optional[str] = None,
+        batch_rows: Optional[int] = None,
+        batch_tokens: Optional[int] = None,
+        eos_id: Optional[int] = None,
+        pad_id: Optional[int] = None,
+        keep_last: Optional[bool] = None,
+        mask_document_boundaries: Optional[bool] = None,
+        pack_window: Optional[int] = None,
+        shuffle_buffer: Optional[int] = None,
+        shuffle_seed: Optional[int] = None,
+        seed: Optional[int] = None,
+        shuffle_units: Optional[bool] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        epochs: Optional[int] = None,
+        epoch_boundary: Optional[str] = None,
+        max_steps: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        layout: Optional[Mapping[str, Any]] = None,
+        prefetch_concurrency: Optional[int] = None,
+        prefetch_queue: Optional[int] = None,
+        vocab_size: Optional[int] = None,
+        on_error: Optional[str] = None,
+        retry: Optional[Mapping[str, Any]] = None,
+        dtype: Optional[str] = None,
+        io_threads: Optional[int] = None,
+        verify_checksums: Optional[bool] = None,
+        format: str = "torch",
+        threads: Optional[int] = None,
+        state: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        if format not in ("torch", "numpy"):
+            raise ConfigError(f"format: expected 'torch' or 'numpy', not {format!r}")
+        if isinstance(shards, (str, os.PathLike)):
+            shards = [shards]
+        self._shards: List[str] = [os.fspath(s) for s in shards]
+        if rank is None or world_size is None:
+            found_rank, found_world = _distributed_rank()
+            rank = found_rank if rank is None else rank
+            world_size = found_world if world_size is None else world_size
+        if batch_rows is not None and batch_tokens is not None:
+            raise ConfigError("give batch_rows or batch_tokens, not both")
+        given = dict(
+            mode=mode,
+            batch_rows=batch_rows,
+            batch_tokens=batch_tokens,
+            eos_id=eos_id,
+            pad_id=pad_id,
+            keep_last=keep_last,
+            mask_document_boundaries=mask_document_boundaries,
+            pack_window=pack_window,
+            shuffle_buffer=shuffle_buffer,
+            shuffle_seed=shuffle_seed,
+            seed=seed,
+            shuffle_units=shuffle_units,
+            rank=rank,
+            world_size=world_size,
+            epochs=epochs,
+            epoch_boundary=epoch_boundary,
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            layout=dict(layout) if layout is not None else None,
+            prefetch_concurrency=prefetch_concurrency,
+            prefetch_queue=prefetch_queue,
+            vocab_size=vocab_size,
+            on_error=on_error,
+            retry=dict(retry) if retry is not None else None,
+            dtype=dtype,
+            io_threads=io_threads,
+            verify_checksums=verify_checksums,
+        )
+        settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if schedule is not None:
+            settings["schedule"] = schedule_table(schedule)
+        # Checked now, with the library's rules, so that a bad setting fails here and not in
+        # a DataLoader worker.
+        _seqwarm.check_settings(json.dumps(settings))
+        self._settings = settings
+        self._format = format
+        self._threads = threads
+        self._raw: Optional[_seqwarm.RawLoader] = None
+        self._pid: Optional[int] = None
+        self._worker: "tuple[int, int]" = (0, 1)
+        self._pending: Optional[str] = None
+        if state is not None:
+            self.load_state_dict(state)
+
+    # -- settings -----------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The settings given (the library's defaults fill in the rest)."""
+        return json.loads(json.dumps(self._settings))
+
+    @property
+    def rank(self) -> int:
+        """This process's rank."""
+        return int(self._settings["rank"])
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks."""
+        return int(self._settings["world_size"])
+
+    def _settings_for(self, worker: int, workers: int) -> Dict[str, Any]:
+        if workers == 1:
+            return self._settings
+        settings = dict(self._settings)
+        settings["rank"] = self.rank * workers + worker
+        settings["world_size"] = self.world_size * workers
+        settings["interleave"] = {"index": worker, "count": workers}
+        return settings
+
+    # -- the Rust loader ----------------------------------------------------------------
+
+    def _running(self) -> "_seqwarm.RawLoader":
+        worker = _worker()
+        if self._raw is not None and (self._pid != os.getpid() or self._worker != worker):
+            # Forked (a DataLoader worker, say): the threads stayed in the parent. Continue
+            # from where the parent was if this is the same stream, else start this one's.
+            if self._worker == worker and self._pending is None:
+                self._pending = self._raw.state_json()
+            self._raw.abandon()
+            self._raw = None
+        if self._raw is None:
+            settings = self._settings_for(*worker)
+            self._raw = _seqwarm.RawLoader(self._shards, json.dumps(settings), self._pending, self._threads)
+            self._pid = os.getpid()
+            self._worker = worker
+            self._pending = None
+        return self._raw
+
+    def __iter__(self) -> Iterator[Batch]:
+        raw = self._running()
+        torch_format = self._format == "torch"
+        if torch_format:
+            import torch
+
+            from_numpy = torch.from_numpy
+        asarray = np.asarray
+        while True:
+            item = raw.next()
+            if item is None:
+                return
+            fields, step, epoch, seq_len, tokens = item
+            if torch_format:
+                batch = Batch({name: from_numpy(asarray(array)) for name, array in fields.items()})
+            else:
+                batch = Batch({name: asarray(array) for name, array in fields.items()})
+            batch.step, batch.epoch, batch.seq_len, batch.tokens = step, epoch, seq_len, tokens
+            yield batch
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state_dict(self) -> Dict[str, Any]:
+        """A checkpoint after the last batch yielded: a dict of plain values that
+        ``torch.save`` and torchdata's ``StatefulDataLoader`` keep. Resuming from it yields
+        byte-identical batches."""
+        if self._raw is not None and self._pid == os.getpid():
+            text: Optional[str] = self._raw.state_json()
+        else:
+            text = self._pending
+        return {_STATE_KEY: json.loads(text) if text is not None else None}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint of :meth:`state_dict` at the next iteration. A
+        checkpoint of other settings or data raises :class:`seqwarm.StateError` then."""
+        if not isinstance(state_dict, Mapping) or _STATE_KEY not in state_dict:
+            raise StateError(f"not a seqwarm.Loader state_dict (no {_STATE_KEY!r} key)")
+        state = state_dict[_STATE_KEY]
+        self.close()
+        self._pending = json.dumps(state) if state is not None else None
+
+    # -- reports and lifetime ------------------------------------------------------------
+
+    def stats(self) -> Dict[str, int]:
+        """Where every token went so far: documents, tokens in, out, cut, dropped, ..."""
+        if self._raw is None:
+            return {}
+        return json.loads(self._raw.stats_json())
+
+    def skipped(self) -> List[str]:
+        """Why each skipped shard or row group was skipped (``on_error="skip"``)."""
+        return [] if self._raw is None else list(self._raw.skipped())
+
+    def close(self) -> None:
+        """Stop the loader's threads (and join them). Iterating again starts anew, from the
+        last loaded state if any."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            if self._pid == os.getpid():
+                raw.close()
+            else:
+                raw.abandon()
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Pickled for a spawned DataLoader worker: the settings travel, the threads do not.
+        state = self.__dict__.copy()
+        state["_raw"] = None
+        state["_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"seqwarm.Loader({len(self._shards)} location(s), rank {self.rank} of {self.world_size}, format={self._format!r})"
+
+
+_TORCH_LOADER: Optional[type] = None
+
+
+def _torch_loader_class() -> type:
+    global _TORCH_LOADER
+    if _TORCH_LOADER is None:
+        from torch.utils.data import IterableDataset
+
+        class TorchLoader(Loader, IterableDataset):  # type: ignore[misc]
+            __doc__ = Loader.__doc__
+
+        TorchLoader.__name__ = TorchLoader.__qualname__ = "Loader"
+        _TORCH_LOADER = TorchLoader
+    return _TORCH_LOADER
+
+
+def _document_defaults() -> None:
+    defaults = default_settings()
+    lines = ["", "    Defaults (from the Rust library):", ""]
+    for key in sorted(defaults):
+        if key in ("interleave", "schedule"):
+            continue
+        lines.append(f"        {key} = {json.dumps(defaults[key])}")
+    lines.append(f"        schedule = {json.dumps(defaults['schedule'])}")
+    Loader.__doc__ = (Loader.__doc__ or "") + "\n".join(lines) + "\n"
+
+
+_document_defaults()

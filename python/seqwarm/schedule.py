@@ -1,0 +1,213 @@
+"""Sequence-length schedules: how the length grows with training progress."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from seqwarm import _seqwarm
+
+__all__ = ["Schedule"]
+
+
+def _drop_none(**values: Any) -> Dict[str, Any]:
+    # A keyword left at None takes the library's default: the key is not sent at all.
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class Schedule:
+    """A checked sequence-length schedule.
+
+    Build one with a constructor per kind (the fields and defaults are those of seqwarm's
+    config files, ``docs/schedules.md``), from a dict, or from a TOML or JSON file::
+
+        Schedule.linear(min=64, max=1024, duration=0.3, total=20_000, step=64)
+        Schedule.composer(min=64, max=1024, duration=0.3, total=20_000, step=64)
+        Schedule.fixed_root(min=64, max=1024, total_curriculum_step=5_000, root_degree=2)
+        Schedule.from_dict({"kind": "constant", "max": 1024})
+        Schedule.from_file("schedule.toml")
+
+    It is checked by the same code the loader runs; an invalid one raises
+    :class:`seqwarm.ConfigError` naming the field.
+    """
+
+    __slots__ = ("_config", "_info")
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        """A schedule from its config table (``{"kind": "linear", "min": 8, ...}``)."""
+        info = json.loads(_seqwarm.check_schedule(json.dumps(dict(config))))
+        self._config: Dict[str, Any] = info["config"]
+        self._info: Dict[str, Any] = info
+
+    @classmethod
+    def linear(
+        cls,
+        min: int,
+        max: int,
+        duration: float,
+        total: int,
+        *,
+        step: Optional[int] = None,
+        unit: Optional[str] = None,
+    ) -> "Schedule":
+        """seqwarm's linear ramp from ``min`` to ``max`` over the first ``duration`` fraction
+        of ``total`` (steps, or ``unit`` = ``"samples"``/``"tokens"``), in multiples of ``step``
+        (default 8)."""
+        return cls(_drop_none(kind="linear", min=min, max=max, duration=duration, total=total, step=step, unit=unit))
+
+    @classmethod
+    def composer(
+        cls,
+        min: int,
+        max: int,
+        duration: float,
+        total: int,
+        *,
+        step: Optional[int] = None,
+        unit: Optional[str] = None,
+    ) -> "Schedule":
+        """Composer's ``SeqLengthWarmup`` schedule, step for step (``min_seq_length``,
+        ``max_seq_length``, ``step_size``, ``duration`` of ``max_duration`` = ``total``)."""
+        return cls(_drop_none(kind="composer", min=min, max=max, duration=duration, total=total, step=step, unit=unit))
+
+    @classmethod
+    def fixed_linear(
+        cls,
+        min: int,
+        max: int,
+        total_curriculum_step: int,
+        *,
+        step: Optional[int] = None,
+        total: Optional[int] = None,
+        unit: Optional[str] = None,
+    ) -> "Schedule":
+        """DeepSpeed's ``fixed_linear`` curriculum (``min_difficulty``, ``max_difficulty``,
+        ``difficulty_step``, ``total_curriculum_step``)."""
+        return cls(
+            _drop_none(
+                kind="fixed_linear", min=min, max=max, total_curriculum_step=total_curriculum_step, step=step, total=total, unit=unit
+            )
+        )
+
+    @classmethod
+    def fixed_root(
+        cls,
+        min: int,
+        max: int,
+        total_curriculum_step: int,
+        *,
+        root_degree: Optional[int] = None,
+        step: Optional[int] = None,
+        total: Optional[int] = None,
+        unit: Optional[str] = None,
+    ) -> "Schedule":
+        """DeepSpeed's ``fixed_root`` curriculum (``root_degree`` 2 is a square-root ramp)."""
+        return cls(
+            _drop_none(
+                kind="fixed_root",
+                min=min,
+                max=max,
+                total_curriculum_step=total_curriculum_step,
+                root_degree=root_degree,
+                step=step,
+                total=total,
+                unit=unit,
+            )
+        )
+
+    @classmethod
+    def fixed_discrete(
+        cls,
+        difficulty: Sequence[int],
+        max_step: Sequence[int],
+        *,
+        total: Optional[int] = None,
+        unit: Optional[str] = None,
+    ) -> "Schedule":
+        """DeepSpeed's ``fixed_discrete`` curriculum: ``difficulty[i]`` until ``max_step[i]``,
+        the last difficulty after."""
+        return cls(_drop_none(kind="fixed_discrete", difficulty=list(difficulty), max_step=list(max_step), total=total, unit=unit))
+
+    @classmethod
+    def constant(cls, max: int, *, total: Optional[int] = None, unit: Optional[str] = None) -> "Schedule":
+        """One length throughout (the baseline without warmup)."""
+        return cls(_drop_none(kind="constant", max=max, total=total, unit=unit))
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "Schedule":
+        """A schedule from a config table, as in a ``[schedule]`` table of a config file."""
+        return cls(config)
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "Schedule":
+        """A schedule from a TOML or JSON file: either the schedule's table itself, or a
+        config file with a ``schedule`` table."""
+        table = json.loads(_seqwarm.read_table(os.fspath(path)))
+        if "schedule" in table and "kind" not in table:
+            table = table["schedule"]
+        return cls(table)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config table, every default filled in."""
+        return json.loads(json.dumps(self._config))
+
+    @property
+    def kind(self) -> str:
+        """``linear``, ``composer``, ``fixed_linear``, ``fixed_root``, ``fixed_discrete`` or
+        ``constant``."""
+        return str(self._config["kind"])
+
+    @property
+    def min(self) -> int:
+        """The shortest length."""
+        return int(self._info["min"])
+
+    @property
+    def max(self) -> int:
+        """The longest length (the warm pass's)."""
+        return int(self._info["max"])
+
+    @property
+    def unit(self) -> str:
+        """What progress is counted in: ``steps``, ``samples`` or ``tokens``."""
+        return str(self._info["unit"])
+
+    @property
+    def total(self) -> Optional[int]:
+        """Length of training in ``unit``, if the schedule has one."""
+        return self._info["total"]
+
+    @property
+    def warmup_end(self) -> int:
+        """The progress from which the length stays at ``max``."""
+        return int(self._info["warmup_end"])
+
+    @property
+    def warnings(self) -> List[str]:
+        """What is legal but probably not meant (a ramp shorter than its steps, ...)."""
+        return list(self._info["warnings"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schedule) and self._config == other._config
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self._config, sort_keys=True))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._config.items() if k != "kind")
+        return f"Schedule.{self.kind}({fields})"
+
+    def __reduce__(self) -> Any:
+        return (Schedule, (self._config,))
+
+
+def schedule_table(schedule: Union[Schedule, Mapping[str, Any], str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """Any way of giving a schedule, as its config table."""
+    if isinstance(schedule, Schedule):
+        return schedule.to_dict()
+    if isinstance(schedule, Mapping):
+        return Schedule(schedule).to_dict()
+    if isinstance(schedule, (str, os.PathLike)):
+        return Schedule.from_file(schedule).to_dict()
+    raise TypeError(f"schedule: expected a seqwarm.Schedule, a dict or a file path, not {type(schedule).__name__}")

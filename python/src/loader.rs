@@ -1,0 +1,259 @@
+//! [`RawLoader`]: a Rust [`Loader`] on its own tokio runtime, driven from Python one batch at
+//! a time. Row groups are read and decoded ahead on the runtime's threads; each `next` cuts
+//! one batch with the GIL released, waking every [`WAKE`] to let Python handle Ctrl-C.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use seqwarm_batcher::Tensor;
+use seqwarm_loader::{Loader, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch};
+use tokio::runtime::Runtime;
+
+use crate::array::TokenArray;
+use crate::errors::{config_error, loader_error, state_error};
+
+/// How long a blocked `next` waits before it looks for a pending signal (Ctrl-C).
+const WAKE: Duration = Duration::from_millis(50);
+/// How long `close` waits for the runtime's threads to finish their current work.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// A loader and the runtime it runs on.
+struct Running {
+    runtime: Runtime,
+    loader: Loader,
+}
+
+/// The Rust loader behind `seqwarm.Loader` (one per process that iterates).
+#[pyclass(frozen, module = "seqwarm._seqwarm")]
+pub struct RawLoader {
+    running: Mutex<Option<Running>>,
+}
+
+/// What one wait for a batch gave.
+enum Polled {
+    Item(Option<seqwarm_loader::Result<ScheduledBatch>>),
+    Waiting,
+    Closed,
+}
+
+/// Reads settings given as JSON text (Python's keyword arguments, `json.dumps`-ed).
+fn settings(py: Python<'_>, json: &str) -> PyResult<LoaderConfig> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| config_error(py, "settings", format!("settings are not JSON: {e}")))?;
+    LoaderConfig::from_value(value).map_err(|e| loader_error(py, &e))
+}
+
+impl RawLoader {
+    fn lock(&self) -> MutexGuard<'_, Option<Running>> {
+        // A panic cannot happen while the lock is held (no Rust panic crosses into Python),
+        // and the loader is sound between batches: a poisoned lock is still usable.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn closed_error(py: Python<'_>) -> PyErr {
+        config_error(py, "loader", "the loader is closed".into())
+    }
+}
+
+#[pymethods]
+impl RawLoader {
+    /// Lists the shards, reads their footers, checks the settings and the checkpoint, and
+    /// starts a runtime of `threads` worker threads (all cores when `None`).
+    #[new]
+    #[pyo3(signature = (shards, settings_json, state_json = None, threads = None))]
+    fn new(
+        py: Python<'_>,
+        shards: Vec<String>,
+        settings_json: &str,
+        state_json: Option<&str>,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let config = settings(py, settings_json)?;
+        let mut builder = LoaderBuilder::from_config(shards, config);
+        if let Some(text) = state_json {
+            let state = LoaderState::from_json(text).map_err(|e| loader_error(py, &e))?;
+            builder = builder.with_state(state);
+        }
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = threads {
+            if threads == 0 {
+                return Err(config_error(py, "threads", "threads must be >= 1".into()));
+            }
+            runtime.worker_threads(threads);
+        }
+        let runtime = runtime
+            .thread_name("seqwarm")
+            .enable_all()
+            .build()
+            .map_err(|e| config_error(py, "threads", format!("cannot start threads: {e}")))?;
+        // Built as a task, so that waiting for it (footers from a slow store) wakes for Ctrl-C.
+        let mut building = runtime.spawn(builder.build());
+        let built = loop {
+            let polled = py.detach(|| {
+                runtime.block_on(async { tokio::time::timeout(WAKE, &mut building).await })
+            });
+            match polled {
+                Ok(done) => break done,
+                Err(_waiting) => {
+                    if let Err(interrupt) = py.check_signals() {
+                        building.abort();
+                        runtime.shutdown_background();
+                        return Err(interrupt);
+                    }
+                }
+            }
+        };
+        match built {
+            Ok(Ok(loader)) => Ok(Self {
+                running: Mutex::new(Some(Running { runtime, loader })),
+            }),
+            Ok(Err(e)) => {
+                runtime.shutdown_background();
+                Err(loader_error(py, &e))
+            }
+            Err(stopped) => {
+                runtime.shutdown_background();
+                let e = seqwarm_loader::LoaderError::ReaderStopped {
+                    reason: format!("building the loader: {stopped}"),
+                };
+                Err(loader_error(py, &e))
+            }
+        }
+    }
+
+    /// The next batch as `(fields, step, epoch, seq_len, tokens)`, or `None` at the end.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        loop {
+            let polled = py.detach(|| {
+                let mut guard = self.lock();
+                let Some(Running { runtime, loader }) = guard.as_mut() else {
+                    return Polled::Closed;
+                };
+                runtime
+                    .block_on(async { tokio::time::timeout(WAKE, loader.next()).await })
+                    .map_or(Polled::Waiting, Polled::Item)
+            });
+            match polled {
+                // Raises KeyboardInterrupt (or whatever a handler raises) on Ctrl-C. The
+                // dropped wait loses nothing: the stream keeps its place between polls.
+                Polled::Waiting => py.check_signals()?,
+                Polled::Closed => return Err(Self::closed_error(py)),
+                Polled::Item(None) => return Ok(None),
+                Polled::Item(Some(Err(e))) => return Err(loader_error(py, &e)),
+                Polled::Item(Some(Ok(batch))) => return batch_tuple(py, batch).map(Some),
+            }
+        }
+    }
+
+    /// The checkpoint after the last batch returned, as JSON text.
+    fn state_json(&self, py: Python<'_>) -> PyResult<String> {
+        let state = py.detach(|| self.lock().as_ref().map(|r| r.loader.state()));
+        let state = state.ok_or_else(|| Self::closed_error(py))?;
+        state
+            .to_json()
+            .map_err(|e| state_error(py, format!("cannot write the state: {e}")))
+    }
+
+    /// Where every token went so far, as JSON text.
+    fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
+        let stats = py.detach(|| self.lock().as_ref().map(|r| r.loader.stats()));
+        let stats = stats.ok_or_else(|| Self::closed_error(py))?;
+        serde_json::to_string(&stats).map_err(|e| state_error(py, e.to_string()))
+    }
+
+    /// Batches each rank emits per epoch, when ranks must stay in step.
+    fn steps_per_epoch(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        let steps = py.detach(|| self.lock().as_ref().map(|r| r.loader.steps_per_epoch()));
+        steps.ok_or_else(|| Self::closed_error(py))
+    }
+
+    /// Why each skipped shard or row group was skipped.
+    fn skipped(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let skipped = py.detach(|| self.lock().as_ref().map(|r| r.loader.skipped()));
+        skipped.ok_or_else(|| Self::closed_error(py))
+    }
+
+    /// Stops the loader and joins its threads (waiting at most ten seconds for work in
+    /// flight). Closing twice is a no-op.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| {
+            if let Some(Running { runtime, loader }) = self.lock().take() {
+                drop(loader);
+                runtime.shutdown_timeout(CLOSE_WAIT);
+            }
+        });
+    }
+
+    /// Forgets the loader without touching its threads: in a process forked from the one that
+    /// started them, they do not exist, and joining them would wait forever.
+    fn abandon(&self) {
+        if let Some(running) = self.lock().take() {
+            std::mem::forget(running);
+        }
+    }
+
+    /// Whether `close` (or `abandon`) was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+}
+
+impl Drop for RawLoader {
+    fn drop(&mut self) {
+        // Garbage collection stops the threads too, without blocking the collector.
+        if let Some(Running { runtime, loader }) = self.lock().take() {
+            drop(loader);
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A batch as `(fields, step, epoch, seq_len, tokens)`; fields share the Rust buffers.
+fn batch_tuple(py: Python<'_>, b: ScheduledBatch) -> PyResult<Bound<'_, PyTuple>> {
+    let fields = PyDict::new(py);
+    for (name, tensor) in b.batch.iter() {
+        fields.set_item(name, TokenArray::new(tensor.clone()))?;
+    }
+    if let Some(offsets) = b.batch.cu_seqlens() {
+        // int32, as flash-attention's variable-length kernels take them, unless a batch
+        // holds 2^31 tokens or more.
+        let tensor = match offsets.iter().map(|&o| i32::try_from(o)).collect() {
+            Ok(small) => Tensor::vector::<i32>(small),
+            Err(_) => Tensor::vector(offsets),
+        };
+        fields.set_item("cu_seqlens", TokenArray::new(tensor))?;
+    }
+    PyTuple::new(
+        py,
+        [
+            fields.into_any(),
+            b.step.into_pyobject(py)?.into_any(),
+            b.epoch.into_pyobject(py)?.into_any(),
+            b.seq_len.into_pyobject(py)?.into_any(),
+            b.tokens.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+/// Every loader setting with the library's default, as JSON text: the one home of the
+/// defaults that the Python keyword arguments document.
+#[pyfunction]
+pub fn default_settings(py: Python<'_>) -> PyResult<String> {
+    serde_json::to_string(&LoaderConfig::default())
+        .map_err(|e| config_error(py, "settings", e.to_string()))
+}
+
+/// Checks settings (JSON text) as the loader would, without reading any shard.
+#[pyfunction]
+pub fn check_settings(py: Python<'_>, settings_json: &str) -> PyResult<()> {
+    let config = settings(py, settings_json)?;
+    config
+        .warmup()
+        .build()
+        .map(drop)
+        .map_err(|e| loader_error(py, &e.into()))
+}

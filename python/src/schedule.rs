@@ -1,0 +1,115 @@
+//! Schedules checked and planned with the library's rules: `seqwarm.Schedule` validates
+//! through [`check_schedule`], `seqwarm.plan` lists change points through [`plan`].
+
+use pyo3::prelude::*;
+use seqwarm_loader::{BatchSize, Mode};
+use seqwarm_schedule::ProgressUnit;
+use seqwarm_schedule::{Schedule, ScheduleConfig};
+use seqwarm_stage::shape::step_shape;
+use serde_json::{Value, json};
+
+use crate::errors::{config_error, schedule_error};
+
+/// The most change points `plan` lists (as `seqwarm plan` does).
+const MAX_CHANGE_POINTS: usize = 100_000;
+
+fn build(py: Python<'_>, schedule_json: &str) -> PyResult<Schedule> {
+    let config: ScheduleConfig = serde_json::from_str(schedule_json)
+        .map_err(|e| config_error(py, "schedule", format!("schedule: {e}")))?;
+    config.build().map_err(|e| schedule_error(py, &e))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(py: Python<'_>, setting: &str, json: &str) -> PyResult<T> {
+    serde_json::from_str(json).map_err(|e| config_error(py, setting, format!("{setting}: {e}")))
+}
+
+/// Checks a schedule (JSON text); returns its normalized config, range, unit, end of warmup
+/// and warnings as JSON text.
+#[pyfunction]
+pub fn check_schedule(py: Python<'_>, schedule_json: &str) -> PyResult<String> {
+    let schedule = build(py, schedule_json)?;
+    let warnings: Vec<String> = schedule
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(json!({
+        "config": schedule.config(),
+        "min": schedule.min_len(),
+        "max": schedule.max_len(),
+        "unit": schedule.unit().name(),
+        "total": schedule.total(),
+        "warmup_end": schedule.warmup_end(),
+        "warnings": warnings,
+    })
+    .to_string())
+}
+
+/// The change points of a schedule with each one's step shape under `mode` and
+/// `batch_size_json` (`{"rows": n}` or `{"tokens": n}`), and the tokens emitted before it when
+/// the schedule counts steps (`null` otherwise, or past 2^64); as JSON text.
+#[pyfunction]
+pub fn plan(
+    py: Python<'_>,
+    schedule_json: &str,
+    mode_json: &str,
+    batch_size_json: &str,
+) -> PyResult<String> {
+    let schedule = build(py, schedule_json)?;
+    let mode: Mode = parse(py, "mode", mode_json)?;
+    let batch_size: BatchSize = parse(py, "batch_size", batch_size_json)?;
+    let max = usize::try_from(schedule.max_len()).unwrap_or(usize::MAX);
+    // Tokens before each point, summed as the points go (steps only: in samples or tokens,
+    // where a length starts depends on the shapes before it).
+    let counts_steps = schedule.unit() == ProgressUnit::Steps;
+    let mut before = Some(0u64);
+    let mut previous: Option<(u64, u64)> = None;
+    let mut points = Vec::new();
+    for point in schedule.change_points().take(MAX_CHANGE_POINTS + 1) {
+        if points.len() == MAX_CHANGE_POINTS {
+            return Err(config_error(
+                py,
+                "schedule",
+                format!(
+                    "the schedule changes length more than {MAX_CHANGE_POINTS} times; use a \
+                     larger step or a smaller range"
+                ),
+            ));
+        }
+        let len = usize::try_from(point.seq_len).unwrap_or(usize::MAX);
+        let shape = step_shape(mode, batch_size, len, max);
+        if let Some((position, per_step)) = previous {
+            before = before
+                .and_then(|b| b.checked_add((point.position - position).checked_mul(per_step)?));
+        }
+        previous = Some((point.position, shape.tokens_out()));
+        points.push(json!({
+            "position": point.position,
+            "seq_len": point.seq_len,
+            "rows": shape.rows_out,
+            "tokens_per_step": shape.tokens_out(),
+            "tokens_before": before.filter(|_| counts_steps),
+        }));
+    }
+    Ok(json!({
+        "unit": schedule.unit().name(),
+        "total": schedule.total(),
+        "points": Value::Array(points),
+    })
+    .to_string())
+}
+
+/// A TOML (`.toml`) or JSON file's table, as JSON text.
+#[pyfunction]
+pub fn read_table(py: Python<'_>, path: &str) -> PyResult<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error(py, "schedule", format!("cannot read {path}: {e}")))?;
+    let value: Value = if path.ends_with(".toml") {
+        toml::from_str(&text)
+            .map_err(|e| config_error(py, "schedule", format!("{path}: invalid TOML: {e}")))?
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|e| config_error(py, "schedule", format!("{path}: invalid JSON: {e}")))?
+    };
+    Ok(value.to_string())
+}

@@ -1,0 +1,185 @@
+"""The Python loader against the CLI, and its iteration, checkpoints, ranks and formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seqwarm
+from conftest import fields_of, linear
+
+MODES = ["truncate", "truncate-keep-eos", "reshape", "repack", "pack-greedy", "pack-bestfit"]
+
+
+def cli_batches(seqwarm_bin: str, shards: str, settings: dict, tmp_path: Path) -> list:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(settings))
+    out = subprocess.run(
+        [seqwarm_bin, "stream", shards, "--config", str(config), "--emit", "jsonl"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def kwargs_of(settings: dict) -> dict:
+    kwargs = dict(settings)
+    schedule = kwargs.pop("schedule")
+    return {"schedule": schedule, **kwargs}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batches_equal_the_clis_jsonl_in_every_mode(mode: str, corpus: dict, seqwarm_bin: str, tmp_path: Path) -> None:
+    settings = {"schedule": linear(), "mode": mode, "batch_rows": 4, "eos_id": 0, "seed": 3, "epochs": 2}
+    expected = cli_batches(seqwarm_bin, corpus["dir"], settings, tmp_path)
+    got = list(seqwarm.Loader(corpus["dir"], **kwargs_of(settings)))
+    assert len(got) == len(expected) > 20
+    for batch, want in zip(got, expected):
+        assert (batch.step, batch.seq_len, batch.tokens) == (want["step"], want["seq_len"], want["tokens"])
+        assert fields_of(batch) == want["fields"], f"step {batch.step}"
+        assert all(isinstance(v, torch.Tensor) for v in batch.values())
+    if mode.startswith("pack"):
+        # cu_seqlens: the segment boundaries of the flattened batch, int32 for flash-attention.
+        first = got[0]
+        assert first["cu_seqlens"].dtype == torch.int32
+        assert int(first["cu_seqlens"][-1]) == first["input_ids"].numel()
+
+
+def test_numpy_format_gives_the_same_batches(corpus: dict) -> None:
+    torch_batches = list(seqwarm.Loader(corpus["dir"], linear(), batch_rows=4))
+    numpy_batches = list(seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, format="numpy"))
+    assert len(torch_batches) == len(numpy_batches)
+    for t, n in zip(torch_batches, numpy_batches):
+        assert isinstance(n["input_ids"], np.ndarray)
+        assert np.array_equal(t["input_ids"].numpy(), n["input_ids"])
+    assert not isinstance(seqwarm.Loader(corpus["dir"], format="numpy"), torch.utils.data.IterableDataset)
+
+
+def test_tokens_are_not_copied(corpus: dict) -> None:
+    loader = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, format="torch")
+    raw = loader._running()
+    fields, *_ = raw.next()
+    array = fields["input_ids"]
+    address = array.__array_interface__["data"][0]
+    tensor = torch.from_numpy(np.asarray(array))
+    # The tensor's memory is the Rust buffer itself.
+    assert tensor.data_ptr() == address
+    # And it outlives the loader: the array keeps the buffer alive.
+    copy = tensor.clone()
+    loader.close()
+    del loader, raw, fields, array
+    import gc
+
+    gc.collect()
+    assert torch.equal(tensor, copy)
+
+
+def test_truncated_batches_are_strided_views(corpus: dict) -> None:
+    # Truncate cuts columns off rows read at the maximum length: a view with the original row
+    # stride, no copy.
+    batch = next(iter(seqwarm.Loader(corpus["dir"], linear(), mode="truncate", batch_rows=4)))
+    ids = batch["input_ids"]
+    assert ids.shape == (4, 16)
+    assert ids.stride() == (128, 1)
+
+
+def test_editing_a_batch_in_place_changes_that_batch_alone(corpus: dict) -> None:
+    for mode in ("truncate", "repack", "pack-greedy"):
+        reference = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), mode=mode, batch_rows=4, eos_id=0)]
+        edited = []
+        for batch in seqwarm.Loader(corpus["dir"], linear(), mode=mode, batch_rows=4, eos_id=0):
+            edited.append(fields_of(batch))
+            for tensor in batch.values():
+                tensor.fill_(-7)
+        assert edited == reference, mode
+
+
+def test_resume_from_state_dict_is_byte_identical(corpus: dict) -> None:
+    kwargs = dict(schedule=linear(), mode="repack", batch_tokens=512, eos_id=0, seed=5, epochs=2)
+    reference = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], **kwargs)]
+    first = seqwarm.Loader(corpus["dir"], **kwargs)
+    taken = []
+    for batch in first:
+        taken.append(fields_of(batch))
+        if len(taken) == 37:
+            break
+    # Through torch.save and back, as inside a model checkpoint.
+    buffer = io.BytesIO()
+    torch.save({"loader": first.state_dict()}, buffer)
+    first.close()
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)["loader"]
+    resumed = seqwarm.Loader(corpus["dir"], **kwargs)
+    resumed.load_state_dict(state)
+    rest = [fields_of(b) for b in resumed]
+    assert taken + rest == reference
+    # A state of a finished run resumes to nothing.
+    assert list(seqwarm.Loader(corpus["dir"], **kwargs, state=resumed.state_dict())) == []
+
+
+def test_iterating_again_continues(corpus: dict) -> None:
+    loader = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)
+    steps = []
+    for batch in loader:
+        steps.append(batch.step)
+        if len(steps) == 5:
+            break
+    steps += [b.step for b in loader]
+    assert steps == list(range(len(steps)))
+
+
+def test_ranks_read_disjoint_data_and_lose_only_the_ends(corpus: dict) -> None:
+    seen = []
+    dropped = 0
+    for rank in range(3):
+        loader = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, rank=rank, world_size=3, seed=1)
+        tokens = np.concatenate([b["input_ids"].numpy().ravel() for b in loader])
+        seen.append(set(tokens.tolist()))
+        dropped += loader.stats()["tokens_dropped"]
+        assert len(tokens) == len(seen[-1])
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    assert sum(len(s) for s in seen) + dropped == corpus["tokens"]
+
+
+def test_rank_and_world_size_come_from_the_environment(corpus: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    loader = seqwarm.Loader(corpus["dir"], linear())
+    assert (loader.rank, loader.world_size) == (1, 2)
+    explicit = seqwarm.Loader(corpus["dir"], linear(), rank=0, world_size=1)
+    assert (explicit.rank, explicit.world_size) == (0, 1)
+
+
+def test_plan_counts_the_tokens_the_loader_emits(corpus: dict) -> None:
+    schedule = seqwarm.Schedule.linear(min=16, max=128, step=16, duration=0.5, total=60)
+    p = seqwarm.plan(schedule, mode="repack", batch_rows=4)
+    batches = list(seqwarm.Loader(corpus["dir"], schedule, batch_rows=4, max_steps=60, epochs=0))
+    assert len(batches) == 60
+    assert sum(b["input_ids"].numel() for b in batches) == p.tokens_at(60)
+    for b in batches:
+        assert b.seq_len == p.seq_len_at(b.step)
+
+
+def test_schedules_from_files_and_dicts(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[schedule]\nkind = "composer"\nmin = 64\nmax = 512\nstep = 64\nduration = 0.3\ntotal = 1000\n')
+    from_file = seqwarm.Schedule.from_file(path)
+    assert from_file == seqwarm.Schedule.composer(min=64, max=512, step=64, duration=0.3, total=1000)
+    assert from_file.max == 512 and from_file.unit == "steps"
+    assert seqwarm.Schedule(from_file.to_dict()) == from_file
+    assert "Schedule.composer(" in repr(from_file)
+
+
+def test_batches_work_under_a_dataloader_without_workers(corpus: dict) -> None:
+    loader = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)
+    direct = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)]
+    through = list(torch.utils.data.DataLoader(loader, batch_size=None, num_workers=0))
+    assert [fields_of(b) for b in through] == direct
+    assert [b.step for b in through] == list(range(len(direct)))
