@@ -337,15 +337,24 @@ class Loader:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __getstate__(self) -> Dict[str, Any]:
-        # Pickled for a spawned DataLoader worker: the settings travel, the threads do not.
+    def __reduce__(self) -> Any:
+        # Pickled for a spawned DataLoader worker: the settings (and the position, as a
+        # pending state) travel, the threads do not.
         state = self.__dict__.copy()
+        if self._raw is not None and self._pid == os.getpid() and self._worker == _worker():
+            state["_pending"] = self._raw.state_json()
         state["_raw"] = None
         state["_pid"] = None
-        return state
+        return (_unpickle_loader, (self._format, state))
 
     def __repr__(self) -> str:
         return f"seqwarm.Loader({len(self._shards)} location(s), rank {self.rank} of {self.world_size}, format={self._format!r})"
+
+
+def _unpickle_loader(format: str, state: Dict[str, Any]) -> Loader:
+    loader = Loader.__new__(Loader, format=format)
+    loader.__dict__.update(state)
+    return loader
 
 
 _TORCH_LOADER: Optional[type] = None

@@ -143,7 +143,7 @@ impl RawLoader {
                 Polled::Closed => return Err(Self::closed_error(py)),
                 Polled::Item(None) => return Ok(None),
                 Polled::Item(Some(Err(e))) => return Err(loader_error(py, &e)),
-                Polled::Item(Some(Ok(batch))) => return batch_tuple(py, batch).map(Some),
+                Polled::Item(Some(Ok(batch))) => return batch_tuple(py, &batch).map(Some),
             }
         }
     }
@@ -213,7 +213,7 @@ impl Drop for RawLoader {
 }
 
 /// A batch as `(fields, step, epoch, seq_len, tokens)`; fields share the Rust buffers.
-fn batch_tuple(py: Python<'_>, b: ScheduledBatch) -> PyResult<Bound<'_, PyTuple>> {
+fn batch_tuple<'py>(py: Python<'py>, b: &ScheduledBatch) -> PyResult<Bound<'py, PyTuple>> {
     let fields = PyDict::new(py);
     for (name, tensor) in b.batch.iter() {
         fields.set_item(name, TokenArray::new(tensor.clone()))?;
@@ -250,10 +250,7 @@ pub fn default_settings(py: Python<'_>) -> PyResult<String> {
 /// Checks settings (JSON text) as the loader would, without reading any shard.
 #[pyfunction]
 pub fn check_settings(py: Python<'_>, settings_json: &str) -> PyResult<()> {
-    let config = settings(py, settings_json)?;
-    config
-        .warmup()
-        .build()
-        .map(drop)
-        .map_err(|e| loader_error(py, &e.into()))
+    settings(py, settings_json)?
+        .validate()
+        .map_err(|e| loader_error(py, &e))
 }

@@ -104,7 +104,10 @@ pub fn plan(
 pub fn read_table(py: Python<'_>, path: &str) -> PyResult<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| config_error(py, "schedule", format!("cannot read {path}: {e}")))?;
-    let value: Value = if path.ends_with(".toml") {
+    let toml = std::path::Path::new(path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let value: Value = if toml {
         toml::from_str(&text)
             .map_err(|e| config_error(py, "schedule", format!("{path}: invalid TOML: {e}")))?
     } else {

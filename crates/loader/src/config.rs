@@ -164,6 +164,14 @@ impl LoaderConfig {
         self.on_error
     }
 
+    /// Checks every setting as [`crate::LoaderBuilder::build`] does before it reads a shard
+    /// (the ranks against the data are checked once the shards are listed).
+    pub fn validate(&self) -> Result<()> {
+        self.check()?;
+        self.warmup.build()?;
+        Ok(())
+    }
+
     /// Checks the reading settings' ranges, and the stage's special ids against the
     /// vocabulary (the stage checks the rest when it is built).
     pub(crate) fn check(&self) -> Result<()> {

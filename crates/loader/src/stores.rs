@@ -119,6 +119,10 @@ fn remote_store(url: &Url, scheme: &str) -> Result<Arc<dyn ObjectStore>> {
         "http" | "https" => Ok(Arc::new(
             object_store::http::HttpBuilder::new()
                 .with_url(store_key(url))
+                // An `http://` URL asks for plain HTTP; the client refuses it unless told.
+                .with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
+                )
                 .build()
                 .map_err(fail)?,
         )),

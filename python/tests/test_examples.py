@@ -1,0 +1,20 @@
+"""The Python examples run, and the training example resumes exactly from its checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
+import train_gpt  # noqa: E402
+
+
+def test_training_learns_and_resumes_exactly(tmp_path: Path) -> None:
+    common = ["--total", "40", "--max-len", "64", "--quiet", "--seed", "1"]
+    whole = train_gpt.train(["--steps", "40", *common])
+    assert len(whole) == 40
+    assert sum(whole[-5:]) / 5 < sum(whole[:5]) / 5, "the loss did not fall"
+    checkpoint = str(tmp_path / "run.pt")
+    head = train_gpt.train(["--steps", "17", "--checkpoint", checkpoint, *common])
+    tail = train_gpt.train(["--steps", "40", "--checkpoint", checkpoint, *common])
+    assert head + tail == whole
