@@ -111,7 +111,10 @@ class Loader:
         epochs: passes over the data (``0``: until ``max_steps``/``max_tokens``).
         max_steps, max_tokens: stop after this many batches / tokens in all.
         format: ``"torch"`` (default) or ``"numpy"``.
-        threads: worker threads of the loader's runtime (all cores when ``None``).
+        threads: worker threads of the loader's runtime: all cores when ``None``; ``0`` runs
+            everything on the thread that iterates, inside each ``next`` (GIL released), with
+            no reading ahead while Python runs: for one core per process (many DataLoader
+            workers) or benchmarks.
         state: a ``state_dict()`` to resume from (or call :meth:`load_state_dict`).
         (the rest): see ``docs/python.md`` and ``docs/loader.md``.
 

@@ -61,7 +61,8 @@ impl RawLoader {
 #[pymethods]
 impl RawLoader {
     /// Lists the shards, reads their footers, checks the settings and the checkpoint, and
-    /// starts a runtime of `threads` worker threads (all cores when `None`).
+    /// starts a runtime of `threads` worker threads (all cores when `None`; none when 0: the
+    /// calling thread does all the work inside `next`).
     #[new]
     #[pyo3(signature = (shards, settings_json, state_json = None, threads = None))]
     fn new(
@@ -77,13 +78,17 @@ impl RawLoader {
             let state = LoaderState::from_json(text).map_err(|e| loader_error(py, &e))?;
             builder = builder.with_state(state);
         }
-        let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        if let Some(threads) = threads {
-            if threads == 0 {
-                return Err(config_error(py, "threads", "threads must be >= 1".into()));
+        let mut runtime = match threads {
+            // Everything on the calling thread, inside `next` (with the GIL released): no
+            // reading ahead while Python runs, but no thread switches either.
+            Some(0) => tokio::runtime::Builder::new_current_thread(),
+            Some(threads) => {
+                let mut runtime = tokio::runtime::Builder::new_multi_thread();
+                runtime.worker_threads(threads);
+                runtime
             }
-            runtime.worker_threads(threads);
-        }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
         let runtime = runtime
             .thread_name("seqwarm")
             .enable_all()

@@ -18,3 +18,15 @@ def test_training_learns_and_resumes_exactly(tmp_path: Path) -> None:
     head = train_gpt.train(["--steps", "17", "--checkpoint", checkpoint, *common])
     tail = train_gpt.train(["--steps", "40", "--checkpoint", checkpoint, *common])
     assert head + tail == whole
+
+
+def test_the_hugging_face_trainer_example_trains() -> None:
+    import pytest
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import hf_trainer
+
+    losses = hf_trainer.main(["--steps", "40", "--max-len", "64"])
+    assert len(losses) == 4  # logged every 10 steps
+    assert losses[-1] < losses[0], "the loss did not fall"

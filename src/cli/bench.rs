@@ -367,7 +367,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"threads": args.threads, "repeat": args.repeat, "batch_tokens": args.batch_tokens, "max_len": args.max_len, "rows": rows, "peer": peers});
+        // Where each set of shards is, so that another harness (the Python package's
+        // benches/python/bench_loader.py) can measure the same files.
+        let locations: serde_json::Map<String, serde_json::Value> = sets
+            .iter()
+            .map(|(name, shards)| (name.clone(), serde_json::json!(shards)))
+            .collect();
+        let doc = serde_json::json!({"threads": args.threads, "repeat": args.repeat, "batch_tokens": args.batch_tokens, "max_len": args.max_len, "locations": locations, "rows": rows, "peer": peers});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         note!("results written to {}", path.display());
