@@ -3,8 +3,10 @@ scheduled in tokens, and a checkpoint that resumes exactly.
 
     python examples/python/train_gpt.py                       # demo corpus, 200 steps on CPU
     python examples/python/train_gpt.py --shards data/ --vocab-size 50257 --device cuda
-    python examples/python/train_gpt.py --steps 100 --checkpoint run.pt    # stop at 100...
-    python examples/python/train_gpt.py --steps 200 --checkpoint run.pt    # ...and go on
+    python examples/python/train_gpt.py --total 200 --steps 100 --checkpoint run.pt  # stop at 100
+    python examples/python/train_gpt.py --total 200 --steps 200 --checkpoint run.pt  # go on
+
+(The schedule spans ``--total`` steps; a checkpoint resumes only under the same schedule.)
 
 With no ``--shards``, it writes a demo corpus (a toy language whose tokens have likely successors,
 so that the loss visibly falls) with pyarrow into a temporary directory.

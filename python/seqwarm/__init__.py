@@ -6,9 +6,10 @@ schedule gives for each step, as PyTorch tensors that share the Rust loader's me
     import seqwarm
 
     schedule = seqwarm.Schedule.linear(min=64, max=1024, duration=0.3, total=20_000, step=64)
-    loader = seqwarm.Loader("data/shards", schedule, mode="repack", batch_tokens=65_536)
+    loader = seqwarm.Loader("data/shards", schedule, mode="repack", batch_tokens=65_536, dtype="i64")
     for batch in loader:
-        loss = model(**batch).loss  # batch["input_ids"]: [rows, batch.seq_len]
+        ids = batch["input_ids"]  # [rows, batch.seq_len], sharing the loader's memory
+        loss = model(input_ids=ids, labels=ids).loss
 
 See ``docs/python.md``.
 """

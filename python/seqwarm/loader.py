@@ -3,14 +3,17 @@ tensors (or NumPy arrays) that share the Rust loader's memory."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from seqwarm import _seqwarm
 from seqwarm._defaults import default_settings
+from seqwarm._json import to_json
 from seqwarm.errors import ConfigError, StateError
 from seqwarm.schedule import Schedule, schedule_table
 
@@ -22,6 +25,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 _PYTHON_ONLY = ("format", "threads")
 #: The state_dict key the checkpoint lives under.
 _STATE_KEY = "seqwarm_loader_state"
+#: The state_dict key of a DataLoader worker's first step (see ``_worker_base``).
+_WORKER_BASE_KEY = "seqwarm_worker_base"
 
 
 class Batch(dict):  # type: ignore[type-arg]
@@ -40,10 +45,10 @@ class Batch(dict):  # type: ignore[type-arg]
     alone, and the loader never reads them again.
     """
 
-    step: int
-    seq_len: int
-    tokens: int
-    epoch: int
+    step: int = -1
+    seq_len: int = -1
+    tokens: int = -1
+    epoch: int = -1
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
@@ -119,19 +124,21 @@ class Loader:
         (the rest): see ``docs/python.md`` and ``docs/loader.md``.
 
     Iterating runs the whole plan (every epoch) once; iterating again continues where it
-    stopped. Row groups are read and decoded ahead on the loader's own threads, and each
-    batch is cut with the GIL released, so ``DataLoader(loader, batch_size=None,
-    num_workers=0)`` is the fast way to use it. With ``num_workers=N``, each worker is a
-    sub-rank (rank ``rank * N + worker`` of ``world_size * N``) and the schedule follows the
-    order the DataLoader takes batches in (worker ``w``'s ``k``-th batch is step ``k * N +
-    w``), so no batch is duplicated or lost and the lengths are those of one process.
+    stopped (also after :meth:`close`). Row groups are read and decoded ahead on the loader's
+    own threads, and each batch is cut with the GIL released, so ``DataLoader(loader,
+    batch_size=None, num_workers=0)`` is the fast way to use it. With ``num_workers=N`` the
+    DataLoader yields exactly the batches of ``num_workers=0``, in the same order: every
+    worker runs the whole stream and hands over the steps ``w, w + N, w + 2N, ...`` (the others
+    are made in Rust and never reach Python), so no batch is duplicated or lost and the
+    schedule is that of one process.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Loader":
         # A torch.utils.data.IterableDataset when PyTorch is there (so that DataLoader treats
-        # it as a stream), without making PyTorch a dependency of the NumPy path.
-        if cls is Loader and kwargs.get("format", "torch") == "torch":
-            return super().__new__(_torch_loader_class())
+        # it as a stream), without making PyTorch a dependency of the NumPy path. Subclasses
+        # get the same.
+        if kwargs.get("format", "torch") == "torch" and not _is_torch_dataset(cls):
+            return super().__new__(_torch_class(cls))
         return super().__new__(cls)
 
     def __init__(
@@ -171,16 +178,18 @@ class Loader:
         state: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if format not in ("torch", "numpy"):
-            raise ConfigError(f"format: expected 'torch' or 'numpy', not {format!r}")
-        if isinstance(shards, (str, os.PathLike)):
+            raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= _MAX_THREADS):
+            raise _config_error("threads", f"threads: expected an integer in 0..={_MAX_THREADS} or None, not {threads!r}")
+        if isinstance(shards, (str, bytes, os.PathLike)):
             shards = [shards]
-        self._shards: List[str] = [os.fspath(s) for s in shards]
+        self._shards: List[str] = [os.fsdecode(s) for s in shards]
         if rank is None or world_size is None:
             found_rank, found_world = _distributed_rank()
             rank = found_rank if rank is None else rank
             world_size = found_world if world_size is None else world_size
         if batch_rows is not None and batch_tokens is not None:
-            raise ConfigError("give batch_rows or batch_tokens, not both")
+            raise _config_error("batch_size", "give batch_rows or batch_tokens, not both")
         given = dict(
             mode=mode,
             batch_rows=batch_rows,
@@ -200,12 +209,12 @@ class Loader:
             epoch_boundary=epoch_boundary,
             max_steps=max_steps,
             max_tokens=max_tokens,
-            layout=dict(layout) if layout is not None else None,
+            layout=layout,
             prefetch_concurrency=prefetch_concurrency,
             prefetch_queue=prefetch_queue,
             vocab_size=vocab_size,
             on_error=on_error,
-            retry=dict(retry) if retry is not None else None,
+            retry=retry,
             dtype=dtype,
             io_threads=io_threads,
             verify_checksums=verify_checksums,
@@ -215,14 +224,18 @@ class Loader:
             settings["schedule"] = schedule_table(schedule)
         # Checked now, with the library's rules, so that a bad setting fails here and not in
         # a DataLoader worker.
-        _seqwarm.check_settings(json.dumps(settings))
-        self._settings = settings
+        text = to_json(settings)
+        _seqwarm.check_settings(text)
+        self._settings = json.loads(text)
         self._format = format
         self._threads = threads
         self._raw: Optional[_seqwarm.RawLoader] = None
         self._pid: Optional[int] = None
-        self._worker: "tuple[int, int]" = (0, 1)
         self._pending: Optional[str] = None
+        # In a DataLoader worker: the step the workers started from, so that worker w takes
+        # the steps base + w, base + w + N, ... (kept in its checkpoints).
+        self._worker_base: Optional[int] = None
+        self._lock = threading.Lock()
         if state is not None:
             self.load_state_dict(state)
 
@@ -243,36 +256,30 @@ class Loader:
         """The number of ranks."""
         return int(self._settings["world_size"])
 
-    def _settings_for(self, worker: int, workers: int) -> Dict[str, Any]:
-        if workers == 1:
-            return self._settings
-        settings = dict(self._settings)
-        settings["rank"] = self.rank * workers + worker
-        settings["world_size"] = self.world_size * workers
-        settings["interleave"] = {"index": worker, "count": workers}
-        return settings
-
     # -- the Rust loader ----------------------------------------------------------------
 
     def _running(self) -> "_seqwarm.RawLoader":
-        worker = _worker()
-        if self._raw is not None and (self._pid != os.getpid() or self._worker != worker):
-            # Forked (a DataLoader worker, say): the threads stayed in the parent. Continue
-            # from where the parent was if this is the same stream, else start this one's.
-            if self._worker == worker and self._pending is None:
+        with self._lock:
+            if self._raw is not None and self._pid != os.getpid():
+                # Forked (a DataLoader worker, say): the threads stayed in the parent, the
+                # position came along. Continue from it.
                 self._pending = self._raw.state_json()
-            self._raw.abandon()
-            self._raw = None
-        if self._raw is None:
-            settings = self._settings_for(*worker)
-            self._raw = _seqwarm.RawLoader(self._shards, json.dumps(settings), self._pending, self._threads)
-            self._pid = os.getpid()
-            self._worker = worker
-            self._pending = None
-        return self._raw
+                self._raw.abandon()
+                self._raw = None
+            if self._raw is None:
+                self._raw = _seqwarm.RawLoader(self._shards, json.dumps(self._settings), self._pending, self._threads)
+                self._pid = os.getpid()
+                self._pending = None
+            return self._raw
 
     def __iter__(self) -> Iterator[Batch]:
         raw = self._running()
+        worker, workers = _worker()
+        turn = 0
+        if workers > 1:
+            if self._worker_base is None:
+                self._worker_base = raw.next_step()
+            turn = (self._worker_base + worker) % workers
         torch_format = self._format == "torch"
         if torch_format:
             import torch
@@ -280,7 +287,7 @@ class Loader:
             from_numpy = torch.from_numpy
         asarray = np.asarray
         while True:
-            item = raw.next()
+            item = raw.next(workers, turn)
             if item is None:
                 return
             fields, step, epoch, seq_len, tokens = item
@@ -296,12 +303,17 @@ class Loader:
     def state_dict(self) -> Dict[str, Any]:
         """A checkpoint after the last batch yielded: a dict of plain values that
         ``torch.save`` and torchdata's ``StatefulDataLoader`` keep. Resuming from it yields
-        byte-identical batches."""
-        if self._raw is not None and self._pid == os.getpid():
-            text: Optional[str] = self._raw.state_json()
-        else:
-            text = self._pending
-        return {_STATE_KEY: json.loads(text) if text is not None else None}
+        byte-identical batches. (With DataLoader workers, the position is in the workers:
+        take the checkpoint from a ``StatefulDataLoader``, which asks each worker.)"""
+        with self._lock:
+            if self._raw is not None and self._pid == os.getpid():
+                text: Optional[str] = self._raw.state_json()
+            else:
+                text = self._pending
+        state: Dict[str, Any] = {_STATE_KEY: json.loads(text) if text is not None else None}
+        if self._worker_base is not None:
+            state[_WORKER_BASE_KEY] = self._worker_base
+        return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Continue from a checkpoint of :meth:`state_dict` at the next iteration. A
@@ -311,6 +323,7 @@ class Loader:
         state = state_dict[_STATE_KEY]
         self.close()
         self._pending = json.dumps(state) if state is not None else None
+        self._worker_base = state_dict.get(_WORKER_BASE_KEY)
 
     # -- reports and lifetime ------------------------------------------------------------
 
@@ -325,11 +338,14 @@ class Loader:
         return [] if self._raw is None else list(self._raw.skipped())
 
     def close(self) -> None:
-        """Stop the loader's threads (and join them). Iterating again starts anew, from the
-        last loaded state if any."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
+        """Stop the loader's threads (and join them). The position is kept: iterating again
+        continues where it stopped, and :meth:`state_dict` still gives it."""
+        with self._lock:
+            raw, self._raw = self._raw, None
+            if raw is None:
+                return
             if self._pid == os.getpid():
+                self._pending = raw.state_json()
                 raw.close()
             else:
                 raw.abandon()
@@ -341,50 +357,75 @@ class Loader:
         self.close()
 
     def __reduce__(self) -> Any:
-        # Pickled for a spawned DataLoader worker: the settings (and the position, as a
-        # pending state) travel, the threads do not.
+        # Pickled for a spawned DataLoader worker: the settings and the position (as a pending
+        # state) travel, the threads and the lock do not.
         state = self.__dict__.copy()
-        if self._raw is not None and self._pid == os.getpid() and self._worker == _worker():
-            state["_pending"] = self._raw.state_json()
+        with self._lock:
+            if self._raw is not None and self._pid == os.getpid():
+                state["_pending"] = self._raw.state_json()
+        del state["_lock"]
         state["_raw"] = None
         state["_pid"] = None
-        return (_unpickle_loader, (self._format, state))
+        # The class the user named (the IterableDataset mixed in at construction has no name
+        # of its own to pickle by).
+        named = getattr(type(self), "_seqwarm_named", type(self))
+        return (_unpickle_loader, (named, self._format, state))
 
     def __repr__(self) -> str:
         return f"seqwarm.Loader({len(self._shards)} location(s), rank {self.rank} of {self.world_size}, format={self._format!r})"
 
 
-def _unpickle_loader(format: str, state: Dict[str, Any]) -> Loader:
-    loader = Loader.__new__(Loader, format=format)
+#: Worker threads of a loader's runtime at the most (as the library's I/O threads).
+_MAX_THREADS = 1024
+
+
+def _config_error(field: str, message: str) -> ConfigError:
+    error = ConfigError(message)
+    error.field = field
+    return error
+
+
+def _unpickle_loader(cls: type, format: str, state: Dict[str, Any]) -> Loader:
+    loader = Loader.__new__(cls, format=format)
     loader.__dict__.update(state)
+    loader._lock = threading.Lock()
     return loader
 
 
-_TORCH_LOADER: Optional[type] = None
+def _is_torch_dataset(cls: type) -> bool:
+    return any(base.__module__ == "torch.utils.data.dataset" and base.__name__ == "IterableDataset" for base in cls.__mro__)
 
 
-def _torch_loader_class() -> type:
-    global _TORCH_LOADER
-    if _TORCH_LOADER is None:
+_TORCH_CLASSES: Dict[type, type] = {}
+
+
+def _torch_class(cls: type) -> type:
+    """``cls`` with ``torch.utils.data.IterableDataset`` mixed in, under ``cls``'s name."""
+    if cls not in _TORCH_CLASSES:
         from torch.utils.data import IterableDataset
 
-        class TorchLoader(Loader, IterableDataset):  # type: ignore[misc]
-            __doc__ = Loader.__doc__
-
-        TorchLoader.__name__ = TorchLoader.__qualname__ = "Loader"
-        _TORCH_LOADER = TorchLoader
-    return _TORCH_LOADER
+        mixed = type(
+            cls.__name__,
+            (cls, IterableDataset),
+            {"__doc__": cls.__doc__, "__module__": cls.__module__, "_seqwarm_named": cls},
+        )
+        mixed.__qualname__ = cls.__qualname__
+        _TORCH_CLASSES[cls] = mixed
+    return _TORCH_CLASSES[cls]
 
 
 def _document_defaults() -> None:
     defaults = default_settings()
     lines = ["", "    Defaults (from the Rust library):", ""]
     for key in sorted(defaults):
-        if key in ("interleave", "schedule"):
+        if key == "schedule":
             continue
         lines.append(f"        {key} = {json.dumps(defaults[key])}")
     lines.append(f"        schedule = {json.dumps(defaults['schedule'])}")
     Loader.__doc__ = (Loader.__doc__ or "") + "\n".join(lines) + "\n"
+    # The keywords in help() and inspect.signature(), not __new__'s (*args, **kwargs).
+    signature = inspect.signature(Loader.__init__)
+    Loader.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
 
 
 _document_defaults()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import bisect
 import json
+import operator
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Mapping, Optional, Tuple, Union
 
 from seqwarm import _seqwarm
 from seqwarm._defaults import default_settings
+from seqwarm._json import to_json
+from seqwarm.errors import ConfigError
 from seqwarm.schedule import Schedule, schedule_table
 
 __all__ = ["plan", "Plan", "ChangePoint"]
@@ -56,6 +59,9 @@ class Plan:
     def tokens_at(self, step: int) -> int:
         """Positions emitted by the first ``step`` steps (schedules in steps only): the
         x-axis of a learning-rate schedule in tokens."""
+        step = operator.index(step)
+        if step < 0:
+            raise ValueError(f"tokens_at: step {step} is negative")
         point = self.point_at(step)
         if point.tokens_before is None:
             raise ValueError(f"tokens_at needs a schedule in steps; this one counts {self.unit}")
@@ -73,7 +79,9 @@ class Plan:
 
 def _batch_size(batch_rows: Optional[int], batch_tokens: Optional[int]) -> Any:
     if batch_rows is not None and batch_tokens is not None:
-        raise TypeError("give batch_rows or batch_tokens, not both")
+        error = ConfigError("give batch_rows or batch_tokens, not both")
+        error.field = "batch_size"
+        raise error
     if batch_rows is not None:
         return {"rows": batch_rows}
     if batch_tokens is not None:
@@ -101,7 +109,7 @@ def plan(
     """
     table = schedule_table(schedule)
     mode = mode if mode is not None else default_settings()["mode"]
-    text = _seqwarm.plan(json.dumps(table), json.dumps(mode), json.dumps(_batch_size(batch_rows, batch_tokens)))
+    text = _seqwarm.plan(to_json(table), to_json(mode), to_json(_batch_size(batch_rows, batch_tokens)))
     result = json.loads(text)
     points = [ChangePoint(**p) for p in result["points"]]
     return Plan(result["unit"], result["total"], points)

@@ -7,6 +7,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from seqwarm import _seqwarm
+from seqwarm._json import to_json
 
 __all__ = ["Schedule"]
 
@@ -36,7 +37,9 @@ class Schedule:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         """A schedule from its config table (``{"kind": "linear", "min": 8, ...}``)."""
-        info = json.loads(_seqwarm.check_schedule(json.dumps(dict(config))))
+        if not isinstance(config, Mapping):
+            raise TypeError(f"a schedule's config is a mapping, not {type(config).__name__}")
+        info = json.loads(_seqwarm.check_schedule(to_json(dict(config))))
         self._config: Dict[str, Any] = info["config"]
         self._info: Dict[str, Any] = info
 
@@ -185,7 +188,7 @@ class Schedule:
 
     @property
     def warnings(self) -> List[str]:
-        """What is legal but probably not meant (a ramp shorter than its steps, ...)."""
+        """What the schedule's checks let through but flag as probably not meant."""
         return list(self._info["warnings"])
 
     def __eq__(self, other: object) -> bool:

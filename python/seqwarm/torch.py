@@ -122,6 +122,11 @@ def warm_pass(
     """
     if batch_rows < 1 or max_len < 1 or vocab_size < 1:
         raise ValueError("warm_pass: batch_rows, max_len and vocab_size must be >= 1")
+    if isinstance(batch_rows, bool) or isinstance(max_len, bool) or isinstance(vocab_size, bool):
+        raise TypeError("warm_pass: batch_rows, max_len and vocab_size are integers")
+    batch_rows, max_len, vocab_size = int(batch_rows), int(max_len), int(vocab_size)
+    if batch_rows < 1 or max_len < 2 or vocab_size < 1:
+        raise ValueError("warm_pass: batch_rows and vocab_size must be >= 1, max_len >= 2")
     parameters = list(model.parameters())
     if device is None:
         device = parameters[0].device if parameters else torch.device("cpu")
@@ -129,33 +134,39 @@ def warm_pass(
     loss_fn = loss_fn or _next_token_loss
     saved_grads = {p: (None if p.grad is None else p.grad.detach().clone()) for p in parameters}
     saved_buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    was_training = model.training
+    # Each module's own mode: model.train(was) would undo a frozen (eval) submodule.
+    saved_modes = [(m, m.training) for m in model.modules()]
     before = memory_stats(device)
     started = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     ids = torch.randint(0, vocab_size, (batch_rows, max_len), generator=generator).to(device)
     rng_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        model.train()
-        try:
+    value = float("nan")
+    try:
+        with torch.random.fork_rng(devices=rng_devices):
+            model.train()
             if autocast_dtype is not None:
                 with torch.autocast(device_type=device.type, dtype=autocast_dtype):
                     loss = loss_fn(model(ids), ids)
             else:
                 loss = loss_fn(model(ids), ids)
             loss.backward()
-        finally:
-            model.train(was_training)
-    value = float(loss.detach())
-    del loss
-    with torch.no_grad():
-        for p, grad in saved_grads.items():
-            if grad is None:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.copy_(grad)
-        for buffer, value_before in saved_buffers:
-            buffer.copy_(value_before)
+            value = float(loss.detach())
+            del loss
+    finally:
+        # Whatever happened, the model is as it was.
+        with torch.no_grad():
+            for p, grad in saved_grads.items():
+                if grad is None:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.copy_(grad)
+                else:
+                    p.grad = grad
+            for buffer, value_before in saved_buffers:
+                buffer.copy_(value_before)
+        for module, training in saved_modes:
+            module.training = training
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started

@@ -114,7 +114,7 @@ fn classify(e: &LoaderError) -> (Class, Place) {
             },
         ),
         E::Config { field: name, .. } => (Class::Config, field(name)),
-        E::UnknownKey { key, .. } => (Class::Config, field(key)),
+        E::UnknownKey { key, .. } | E::InvalidSetting { key, .. } => (Class::Config, field(key)),
         E::Schedule(e) => (Class::Config, schedule_place(e)),
         E::State { .. } => (Class::State, Place::default()),
         // The stage's refusal of documents, a failed batch transform, a reader that stopped,

@@ -129,8 +129,23 @@ impl RawLoader {
         }
     }
 
-    /// The next batch as `(fields, step, epoch, seq_len, tokens)`, or `None` at the end.
-    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    /// The next batch whose step is `offset` modulo `stride` (every batch by default), as
+    /// `(fields, step, epoch, seq_len, tokens)`, or `None` at the end. The batches skipped
+    /// are made (the stream's state depends on them) but never reach Python.
+    #[pyo3(signature = (stride = 1, offset = 0))]
+    fn next<'py>(
+        &self,
+        py: Python<'py>,
+        stride: u64,
+        offset: u64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if stride == 0 || offset >= stride {
+            return Err(config_error(
+                py,
+                "stride",
+                format!("offset {offset} of stride {stride}: need 0 <= offset < stride"),
+            ));
+        }
         loop {
             let polled = py.detach(|| {
                 let mut guard = self.lock();
@@ -148,7 +163,10 @@ impl RawLoader {
                 Polled::Closed => return Err(Self::closed_error(py)),
                 Polled::Item(None) => return Ok(None),
                 Polled::Item(Some(Err(e))) => return Err(loader_error(py, &e)),
-                Polled::Item(Some(Ok(batch))) => return batch_tuple(py, &batch).map(Some),
+                Polled::Item(Some(Ok(batch))) if batch.step % stride == offset => {
+                    return batch_tuple(py, &batch).map(Some);
+                }
+                Polled::Item(Some(Ok(_))) => {}
             }
         }
     }
@@ -160,6 +178,12 @@ impl RawLoader {
         state
             .to_json()
             .map_err(|e| state_error(py, format!("cannot write the state: {e}")))
+    }
+
+    /// The step of the next batch (batches emitted so far, a resumed run's included).
+    fn next_step(&self, py: Python<'_>) -> PyResult<u64> {
+        let step = py.detach(|| self.lock().as_ref().map(|r| r.loader.state().step()));
+        step.ok_or_else(|| Self::closed_error(py))
     }
 
     /// Where every token went so far, as JSON text.

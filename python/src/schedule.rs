@@ -2,13 +2,13 @@
 //! through [`check_schedule`], `seqwarm.plan` lists change points through [`plan`].
 
 use pyo3::prelude::*;
-use seqwarm_loader::{BatchSize, Mode};
+use seqwarm_loader::{BatchSize, Mode, WarmupConfig};
 use seqwarm_schedule::ProgressUnit;
 use seqwarm_schedule::{Schedule, ScheduleConfig};
 use seqwarm_stage::shape::step_shape;
 use serde_json::{Value, json};
 
-use crate::errors::{config_error, schedule_error};
+use crate::errors::{config_error, loader_error, schedule_error};
 
 /// The most change points `plan` lists (as `seqwarm plan` does).
 const MAX_CHANGE_POINTS: usize = 100_000;
@@ -58,6 +58,13 @@ pub fn plan(
     let schedule = build(py, schedule_json)?;
     let mode: Mode = parse(py, "mode", mode_json)?;
     let batch_size: BatchSize = parse(py, "batch_size", batch_size_json)?;
+    // The loader's checks of the batch size against the schedule (rows >= 1, a budget that
+    // holds a row at the maximum length, a step that fits in memory).
+    WarmupConfig::new(schedule.config().clone())
+        .with_mode(mode)
+        .with_batch_size(batch_size)
+        .build()
+        .map_err(|e| loader_error(py, &e.into()))?;
     let max = usize::try_from(schedule.max_len()).unwrap_or(usize::MAX);
     // Tokens before each point, summed as the points go (steps only: in samples or tokens,
     // where a length starts depends on the shapes before it).

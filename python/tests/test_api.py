@@ -21,9 +21,8 @@ def test_every_rust_setting_is_a_keyword_argument() -> None:
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
     settings = set(seqwarm.default_settings())
-    # batch_size is spelled batch_rows / batch_tokens; the schedule is positional; interleave
-    # is set per DataLoader worker.
-    expected = (settings - {"batch_size", "schedule", "interleave"}) | {"batch_rows", "batch_tokens"}
+    # batch_size is spelled batch_rows / batch_tokens; the schedule is positional.
+    expected = (settings - {"batch_size", "schedule"}) | {"batch_rows", "batch_tokens"}
     python_only = {"format", "threads", "state"}
     assert keywords - python_only == expected
 

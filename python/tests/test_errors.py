@@ -43,6 +43,31 @@ def test_a_bad_setting_names_its_field(corpus: dict) -> None:
     assert "totl" in str(e.value)
     with pytest.raises(TypeError):
         seqwarm.Loader(corpus["dir"], batch_tokenz=5)  # type: ignore[call-arg]
+    # Every refusal names its keyword, and is made when the loader is, not in a worker.
+    for kwargs, field in [
+        ({"mode": "foo"}, "mode"),
+        ({"batch_rows": True}, "batch_size"),
+        ({"dtype": "f32"}, "dtype"),
+        ({"on_error": "ignore"}, "on_error"),
+        ({"layout": {"colour": "red"}}, "layout"),
+        ({"retry": 5}, "retry"),
+        ({"rank": 5, "world_size": 2}, "rank"),
+        ({"world_size": 0}, "rank"),
+        ({"threads": -1}, "threads"),
+        ({"threads": True}, "threads"),
+        ({"batch_rows": 4, "batch_tokens": 512}, "batch_size"),
+        ({"format": "jax"}, "format"),
+    ]:
+        with pytest.raises(seqwarm.ConfigError) as e:
+            seqwarm.Loader(corpus["dir"], linear(), **kwargs)
+        assert e.value.field == field, (kwargs, e.value.field, str(e.value))
+    with pytest.raises(seqwarm.ConfigError):
+        seqwarm.Schedule.linear(min=16, max=64, duration=float("nan"), total=10)
+    with pytest.raises(seqwarm.ConfigError) as e:
+        seqwarm.plan(linear(), batch_rows=0)
+    assert e.value.field == "batch_size"
+    with pytest.raises(seqwarm.ConfigError):
+        seqwarm.plan(linear(), batch_tokens=10)
 
 
 def test_a_missing_location_is_a_data_error_naming_it(tmp_path: Path) -> None:

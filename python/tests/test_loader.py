@@ -183,3 +183,56 @@ def test_batches_work_under_a_dataloader_without_workers(corpus: dict) -> None:
     through = list(torch.utils.data.DataLoader(loader, batch_size=None, num_workers=0))
     assert [fields_of(b) for b in through] == direct
     assert [b.step for b in through] == list(range(len(direct)))
+
+
+def test_close_keeps_the_position(corpus: dict) -> None:
+    reference = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)]
+    with seqwarm.Loader(corpus["dir"], linear(), batch_rows=4) as loader:
+        iterator = iter(loader)
+        head = [fields_of(next(iterator)) for _ in range(7)]
+    assert loader.state_dict()["seqwarm_loader_state"] is not None
+    assert head + [fields_of(b) for b in loader] == reference
+
+
+def test_threads_sharing_a_loader_split_its_batches(corpus: dict) -> None:
+    import threading
+
+    loader = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)
+    steps: list = []
+
+    def drain() -> None:
+        steps.extend(b.step for b in loader)
+
+    workers = [threading.Thread(target=drain) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    total = sum(1 for _ in seqwarm.Loader(corpus["dir"], linear(), batch_rows=4))
+    assert sorted(steps) == list(range(total))
+    loader.close()
+
+
+def test_numpy_values_and_paths_are_accepted(corpus: dict) -> None:
+    from pathlib import Path
+
+    schedule = seqwarm.Schedule.linear(min=np.int64(16), max=np.int32(128), duration=np.float32(0.5), total=np.int64(60), step=16)
+    loader = seqwarm.Loader(Path(corpus["dir"]), schedule, batch_rows=np.int64(4), eos_id=np.int32(0), epochs=np.uint8(1))
+    assert [fields_of(b) for b in loader] == [
+        fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, eos_id=0)
+    ]
+    p = seqwarm.plan(schedule, batch_rows=np.int64(4))
+    assert p.tokens_at(np.int64(10)) == p.tokens_at(10)
+
+
+def test_a_subclass_is_still_a_dataset_and_help_shows_the_keywords(corpus: dict) -> None:
+    import inspect
+
+    class Mine(seqwarm.Loader):
+        pass
+
+    mine = Mine(corpus["dir"], linear(), batch_rows=4)
+    assert isinstance(mine, Mine) and isinstance(mine, torch.utils.data.IterableDataset)
+    assert len(list(torch.utils.data.DataLoader(mine, batch_size=None))) > 0
+    parameters = inspect.signature(seqwarm.Loader).parameters
+    assert "batch_tokens" in parameters and "shards" in parameters

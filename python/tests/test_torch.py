@@ -108,3 +108,19 @@ def test_on_a_gpu_the_allocator_reserves_the_largest_shape() -> None:
     model = model.cuda()
     report = seqwarm.torch.warm_pass(model, batch_rows=8, max_len=64, vocab_size=97)
     assert isinstance(report.after, dict) and report.after["reserved_bytes.all.current"] > 0
+
+
+def test_frozen_submodules_stay_frozen_and_a_failing_pass_changes_nothing() -> None:
+    model = torch.nn.Sequential(torch.nn.Embedding(11, 8), torch.nn.BatchNorm1d(5), torch.nn.Linear(8, 11))
+    model[1].eval()  # a frozen batch norm in a model in training mode
+    seqwarm.torch.warm_pass(model, batch_rows=4, max_len=5, vocab_size=11)
+    assert model.training and not model[1].training
+    before = copy.deepcopy(model.state_dict())
+
+    def failing(output: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        seqwarm.torch.warm_pass(model, batch_rows=4, max_len=5, vocab_size=11, loss_fn=failing)
+    assert same(model.state_dict(), before)

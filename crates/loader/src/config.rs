@@ -121,7 +121,21 @@ impl LoaderConfig {
                 known: names.join(", "),
             });
         }
-        serde_json::from_value(Value::Object(map)).map_err(|e| invalid("config", e.to_string()))
+        serde_json::from_value(Value::Object(map.clone())).map_err(|whole| {
+            // Name the setting: the first key that fails on its own (serde's message names
+            // only the value: "unknown variant `foo`").
+            map.into_iter()
+                .find_map(|(key, value)| {
+                    let alone = Value::Object(Map::from_iter([(key.clone(), value)]));
+                    serde_json::from_value::<Self>(alone).err().map(|e| {
+                        LoaderError::InvalidSetting {
+                            key,
+                            reason: e.to_string(),
+                        }
+                    })
+                })
+                .unwrap_or_else(|| invalid("config", whole.to_string()))
+        })
     }
 
     /// The same settings with another schedule.
@@ -169,6 +183,7 @@ impl LoaderConfig {
     pub fn validate(&self) -> Result<()> {
         self.check()?;
         self.warmup.build()?;
+        self.epochs.validate()?;
         Ok(())
     }
 

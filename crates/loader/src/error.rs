@@ -159,6 +159,14 @@ pub enum LoaderError {
         /// What is wrong and what would work.
         reason: String,
     },
+    /// A setting whose value has the wrong type or is not one of its names.
+    #[error("loader setting `{key}`: {reason}")]
+    InvalidSetting {
+        /// The setting, as spelled in config files.
+        key: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
     /// A setting that does not exist (a typo, or a key of another command).
     #[error("unknown setting `{key}`; the settings are: {known}")]
     UnknownKey {

@@ -49,6 +49,6 @@ pub use warmup::{WarmupStream, WarmupStreamExt};
 
 /// The stage's types, so that a loader's user needs one crate.
 pub use seqwarm_stage::{
-    BatchSize, Documents, EpochBoundary, Interleave, Mode, Origin, ScheduledBatch, Stats,
-    StepShape, Warmup, WarmupConfig, WarmupCore,
+    BatchSize, Documents, EpochBoundary, Mode, Origin, ScheduledBatch, Stats, StepShape, Warmup,
+    WarmupConfig, WarmupCore,
 };

@@ -2,7 +2,10 @@
 //! ranges it needs, [`Fetcher`] fetches them, and the decoded batch becomes [`Documents`]. A
 //! flat PLAIN column takes the fast path (`plain.rs`) instead.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 
 use parquet::DecodeResult;
 use parquet::arrow::push_decoder::ParquetPushDecoderBuilder;
@@ -45,14 +48,38 @@ pub(crate) async fn read_unit(
         });
     };
     let shard = &catalog.shards[u.shard];
+    // A decoder that panics on hostile bytes (arrow-rs has had such bugs) fails this row group
+    // with a decode error that names it, not the whole reader.
+    let (file, row_group, column) = (
+        shard.file.display.clone(),
+        u.row_group,
+        shard.layout.token_column.clone(),
+    );
+    let panicked = move |panic: Box<dyn std::any::Any + Send>| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(LoaderError::Decode {
+            file,
+            row_group,
+            column,
+            source: ParquetError::General(format!("the decoder panicked: {message}")),
+        })
+    };
     let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);
     if !fetcher.is_local() {
-        return read_now(&catalog, unit, fetcher, settings).await;
+        let read = AssertUnwindSafe(read_now(&catalog, unit, fetcher, settings));
+        return read.catch_unwind().await.unwrap_or_else(panicked);
     }
     let display = format!("{} row group {}", shard.file.display, u.row_group);
     let runtime = settings.runtime.clone();
     let settings = settings.clone();
-    let read = async move { read_now(&catalog, unit, fetcher, &settings).await };
+    let read = async move {
+        let read = AssertUnwindSafe(read_now(&catalog, unit, fetcher, &settings));
+        read.catch_unwind().await.unwrap_or_else(panicked)
+    };
     on_blocking_thread(&runtime, &display, read).await
 }
 

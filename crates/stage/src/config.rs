@@ -5,7 +5,6 @@ use seqwarm_schedule::{Schedule, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StageError};
-use crate::interleave::Interleave;
 use crate::mode::Mode;
 use crate::sizing::BatchSize;
 
@@ -47,12 +46,11 @@ pub struct WarmupConfig {
     mask_document_boundaries: bool,
     shuffle_buffer: usize,
     shuffle_seed: Option<u64>,
-    interleave: Option<Interleave>,
 }
 
 /// The default schedule ([`ScheduleConfig::default`]), lossless `repack`, 8 rows per batch, no
 /// EOS token, padding id 0, the last partial batch dropped (and counted), document boundaries
-/// masked in the labels of packed rows, no document shuffle, not interleaved.
+/// masked in the labels of packed rows, no document shuffle.
 impl Default for WarmupConfig {
     fn default() -> Self {
         Self {
@@ -66,7 +64,6 @@ impl Default for WarmupConfig {
             mask_document_boundaries: true,
             shuffle_buffer: 0,
             shuffle_seed: None,
-            interleave: None,
         }
     }
 }
@@ -165,19 +162,6 @@ impl WarmupConfig {
         self.pad_id
     }
 
-    /// Makes this stream one of several taken in turn ([`Interleave`]): the schedule reads
-    /// the interleaved step, not this stream's own count.
-    #[must_use]
-    pub fn with_interleave(mut self, interleave: Option<Interleave>) -> Self {
-        self.interleave = interleave;
-        self
-    }
-
-    /// This stream's place among interleaved streams, if it is one.
-    pub fn interleave(&self) -> Option<Interleave> {
-        self.interleave
-    }
-
     /// Checks the settings against each other and builds the schedule.
     pub fn build(&self) -> Result<Warmup> {
         let schedule = self.schedule.build()?;
@@ -228,9 +212,6 @@ impl WarmupConfig {
                     reason: format!("{id} is not a token id (ids are >= 0)"),
                 });
             }
-        }
-        if let Some(interleave) = self.interleave {
-            interleave.check()?;
         }
         Ok(Warmup {
             config: self.clone(),

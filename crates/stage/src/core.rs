@@ -20,8 +20,7 @@ use crate::stats::{MAX_COUNT, Stats};
 /// One emitted batch and where training stands after it.
 #[derive(Debug, Clone)]
 pub struct ScheduledBatch {
-    /// 0-based index of this batch (optimizer step) since the start of training; for one of
-    /// several interleaved streams ([`crate::Interleave`]), the step of the whole.
+    /// 0-based index of this batch (optimizer step) since the start of training.
     pub step: u64,
     /// The epoch being read when the batch was emitted (0 outside an epoch plan); tokens
     /// carried over an epoch boundary lead the next epoch's first batch.
@@ -283,10 +282,7 @@ impl<S: RowSink> WarmupCore<S> {
         self.progress.advance(batch.rows() as u64, tokens);
         self.stats.batches += 1;
         self.stats.tokens_out += tokens;
-        let step = match self.warmup.config().interleave() {
-            Some(interleave) => interleave.step(self.step),
-            None => self.step,
-        };
+        let step = self.step;
         self.step += 1;
         ScheduledBatch {
             step,

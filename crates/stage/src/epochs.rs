@@ -148,13 +148,19 @@ impl EpochConfig {
             .unwrap_or_else(|| EpochBoundary::default_for(mode))
     }
 
-    pub(crate) fn check(&self, units: usize) -> Result<()> {
+    /// Checks what can be checked before the data is known: the rank is one of the ranks.
+    pub fn validate(&self) -> Result<()> {
         if self.world_size == 0 || self.rank >= self.world_size {
             return Err(StageError::Config {
                 field: "rank",
                 reason: format!("rank {} is not in 0..{}", self.rank, self.world_size),
             });
         }
+        Ok(())
+    }
+
+    pub(crate) fn check(&self, units: usize) -> Result<()> {
+        self.validate()?;
         if units == 0 {
             return Err(StageError::Config {
                 field: "shards",

@@ -84,14 +84,9 @@ impl Warmup {
         }
     }
 
-    /// The shape of the step taken at this stream's `progress` (read at the interleaved
-    /// progress of the whole when the stream is one of several, [`crate::Interleave`]).
+    /// The shape of the step taken at `progress`.
     pub fn shape_at(&self, progress: &Progress) -> StepShape {
-        let progress = match self.config().interleave() {
-            Some(interleave) => interleave.progress(progress),
-            None => *progress,
-        };
-        let len = usize::try_from(self.schedule().seq_len(&progress)).unwrap_or(usize::MAX);
+        let len = usize::try_from(self.schedule().seq_len(progress)).unwrap_or(usize::MAX);
         self.shape(len)
     }
 }
