@@ -123,6 +123,9 @@ def test_ctrl_c_interrupts_a_blocked_iteration(corpus: dict) -> None:
     serving.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/shard-0.parquet"
     loader = seqwarm.Loader(url, linear(), batch_rows=4, retry={"max_retries": 0})
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell that starts a job in
+    # the background (as CI may) starts it with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
     started = time.monotonic()
     timer.start()
@@ -133,5 +136,6 @@ def test_ctrl_c_interrupts_a_blocked_iteration(corpus: dict) -> None:
         assert waited < 5, f"Ctrl-C took {waited:.1f} s to land"
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
         loader.close()
         server.shutdown()
