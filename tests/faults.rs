@@ -25,37 +25,10 @@ impl Delays {
     }
 }
 
-/// Runs the binary with `args` and kills it (SIGKILL) after `delay`, unless it ends first;
-/// its stdout either way.
-fn kill_after(args: &[&str], delay: Duration) -> Vec<u8> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seqwarm"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
-        out
-    });
-    let started = Instant::now();
-    while started.elapsed() < delay {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    child.wait().unwrap();
-    reader.join().unwrap()
-}
-
 /// Runs the binary with `args` and kills it (SIGKILL) once it has printed `lines` lines and
 /// `then` has passed, unless it ends first; its stdout, and whether the kill landed before
-/// the end. Waiting for output rather
-/// than for a time makes every kill land mid-run however slow the machine is.
+/// the end. Waiting for output rather than for a time makes every kill land mid-run however
+/// slow the machine is.
 fn kill_after_lines(args: &[&str], lines: usize, then: Duration) -> (Vec<u8>, bool) {
     use std::io::BufRead;
     use std::sync::Arc;
@@ -155,7 +128,7 @@ fn preprocess_killed_at_random_moments_resumes_to_identical_output() {
         // Several kills into the same output, each resuming the one before, then a clean end.
         // Each kill within the first third of a full run's time: most land mid-run.
         for _ in 0..4 {
-            kill_after(&args, delays.next(full / 3));
+            kill_after_lines(&args, 0, delays.next(full / 3));
         }
         ok(&seqwarm(&args));
         assert_eq!(

@@ -21,8 +21,6 @@ __all__ = ["Loader", "Batch"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Keyword arguments that are not loader settings of the Rust library.
-_PYTHON_ONLY = ("format", "threads")
 #: The state_dict key the checkpoint lives under.
 _STATE_KEY = "seqwarm_loader_state"
 #: The state_dict key of a DataLoader worker's first step (see ``_worker_base``).

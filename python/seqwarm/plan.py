@@ -7,7 +7,7 @@ import json
 import operator
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterator, List, Mapping, Optional, Union
 
 from seqwarm import _seqwarm
 from seqwarm._defaults import default_settings

@@ -17,6 +17,11 @@ def _drop_none(**values: Any) -> Dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _ramp(kind: str, min: int, max: int, duration: float, total: int, step: Optional[int], unit: Optional[str]) -> Dict[str, Any]:
+    """The table of a ramp kind (``linear`` and ``composer`` share their fields)."""
+    return _drop_none(kind=kind, min=min, max=max, duration=duration, total=total, step=step, unit=unit)
+
+
 class Schedule:
     """A checked sequence-length schedule.
 
@@ -57,7 +62,7 @@ class Schedule:
         """seqwarm's linear ramp from ``min`` to ``max`` over the first ``duration`` fraction
         of ``total`` (steps, or ``unit`` = ``"samples"``/``"tokens"``), in multiples of ``step``
         (default 8)."""
-        return cls(_drop_none(kind="linear", min=min, max=max, duration=duration, total=total, step=step, unit=unit))
+        return cls(_ramp("linear", min, max, duration, total, step, unit))
 
     @classmethod
     def composer(
@@ -72,7 +77,7 @@ class Schedule:
     ) -> "Schedule":
         """Composer's ``SeqLengthWarmup`` schedule, step for step (``min_seq_length``,
         ``max_seq_length``, ``step_size``, ``duration`` of ``max_duration`` = ``total``)."""
-        return cls(_drop_none(kind="composer", min=min, max=max, duration=duration, total=total, step=step, unit=unit))
+        return cls(_ramp("composer", min, max, duration, total, step, unit))
 
     @classmethod
     def fixed_linear(

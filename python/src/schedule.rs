@@ -5,7 +5,6 @@ use pyo3::prelude::*;
 use seqwarm_loader::{BatchSize, Mode, WarmupConfig};
 use seqwarm_schedule::ProgressUnit;
 use seqwarm_schedule::{Schedule, ScheduleConfig};
-use seqwarm_stage::shape::step_shape;
 use serde_json::{Value, json};
 
 use crate::errors::{config_error, loader_error, schedule_error};
@@ -55,17 +54,18 @@ pub fn plan(
     mode_json: &str,
     batch_size_json: &str,
 ) -> PyResult<String> {
-    let schedule = build(py, schedule_json)?;
+    let config: ScheduleConfig = parse(py, "schedule", schedule_json)?;
     let mode: Mode = parse(py, "mode", mode_json)?;
     let batch_size: BatchSize = parse(py, "batch_size", batch_size_json)?;
-    // The loader's checks of the batch size against the schedule (rows >= 1, a budget that
-    // holds a row at the maximum length, a step that fits in memory).
-    WarmupConfig::new(schedule.config().clone())
+    // Built as the loader builds its stage: the same checks of the schedule and of the batch
+    // size against it (rows >= 1, a budget that holds a row at the maximum length, a step that
+    // fits in memory), and the same shape rule.
+    let warmup = WarmupConfig::new(config)
         .with_mode(mode)
         .with_batch_size(batch_size)
         .build()
         .map_err(|e| loader_error(py, &e.into()))?;
-    let max = usize::try_from(schedule.max_len()).unwrap_or(usize::MAX);
+    let schedule = warmup.schedule();
     // Tokens before each point, summed as the points go (steps only: in samples or tokens,
     // where a length starts depends on the shapes before it).
     let counts_steps = schedule.unit() == ProgressUnit::Steps;
@@ -84,7 +84,7 @@ pub fn plan(
             ));
         }
         let len = usize::try_from(point.seq_len).unwrap_or(usize::MAX);
-        let shape = step_shape(mode, batch_size, len, max);
+        let shape = warmup.shape(len);
         if let Some((position, per_step)) = previous {
             before = before
                 .and_then(|b| b.checked_add((point.position - position).checked_mul(per_step)?));

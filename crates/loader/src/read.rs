@@ -50,23 +50,16 @@ pub(crate) async fn read_unit(
     let shard = &catalog.shards[u.shard];
     // A decoder that panics on hostile bytes (arrow-rs has had such bugs) fails this row group
     // with a decode error that names it, not the whole reader.
-    let (file, row_group, column) = (
-        shard.file.display.clone(),
-        u.row_group,
-        shard.layout.token_column.clone(),
-    );
+    let decode = decode_error(shard, u);
     let panicked = move |panic: Box<dyn std::any::Any + Send>| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
-        Err(LoaderError::Decode {
-            file,
-            row_group,
-            column,
-            source: ParquetError::General(format!("the decoder panicked: {message}")),
-        })
+        Err(decode(ParquetError::General(format!(
+            "the decoder panicked: {message}"
+        ))))
     };
     let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);
     if !fetcher.is_local() {
@@ -94,7 +87,7 @@ fn io_error(shard: &Shard, unit: &Unit) -> impl Fn(object_store::Error) -> Loade
 }
 
 /// Bytes that do not decode.
-fn decode_error(shard: &Shard, unit: &Unit) -> impl Fn(ParquetError) -> LoaderError {
+fn decode_error(shard: &Shard, unit: &Unit) -> impl Fn(ParquetError) -> LoaderError + use<> {
     let (file, row_group, column) = (
         shard.file.display.clone(),
         unit.row_group,
