@@ -5,8 +5,8 @@ run on the same shards.
     .venv/bin/python benches/python/bench_loader.py                 # one core, then all cores
     .venv/bin/python benches/python/bench_loader.py --threads one --repeat 5
 
-The shards: the demo corpus (8M tokens) in its three encodings (flat zstd, flat PLAIN, rows
-zstd), each linked ``--copies`` times into a set. The Rust numbers and the peer's come from
+The shards: the demo corpus (8M tokens) in four encodings (flat uint16, flat PLAIN, flat
+zstd, rows zstd), each linked ``--copies`` times into a set. The Rust numbers and the peer's come from
 ``seqwarm bench SET --json``, run first; then this process reads the same shards through
 ``seqwarm.Loader`` with the same schedule (linear from 64 in steps of 64 over 30% of an epoch),
 batch budget and read-ahead. "One core" pins every process to one CPU
@@ -32,11 +32,11 @@ MODES = ("repack", "reshape", "truncate")
 
 
 def demo_sets(binary: str, copies: int, scratch: str) -> dict:
-    """The demo corpus in its three encodings (written by ``seqwarm bench`` on first use),
+    """The demo corpus in its four encodings (written by ``seqwarm bench`` on first use),
     each linked ``copies`` times into a directory of its own: a run long enough to time."""
     out = os.path.join(scratch, "demo.json")
     subprocess.run(
-        [binary, "bench", "--repeat", "1", "--modes", "repack", "--with-plain", "--json", out],
+        [binary, "bench", "--repeat", "1", "--modes", "repack", "--all-encodings", "--json", out],
         check=True, cwd=REPO, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     with open(out) as f:

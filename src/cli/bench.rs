@@ -19,7 +19,8 @@ use super::output::{note, outln};
 use super::schedule_args::build_logged;
 
 pub const EXAMPLES: &str = "Examples:
-  seqwarm bench                                  # demo corpus, flat and rows layouts, one core
+  seqwarm bench                                  # demo corpus, flat (uint16) and rows layouts, one core
+  seqwarm bench --all-encodings                  # also flat plain (int32) and flat zstd
   seqwarm bench data/shards/ --threads all --json bench.json
   seqwarm bench --peer python                    # also the pyarrow + numpy peer (scripts/python-env)";
 
@@ -67,10 +68,10 @@ pub struct BenchArgs {
     /// Python interpreter for the peer [default: .venv/bin/python].
     #[arg(long)]
     pub python: Option<PathBuf>,
-    /// Also measure the demo corpus's flat layout with PLAIN, uncompressed tokens (the loader's
-    /// fast path).
+    /// Also measure the demo corpus's flat layout in its other encodings: `plain` int32 and
+    /// dictionary + `zstd` (the flat default is `uint16`).
     #[arg(long)]
-    pub with_plain: bool,
+    pub all_encodings: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -183,9 +184,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 vec![demo::corpus(OutputLayout::Rows)?.display().to_string()],
             ),
         ];
-        if args.with_plain {
-            let dir = demo::corpus_encoded(OutputLayout::Flat, ShardEncoding::Plain)?;
-            sets.insert(1, ("demo plain".into(), vec![dir.display().to_string()]));
+        if args.all_encodings {
+            for (at, encoding) in [(1, ShardEncoding::Plain), (2, ShardEncoding::Zstd)] {
+                let dir = demo::corpus_encoded(OutputLayout::Flat, encoding)?;
+                let name = format!("demo {}", encoding.name());
+                sets.insert(at, (name, vec![dir.display().to_string()]));
+            }
         }
         sets
     } else {

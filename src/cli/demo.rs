@@ -37,18 +37,17 @@ pub fn document(index: usize) -> Vec<i32> {
         .collect()
 }
 
-/// The demo corpus directory (created on first use, reused after), in the system temp dir.
+/// The demo corpus directory (created on first use, reused after), in the system temp dir,
+/// in the layout's default encoding (as `seqwarm preprocess` would write it).
 pub fn corpus(layout: OutputLayout) -> anyhow::Result<PathBuf> {
-    corpus_encoded(layout, ShardEncoding::Zstd)
+    corpus_encoded(layout, ShardEncoding::default_for(layout, VOCAB))
 }
 
 /// The demo corpus with a chosen token encoding.
 pub fn corpus_encoded(layout: OutputLayout, encoding: ShardEncoding) -> anyhow::Result<PathBuf> {
-    let name = match (layout, encoding) {
-        (OutputLayout::Flat, ShardEncoding::Zstd) => "flat",
-        (OutputLayout::Flat, ShardEncoding::Plain) => "flat-plain",
-        (OutputLayout::Rows, ShardEncoding::Zstd) => "rows",
-        (OutputLayout::Rows, ShardEncoding::Plain) => "rows-plain",
+    let name = match layout {
+        OutputLayout::Flat => format!("flat-{}", encoding.name()),
+        OutputLayout::Rows => format!("rows-{}", encoding.name()),
     };
     let dir = std::env::temp_dir().join(format!("seqwarm-demo-v{FORMAT_VERSION}-{name}"));
     let done = dir.join(".complete");

@@ -50,8 +50,10 @@ pub struct PreprocessArgs {
     /// Output layout: flat (seqwarm's fast layout) or rows (Hugging Face `input_ids` lists).
     #[arg(long, value_parser = named::<OutputLayout>)]
     pub layout: Option<OutputLayout>,
-    /// Token encoding: zstd (about 2 bytes per token) or plain (4 bytes per token, read by the
-    /// loader's fast path without Arrow's decoder; flat layout).
+    /// Token encoding: uint16 (2 bytes per token, read at copy speed; flat layout, ids below
+    /// 65 536), plain (int32, 4 bytes per token, also read without Arrow's decoder) or zstd
+    /// (dictionary + zstd, any vocabulary) [default: uint16 where the tokenizer's vocabulary
+    /// fits, else zstd].
     #[arg(long, value_parser = named::<ShardEncoding>)]
     pub encoding: Option<ShardEncoding>,
     /// Target tokens per shard (shards close at the first document boundary past it).

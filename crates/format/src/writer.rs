@@ -5,12 +5,12 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, ListBuilder};
-use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+use arrow_array::{ArrayRef, FixedSizeBinaryArray, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{CrcTee, ROW_GROUP_CRC32_KEY, encode_row_group_crcs, row_group_range};
@@ -30,16 +30,58 @@ pub enum OutputLayout {
     Flat,
 }
 
-/// How a [`ShardWriter`] stores the token column.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How a [`ShardWriter`] stores the token column. `docs/benchmarks.md` ("Shard encodings")
+/// measures each in bytes per token against tokens per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardEncoding {
-    /// Dictionary-encoded and zstd-compressed: about 2 bytes per token on disk.
-    #[default]
+    /// Dictionary-encoded and zstd-compressed `int32`: about 1.6-2 bytes per token on disk,
+    /// decoded by Arrow (the default before `uint16`; any vocabulary).
     Zstd,
-    /// PLAIN and uncompressed (flat layout): 4 bytes per token on disk, and read straight into
-    /// token buffers without Arrow's decoder (`docs/formats.md`).
+    /// PLAIN and uncompressed `int32` (flat layout): 4 bytes per token on disk, read straight
+    /// into token buffers without Arrow's decoder (`docs/formats.md`).
     Plain,
+    /// Flat layout, ids below 65 536: each token as 2 little-endian bytes (a Parquet
+    /// `FIXED_LEN_BYTE_ARRAY(2)` column), PLAIN and uncompressed, one page per row group: the
+    /// bytes of a raw `uint16` token file, inside Parquet, widened to `int32` on read at copy
+    /// speed (`docs/formats.md`).
+    Uint16,
+    /// As [`ShardEncoding::Uint16`], each page LZ4-compressed (`LZ4_RAW`).
+    Uint16Lz4,
+    /// As [`ShardEncoding::Uint16`], each page zstd-compressed (level 1).
+    Uint16Zstd,
+}
+
+impl ShardEncoding {
+    /// The largest vocabulary [`ShardEncoding::Uint16`] holds.
+    pub const UINT16_VOCABULARY: u64 = 1 << 16;
+
+    /// The default encoding for token ids below `vocab_size` in `layout`: `uint16` where it
+    /// fits (flat layout, at most 65 536 ids: as compact as a raw `uint16` file and the
+    /// fastest to read), else dictionary + zstd.
+    pub fn default_for(layout: OutputLayout, vocab_size: u64) -> Self {
+        if layout == OutputLayout::Flat && vocab_size <= Self::UINT16_VOCABULARY {
+            Self::Uint16
+        } else {
+            Self::Zstd
+        }
+    }
+
+    /// The name on the command line and in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zstd => "zstd",
+            Self::Plain => "plain",
+            Self::Uint16 => "uint16",
+            Self::Uint16Lz4 => "uint16_lz4",
+            Self::Uint16Zstd => "uint16_zstd",
+        }
+    }
+
+    /// Whether tokens are stored as 2-byte little-endian values.
+    pub fn is_uint16(self) -> bool {
+        matches!(self, Self::Uint16 | Self::Uint16Lz4 | Self::Uint16Zstd)
+    }
 }
 
 /// What a finished shard holds.
@@ -60,6 +102,7 @@ pub struct ShardWriter<W: Write + Send> {
     writer: ArrowWriter<CrcTee<W>>,
     schema: Arc<Schema>,
     layout: OutputLayout,
+    encoding: ShardEncoding,
     row_group_tokens: usize,
     tokens: Vec<i32>,
     lengths: Vec<u64>,
@@ -77,7 +120,8 @@ fn write_error(file: &str, e: impl std::fmt::Display) -> FormatError {
 }
 
 impl<W: Write + Send> ShardWriter<W> {
-    /// A writer in `layout`, zstd-compressed; `file` names the output in errors.
+    /// A writer in `layout`, dictionary + zstd (any vocabulary); `file` names the output in
+    /// errors.
     pub fn new(out: W, layout: OutputLayout, row_group_tokens: usize, file: &str) -> Result<Self> {
         Self::with_encoding(out, layout, row_group_tokens, ShardEncoding::Zstd, file)
     }
@@ -90,7 +134,16 @@ impl<W: Write + Send> ShardWriter<W> {
         encoding: ShardEncoding,
         file: &str,
     ) -> Result<Self> {
+        if layout == OutputLayout::Rows && encoding.is_uint16() {
+            return Err(write_error(
+                file,
+                "the uint16 encoding is for the flat layout only (rows shards are int32 lists)",
+            ));
+        }
         let field = match layout {
+            OutputLayout::Flat if encoding.is_uint16() => {
+                Field::new("tokens", DataType::FixedSizeBinary(2), false)
+            }
             OutputLayout::Flat => Field::new("tokens", DataType::Int32, false),
             OutputLayout::Rows => Field::new(
                 "input_ids",
@@ -100,7 +153,12 @@ impl<W: Write + Send> ShardWriter<W> {
         };
         let (compression, dictionary) = match encoding {
             ShardEncoding::Zstd => (Compression::ZSTD(ZstdLevel::default()), true),
-            ShardEncoding::Plain => (Compression::UNCOMPRESSED, false),
+            ShardEncoding::Plain | ShardEncoding::Uint16 => (Compression::UNCOMPRESSED, false),
+            ShardEncoding::Uint16Lz4 => (Compression::LZ4_RAW, false),
+            ShardEncoding::Uint16Zstd => (
+                Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+                false,
+            ),
         };
         let mut props = WriterProperties::builder()
             .set_compression(compression)
@@ -108,13 +166,17 @@ impl<W: Write + Send> ShardWriter<W> {
             // Row groups are closed by this writer at document boundaries, never by size.
             .set_max_row_group_row_count(None)
             .set_max_row_group_bytes(None);
-        if encoding == ShardEncoding::Plain {
+        if encoding != ShardEncoding::Zstd {
             // One page per row group: the loader's fast path then hands out the page's values
             // in place (arrow-rs would otherwise cut a page every 20 000 values, and the
             // pages would have to be concatenated).
             props = props
                 .set_data_page_size_limit(usize::MAX)
                 .set_data_page_row_count_limit(usize::MAX);
+        }
+        if encoding.is_uint16() {
+            // Byte-wise minima and maxima of 2-byte values would mean nothing to a reader.
+            props = props.set_statistics_enabled(EnabledStatistics::None);
         }
         let props = props.build();
         let schema = Arc::new(Schema::new(vec![field]));
@@ -127,6 +189,7 @@ impl<W: Write + Send> ShardWriter<W> {
             writer,
             schema,
             layout,
+            encoding,
             row_group_tokens: row_group_tokens.max(1),
             tokens: Vec::new(),
             lengths: Vec::new(),
@@ -137,8 +200,21 @@ impl<W: Write + Send> ShardWriter<W> {
         })
     }
 
-    /// Adds one document.
+    /// Adds one document. With [`ShardEncoding::Uint16`], an id outside `0..65536` is an
+    /// error (nothing of the document is written).
     pub fn write_document(&mut self, tokens: &[i32]) -> Result<()> {
+        if self.encoding.is_uint16()
+            && let Some(token) = tokens.iter().find(|&&t| u16::try_from(t).is_err())
+        {
+            return Err(write_error(
+                &self.file,
+                format!(
+                    "document {} holds token id {token}, which the uint16 encoding cannot \
+                     store (ids 0..65536); use --encoding zstd or plain",
+                    self.summary.documents
+                ),
+            ));
+        }
         self.tokens.extend_from_slice(tokens);
         self.lengths.push(tokens.len() as u64);
         self.summary.documents += 1;
@@ -161,6 +237,17 @@ impl<W: Write + Send> ShardWriter<W> {
         let tokens = std::mem::take(&mut self.tokens);
         let lengths = std::mem::take(&mut self.lengths);
         let array: ArrayRef = match self.layout {
+            OutputLayout::Flat if self.encoding.is_uint16() => {
+                // Checked in write_document: every id fits.
+                let bytes: Vec<u8> = tokens
+                    .iter()
+                    .flat_map(|&t| (t as u16).to_le_bytes())
+                    .collect();
+                Arc::new(
+                    FixedSizeBinaryArray::try_new(2, bytes.into(), None)
+                        .map_err(|e| write_error(&self.file, e))?,
+                )
+            }
             OutputLayout::Flat => Arc::new(Int32Array::from(tokens)),
             OutputLayout::Rows => {
                 let mut builder = ListBuilder::new(Int32Builder::with_capacity(tokens.len()));

@@ -17,6 +17,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use tokio::runtime::Handle;
 
+use crate::buffers::Buffer;
 use crate::error::{LoaderError, Result};
 use crate::retry::RetryPolicy;
 use crate::source::{Place, ShardFile};
@@ -137,27 +138,29 @@ impl Fetcher {
         }
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| generic("local", "range too large"))?;
-        // `read_to_end` fills spare capacity without zeroing it first (a zeroed buffer cost a
-        // memset per row group the size of the column chunk).
-        let mut buffer = Vec::with_capacity(len + 3);
-        let pad = align_at.map_or(0, |at| (4 - (buffer.as_ptr() as usize + at) % 4) % 4);
-        buffer.resize(pad, 0);
+        // A recycled buffer (`buffers.rs`): its pages are mapped already and it is not zeroed
+        // first (a zeroed buffer cost a memset per row group the size of the column chunk).
+        // It is 8-byte aligned, so `pad` puts byte `align_at` on a 4-byte boundary.
+        let pad = align_at.map_or(0, |at| (4 - at % 4) % 4);
+        let mut buffer = Buffer::with_len(pad + len);
         let mut handle: &std::fs::File = handle;
         handle
             .seek(std::io::SeekFrom::Start(range.start))
-            .and_then(|_| handle.take(len as u64).read_to_end(&mut buffer))
-            .map_err(io_error)?;
-        if buffer.len() - pad != len {
-            return Err(io_error(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "read {} of {len} bytes at {}",
-                    buffer.len() - pad,
-                    range.start
-                ),
-            )));
-        }
-        Ok(Bytes::from(buffer).slice(pad..))
+            .and_then(|_| handle.read_exact(&mut buffer.as_mut_bytes()[pad..]))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    io_error(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "fewer than {len} bytes at {} (the file shrank?)",
+                            range.start
+                        ),
+                    ))
+                } else {
+                    io_error(e)
+                }
+            })?;
+        Ok(buffer.into_bytes().slice(pad..))
     }
 }
 

@@ -84,6 +84,11 @@ impl ResolvedLayout {
 }
 
 const TOKEN_TYPES: &str = "int8/16/32/64 or uint8/16/32";
+const FLAT_TOKEN_TYPES: &str =
+    "int8/16/32/64, uint8/16/32, or fixed_size_binary[2] (little-endian uint16)";
+
+/// The flat layout's `uint16` encoding: each token 2 little-endian bytes.
+const UINT16_BYTES: DataType = DataType::FixedSizeBinary(2);
 
 fn is_token_type(t: &DataType) -> bool {
     matches!(
@@ -146,12 +151,12 @@ impl ShardLayout {
         };
         if flat {
             let field = find(&self.tokens).ok_or_else(|| missing(&self.tokens))?;
-            if !is_token_type(field.data_type()) {
+            if !is_token_type(field.data_type()) && field.data_type() != &UINT16_BYTES {
                 return Err(LoaderError::ColumnType {
                     file: file.into(),
                     column: self.tokens.clone(),
                     found: field.data_type().to_string(),
-                    expected: TOKEN_TYPES,
+                    expected: FLAT_TOKEN_TYPES,
                 });
             }
             let document_start = match find(&self.document_start) {
@@ -525,6 +530,16 @@ fn to_tensor(
             limit,
             &out_of_range,
         )?,
+        // The flat layout's uint16 encoding (no nulls: checked above).
+        t if t == &UINT16_BYTES => {
+            let values: Vec<u16> = array
+                .as_fixed_size_binary()
+                .values()
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            widen(&values, options.dtype, lowest, limit, &out_of_range)?
+        }
         other => {
             return Err(LoaderError::ColumnType {
                 file: place.file.into(),

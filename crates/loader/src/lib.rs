@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod buffers;
 mod builder;
 mod catalog;
 mod checksum;

@@ -207,9 +207,9 @@ async fn read_plain(
         .metadata()
         .row_group(unit.row_group)
         .column(leaf);
-    if !plain::eligible(column, settings.decode.dtype) {
+    let Some(width) = plain::eligible(column, settings.decode.dtype) else {
         return Ok(None);
-    }
+    };
     let (start, length) = column.byte_range();
     let max_def_level = schema.column(leaf).max_def_level();
     // A required column written as one page (what ShardWriter does for PLAIN) is a page header
@@ -218,7 +218,7 @@ async fn read_plain(
         .then(|| {
             usize::try_from(length)
                 .ok()?
-                .checked_sub(unit.rows.checked_mul(4)?)
+                .checked_sub(unit.rows.checked_mul(width.bytes())?)
         })
         .flatten();
     let end = start
@@ -239,7 +239,14 @@ async fn read_plain(
     if let Some(expected) = expected_crc {
         checksum::verify_row_group(shard, unit, expected, &bytes)?;
     }
-    match plain::decode_plain(bytes, column, unit.rows, max_def_level) {
+    match plain::decode_plain(
+        bytes,
+        column,
+        unit.rows,
+        max_def_level,
+        width,
+        settings.decode.dtype,
+    ) {
         Ok(tokens) => {
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
             Ok(Some(Documents::new(tokens, offsets_from_lengths(lengths))?))

@@ -337,6 +337,8 @@ async fn a_flipped_bit_in_a_seqwarm_shard_fails_its_row_group_checksum() {
     let docs = common::documents(90, 40, 5);
     let cases = [
         (OutputLayout::Flat, ShardEncoding::Plain),
+        (OutputLayout::Flat, ShardEncoding::Uint16),
+        (OutputLayout::Flat, ShardEncoding::Uint16Zstd),
         (OutputLayout::Flat, ShardEncoding::Zstd),
         (OutputLayout::Rows, ShardEncoding::Zstd),
     ];

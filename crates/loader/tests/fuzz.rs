@@ -36,6 +36,12 @@ fn bases() -> &'static [(&'static str, Vec<u8>)] {
         let docs = common::documents(60, 40, 11);
         [
             ("flat_plain", OutputLayout::Flat, ShardEncoding::Plain),
+            ("flat_uint16", OutputLayout::Flat, ShardEncoding::Uint16),
+            (
+                "flat_uint16_lz4",
+                OutputLayout::Flat,
+                ShardEncoding::Uint16Lz4,
+            ),
             ("flat_zstd", OutputLayout::Flat, ShardEncoding::Zstd),
             ("rows_zstd", OutputLayout::Rows, ShardEncoding::Zstd),
         ]

@@ -205,13 +205,27 @@ async fn end_conditions_by_steps_and_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
     use parquet::file::reader::FileReader;
+    use seqwarm_format::ShardEncoding;
     let dir = common::temp_dir("plain");
     let docs = common::documents(400, 150, 4);
     let expected: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
-    for (name, encoding) in [
-        ("plain.parquet", seqwarm_format::ShardEncoding::Plain),
-        ("zstd.parquet", seqwarm_format::ShardEncoding::Zstd),
-    ] {
+    // Every encoding, read as int32 and as int64, on the fast path and (with a vocabulary
+    // check) the general reader: the same tokens.
+    let cases = [
+        ("plain.parquet", ShardEncoding::Plain),
+        ("uint16.parquet", ShardEncoding::Uint16),
+        ("uint16_lz4.parquet", ShardEncoding::Uint16Lz4),
+        ("uint16_zstd.parquet", ShardEncoding::Uint16Zstd),
+        ("zstd.parquet", ShardEncoding::Zstd),
+    ];
+    for ((name, encoding), (dtype, vocab)) in cases.into_iter().flat_map(|case| {
+        [
+            (seqwarm_batcher::DType::I32, None),
+            (seqwarm_batcher::DType::I64, None),
+            (seqwarm_batcher::DType::I32, Some(50_257)),
+        ]
+        .map(|read| (case, read))
+    }) {
         let path = dir.join(name);
         let file = std::fs::File::create(&path).unwrap();
         let mut writer = seqwarm_format::ShardWriter::with_encoding(
@@ -230,33 +244,80 @@ async fn plain_flat_shards_take_the_fast_path_and_read_the_same() {
             [path.display().to_string()],
             warmup(Mode::Repack).with_keep_last(true),
         )
-        .with_shuffle_units(false);
+        .with_shuffle_units(false)
+        .with_dtype(dtype)
+        .with_vocab_size(vocab);
         let mut loader = builder.build().await.unwrap();
         let mut got = Vec::new();
         while let Some(b) = loader.next().await {
-            got.extend(common::real_tokens(&b.unwrap().batch));
+            let b = b.unwrap();
+            assert_eq!(
+                b.batch.input_ids().map(seqwarm_batcher::Tensor::dtype),
+                Some(dtype),
+                "{name}"
+            );
+            got.extend(common::real_tokens(&b.batch));
         }
-        common::assert_same_tokens(&got, &expected, name);
+        common::assert_same_tokens(&got, &expected, &format!("{name} {dtype:?} {vocab:?}"));
         assert_eq!(loader.stats().documents, 400, "{name}");
     }
-    let plain = std::fs::metadata(dir.join("plain.parquet")).unwrap().len();
-    let zstd = std::fs::metadata(dir.join("zstd.parquet")).unwrap().len();
-    assert!(plain > zstd, "plain {plain} bytes, zstd {zstd}");
+    let size = |name: &str| std::fs::metadata(dir.join(name)).unwrap().len();
+    let tokens = expected.len() as u64;
+    assert!(size("plain.parquet") > 4 * tokens);
+    assert!((2 * tokens..2 * tokens + 4096).contains(&size("uint16.parquet")));
+    assert!(size("uint16_zstd.parquet") < size("uint16.parquet"));
     // ShardWriter writes PLAIN row groups as one page each (read in place, no concatenation).
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        std::fs::File::open(dir.join("plain.parquet")).unwrap(),
+    for name in ["plain.parquet", "uint16.parquet"] {
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+            std::fs::File::open(dir.join(name)).unwrap(),
+        )
+        .unwrap();
+        assert!(reader.metadata().num_row_groups() > 1);
+        for g in 0..reader.metadata().num_row_groups() {
+            let pages = reader
+                .get_row_group(g)
+                .unwrap()
+                .get_column_page_reader(0)
+                .unwrap()
+                .count();
+            assert_eq!(pages, 1, "{name} row group {g}");
+        }
+    }
+}
+
+/// The uint16 encoding stores ids below 65 536 only: a larger one is an error naming the
+/// document, not a wrapped id.
+#[test]
+fn uint16_shards_refuse_ids_that_do_not_fit() {
+    let mut writer = seqwarm_format::ShardWriter::with_encoding(
+        Vec::new(),
+        seqwarm_format::OutputLayout::Flat,
+        100,
+        seqwarm_format::ShardEncoding::Uint16,
+        "big.parquet",
     )
     .unwrap();
-    assert!(reader.metadata().num_row_groups() > 1);
-    for g in 0..reader.metadata().num_row_groups() {
-        let pages = reader
-            .get_row_group(g)
-            .unwrap()
-            .get_column_page_reader(0)
-            .unwrap()
-            .count();
-        assert_eq!(pages, 1, "row group {g}");
+    writer.write_document(&[1, 2, 65_535]).unwrap();
+    for bad in [65_536, -1] {
+        let err = writer.write_document(&[3, bad]).unwrap_err().to_string();
+        assert!(
+            err.contains("big.parquet")
+                && err.contains("document 1")
+                && err.contains(&bad.to_string()),
+            "{err}"
+        );
     }
+    assert_eq!(writer.finish().unwrap().tokens, 3);
+    assert!(
+        seqwarm_format::ShardWriter::with_encoding(
+            Vec::new(),
+            seqwarm_format::OutputLayout::Rows,
+            100,
+            seqwarm_format::ShardEncoding::Uint16,
+            "rows.parquet",
+        )
+        .is_err()
+    );
 }
 
 /// A flat-v1 PLAIN shard from another writer, with many pages per row group: the fast path

@@ -35,7 +35,7 @@ pub struct Preprocess {
     tokenizer: Tokenizer,
     eos: bool,
     layout: OutputLayout,
-    encoding: ShardEncoding,
+    encoding: Option<ShardEncoding>,
     shard_tokens: u64,
     row_group_tokens: usize,
     #[serde(flatten)]
@@ -96,7 +96,7 @@ struct Open {
 }
 
 impl Preprocess {
-    /// GPT-2 tokens with its EOS after every document, flat zstd shards of 64 Mi tokens in row
+    /// GPT-2 tokens with its EOS after every document, flat `uint16` shards of 64 Mi tokens in row
     /// groups of 1 Mi tokens (about 4 MiB decoded, what the loader's prefetch window is sized
     /// for), named `shard-…`, one worker, failing on bad input, all cores.
     pub fn new<I, S>(inputs: I, output: impl Into<PathBuf>) -> Self
@@ -110,7 +110,7 @@ impl Preprocess {
             tokenizer: Tokenizer::Gpt2,
             eos: true,
             layout: OutputLayout::default(),
-            encoding: ShardEncoding::default(),
+            encoding: None,
             shard_tokens: 64 << 20,
             row_group_tokens: 1 << 20,
             reading: Reading::default(),
@@ -140,10 +140,12 @@ impl Preprocess {
         self.layout = layout;
         self
     }
-    /// The token encoding.
+    /// The token encoding [default: [`ShardEncoding::default_for`] the layout and the
+    /// tokenizer's vocabulary: `uint16` for GPT-2 and bytes, dictionary + zstd beyond 65 536
+    /// ids].
     #[must_use]
     pub fn with_encoding(mut self, encoding: ShardEncoding) -> Self {
-        self.encoding = encoding;
+        self.encoding = Some(encoding);
         self
     }
     /// Tokens per shard (shards close at the first document boundary past it).
@@ -241,7 +243,9 @@ impl Preprocess {
             tokenizer: self.tokenizer,
             eos_id: self.eos.then(|| self.tokenizer.eos_id()),
             layout: self.layout,
-            encoding: self.encoding,
+            encoding: self.encoding.unwrap_or_else(|| {
+                ShardEncoding::default_for(self.layout, self.tokenizer.vocab_size())
+            }),
             shard_tokens: self.shard_tokens.max(1),
             row_group_tokens: self.row_group_tokens.max(1),
             input_format: self.reading.input_format,
@@ -415,11 +419,15 @@ impl Preprocess {
             end,
         };
         let record = self.output.join(format!("{}.json", o.name));
-        let text = serde_json::to_vec_pretty(&(settings, &entry)).map_err(|e| {
-            PreprocessError::Mismatch {
-                path: record.display().to_string(),
-                reason: e.to_string(),
-            }
+        // The settings' digest, not the settings: a record's size does not grow with the
+        // number of inputs (the manifest lists them once).
+        let text = serde_json::to_vec_pretty(&ShardRecord {
+            settings_digest: settings.digest(),
+            shard: entry.clone(),
+        })
+        .map_err(|e| PreprocessError::Mismatch {
+            path: record.display().to_string(),
+            reason: e.to_string(),
         })?;
         write_atomic(&record, &text).map_err(io_at(&record))?;
         Ok(entry)
@@ -428,13 +436,21 @@ impl Preprocess {
     /// Finished shards of an earlier run of this worker, in order; stray partial files removed.
     fn finished_shards(&self, settings: &Settings) -> Result<Vec<ShardEntry>> {
         let mut entries = Vec::new();
+        let digest = settings.digest();
         for index in 0.. {
             let record = self.output.join(format!("{}.json", self.shard_name(index)));
             if !record.exists() {
                 break;
             }
             let text = std::fs::read_to_string(&record).map_err(io_at(&record))?;
-            let Ok((saved, entry)) = serde_json::from_str::<(Settings, ShardEntry)>(&text) else {
+            // Records hold the settings' digest; those of version 0.1 held the settings.
+            let parsed = serde_json::from_str::<ShardRecord>(&text)
+                .map(|r| (r.settings_digest == digest, r.shard))
+                .or_else(|_| {
+                    serde_json::from_str::<(Settings, ShardEntry)>(&text)
+                        .map(|(saved, entry)| (&saved == settings, entry))
+                });
+            let Ok((same, entry)) = parsed else {
                 // A record torn by a crash (records are written atomically, so only by an older
                 // version or a damaged disk): that shard and the ones after it are redone.
                 tracing::warn!(
@@ -443,7 +459,7 @@ impl Preprocess {
                 );
                 break;
             };
-            if &saved != settings {
+            if !same {
                 return Err(PreprocessError::Mismatch {
                     path: self.output.display().to_string(),
                     reason: "holds shards made with other settings or inputs; use another output directory or delete them".into(),
@@ -457,6 +473,14 @@ impl Preprocess {
         remove_partials(&self.output);
         Ok(entries)
     }
+}
+
+/// What `NAME.json` beside a finished shard says: the shard, and the digest of the settings
+/// (inputs included) that made it ([`Settings::digest`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardRecord {
+    settings_digest: String,
+    shard: ShardEntry,
 }
 
 fn remove_partials(dir: &Path) {
