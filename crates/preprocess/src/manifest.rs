@@ -44,6 +44,23 @@ pub struct Settings {
     pub inputs: Vec<String>,
 }
 
+impl Settings {
+    /// A digest of every setting, the input list included (SHA-256 of their JSON, hex): what a
+    /// shard record holds in place of the settings themselves, so that records stay small
+    /// however many inputs there are, and a resumed run compares one string per shard.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        sha2::Sha256::digest(&json)
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, b| {
+                use std::fmt::Write;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
+    }
+}
+
 /// Where in the inputs a shard ends: the next document to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {

@@ -158,3 +158,42 @@ fn a_merged_manifest_that_cannot_be_written_names_the_file() {
         "{err}"
     );
 }
+
+/// Shard records hold a digest of the settings, not the input list: their size does not grow
+/// with the number of inputs, and a resumed run with one input more is refused.
+#[test]
+fn shard_records_stay_small_with_many_inputs() {
+    let dir = temp("many-inputs");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..400 {
+        std::fs::write(
+            input.join(format!("a-long-input-file-name-{i:05}.txt")),
+            format!("text {i}"),
+        )
+        .unwrap();
+    }
+    let out = dir.join("out");
+    let preprocess = || {
+        Preprocess::new([input.display().to_string()], &out)
+            .with_tokenizer(Tokenizer::Bytes)
+            .with_shard_tokens(500)
+            .with_row_group_tokens(100)
+    };
+    let summary = preprocess().run(|_| {}).unwrap();
+    assert_eq!(summary.manifest.settings.inputs.len(), 400);
+    let shards = shards_of(&out);
+    assert!(shards.len() >= 4, "{} shards", shards.len());
+    for (name, _) in &shards {
+        let record = std::fs::metadata(out.join(format!("{name}.json")))
+            .unwrap()
+            .len();
+        assert!(record < 1024, "{name}.json is {record} bytes");
+    }
+    // Resuming with the same inputs keeps everything; with one more, it is refused.
+    preprocess().run(|_| {}).unwrap();
+    assert_eq!(shards_of(&out), shards);
+    std::fs::write(input.join("another.txt"), "more").unwrap();
+    let err = preprocess().run(|_| {}).unwrap_err();
+    assert!(matches!(err, PreprocessError::Mismatch { .. }), "{err}");
+}
