@@ -3,13 +3,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use seqwarm::format::OutputLayout;
-use seqwarm::loader::{LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, count_tokens};
+use seqwarm::loader::{
+    Catalog, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, TokenCount,
+};
 use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig};
 use serde_json::Value;
 
@@ -92,12 +95,18 @@ pub struct Resolved {
     pub shards: Vec<String>,
     pub config: LoaderConfig,
     pub schedule: Schedule,
+    /// The shards' footers, when sizing the schedule read them (the loader reuses them).
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl Resolved {
-    /// A loader builder with every setting.
+    /// A loader builder with every setting (and the catalog already read, if any).
     pub fn builder(&self) -> LoaderBuilder {
-        LoaderBuilder::from_config(self.shards.iter().cloned(), self.config.clone())
+        let builder = LoaderBuilder::from_config(self.shards.iter().cloned(), self.config.clone());
+        match &self.catalog {
+            Some(catalog) => builder.with_catalog(Arc::clone(catalog)),
+            None => builder,
+        }
     }
 }
 
@@ -146,28 +155,34 @@ pub async fn resolve(
             }
         })
         .with_context(|| file.context())?;
+    let mut catalog = None;
     if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
     {
-        let total = epoch_total(&shards, &config, &schedule_config).await?;
+        // Every footer is read once: the catalog that sizes the schedule is the loader's.
+        let opened = LoaderBuilder::from_config(shards.iter().cloned(), config.clone())
+            .open_catalog()
+            .await?;
+        let total = epoch_total(opened.token_count(), &config, &schedule_config)?;
         schedule_config = schedule_config.with_total(total);
+        catalog = Some(opened);
     }
     let schedule = build_logged(&schedule_config)?;
     Ok(Resolved {
         shards,
         config: config.with_schedule(schedule_config),
         schedule,
+        catalog,
     })
 }
 
 /// The length of training when none is given: the steps the run's epochs of the shards fill,
 /// counted from their footers. Said on stderr, with whether it is exact (Composer's count for
 /// `max_duration = "Nep"`) or an estimate, and why.
-async fn epoch_total(
-    shards: &[String],
+fn epoch_total(
+    count: TokenCount,
     config: &LoaderConfig,
     schedule: &ScheduleConfig,
 ) -> anyhow::Result<u64> {
-    let count = count_tokens(shards, config.layout()).await?;
     let warmup = config
         .warmup()
         .clone()

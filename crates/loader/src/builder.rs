@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
 
-use crate::catalog::{FooterReads, TokenCount, build_catalog};
+use crate::catalog::{Catalog, CatalogKey, FooterReads, TokenCount, build_catalog};
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
@@ -67,6 +67,7 @@ pub struct LoaderBuilder {
     runtime: Option<Handle>,
     stores: Stores,
     state: Option<LoaderState>,
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl LoaderBuilder {
@@ -92,6 +93,7 @@ impl LoaderBuilder {
             runtime: None,
             stores: Stores::default(),
             state: None,
+            catalog: None,
         }
     }
 
@@ -214,45 +216,102 @@ impl LoaderBuilder {
         Ok(self)
     }
 
-    /// Lists the shards, reads their footers, checks layouts and the checkpoint, and builds
-    /// the loader.
-    pub async fn build(self) -> Result<Loader> {
+    /// Lists the shards and reads every footer once, with this builder's locations, layout,
+    /// bad-shard policy, retries and stores: to size a schedule from the data
+    /// ([`Catalog::token_count`]) before building, then handed back with
+    /// [`LoaderBuilder::with_catalog`] so that no footer is read twice.
+    pub async fn open_catalog(&self) -> Result<Arc<Catalog>> {
+        let runtime = self.runtime_handle("LoaderBuilder::open_catalog()")?;
+        let files = self.list(&runtime).await?;
+        let io = self.io_runtime(files.iter().any(|f| f.local_path().is_none()), &runtime)?;
+        self.read_footers(files, &runtime, &io).await
+    }
+
+    /// Builds on `catalog` (from [`LoaderBuilder::open_catalog`] with the same locations,
+    /// layout and bad-shard policy) instead of listing the shards and reading their footers
+    /// again. A catalog of other settings is refused at `build()`.
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    fn runtime_handle(&self, caller: &str) -> Result<Handle> {
+        match self.runtime.clone() {
+            Some(handle) => Ok(handle),
+            None => current_runtime(&format!("{caller} (or give one with with_runtime)")),
+        }
+    }
+
+    async fn list(&self, runtime: &Handle) -> Result<Vec<crate::source::ShardFile>> {
         if self.locations.is_empty() {
             return Err(LoaderError::Config {
                 field: "shards",
                 reason: "no shard locations given".into(),
             });
         }
-        let config = self.config;
-        config.check()?;
+        list_shards(&self.locations, self.config.retry, &self.stores, runtime).await
+    }
+
+    /// The runtime for object-store requests: the caller's when it gave one, else a small one
+    /// of the loader's own when any shard is remote.
+    fn io_runtime(&self, remote: bool, runtime: &Handle) -> Result<IoRuntime> {
+        match (&self.runtime, remote) {
+            (None, true) => IoRuntime::start(self.config.io_threads.max(1)),
+            _ => Ok(IoRuntime::borrowed(runtime.clone())),
+        }
+    }
+
+    async fn read_footers(
+        &self,
+        files: Vec<crate::source::ShardFile>,
+        runtime: &Handle,
+        io: &IoRuntime,
+    ) -> Result<Arc<Catalog>> {
+        let opened = CatalogKey {
+            locations: self.locations.clone(),
+            layout: self.config.layout.clone(),
+            on_error: self.config.on_error,
+        };
+        let catalog = build_catalog(
+            files,
+            &FooterReads {
+                layout: &self.config.layout,
+                policy: self.config.on_error,
+                retry: self.config.retry,
+                runtime,
+                io: &io.handle(),
+            },
+        )
+        .await?;
+        Ok(Arc::new(catalog.opened_with(opened)))
+    }
+
+    /// Lists the shards, reads their footers (or takes the catalog given), checks layouts and
+    /// the checkpoint, and builds the loader.
+    pub async fn build(self) -> Result<Loader> {
+        self.config.check()?;
+        let config = self.config.clone();
         let seed = config.epochs.seed();
         let warmup = config
             .warmup
             .clone()
             .with_default_shuffle_seed(seed)
             .build()?;
-        let runtime = match self.runtime.clone() {
-            Some(handle) => handle,
-            None => current_runtime("LoaderBuilder::build() (or give one with with_runtime)")?,
+        let runtime = self.runtime_handle("LoaderBuilder::build()")?;
+        let (catalog, io) = if let Some(catalog) = &self.catalog {
+            catalog.check_opened_with(&CatalogKey {
+                locations: self.locations.clone(),
+                layout: config.layout.clone(),
+                on_error: config.on_error,
+            })?;
+            let remote = catalog.files().any(|f| f.local_path().is_none());
+            (Arc::clone(catalog), self.io_runtime(remote, &runtime)?)
+        } else {
+            let files = self.list(&runtime).await?;
+            let io = self.io_runtime(files.iter().any(|f| f.local_path().is_none()), &runtime)?;
+            (self.read_footers(files, &runtime, &io).await?, io)
         };
-        let files = list_shards(&self.locations, config.retry, &self.stores, &runtime).await?;
-        let remote = files.iter().any(|f| f.local_path().is_none());
-        let io = match (&self.runtime, remote) {
-            (None, true) => IoRuntime::start(config.io_threads.max(1))?,
-            _ => IoRuntime::borrowed(runtime.clone()),
-        };
-        let catalog = build_catalog(
-            files,
-            &FooterReads {
-                layout: &config.layout,
-                policy: config.on_error,
-                retry: config.retry,
-                runtime: &runtime,
-                io: &io.handle(),
-                concurrency: config.prefetch.concurrency.max(4),
-            },
-        )
-        .await?;
         let core = WarmupCore::new(warmup);
         let units = catalog.unit_infos();
         let identity = Identity {
@@ -277,14 +336,7 @@ impl LoaderBuilder {
             io: io.handle(),
             verify_checksums: config.verify_checksums,
         };
-        Ok(Loader::new(
-            Arc::new(catalog),
-            plan,
-            read,
-            &config,
-            identity,
-            io,
-        ))
+        Ok(Loader::new(catalog, plan, read, &config, identity, io))
     }
 }
 
@@ -307,7 +359,6 @@ pub async fn count_tokens(locations: &[String], layout: &ShardLayout) -> Result<
             retry,
             runtime: &runtime,
             io: &io.handle(),
-            concurrency: 4,
         },
     )
     .await?;

@@ -120,12 +120,23 @@ pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
 }
 
 fn list_local(location: &str) -> Result<Vec<ShardFile>> {
-    paths::expand(location, is_parquet)
-        .map_err(|e| location_error(location, e))?
+    let found = paths::expand(location, is_parquet).map_err(|e| location_error(location, e))?;
+    // The working directory once, not once per file (`std::path::absolute` asks each time).
+    let cwd = if found.iter().any(|p| p.is_relative()) {
+        Some(std::env::current_dir().map_err(|e| location_error(location, e))?)
+    } else {
+        None
+    };
+    found
         .into_iter()
         .map(|p| {
             let display = p.display().to_string();
-            let absolute = std::path::absolute(&p).map_err(|e| location_error(&display, e))?;
+            let absolute = match &cwd {
+                Some(cwd) if p.is_relative() => {
+                    std::path::absolute(cwd.join(&p)).map_err(|e| location_error(&display, e))?
+                }
+                _ => std::path::absolute(&p).map_err(|e| location_error(&display, e))?,
+            };
             let size = std::fs::metadata(&absolute)
                 .map_err(|e| location_error(&display, e))?
                 .len();

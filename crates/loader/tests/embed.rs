@@ -190,3 +190,38 @@ async fn a_state_of_other_data_or_settings_is_refused_with_the_difference() {
         .to_string();
     assert!(err.contains("row group position 999999"), "{err}");
 }
+
+/// A catalog opened once sizes the schedule and then serves the loader: the batches are those
+/// of a loader that read the footers itself; a catalog of other settings is refused.
+#[tokio::test]
+async fn an_opened_catalog_is_reused_not_read_again() {
+    let dir = common::temp_dir("embed-catalog");
+    let docs = common::documents(120, 90, 5);
+    common::write_flat(&dir.join("a.parquet"), &docs[..60], 500);
+    common::write_flat(&dir.join("b.parquet"), &docs[60..], 500);
+    let location = dir.display().to_string();
+    let builder = LoaderBuilder::new([location.clone()], warmup(Mode::Repack));
+    let catalog = builder.open_catalog().await.unwrap();
+    let tokens_in: u64 = docs.iter().map(|d| d.len() as u64).sum();
+    assert_eq!(catalog.token_count().tokens, tokens_in);
+    assert_eq!(catalog.shard_count(), 2);
+    let reused = drain(
+        &mut builder
+            .clone()
+            .with_catalog(Arc::clone(&catalog))
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let fresh = drain(&mut builder.build().await.unwrap()).await;
+    assert_eq!(tokens(&reused), tokens(&fresh));
+    // Other locations, or another layout, cannot take it.
+    let other = LoaderBuilder::new(
+        [dir.join("a.parquet").display().to_string()],
+        warmup(Mode::Repack),
+    )
+    .with_catalog(Arc::clone(&catalog));
+    let err = other.build().await.unwrap_err();
+    assert!(err.to_string().contains("catalog"), "{err}");
+}
