@@ -278,50 +278,24 @@ impl Preprocess {
             .map(|m| m.len())
             .sum();
         progress(Progress::Total { bytes: total_bytes });
-        let (mut documents, mut tokens, mut skipped, mut done_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let (mut documents, mut tokens, mut skipped) = (0u64, 0u64, 0u64);
         let mut skipped_files = Vec::new();
         let mut open: Option<Open> = None;
-        for (file_index, path) in mine.iter().enumerate() {
-            let size = std::fs::metadata(path).map_or(0, |m| m.len());
-            done_bytes += size;
-            if file_index < resume.file {
-                continue;
-            }
-            let reads = match read_file(path, &self.reading) {
-                Ok(r) => r,
-                Err(e) if self.on_error == OnError::Skip => {
-                    tracing::warn!("skipping {}: {e}", path.display());
-                    skipped_files.push(e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let skip = if file_index == resume.file {
-                resume.document
-            } else {
-                0
-            };
-            let mut texts = Vec::with_capacity(reads.len());
-            for read in reads
-                .into_iter()
-                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
-            {
-                match read {
-                    Read::Document(t) => texts.push(t),
-                    Read::Bad { location, reason } if self.on_error == OnError::Skip => {
-                        skipped += 1;
-                        tracing::warn!("skipping {location}: {reason}");
-                        texts.push(String::new()); // keeps document indices stable; dropped below
-                    }
-                    Read::Bad { location, reason } => {
-                        return Err(PreprocessError::Input { location, reason });
-                    }
-                }
-            }
+        // Documents read but not yet tokenized, with where each came from: tokenizing waits
+        // until there is enough to keep every thread busy, across files (a corpus of one
+        // document per file would otherwise tokenize one document at a time).
+        let mut pending: Vec<(Position, String)> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let flush = |pending: &mut Vec<(Position, String)>,
+                     open: &mut Option<Open>,
+                     shards: &mut Vec<ShardEntry>,
+                     documents: &mut u64,
+                     tokens: &mut u64|
+         -> Result<()> {
             let encoded: Vec<Vec<i32>> = pool.install(|| {
-                texts
+                pending
                     .par_iter()
-                    .map(|t| {
+                    .map(|(_, t)| {
                         if t.is_empty() {
                             return Vec::new();
                         }
@@ -331,32 +305,113 @@ impl Preprocess {
                     })
                     .collect()
             });
-            for (i, ids) in encoded.into_iter().enumerate() {
+            for ((at, _), ids) in pending.drain(..).zip(encoded) {
                 if ids.is_empty() {
                     continue;
                 }
-                let writer = match &mut open {
+                let writer = match open {
                     Some(o) => o,
                     None => open.insert(self.open_shard(&settings, shards.len())?),
                 };
                 writer.writer.write_document(&ids)?;
-                documents += 1;
-                tokens += ids.len() as u64;
+                *documents += 1;
+                *tokens += ids.len() as u64;
                 if writer.writer.tokens() >= settings.shard_tokens {
                     let end = Position {
-                        file: file_index,
-                        document: skip + i as u64 + 1,
+                        file: at.file,
+                        document: at.document + 1,
                     };
                     shards.push(self.close(open.take(), end, &settings)?);
                 }
             }
-            progress(Progress::Advanced {
-                bytes: done_bytes,
-                documents,
-                tokens,
-                shards: shards.len(),
+            Ok(())
+        };
+        let todo: Vec<(usize, &PathBuf)> = mine.iter().enumerate().skip(resume.file).collect();
+        let mut done_bytes: u64 = mine
+            .iter()
+            .take(resume.file)
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        // Files are read (and decoded, and parsed) in parallel, a group at a time, and handled
+        // in order.
+        for group in todo.chunks(FILES_READ_AT_ONCE) {
+            let reads: Vec<Result<Vec<Read>>> = pool.install(|| {
+                group
+                    .par_iter()
+                    .map(|(_, path)| read_file(path, &self.reading))
+                    .collect()
             });
+            for ((file_index, path), reads) in group.iter().zip(reads) {
+                done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+                let reads = match reads {
+                    Ok(r) => r,
+                    Err(e) if self.on_error == OnError::Skip => {
+                        tracing::warn!("skipping {}: {e}", path.display());
+                        skipped_files.push(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let skip = if *file_index == resume.file {
+                    resume.document
+                } else {
+                    0
+                };
+                for (i, read) in reads
+                    .into_iter()
+                    .enumerate()
+                    .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                {
+                    let at = Position {
+                        file: *file_index,
+                        document: i as u64,
+                    };
+                    match read {
+                        Read::Document(t) => {
+                            pending_bytes += t.len();
+                            pending.push((at, t));
+                        }
+                        Read::Bad { location, reason } if self.on_error == OnError::Skip => {
+                            skipped += 1;
+                            tracing::warn!("skipping {location}: {reason}");
+                        }
+                        Read::Bad { location, reason } => {
+                            return Err(PreprocessError::Input { location, reason });
+                        }
+                    }
+                }
+                if pending_bytes >= TOKENIZE_BATCH_BYTES {
+                    flush(
+                        &mut pending,
+                        &mut open,
+                        &mut shards,
+                        &mut documents,
+                        &mut tokens,
+                    )?;
+                    pending_bytes = 0;
+                    progress(Progress::Advanced {
+                        bytes: done_bytes,
+                        documents,
+                        tokens,
+                        shards: shards.len(),
+                    });
+                }
+            }
         }
+        flush(
+            &mut pending,
+            &mut open,
+            &mut shards,
+            &mut documents,
+            &mut tokens,
+        )?;
+        progress(Progress::Advanced {
+            bytes: done_bytes,
+            documents,
+            tokens,
+            shards: shards.len(),
+        });
         let end = Position {
             file: mine.len(),
             document: 0,
@@ -474,6 +529,12 @@ impl Preprocess {
         Ok(entries)
     }
 }
+
+/// Input files read in parallel at once (then handled in order).
+const FILES_READ_AT_ONCE: usize = 64;
+/// Text gathered before it is tokenized in parallel: enough to keep every thread busy, little
+/// enough to stay a few MiB of memory.
+const TOKENIZE_BATCH_BYTES: usize = 4 << 20;
 
 /// What `NAME.json` beside a finished shard says: the shard, and the digest of the settings
 /// (inputs included) that made it ([`Settings::digest`]).
