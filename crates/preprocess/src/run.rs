@@ -286,26 +286,17 @@ impl Preprocess {
         // document per file would otherwise tokenize one document at a time).
         let mut pending: Vec<(Position, String)> = Vec::new();
         let mut pending_bytes = 0usize;
-        let flush = |pending: &mut Vec<(Position, String)>,
+        // Tokenized documents not yet written. Writing (encoding, compressing, checksumming)
+        // runs on one thread while the next batch is tokenized on the others, so that
+        // `--threads N` keeps N threads busy as N separate workers would.
+        let mut ready: Vec<(Position, Vec<i32>)> = Vec::new();
+        let write = |ready: Vec<(Position, Vec<i32>)>,
                      open: &mut Option<Open>,
                      shards: &mut Vec<ShardEntry>,
                      documents: &mut u64,
                      tokens: &mut u64|
          -> Result<()> {
-            let encoded: Vec<Vec<i32>> = pool.install(|| {
-                pending
-                    .par_iter()
-                    .map(|(_, t)| {
-                        if t.is_empty() {
-                            return Vec::new();
-                        }
-                        let mut ids = settings.tokenizer.encode(t);
-                        ids.extend(settings.eos_id);
-                        ids
-                    })
-                    .collect()
-            });
-            for ((at, _), ids) in pending.drain(..).zip(encoded) {
+            for (at, ids) in ready {
                 if ids.is_empty() {
                     continue;
                 }
@@ -325,6 +316,31 @@ impl Preprocess {
                 }
             }
             Ok(())
+        };
+        let encode = |(at, text): (Position, String)| {
+            if text.is_empty() {
+                return (at, Vec::new());
+            }
+            let mut ids = settings.tokenizer.encode(&text);
+            ids.extend(settings.eos_id);
+            (at, ids)
+        };
+        // Tokenizes `pending` while writing `ready`; returns the newly tokenized documents.
+        let flush = |pending: Vec<(Position, String)>,
+                     ready: Vec<(Position, Vec<i32>)>,
+                     open: &mut Option<Open>,
+                     shards: &mut Vec<ShardEntry>,
+                     documents: &mut u64,
+                     tokens: &mut u64|
+         -> Result<Vec<(Position, Vec<i32>)>> {
+            let (encoded, written) = pool.install(|| {
+                rayon::join(
+                    || pending.into_par_iter().map(encode).collect::<Vec<_>>(),
+                    || write(ready, open, shards, documents, tokens),
+                )
+            });
+            written?;
+            Ok(encoded)
         };
         let todo: Vec<(usize, &PathBuf)> = mine.iter().enumerate().skip(resume.file).collect();
         let mut done_bytes: u64 = mine
@@ -382,8 +398,9 @@ impl Preprocess {
                     }
                 }
                 if pending_bytes >= TOKENIZE_BATCH_BYTES {
-                    flush(
-                        &mut pending,
+                    ready = flush(
+                        std::mem::take(&mut pending),
+                        std::mem::take(&mut ready),
                         &mut open,
                         &mut shards,
                         &mut documents,
@@ -399,13 +416,15 @@ impl Preprocess {
                 }
             }
         }
-        flush(
-            &mut pending,
+        let last = flush(
+            pending,
+            ready,
             &mut open,
             &mut shards,
             &mut documents,
             &mut tokens,
         )?;
+        write(last, &mut open, &mut shards, &mut documents, &mut tokens)?;
         progress(Progress::Advanced {
             bytes: done_bytes,
             documents,
