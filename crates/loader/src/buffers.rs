@@ -31,7 +31,9 @@ impl Buffer {
     /// A buffer of `len` bytes: a pooled one when there is one, else new.
     pub(crate) fn with_len(len: usize) -> Self {
         let words_needed = len.div_ceil(8);
-        let pooled = POOL.lock().ok().and_then(|mut pool| {
+        // `try_lock`: the pool is a cache, never worth waiting for, and a process forked while
+        // another thread held the lock (a DataLoader worker) must not wait forever.
+        let pooled = POOL.try_lock().ok().and_then(|mut pool| {
             // The smallest that fits, else the largest (grown below).
             let fits = pool
                 .iter()
@@ -83,7 +85,7 @@ impl Drop for Buffer {
         if self.words.len() * 8 > MAX_KEPT_BYTES {
             return;
         }
-        if let Ok(mut pool) = POOL.lock()
+        if let Ok(mut pool) = POOL.try_lock()
             && pool.len() < KEEP
         {
             pool.push(std::mem::take(&mut self.words));

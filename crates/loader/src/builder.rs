@@ -229,7 +229,9 @@ impl LoaderBuilder {
 
     /// Builds on `catalog` (from [`LoaderBuilder::open_catalog`] with the same locations,
     /// layout and bad-shard policy) instead of listing the shards and reading their footers
-    /// again. A catalog of other settings is refused at `build()`.
+    /// again. A catalog of other settings is refused at `build()`. The catalog's shards keep
+    /// the object stores they were listed with: the row groups are read through those, not
+    /// through stores given to this builder.
     #[must_use]
     pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
         self.catalog = Some(catalog);

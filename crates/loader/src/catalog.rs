@@ -1,6 +1,7 @@
 //! The catalog: every shard's footer read once, its layout checked, its row groups listed as
 //! work units; and the deterministic order in which each rank reads them.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt, stream};
@@ -404,8 +405,21 @@ pub(crate) async fn build_catalog(
                 let mut out = Vec::with_capacity(batch.len());
                 for (index, file) in batch {
                     let location = file.display.clone();
-                    let opened = open_shard(file, layout.clone(), retry, io.clone())
-                        .now_or_never()
+                    // A footer parser that panics on hostile bytes fails its own shard (which
+                    // `on_error` may skip), not the batch.
+                    let open = open_shard(file, layout.clone(), retry, io.clone());
+                    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| open.now_or_never()))
+                        .unwrap_or_else(|panic| {
+                            let message = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "no message".into());
+                            Some(Err(LoaderError::Location {
+                                location: location.clone(),
+                                reason: format!("reading the footer panicked: {message}"),
+                            }))
+                        })
                         .unwrap_or_else(|| {
                             Err(LoaderError::Location {
                                 location: location.clone(),

@@ -121,6 +121,11 @@ impl Manifest {
         Self {
             format: MANIFEST_FORMAT.into(),
             schema: match settings.layout {
+                OutputLayout::Flat if settings.encoding.is_uint16() => {
+                    "tokens: fixed_size_binary[2], little-endian uint16 (flat-v1, document \
+                     lengths in the footer)"
+                        .into()
+                }
                 OutputLayout::Flat => {
                     "tokens: int32 (flat-v1, document lengths in the footer)".into()
                 }

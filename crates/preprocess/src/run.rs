@@ -518,11 +518,20 @@ impl Preprocess {
             }
             let text = std::fs::read_to_string(&record).map_err(io_at(&record))?;
             // Records hold the settings' digest; those of version 0.1 held the settings.
+            let mut hint = String::new();
             let parsed = serde_json::from_str::<ShardRecord>(&text)
                 .map(|r| (r.settings_digest == digest, r.shard))
                 .or_else(|_| {
-                    serde_json::from_str::<(Settings, ShardEntry)>(&text)
-                        .map(|(saved, entry)| (&saved == settings, entry))
+                    serde_json::from_str::<(Settings, ShardEntry)>(&text).map(|(saved, entry)| {
+                        if saved.encoding != settings.encoding {
+                            // Version 0.1 wrote zstd by default; uint16 is the default now.
+                            hint = format!(
+                                " (its shards are --encoding {}: pass that to continue it)",
+                                saved.encoding.name()
+                            );
+                        }
+                        (&saved == settings, entry)
+                    })
                 });
             let Ok((same, entry)) = parsed else {
                 // A record torn by a crash (records are written atomically, so only by an older
@@ -536,7 +545,10 @@ impl Preprocess {
             if !same {
                 return Err(PreprocessError::Mismatch {
                     path: self.output.display().to_string(),
-                    reason: "holds shards made with other settings or inputs; use another output directory or delete them".into(),
+                    reason: format!(
+                        "holds shards made with other settings or inputs{hint}; use another \
+                         output directory or delete them"
+                    ),
                 });
             }
             if !self.output.join(&entry.file).exists() {
