@@ -84,8 +84,9 @@ pub struct LoaderArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "attention_mask")]
     #[serde(skip)]
     pub attention_mask: Option<String>,
-    /// Do not check row groups against the CRC32 in their footer (Parquet page CRCs are
-    /// always checked).
+    /// Do not check row groups against the CRC32 in their footer (a page that carries a
+    /// Parquet CRC is still checked; seqwarm's own shards carry none, so their bytes are then
+    /// unchecked).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub no_verify_checksums: Option<bool>,
 }

@@ -61,8 +61,8 @@ impl Settings {
     }
 }
 
-/// Where in the inputs a shard ends: the next document to read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where in the inputs a shard ends: the next document to read. Ordered as the inputs are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Position {
     /// Index into this worker's inputs.
     pub file: usize,

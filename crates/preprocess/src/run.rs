@@ -264,7 +264,7 @@ impl Preprocess {
                 field: "threads",
                 reason: e.to_string(),
             })?;
-        let mut shards = self.finished_shards(&settings)?;
+        let (mut shards, resumed_skips) = self.finished_shards(&settings)?;
         let resume = shards.last().map(|s| s.end).unwrap_or_default();
         if !shards.is_empty() {
             progress(Progress::Resuming {
@@ -280,6 +280,9 @@ impl Preprocess {
         progress(Progress::Total { bytes: total_bytes });
         let (mut documents, mut tokens, mut skipped) = (0u64, 0u64, 0u64);
         let mut skipped_files = Vec::new();
+        // What was skipped, where, not yet counted in a shard record: each record counts the
+        // skips before its end, so that a resumed run's manifest counts them all, once.
+        let mut skip_log: Vec<(Position, Option<String>)> = Vec::new();
         let mut open: Option<Open> = None;
         // Documents read but not yet tokenized, with where each came from: tokenizing waits
         // until there is enough to keep every thread busy, across files (a corpus of one
@@ -293,6 +296,7 @@ impl Preprocess {
         let write = |ready: Vec<(Position, Vec<i32>)>,
                      open: &mut Option<Open>,
                      shards: &mut Vec<ShardEntry>,
+                     skip_log: &mut Vec<(Position, Option<String>)>,
                      documents: &mut u64,
                      tokens: &mut u64|
          -> Result<()> {
@@ -312,7 +316,8 @@ impl Preprocess {
                         file: at.file,
                         document: at.document + 1,
                     };
-                    shards.push(self.close(open.take(), end, &settings)?);
+                    let skips = Skips::before(skip_log, end);
+                    shards.push(self.close(open.take(), end, &settings, skips)?);
                 }
             }
             Ok(())
@@ -330,13 +335,14 @@ impl Preprocess {
                      ready: Vec<(Position, Vec<i32>)>,
                      open: &mut Option<Open>,
                      shards: &mut Vec<ShardEntry>,
+                     skip_log: &mut Vec<(Position, Option<String>)>,
                      documents: &mut u64,
                      tokens: &mut u64|
          -> Result<Vec<(Position, Vec<i32>)>> {
             let (encoded, written) = pool.install(|| {
                 rayon::join(
                     || pending.into_par_iter().map(encode).collect::<Vec<_>>(),
-                    || write(ready, open, shards, documents, tokens),
+                    || write(ready, open, shards, skip_log, documents, tokens),
                 )
             });
             written?;
@@ -364,6 +370,11 @@ impl Preprocess {
                     Ok(r) => r,
                     Err(e) if self.on_error == OnError::Skip => {
                         tracing::warn!("skipping {}: {e}", path.display());
+                        let at = Position {
+                            file: *file_index,
+                            document: 0,
+                        };
+                        skip_log.push((at, Some(e.to_string())));
                         skipped_files.push(e.to_string());
                         continue;
                     }
@@ -389,6 +400,7 @@ impl Preprocess {
                             pending.push((at, t));
                         }
                         Read::Bad { location, reason } if self.on_error == OnError::Skip => {
+                            skip_log.push((at, None));
                             skipped += 1;
                             tracing::warn!("skipping {location}: {reason}");
                         }
@@ -403,6 +415,7 @@ impl Preprocess {
                         std::mem::take(&mut ready),
                         &mut open,
                         &mut shards,
+                        &mut skip_log,
                         &mut documents,
                         &mut tokens,
                     )?;
@@ -421,10 +434,18 @@ impl Preprocess {
             ready,
             &mut open,
             &mut shards,
+            &mut skip_log,
             &mut documents,
             &mut tokens,
         )?;
-        write(last, &mut open, &mut shards, &mut documents, &mut tokens)?;
+        write(
+            last,
+            &mut open,
+            &mut shards,
+            &mut skip_log,
+            &mut documents,
+            &mut tokens,
+        )?;
         progress(Progress::Advanced {
             bytes: done_bytes,
             documents,
@@ -436,9 +457,18 @@ impl Preprocess {
             document: 0,
         };
         if open.is_some() {
-            shards.push(self.close(open.take(), end, &settings)?);
+            let skips = Skips::before(&mut skip_log, end);
+            shards.push(self.close(open.take(), end, &settings, skips)?);
         }
-        let manifest = Manifest::new(settings, shards, skipped, skipped_files);
+        // Skips counted in the records of the shards this run resumed after, then this run's.
+        let mut all_skipped_files = resumed_skips.files;
+        all_skipped_files.extend(skipped_files);
+        let manifest = Manifest::new(
+            settings,
+            shards,
+            resumed_skips.documents + skipped,
+            all_skipped_files,
+        );
         let manifest_path = self
             .output
             .join(Manifest::worker_file_name(self.worker, self.workers));
@@ -474,7 +504,13 @@ impl Preprocess {
 
     /// Finishes a shard: footer, rename into place, then its record (a record always means a
     /// complete shard).
-    fn close(&self, open: Option<Open>, end: Position, settings: &Settings) -> Result<ShardEntry> {
+    fn close(
+        &self,
+        open: Option<Open>,
+        end: Position,
+        settings: &Settings,
+        skipped: Skips,
+    ) -> Result<ShardEntry> {
         let Some(o) = open else {
             return Err(PreprocessError::Config {
                 field: "shard",
@@ -498,6 +534,7 @@ impl Preprocess {
         let text = serde_json::to_vec_pretty(&ShardRecord {
             settings_digest: settings.digest(),
             shard: entry.clone(),
+            skipped,
         })
         .map_err(|e| PreprocessError::Mismatch {
             path: record.display().to_string(),
@@ -507,9 +544,11 @@ impl Preprocess {
         Ok(entry)
     }
 
-    /// Finished shards of an earlier run of this worker, in order; stray partial files removed.
-    fn finished_shards(&self, settings: &Settings) -> Result<Vec<ShardEntry>> {
+    /// Finished shards of an earlier run of this worker, in order, and what was skipped before
+    /// the last one's end; stray partial files removed.
+    fn finished_shards(&self, settings: &Settings) -> Result<(Vec<ShardEntry>, Skips)> {
         let mut entries = Vec::new();
+        let mut skips = Skips::default();
         let digest = settings.digest();
         for index in 0.. {
             let record = self.output.join(format!("{}.json", self.shard_name(index)));
@@ -520,7 +559,7 @@ impl Preprocess {
             // Records hold the settings' digest; those of version 0.1 held the settings.
             let mut hint = String::new();
             let parsed = serde_json::from_str::<ShardRecord>(&text)
-                .map(|r| (r.settings_digest == digest, r.shard))
+                .map(|r| (r.settings_digest == digest, r.shard, r.skipped))
                 .or_else(|_| {
                     serde_json::from_str::<(Settings, ShardEntry)>(&text).map(|(saved, entry)| {
                         if saved.encoding != settings.encoding {
@@ -530,10 +569,10 @@ impl Preprocess {
                                 saved.encoding.name()
                             );
                         }
-                        (&saved == settings, entry)
+                        (&saved == settings, entry, Skips::default())
                     })
                 });
-            let Ok((same, entry)) = parsed else {
+            let Ok((same, entry, skipped)) = parsed else {
                 // A record torn by a crash (records are written atomically, so only by an older
                 // version or a damaged disk): that shard and the ones after it are redone.
                 tracing::warn!(
@@ -555,9 +594,11 @@ impl Preprocess {
                 break;
             }
             entries.push(entry);
+            skips.documents += skipped.documents;
+            skips.files.extend(skipped.files);
         }
         remove_partials(&self.output);
-        Ok(entries)
+        Ok((entries, skips))
     }
 }
 
@@ -573,6 +614,32 @@ const TOKENIZE_BATCH_BYTES: usize = 4 << 20;
 struct ShardRecord {
     settings_digest: String,
     shard: ShardEntry,
+    /// Skipped (`--on-error skip`) after the previous shard's end and before this one's.
+    #[serde(default)]
+    skipped: Skips,
+}
+
+/// Documents and files skipped over a stretch of the inputs.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Skips {
+    documents: u64,
+    /// Each skipped file's reason.
+    files: Vec<String>,
+}
+
+impl Skips {
+    /// Takes the logged skips before `end` (the log is in input order).
+    fn before(log: &mut Vec<(Position, Option<String>)>, end: Position) -> Self {
+        let n = log.partition_point(|(at, _)| *at < end);
+        let mut skips = Skips::default();
+        for (_, file) in log.drain(..n) {
+            match file {
+                Some(reason) => skips.files.push(reason),
+                None => skips.documents += 1,
+            }
+        }
+        skips
+    }
 }
 
 fn remove_partials(dir: &Path) {

@@ -197,3 +197,46 @@ fn shard_records_stay_small_with_many_inputs() {
     let err = preprocess().run(|_| {}).unwrap_err();
     assert!(matches!(err, PreprocessError::Mismatch { .. }), "{err}");
 }
+
+/// A resumed run's manifest counts every skipped document once: the ones before the resume
+/// point come from the finished shards' records, the rest from the resumed run.
+#[test]
+fn skipped_documents_are_counted_once_across_a_resume() {
+    let dir = temp("skips-resume");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut text = Vec::new();
+    for d in 0..80 {
+        text.extend_from_slice(format!("paragraph {d} of some text").as_bytes());
+        if d % 20 == 5 {
+            text.extend_from_slice(b" \xff");
+        }
+        text.extend_from_slice(b"\n\n");
+    }
+    std::fs::write(input.join("a.txt"), &text).unwrap();
+    let out = dir.join("out");
+    let full = run(&input, &out)
+        .with_on_error(OnError::Skip)
+        .run(|_| {})
+        .unwrap();
+    assert_eq!(full.manifest.skipped_documents, 4);
+    let shards = shards_of(&out);
+    assert!(shards.len() >= 6, "{} shards", shards.len());
+    // A crash after the third shard: the later shards, their records and the manifests gone.
+    for (name, _) in &shards[3..] {
+        std::fs::remove_file(out.join(name)).unwrap();
+        std::fs::remove_file(out.join(format!("{name}.json"))).unwrap();
+    }
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("manifest") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let resumed = run(&input, &out)
+        .with_on_error(OnError::Skip)
+        .run(|_| {})
+        .unwrap();
+    assert_eq!(shards_of(&out), shards);
+    assert_eq!(resumed.manifest.skipped_documents, 4);
+    assert_eq!(resumed.manifest.documents, full.manifest.documents);
+}
