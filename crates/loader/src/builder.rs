@@ -238,6 +238,15 @@ impl LoaderBuilder {
         self
     }
 
+    /// The settings a catalog of this builder depends on.
+    fn catalog_key(&self) -> CatalogKey {
+        CatalogKey {
+            locations: self.locations.clone(),
+            layout: self.config.layout.clone(),
+            on_error: self.config.on_error,
+        }
+    }
+
     fn runtime_handle(&self, caller: &str) -> Result<Handle> {
         match self.runtime.clone() {
             Some(handle) => Ok(handle),
@@ -270,11 +279,7 @@ impl LoaderBuilder {
         runtime: &Handle,
         io: &IoRuntime,
     ) -> Result<Arc<Catalog>> {
-        let opened = CatalogKey {
-            locations: self.locations.clone(),
-            layout: self.config.layout.clone(),
-            on_error: self.config.on_error,
-        };
+        let opened = self.catalog_key();
         let catalog = build_catalog(
             files,
             &FooterReads {
@@ -302,11 +307,7 @@ impl LoaderBuilder {
             .build()?;
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
         let (catalog, io) = if let Some(catalog) = &self.catalog {
-            catalog.check_opened_with(&CatalogKey {
-                locations: self.locations.clone(),
-                layout: config.layout.clone(),
-                on_error: config.on_error,
-            })?;
+            catalog.check_opened_with(&self.catalog_key())?;
             let remote = catalog.files().any(|f| f.local_path().is_none());
             (Arc::clone(catalog), self.io_runtime(remote, &runtime)?)
         } else {

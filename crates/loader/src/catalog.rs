@@ -14,7 +14,7 @@ use seqwarm_format::flat::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
 use seqwarm_stage::UnitInfo;
 use tokio::runtime::Handle;
 
-use crate::error::{LoaderError, Result};
+use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{ResolvedLayout, ShardLayout};
 use crate::retry::RetryPolicy;
@@ -410,14 +410,12 @@ pub(crate) async fn build_catalog(
                     let open = open_shard(file, layout.clone(), retry, io.clone());
                     let opened = std::panic::catch_unwind(AssertUnwindSafe(|| open.now_or_never()))
                         .unwrap_or_else(|panic| {
-                            let message = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| (*s).to_owned())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "no message".into());
                             Some(Err(LoaderError::Location {
                                 location: location.clone(),
-                                reason: format!("reading the footer panicked: {message}"),
+                                reason: format!(
+                                    "reading the footer panicked: {}",
+                                    panic_message(panic.as_ref())
+                                ),
                             }))
                         })
                         .unwrap_or_else(|| {

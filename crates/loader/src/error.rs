@@ -217,3 +217,12 @@ impl From<StageError> for LoaderError {
 
 /// Shorthand for loader results.
 pub type Result<T, E = LoaderError> = std::result::Result<T, E>;
+
+/// The message a caught panic carried, for the error that replaces it.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}

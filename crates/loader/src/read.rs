@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 
 use crate::catalog::{Catalog, Shard, Unit};
 use crate::checksum;
-use crate::error::{LoaderError, Result};
+use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{DecodeOptions, Place, decode, offsets_from_lengths};
 use crate::plain;
@@ -52,13 +52,9 @@ pub(crate) async fn read_unit(
     // with a decode error that names it, not the whole reader.
     let decode = decode_error(shard, u);
     let panicked = move |panic: Box<dyn std::any::Any + Send>| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
         Err(decode(ParquetError::General(format!(
-            "the decoder panicked: {message}"
+            "the decoder panicked: {}",
+            panic_message(panic.as_ref())
         ))))
     };
     let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);

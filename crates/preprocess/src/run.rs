@@ -264,7 +264,7 @@ impl Preprocess {
                 field: "threads",
                 reason: e.to_string(),
             })?;
-        let (mut shards, resumed_skips) = self.finished_shards(&settings)?;
+        let (shards, resumed_skips) = self.finished_shards(&settings)?;
         let resume = shards.last().map(|s| s.end).unwrap_or_default();
         if !shards.is_empty() {
             progress(Progress::Resuming {
@@ -278,12 +278,12 @@ impl Preprocess {
             .map(|m| m.len())
             .sum();
         progress(Progress::Total { bytes: total_bytes });
-        let (mut documents, mut tokens, mut skipped) = (0u64, 0u64, 0u64);
+        let mut skipped = 0u64;
         let mut skipped_files = Vec::new();
-        // What was skipped, where, not yet counted in a shard record: each record counts the
-        // skips before its end, so that a resumed run's manifest counts them all, once.
-        let mut skip_log: Vec<(Position, Option<String>)> = Vec::new();
-        let mut open: Option<Open> = None;
+        let mut out = Output {
+            shards,
+            ..Output::default()
+        };
         // Documents read but not yet tokenized, with where each came from: tokenizing waits
         // until there is enough to keep every thread busy, across files (a corpus of one
         // document per file would otherwise tokenize one document at a time).
@@ -293,31 +293,28 @@ impl Preprocess {
         // runs on one thread while the next batch is tokenized on the others, so that
         // `--threads N` keeps N threads busy as N separate workers would.
         let mut ready: Vec<(Position, Vec<i32>)> = Vec::new();
-        let write = |ready: Vec<(Position, Vec<i32>)>,
-                     open: &mut Option<Open>,
-                     shards: &mut Vec<ShardEntry>,
-                     skip_log: &mut Vec<(Position, Option<String>)>,
-                     documents: &mut u64,
-                     tokens: &mut u64|
-         -> Result<()> {
+        let write = |ready: Vec<(Position, Vec<i32>)>, out: &mut Output| -> Result<()> {
             for (at, ids) in ready {
                 if ids.is_empty() {
                     continue;
                 }
-                let writer = match open {
+                let writer = match &mut out.open {
                     Some(o) => o,
-                    None => open.insert(self.open_shard(&settings, shards.len())?),
+                    None => out
+                        .open
+                        .insert(self.open_shard(&settings, out.shards.len())?),
                 };
                 writer.writer.write_document(&ids)?;
-                *documents += 1;
-                *tokens += ids.len() as u64;
+                out.documents += 1;
+                out.tokens += ids.len() as u64;
                 if writer.writer.tokens() >= settings.shard_tokens {
                     let end = Position {
                         file: at.file,
                         document: at.document + 1,
                     };
-                    let skips = Skips::before(skip_log, end);
-                    shards.push(self.close(open.take(), end, &settings, skips)?);
+                    let skips = Skips::before(&mut out.skip_log, end);
+                    let entry = self.close(out.open.take(), end, &settings, skips)?;
+                    out.shards.push(entry);
                 }
             }
             Ok(())
@@ -333,16 +330,12 @@ impl Preprocess {
         // Tokenizes `pending` while writing `ready`; returns the newly tokenized documents.
         let flush = |pending: Vec<(Position, String)>,
                      ready: Vec<(Position, Vec<i32>)>,
-                     open: &mut Option<Open>,
-                     shards: &mut Vec<ShardEntry>,
-                     skip_log: &mut Vec<(Position, Option<String>)>,
-                     documents: &mut u64,
-                     tokens: &mut u64|
+                     out: &mut Output|
          -> Result<Vec<(Position, Vec<i32>)>> {
             let (encoded, written) = pool.install(|| {
                 rayon::join(
                     || pending.into_par_iter().map(encode).collect::<Vec<_>>(),
-                    || write(ready, open, shards, skip_log, documents, tokens),
+                    || write(ready, out),
                 )
             });
             written?;
@@ -374,7 +367,7 @@ impl Preprocess {
                             file: *file_index,
                             document: 0,
                         };
-                        skip_log.push((at, Some(e.to_string())));
+                        out.skip_log.push((at, Some(e.to_string())));
                         skipped_files.push(e.to_string());
                         continue;
                     }
@@ -400,7 +393,7 @@ impl Preprocess {
                             pending.push((at, t));
                         }
                         Read::Bad { location, reason } if self.on_error == OnError::Skip => {
-                            skip_log.push((at, None));
+                            out.skip_log.push((at, None));
                             skipped += 1;
                             tracing::warn!("skipping {location}: {reason}");
                         }
@@ -413,59 +406,31 @@ impl Preprocess {
                     ready = flush(
                         std::mem::take(&mut pending),
                         std::mem::take(&mut ready),
-                        &mut open,
-                        &mut shards,
-                        &mut skip_log,
-                        &mut documents,
-                        &mut tokens,
+                        &mut out,
                     )?;
                     pending_bytes = 0;
-                    progress(Progress::Advanced {
-                        bytes: done_bytes,
-                        documents,
-                        tokens,
-                        shards: shards.len(),
-                    });
+                    progress(out.advanced(done_bytes));
                 }
             }
         }
-        let last = flush(
-            pending,
-            ready,
-            &mut open,
-            &mut shards,
-            &mut skip_log,
-            &mut documents,
-            &mut tokens,
-        )?;
-        write(
-            last,
-            &mut open,
-            &mut shards,
-            &mut skip_log,
-            &mut documents,
-            &mut tokens,
-        )?;
-        progress(Progress::Advanced {
-            bytes: done_bytes,
-            documents,
-            tokens,
-            shards: shards.len(),
-        });
+        let last = flush(pending, ready, &mut out)?;
+        write(last, &mut out)?;
+        progress(out.advanced(done_bytes));
         let end = Position {
             file: mine.len(),
             document: 0,
         };
-        if open.is_some() {
-            let skips = Skips::before(&mut skip_log, end);
-            shards.push(self.close(open.take(), end, &settings, skips)?);
+        if out.open.is_some() {
+            let skips = Skips::before(&mut out.skip_log, end);
+            let entry = self.close(out.open.take(), end, &settings, skips)?;
+            out.shards.push(entry);
         }
         // Skips counted in the records of the shards this run resumed after, then this run's.
         let mut all_skipped_files = resumed_skips.files;
         all_skipped_files.extend(skipped_files);
         let manifest = Manifest::new(
             settings,
-            shards,
+            out.shards,
             resumed_skips.documents + skipped,
             all_skipped_files,
         );
@@ -617,6 +582,32 @@ struct ShardRecord {
     /// Skipped (`--on-error skip`) after the previous shard's end and before this one's.
     #[serde(default)]
     skipped: Skips,
+}
+
+/// What a run has written so far.
+#[derive(Default)]
+struct Output {
+    /// The shard being written.
+    open: Option<Open>,
+    /// Finished shards, those of the run resumed after included.
+    shards: Vec<ShardEntry>,
+    /// What was skipped, where, not yet counted in a shard record: each record counts the
+    /// skips before its end, so that a resumed run's manifest counts them all, once.
+    skip_log: Vec<(Position, Option<String>)>,
+    /// Documents and tokens written by this run.
+    documents: u64,
+    tokens: u64,
+}
+
+impl Output {
+    fn advanced(&self, bytes: u64) -> Progress {
+        Progress::Advanced {
+            bytes,
+            documents: self.documents,
+            tokens: self.tokens,
+            shards: self.shards.len(),
+        }
+    }
 }
 
 /// Documents and files skipped over a stretch of the inputs.
