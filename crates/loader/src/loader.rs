@@ -15,6 +15,7 @@ use seqwarm_format::OnError;
 use crate::catalog::Catalog;
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
+use crate::narrow::NarrowRun;
 use crate::prefetch::{Item, Prefetch, Prefetcher, spawn};
 use crate::read::ReadSettings;
 use crate::state::{Identity, LoaderState};
@@ -75,6 +76,8 @@ pub struct Loader {
     prefetch: Prefetch,
     policy: OnError,
     prefetcher: Option<Prefetcher>,
+    /// A `uint16` row group taken from the queue and not yet all handed to the plan.
+    narrow: Option<NarrowRun>,
     /// Kept for the loader's lifetime when the loader started it.
     _io: IoRuntime,
     identity: Identity,
@@ -106,6 +109,7 @@ impl Loader {
             prefetch: config.prefetch(),
             policy: config.on_error(),
             prefetcher: None,
+            narrow: None,
             _io: io,
             identity,
             finished: false,
@@ -157,6 +161,7 @@ impl Loader {
     fn fail(&mut self, e: impl Into<LoaderError>) -> Poll<Option<Result<ScheduledBatch>>> {
         self.finished = true;
         self.prefetcher = None;
+        self.narrow = None;
         Poll::Ready(Some(Err(e.into())))
     }
 }
@@ -191,6 +196,20 @@ impl Stream for Loader {
                     ));
                 }
                 Action::Await => {
+                    // The rest of a `uint16` row group first, widened a chunk at a time just
+                    // before the stage copies it into batches (`narrow.rs`).
+                    if let Some(narrow) = this.narrow.as_mut() {
+                        match narrow.next_documents() {
+                            Some(Ok(documents)) => {
+                                if let Err(e) = this.plan.push(documents) {
+                                    return this.fail(e);
+                                }
+                                continue;
+                            }
+                            Some(Err(e)) => return this.fail(e),
+                            None => this.narrow = None,
+                        }
+                    }
                     let Some(prefetcher) = this.prefetcher.as_mut() else {
                         return this.fail(LoaderError::Config {
                             field: "reads",
@@ -202,6 +221,10 @@ impl Stream for Loader {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(Item::Documents(documents)))) => {
                             this.plan.push(documents)
+                        }
+                        Poll::Ready(Some(Ok(Item::Narrow(narrow)))) => {
+                            this.narrow = Some(narrow);
+                            Ok(())
                         }
                         Poll::Ready(Some(Ok(Item::Skipped { position, reason }))) => {
                             this.plan.push_skipped(position, reason)

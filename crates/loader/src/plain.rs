@@ -14,8 +14,6 @@ use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 use seqwarm_batcher::{DType, Tensor};
 
-use crate::buffers::Buffer;
-
 /// A column chunk's bytes, addressed by file offset (what the page reader asks for).
 pub(crate) struct ChunkAt {
     pub base: u64,
@@ -103,37 +101,17 @@ pub(crate) fn eligible(column: &ColumnChunkMetaData, dtype: DType) -> Option<Wid
     .then_some(width)
 }
 
-/// Little-endian `uint16` tokens widened to `dtype`, at about the speed of a copy of the wider
-/// output. (Only called on little-endian targets, see [`eligible`].)
-pub(crate) fn widen_uint16(bytes: &[u8], dtype: DType) -> Result<Tensor, PlainError> {
-    fn widen<T: From<u16> + bytemuck::Pod>(bytes: &[u8], out: &mut [T]) {
-        match bytemuck::try_cast_slice::<u8, u16>(bytes) {
-            // The usual case (the read placed the values on a 4-byte boundary): a plain
-            // element-wise widening, which the compiler turns into vector zero-extensions.
-            Ok(values) => {
-                for (o, &v) in out.iter_mut().zip(values) {
-                    *o = T::from(v);
-                }
-            }
-            Err(_) => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = T::from(u16::from_le_bytes([b[0], b[1]]));
-                }
-            }
-        }
-    }
-    let n = bytes.len() / 2;
-    // A recycled buffer: no page faults, no zeroing (every element is written below).
-    let mut out = Buffer::with_len(n * dtype.size());
-    match dtype {
-        DType::I32 => widen::<i32>(bytes, out.as_mut_slice()),
-        DType::I64 => widen::<i64>(bytes, out.as_mut_slice()),
-    }
-    Tensor::vector_from_bytes(out.into_bytes(), dtype).map_err(|_| PlainError::Malformed)
+/// The values of a column chunk read on the fast path.
+#[derive(Debug)]
+pub(crate) enum PlainValues {
+    /// `int32` tokens, the tensor's bytes as they were read.
+    Int32(Tensor),
+    /// Little-endian `uint16` tokens, widened later a chunk at a time (`narrow.rs`).
+    Uint16(Bytes),
 }
 
-/// The tokens of one column chunk, given its bytes (fetched from `column.byte_range()`), as
-/// `dtype` (`width` from [`eligible`]). `max_def_level` is the column's (0 for a required
+/// The tokens of one column chunk, given its bytes (fetched from `column.byte_range()`)
+/// (`width` from [`eligible`]). `max_def_level` is the column's (0 for a required
 /// column); nulls are reported as `Err` with the first null's row.
 pub(crate) fn decode_plain(
     bytes: Bytes,
@@ -141,8 +119,7 @@ pub(crate) fn decode_plain(
     rows: usize,
     max_def_level: i16,
     width: Width,
-    dtype: DType,
-) -> Result<Tensor, PlainError> {
+) -> Result<PlainValues, PlainError> {
     let (base, _) = column.byte_range();
     let reader = SerializedPageReader::new(Arc::new(ChunkAt { base, bytes }), column, rows, None)
         .map_err(PlainError::Parquet)?;
@@ -209,15 +186,15 @@ pub(crate) fn decode_plain(
         );
     }
     if width == Width::Uint16 {
-        if let [only] = pages.as_slice() {
-            return widen_uint16(only, dtype);
-        }
-        let joined: Vec<u8> = pages.iter().flat_map(|p| p.iter().copied()).collect();
-        return widen_uint16(&joined, dtype);
+        return Ok(PlainValues::Uint16(match pages.as_slice() {
+            [only] => only.clone(),
+            _ => Bytes::from(pages.concat()),
+        }));
     }
     if let [only] = pages.as_slice() {
         // Copied once into aligned storage only when the page is not 4-byte aligned.
         return Tensor::vector_from_bytes(only.clone(), DType::I32)
+            .map(PlainValues::Int32)
             .map_err(|_| PlainError::Malformed);
     }
     // Byte-wise concatenation is a plain memcpy per page; the allocator hands out 16-byte
@@ -226,7 +203,9 @@ pub(crate) fn decode_plain(
     for page in &pages {
         out.extend_from_slice(page);
     }
-    Tensor::vector_from_bytes(Bytes::from(out), DType::I32).map_err(|_| PlainError::Malformed)
+    Tensor::vector_from_bytes(Bytes::from(out), DType::I32)
+        .map(PlainValues::Int32)
+        .map_err(|_| PlainError::Malformed)
 }
 
 /// Why the fast path could not read a chunk.

@@ -14,7 +14,8 @@ use seqwarm_format::OnError;
 
 use crate::catalog::Catalog;
 use crate::error::{LoaderError, Result};
-use crate::read::{ReadSettings, read_unit};
+use crate::narrow::NarrowRun;
+use crate::read::{ReadSettings, Run, read_unit};
 
 /// How far ahead to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,8 @@ impl Default for Prefetch {
 pub(crate) enum Item {
     /// Documents of the unit at `origin.unit`, from `origin.first_document` on.
     Documents(Documents),
+    /// The same, still at 2 bytes a token: the consumer widens it a chunk at a time.
+    Narrow(NarrowRun),
     /// The unit at `position` was skipped under the skip policy, for `reason`.
     Skipped { position: u64, reason: String },
     /// Every unit of the reads was handed over. A queue that closes without it means the
@@ -116,7 +119,10 @@ pub(crate) fn spawn(
                                 first_document: first,
                             };
                             first += run.len() as u64;
-                            Ok(Item::Documents(run.with_origin(origin)))
+                            Ok(match run {
+                                Run::Wide(d) => Item::Documents(d.with_origin(origin)),
+                                Run::Narrow(n) => Item::Narrow(n.with_origin(origin)),
+                            })
                         })
                         .collect()
                 }

@@ -18,8 +18,27 @@ use crate::checksum;
 use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{DecodeOptions, Place, decode, offsets_from_lengths};
-use crate::plain;
+use crate::narrow::NarrowRun;
+use crate::plain::{self, PlainValues};
 use crate::retry::RetryPolicy;
+
+/// What reading a unit gives: decoded documents, or a `uint16` row group still at its stored
+/// width (widened a chunk at a time as the stage takes it, `narrow.rs`).
+#[derive(Debug)]
+pub(crate) enum Run {
+    Wide(Documents),
+    Narrow(NarrowRun),
+}
+
+impl Run {
+    /// Documents in the run.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Wide(d) => d.len(),
+            Self::Narrow(n) => n.len(),
+        }
+    }
+}
 
 /// How units are read.
 #[derive(Clone)]
@@ -40,7 +59,7 @@ pub(crate) async fn read_unit(
     catalog: Arc<Catalog>,
     unit: usize,
     settings: &ReadSettings,
-) -> Result<Vec<Documents>> {
+) -> Result<Vec<Run>> {
     let Some(u) = catalog.units.get(unit) else {
         return Err(LoaderError::Config {
             field: "unit",
@@ -102,11 +121,11 @@ async fn read_now(
     unit: usize,
     mut fetcher: Fetcher,
     settings: &ReadSettings,
-) -> Result<Vec<Documents>> {
+) -> Result<Vec<Run>> {
     let u = &catalog.units[unit];
     let shard = &catalog.shards[u.shard];
-    if let Some(documents) = read_plain(shard, u, &mut fetcher, settings).await? {
-        return Ok(vec![documents]);
+    if let Some(run) = read_plain(shard, u, &mut fetcher, settings).await? {
+        return Ok(vec![run]);
     }
     let (io, undecodable) = (io_error(shard, u), decode_error(shard, u));
     // With a row-group CRC, the row group's bytes are fetched and checked first, and the
@@ -161,13 +180,13 @@ async fn read_now(
                 };
                 decoder.push_ranges(ranges, data).map_err(&undecodable)?;
             }
-            DecodeResult::Data(batch) => out.push(decode(
+            DecodeResult::Data(batch) => out.push(Run::Wide(decode(
                 &place,
                 &batch,
                 &shard.layout,
                 u.document_lengths.as_deref(),
                 settings.decode,
-            )?),
+            )?)),
             DecodeResult::Finished => return Ok(out),
         }
     }
@@ -181,7 +200,7 @@ async fn read_plain(
     unit: &Unit,
     fetcher: &mut Fetcher,
     settings: &ReadSettings,
-) -> Result<Option<Documents>> {
+) -> Result<Option<Run>> {
     let (Some(lengths), true, None) = (
         &unit.document_lengths,
         shard.layout.flat,
@@ -235,17 +254,25 @@ async fn read_plain(
     if let Some(expected) = expected_crc {
         checksum::verify_row_group(shard, unit, expected, &bytes)?;
     }
-    match plain::decode_plain(
-        bytes,
-        column,
-        unit.rows,
-        max_def_level,
-        width,
-        settings.decode.dtype,
-    ) {
-        Ok(tokens) => {
+    match plain::decode_plain(bytes, column, unit.rows, max_def_level, width) {
+        Ok(values) => {
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
-            Ok(Some(Documents::new(tokens, offsets_from_lengths(lengths))?))
+            let offsets = offsets_from_lengths(lengths);
+            Ok(Some(match values {
+                PlainValues::Int32(tokens) => Run::Wide(Documents::new(tokens, offsets)?),
+                PlainValues::Uint16(values) => Run::Narrow(
+                    NarrowRun::new(values, offsets, settings.decode.dtype).ok_or_else(|| {
+                        LoaderError::Metadata {
+                            file: shard.file.display.clone(),
+                            key: "document lengths",
+                            reason: format!(
+                                "row group {}: the documents' lengths do not add up to its {} tokens",
+                                unit.row_group, unit.rows
+                            ),
+                        }
+                    })?,
+                ),
+            }))
         }
         Err(plain::PlainError::Page { index, source }) if checksum::is_page_crc_error(&source) => {
             Err(checksum::page_error(

@@ -274,3 +274,89 @@ async fn order_is_a_function_of_seed_and_epoch() {
     assert_eq!(a, run(1).await);
     assert_ne!(a, run(2).await);
 }
+
+/// A `uint16` row group is widened a chunk of documents at a time as the stage takes it
+/// (`narrow.rs`): row groups far larger than a chunk read exactly like the same documents
+/// stored as `int32`, and a checkpoint taken inside one (between chunks or inside a chunk)
+/// resumes to the same batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uint16_row_groups_read_and_resume_like_int32() {
+    use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+    let docs = common::documents(5_000, 120, 9);
+    let write = |dir: &std::path::Path, encoding: ShardEncoding| {
+        let path = dir.join("long.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        // About 300 000 tokens: two row groups, each several chunks long.
+        let mut writer =
+            ShardWriter::with_encoding(file, OutputLayout::Flat, 200_000, encoding, "long")
+                .unwrap();
+        for d in &docs {
+            writer.write_document(d).unwrap();
+        }
+        writer.finish().unwrap();
+    };
+    let (narrow, wide) = (common::temp_dir("long-u16"), common::temp_dir("long-i32"));
+    write(&narrow, ShardEncoding::Uint16);
+    write(&wide, ShardEncoding::Plain);
+    let build = |dir: &std::path::Path, mode: Mode, shuffle: usize| {
+        let schedule = ScheduleConfig::linear(64, 512, 0.5, 400).build().unwrap();
+        let warmup = WarmupConfig::new(schedule)
+            .with_mode(mode)
+            .with_batch_size(if mode.is_composer() {
+                BatchSize::Rows(16)
+            } else {
+                BatchSize::Tokens(8_192)
+            })
+            .with_keep_last(true)
+            .with_shuffle_buffer(shuffle, 5);
+        LoaderBuilder::new([dir.display().to_string()], warmup)
+            .with_seed(3)
+            .with_epochs(Some(2))
+            .with_dtype(seqwarm_batcher::DType::I64)
+    };
+    let mut rng = 0x9e37_79b9u64;
+    for (mode, shuffle) in [
+        (Mode::Truncate, 0),
+        (Mode::Reshape, 0),
+        (Mode::Repack, 32),
+        (Mode::PackBestfit, 0),
+    ] {
+        let full = common::hash_batches(
+            &drain(
+                &mut build(&narrow, mode, shuffle).build().await.unwrap(),
+                None,
+            )
+            .await,
+        );
+        let as_int32 = common::hash_batches(
+            &drain(
+                &mut build(&wide, mode, shuffle).build().await.unwrap(),
+                None,
+            )
+            .await,
+        );
+        assert!(full.len() > 40, "{mode:?}: only {} batches", full.len());
+        assert_eq!(
+            full, as_int32,
+            "{mode:?} shuffle {shuffle}: uint16 against int32"
+        );
+        for _ in 0..3 {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let cut = 1 + (rng >> 33) as usize % (full.len() - 1);
+            let mut first = build(&narrow, mode, shuffle).build().await.unwrap();
+            let mut hashes = common::hash_batches(&drain(&mut first, Some(cut)).await);
+            let state = serde_json::to_string(&first.state()).unwrap();
+            drop(first);
+            let state: LoaderState = serde_json::from_str(&state).unwrap();
+            let mut second = build(&narrow, mode, shuffle)
+                .with_state(state)
+                .build()
+                .await
+                .unwrap();
+            hashes.extend(common::hash_batches(&drain(&mut second, None).await));
+            assert_eq!(hashes, full, "{mode:?} shuffle {shuffle}: resumed at {cut}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! A `uint16` row group kept at 2 bytes a token until the stage takes it, then widened a
+//! chunk of whole documents at a time.
+//!
+//! Widening a whole row group at once writes 4-8 MiB of `int64` that leaves the cache before
+//! the stage copies its batches out of it: the stream then moves every token through memory
+//! twice more than a memory-mapped loader does (`perf`, docs/benchmarks.md). Widened in chunks
+//! of about [`CHUNK_TOKENS`] just before the stage takes them, the wide tokens are still in
+//! the core's cache when they are copied into a batch, and the row group waits in the prefetch
+//! queue at its stored width.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use seqwarm_batcher::{BatchError, DType, Tensor};
+use seqwarm_stage::{Documents, Origin};
+
+use crate::buffers::Buffer;
+use crate::error::{LoaderError, Result};
+
+/// Tokens widened at once: 512 KiB as `int64`, which with its `uint16` source sits in a
+/// core's L2 cache (1-2 MiB on current server parts) next to a 1 024 x 32 batch being built.
+/// A chunk ends at the first document boundary past it (one long document is one chunk).
+pub(crate) const CHUNK_TOKENS: usize = 1 << 16;
+
+/// The documents of one `uint16` row group, not yet widened.
+#[derive(Debug)]
+pub(crate) struct NarrowRun {
+    /// Little-endian `uint16` values, two bytes per token.
+    values: Bytes,
+    /// Document `i` is tokens `offsets[i]..offsets[i + 1]`.
+    offsets: Arc<[usize]>,
+    /// The first document not handed out yet.
+    next: usize,
+    /// Where document 0 comes from.
+    origin: Origin,
+    dtype: DType,
+}
+
+impl NarrowRun {
+    /// `values` (little-endian `uint16`) holding the documents of `offsets` (`n + 1`
+    /// offsets from 0 to the token count), to be widened to `dtype`; `None` when the offsets
+    /// do not describe the values (the caller names the row group).
+    pub(crate) fn new(values: Bytes, offsets: Vec<usize>, dtype: DType) -> Option<Self> {
+        let tokens = values.len() / 2;
+        let valid = values.len().is_multiple_of(2)
+            && offsets.first() == Some(&0)
+            && offsets.last() == Some(&tokens)
+            && offsets.windows(2).all(|w| w[0] <= w[1]);
+        valid.then(|| Self {
+            values,
+            offsets: offsets.into(),
+            next: 0,
+            origin: Origin::default(),
+            dtype,
+        })
+    }
+
+    /// The same run, its documents coming from `origin` on.
+    pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Documents in the run.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The next chunk of whole documents, widened (at least [`CHUNK_TOKENS`] tokens unless
+    /// fewer are left); `None` once every document was handed out.
+    pub(crate) fn next_documents(&mut self) -> Option<Result<Documents>> {
+        let first = self.next;
+        if first >= self.len() {
+            return None;
+        }
+        let start = self.offsets[first];
+        let goal = start.saturating_add(CHUNK_TOKENS);
+        let end = self
+            .offsets
+            .partition_point(|&o| o < goal)
+            .clamp(first + 1, self.len());
+        self.next = end;
+        let stop = self.offsets[end];
+        let origin = Origin {
+            first_document: self.origin.first_document + first as u64,
+            ..self.origin
+        };
+        let offsets = self.offsets[first..=end]
+            .iter()
+            .map(|o| o - start)
+            .collect();
+        Some(
+            widen_uint16(&self.values[start * 2..stop * 2], self.dtype)
+                .map_err(LoaderError::from)
+                .and_then(|tokens| Ok(Documents::new(tokens, offsets)?.with_origin(origin))),
+        )
+    }
+}
+
+/// Little-endian `uint16` tokens widened to `dtype`, at about the speed of a copy of the wider
+/// output. (The fast path that produces them runs on little-endian targets only.)
+pub(crate) fn widen_uint16(bytes: &[u8], dtype: DType) -> Result<Tensor, BatchError> {
+    fn widen<T: From<u16> + bytemuck::Pod>(bytes: &[u8], out: &mut [T]) {
+        match bytemuck::try_cast_slice::<u8, u16>(bytes) {
+            // The usual case (the read placed the values on a 4-byte boundary): a plain
+            // element-wise widening, which the compiler turns into vector zero-extensions.
+            Ok(values) => {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o = T::from(v);
+                }
+            }
+            Err(_) => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = T::from(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+        }
+    }
+    let n = bytes.len() / 2;
+    // A recycled buffer: no page faults, no zeroing (every element is written below).
+    let mut out = Buffer::with_len(n * dtype.size());
+    match dtype {
+        DType::I32 => widen::<i32>(bytes, out.as_mut_slice()),
+        DType::I64 => widen::<i64>(bytes, out.as_mut_slice()),
+    }
+    Tensor::vector_from_bytes(out.into_bytes(), dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use seqwarm_batcher::DType;
+    use seqwarm_stage::Origin;
+
+    use super::{CHUNK_TOKENS, NarrowRun};
+
+    fn values(tokens: &[u16]) -> Bytes {
+        Bytes::from(
+            tokens
+                .iter()
+                .flat_map(|t| t.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[test]
+    fn chunks_are_whole_documents_in_order_with_their_origin() {
+        // Documents of 40 000, 10, 30 000, 0 and 70 000 tokens.
+        let lengths = [40_000usize, 10, 30_000, 0, 70_000];
+        let mut offsets = vec![0];
+        for l in lengths {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let total = *offsets.last().unwrap();
+        let tokens: Vec<u16> = (0..total).map(|i| (i % 65_536) as u16).collect();
+        let origin = Origin {
+            epoch: 2,
+            unit: 7,
+            first_document: 3,
+        };
+        let mut run = NarrowRun::new(values(&tokens), offsets, DType::I64)
+            .unwrap()
+            .with_origin(origin);
+        assert_eq!(run.len(), 5);
+        let mut seen = Vec::new();
+        let mut firsts = Vec::new();
+        let mut counts = Vec::new();
+        while let Some(docs) = run.next_documents() {
+            let docs = docs.unwrap();
+            assert_eq!(docs.origin().epoch, 2);
+            assert_eq!(docs.origin().unit, 7);
+            firsts.push(docs.origin().first_document);
+            counts.push(docs.len());
+            seen.extend(docs.tokens().to_vec_i64());
+        }
+        // 40 000 + 10 + 30 000 pass 65 536 at the third document; the empty one and the
+        // long one follow.
+        assert_eq!(firsts, [3, 6]);
+        assert_eq!(counts, [3, 2]);
+        const { assert!(CHUNK_TOKENS < 70_010) };
+        let expected: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        assert_eq!(seen, expected);
+        assert!(run.next_documents().is_none());
+    }
+
+    #[test]
+    fn widened_to_i32_unaligned_too() {
+        let tokens = [0u16, 1, 65_535, 256];
+        let bytes = values(&tokens);
+        let mut padded = vec![0u8];
+        padded.extend_from_slice(&bytes);
+        let unaligned = Bytes::from(padded).slice(1..);
+        for source in [bytes, unaligned] {
+            let mut run = NarrowRun::new(source, vec![0, 1, 4], DType::I32).unwrap();
+            let docs = run.next_documents().unwrap().unwrap();
+            assert_eq!(docs.tokens().to_vec_i64(), [0, 1, 65_535, 256]);
+            assert_eq!(docs.len(), 2);
+        }
+    }
+
+    #[test]
+    fn offsets_that_do_not_fit_are_refused() {
+        for offsets in [vec![0, 3], vec![1, 2], vec![0, 2, 1, 2]] {
+            assert!(NarrowRun::new(values(&[1, 2]), offsets, DType::I64).is_none());
+        }
+        assert!(NarrowRun::new(Bytes::from_static(&[1, 2, 3]), vec![0, 1], DType::I64).is_none());
+    }
+}
