@@ -284,11 +284,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     Prefetch {
                         concurrency: 1,
                         queue: 1,
+                        ..Prefetch::default()
                     }
                 } else {
                     Prefetch {
                         concurrency: cores,
                         queue: 2 * cores,
+                        ..Prefetch::default()
                     }
                 },
             );

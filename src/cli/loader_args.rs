@@ -54,6 +54,9 @@ pub struct LoaderArgs {
     /// Decoded row groups waiting for the consumer.
     #[arg(long)]
     pub prefetch_queue: Option<usize>,
+    /// Row groups fetched at once from an object store (each request waits a round trip).
+    #[arg(long)]
+    pub remote_prefetch_concurrency: Option<usize>,
     /// Epochs (0 = until another limit).
     #[arg(long)]
     pub epochs: Option<u64>,

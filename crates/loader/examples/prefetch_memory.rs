@@ -82,7 +82,11 @@ fn child(dir: &str, concurrency: usize, queue: usize) {
             .with_mode(Mode::Repack)
             .with_batch_size(BatchSize::Tokens(16 * 2048));
         let mut loader = LoaderBuilder::new([dir.to_string()], warmup)
-            .with_prefetch(Prefetch { concurrency, queue })
+            .with_prefetch(Prefetch {
+                concurrency,
+                queue,
+                ..Prefetch::default()
+            })
             .build()
             .await
             .unwrap();

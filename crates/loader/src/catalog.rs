@@ -146,6 +146,11 @@ impl Catalog {
     }
 
     /// The shard files, in catalog order.
+    /// Whether any shard is on an object store (reads then wait a round trip each).
+    pub(crate) fn has_remote_shards(&self) -> bool {
+        self.shards.iter().any(|s| s.file.local_path().is_none())
+    }
+
     pub(crate) fn files(&self) -> impl Iterator<Item = &ShardFile> {
         self.shards.iter().map(|s| &s.file)
     }
@@ -371,9 +376,10 @@ pub(crate) struct FooterReads<'a> {
 }
 
 /// Remote footers requested at once. A request costs a round trip (20-50 ms to an object
-/// store), not CPU: at 128 in flight, 20 000 footers take 20 000 / 128 round trips, about 3 s
-/// at 20 ms.
-pub(crate) const REMOTE_FOOTER_REQUESTS: usize = 128;
+/// store), not CPU: 20 000 footers at 20 ms took 4.8 s at 128 in flight and 3.0 s at 512
+/// (`benches/python/bench_remote.py`; the rest is the listing's pages, one after another, and
+/// the client's own work). Object stores serve thousands of requests at once.
+pub(crate) const REMOTE_FOOTER_REQUESTS: usize = 512;
 /// Local footers read by one blocking task, one after another: a hand-off to a blocking thread
 /// costs a wake-up, about as much as reading a small footer from the page cache.
 const LOCAL_FOOTERS_PER_TASK: usize = 64;

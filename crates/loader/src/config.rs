@@ -80,13 +80,14 @@ pub const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
-const NOT_IN_FINGERPRINT: [&str; 9] = [
+const NOT_IN_FINGERPRINT: [&str; 10] = [
     "epochs",
     "max_steps",
     "max_tokens",
     "vocab_size",
     "prefetch_concurrency",
     "prefetch_queue",
+    "remote_prefetch_concurrency",
     "retry",
     "io_threads",
     "verify_checksums",
@@ -197,6 +198,11 @@ impl LoaderConfig {
                 MAX_PREFETCH,
             ),
             ("prefetch_queue", self.prefetch.queue, MAX_PREFETCH),
+            (
+                "remote_prefetch_concurrency",
+                self.prefetch.remote_concurrency,
+                MAX_PREFETCH,
+            ),
             ("io_threads", self.io_threads, MAX_IO_THREADS),
         ];
         for (field, value, most) in ranges {

@@ -17,10 +17,12 @@ use seqwarm_stage::{Documents, Origin};
 use crate::buffers::Buffer;
 use crate::error::{LoaderError, Result};
 
-/// Tokens widened at once: 512 KiB as `int64`, which with its `uint16` source sits in a
-/// core's L2 cache (1-2 MiB on current server parts) next to a 1 024 x 32 batch being built.
+/// Tokens widened at once: 1 MiB as `int64`, which with its `uint16` source fits a core's L2
+/// cache (2 MiB on the development VM). Measured on the peers job (docs/benchmarks.md), one
+/// core, best of 10: 2^15 tokens 81 ms, 2^16 66-71, 2^17 and 2^18 62-68, 2^20 77-93, a whole
+/// 2^20-token row group 85-87 (smaller chunks pay per-chunk overhead, larger ones leave cache).
 /// A chunk ends at the first document boundary past it (one long document is one chunk).
-pub(crate) const CHUNK_TOKENS: usize = 1 << 16;
+pub(crate) const CHUNK_TOKENS: usize = 1 << 17;
 
 /// The documents of one `uint16` row group, not yet widened.
 #[derive(Debug)]
@@ -145,8 +147,8 @@ mod tests {
 
     #[test]
     fn chunks_are_whole_documents_in_order_with_their_origin() {
-        // Documents of 40 000, 10, 30 000, 0 and 70 000 tokens.
-        let lengths = [40_000usize, 10, 30_000, 0, 70_000];
+        // Documents of 80 000, 10, 60 000, 0 and 140 000 tokens.
+        let lengths = [80_000usize, 10, 60_000, 0, 140_000];
         let mut offsets = vec![0];
         for l in lengths {
             offsets.push(offsets.last().unwrap() + l);
@@ -173,11 +175,11 @@ mod tests {
             counts.push(docs.len());
             seen.extend(docs.tokens().to_vec_i64());
         }
-        // 40 000 + 10 + 30 000 pass 65 536 at the third document; the empty one and the
+        // 80 000 + 10 + 60 000 pass 131 072 at the third document; the empty one and the
         // long one follow.
         assert_eq!(firsts, [3, 6]);
         assert_eq!(counts, [3, 2]);
-        const { assert!(CHUNK_TOKENS < 70_010) };
+        const { assert!(CHUNK_TOKENS > 80_010 && CHUNK_TOKENS < 140_010) };
         let expected: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         assert_eq!(seen, expected);
         assert!(run.next_documents().is_none());

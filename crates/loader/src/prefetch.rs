@@ -21,21 +21,40 @@ use crate::read::{ReadSettings, Run, read_unit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Prefetch {
-    /// Row groups fetched and decoded at once.
+    /// Row groups fetched and decoded at once (local shards).
     #[serde(rename = "prefetch_concurrency")]
     pub concurrency: usize,
     /// Decoded row groups waiting for the consumer.
     #[serde(rename = "prefetch_queue")]
     pub queue: usize,
+    /// Row groups fetched at once when the shards are on an object store, where each request
+    /// waits a round trip (the larger of this and `concurrency` applies).
+    #[serde(rename = "remote_prefetch_concurrency")]
+    pub remote_concurrency: usize,
 }
 
-/// Two row groups in flight and four waiting: enough to hide a row group's read behind the
-/// consumer at about 4 bytes per token each (`docs/benchmarks.md`, peak memory).
+/// Locally two row groups in flight and four waiting: enough to hide a row group's read
+/// behind the consumer at 2-4 bytes per token each (`docs/benchmarks.md`, peak memory). On an
+/// object store 32 in flight: at a 20 ms round trip, with 2 MiB row groups, two requests at a
+/// time deliver 0.14x of what the same server delivers without the delay, 16 0.55x, 32 0.73x,
+/// 64 0.85x (`docs/benchmarks.md`, "On an object store"); 32 keeps the window near 64 MiB.
 impl Default for Prefetch {
     fn default() -> Self {
         Self {
             concurrency: 2,
             queue: 4,
+            remote_concurrency: 32,
+        }
+    }
+}
+
+impl Prefetch {
+    /// Row groups in flight for shards that are `remote` (on an object store) or not.
+    pub fn concurrency_for(&self, remote: bool) -> usize {
+        if remote {
+            self.concurrency.max(self.remote_concurrency)
+        } else {
+            self.concurrency
         }
     }
 }
@@ -87,7 +106,7 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel(prefetch.queue.max(1));
     let runtime = settings.runtime.clone();
     let task = runtime.spawn(async move {
-        let concurrency = prefetch.concurrency.max(1);
+        let concurrency = prefetch.concurrency_for(catalog.has_remote_shards()).max(1);
         let positions = (reads.start..).map_while(|p| reads.unit_at(p).map(|unit| (p, unit)));
         let mut units = stream::iter(positions)
             .map(|(position, unit)| {

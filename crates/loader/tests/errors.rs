@@ -299,6 +299,7 @@ async fn settings_out_of_range_are_refused_by_name() {
             LoaderBuilder::new([&location], warmup()).with_prefetch(seqwarm_loader::Prefetch {
                 concurrency: 2,
                 queue: huge,
+                ..seqwarm_loader::Prefetch::default()
             }),
             "prefetch_queue",
         ),

@@ -132,6 +132,7 @@ fn resumable(dir: &std::path::Path, mode: Mode, shuffle: usize) -> LoaderBuilder
         .with_prefetch(Prefetch {
             concurrency: 3,
             queue: 2,
+            ..Prefetch::default()
         })
 }
 

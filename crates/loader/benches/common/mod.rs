@@ -82,6 +82,7 @@ pub fn stream(
             .with_prefetch(Prefetch {
                 concurrency: 1,
                 queue: 1,
+                ..Prefetch::default()
             })
             .with_verify_checksums(verify_checksums)
             .build()
