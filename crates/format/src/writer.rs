@@ -93,6 +93,11 @@ pub struct ShardSummary {
     pub tokens: u64,
     /// Row groups written.
     pub row_groups: u64,
+    /// Documents in each row group, in order (what a manifest records so that a reader can
+    /// plan without the footer).
+    pub row_group_documents: Vec<u64>,
+    /// Tokens in each row group, in order.
+    pub row_group_tokens: Vec<u64>,
 }
 
 /// Writes documents into one Parquet shard. Row groups hold whole documents and close once
@@ -270,6 +275,10 @@ impl<W: Write + Send> ShardWriter<W> {
             .flush()
             .map_err(|e| write_error(&self.file, e))?;
         self.checksum_row_group()?;
+        self.summary.row_group_documents.push(lengths.len() as u64);
+        self.summary
+            .row_group_tokens
+            .push(lengths.iter().sum::<u64>());
         self.all_lengths.push(lengths);
         self.summary.row_groups += 1;
         Ok(())

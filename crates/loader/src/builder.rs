@@ -18,7 +18,7 @@ use crate::loader::{IoRuntime, Loader};
 use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
 use crate::retry::RetryPolicy;
-use crate::source::list_shards;
+use crate::source::{Listing, list_shards_and_manifests};
 use crate::state::{DataIdentity, Identity, LoaderState};
 use crate::stores::Stores;
 
@@ -222,9 +222,9 @@ impl LoaderBuilder {
     /// [`LoaderBuilder::with_catalog`] so that no footer is read twice.
     pub async fn open_catalog(&self) -> Result<Arc<Catalog>> {
         let runtime = self.runtime_handle("LoaderBuilder::open_catalog()")?;
-        let files = self.list(&runtime).await?;
-        let io = self.io_runtime(files.iter().any(|f| f.local_path().is_none()), &runtime)?;
-        self.read_footers(files, &runtime, &io).await
+        let listing = self.list(&runtime).await?;
+        let io = self.io_runtime(listing.has_remote(), &runtime)?;
+        self.read_footers(listing, &runtime, &io).await
     }
 
     /// Builds on `catalog` (from [`LoaderBuilder::open_catalog`] with the same locations,
@@ -254,14 +254,14 @@ impl LoaderBuilder {
         }
     }
 
-    async fn list(&self, runtime: &Handle) -> Result<Vec<crate::source::ShardFile>> {
+    async fn list(&self, runtime: &Handle) -> Result<Listing> {
         if self.locations.is_empty() {
             return Err(LoaderError::Config {
                 field: "shards",
                 reason: "no shard locations given".into(),
             });
         }
-        list_shards(&self.locations, self.config.retry, &self.stores, runtime).await
+        list_shards_and_manifests(&self.locations, self.config.retry, &self.stores, runtime).await
     }
 
     /// The runtime for object-store requests: the caller's when it gave one, else a small one
@@ -275,13 +275,14 @@ impl LoaderBuilder {
 
     async fn read_footers(
         &self,
-        files: Vec<crate::source::ShardFile>,
+        listing: Listing,
         runtime: &Handle,
         io: &IoRuntime,
     ) -> Result<Arc<Catalog>> {
         let opened = self.catalog_key();
         let catalog = build_catalog(
-            files,
+            listing.shards,
+            listing.manifests,
             &FooterReads {
                 layout: &self.config.layout,
                 policy: self.config.on_error,
@@ -311,9 +312,9 @@ impl LoaderBuilder {
             let remote = catalog.files().any(|f| f.local_path().is_none());
             (Arc::clone(catalog), self.io_runtime(remote, &runtime)?)
         } else {
-            let files = self.list(&runtime).await?;
-            let io = self.io_runtime(files.iter().any(|f| f.local_path().is_none()), &runtime)?;
-            (self.read_footers(files, &runtime, &io).await?, io)
+            let listing = self.list(&runtime).await?;
+            let io = self.io_runtime(listing.has_remote(), &runtime)?;
+            (self.read_footers(listing, &runtime, &io).await?, io)
         };
         let core = WarmupCore::new(warmup);
         let units = catalog.unit_infos();
@@ -348,14 +349,15 @@ impl LoaderBuilder {
 pub async fn count_tokens(locations: &[String], layout: &ShardLayout) -> Result<TokenCount> {
     let runtime = current_runtime("count_tokens")?;
     let retry = RetryPolicy::default();
-    let files = list_shards(locations, retry, &Stores::default(), &runtime).await?;
-    let io = if files.iter().any(|f| f.local_path().is_none()) {
+    let listing = list_shards_and_manifests(locations, retry, &Stores::default(), &runtime).await?;
+    let io = if listing.has_remote() {
         IoRuntime::start(1)?
     } else {
         IoRuntime::borrowed(runtime.clone())
     };
     let catalog = build_catalog(
-        files,
+        listing.shards,
+        listing.manifests,
         &FooterReads {
             layout,
             policy: OnError::Fail,

@@ -13,18 +13,41 @@ use seqwarm_format::OnError;
 use seqwarm_format::flat::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
 use seqwarm_stage::UnitInfo;
 use tokio::runtime::Handle;
+use tokio::sync::OnceCell;
 
 use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{ResolvedLayout, ShardLayout};
+use crate::manifest::{MANIFEST_FILE, Manifest, RowGroupCounts, parent};
 use crate::retry::RetryPolicy;
 use crate::source::ShardFile;
 
 pub(crate) struct Shard {
     pub file: ShardFile,
+    /// Its footer: read while the catalog was built, or, for a shard a manifest described,
+    /// when one of its row groups is first read.
+    footer: OnceCell<Arc<Footer>>,
+    /// The row groups a manifest described (`(documents, tokens)` each), checked against the
+    /// footer when it is read; empty when the footer was read at startup.
+    promised: RowGroupCounts,
+}
+
+/// What a shard's footer says, as the read path needs it.
+pub(crate) struct Footer {
     pub metadata: ArrowReaderMetadata,
     pub layout: ResolvedLayout,
     pub projection: ProjectionMask,
+    /// Every row group of the file, by index.
+    pub row_groups: Vec<RowGroup>,
+}
+
+/// One row group's reading details from the footer.
+pub(crate) struct RowGroup {
+    pub rows: usize,
+    /// Document lengths from the flat layout's footer metadata.
+    pub document_lengths: Option<Arc<[u64]>>,
+    /// The CRC32 of the row group's bytes, when the footer has one (`checksum.rs`).
+    pub crc: Option<u32>,
 }
 
 /// One row group: the unit of reading, shuffling and rank assignment.
@@ -32,18 +55,14 @@ pub(crate) struct Shard {
 pub(crate) struct Unit {
     pub shard: usize,
     pub row_group: usize,
-    pub rows: usize,
-    /// Tokens the row group holds, from the footer alone: exactly when `tokens_exact`, else at
-    /// least.
+    /// Tokens the row group holds: exactly when `tokens_exact`, else at least.
     pub tokens: u64,
     /// Whether `tokens` is exact.
     pub tokens_exact: bool,
-    /// Documents the row group holds, when the footer says.
+    /// Documents the row group holds, when the footer (or the manifest) says.
     pub documents: Option<u64>,
-    /// Document lengths from the flat layout's footer metadata.
-    pub document_lengths: Option<Arc<[u64]>>,
-    /// The CRC32 of the row group's bytes, when the footer has one (`checksum.rs`).
-    pub crc: Option<u32>,
+    /// Documents it holds at most (the rows, when the count is not known).
+    pub max_documents: u64,
 }
 
 /// All shards and their row groups.
@@ -52,6 +71,8 @@ pub struct Catalog {
     pub(crate) units: Vec<Unit>,
     /// Shards skipped under [`OnError::Skip`], with the reason.
     pub skipped: Vec<String>,
+    /// The layout footers are read with (also later, for shards a manifest described).
+    layout: ShardLayout,
     /// What it was opened with, when a builder opened it (checked when it is reused).
     opened: Option<CatalogKey>,
 }
@@ -71,7 +92,7 @@ impl std::fmt::Debug for Catalog {
             .field("units", &self.units.len())
             .field("skipped", &self.skipped)
             .field("opened", &self.opened)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,22 +142,29 @@ impl Catalog {
         self.units
             .iter()
             .map(|u| UnitInfo {
-                documents: u
-                    .document_lengths
-                    .as_ref()
-                    .map_or(u.rows as u64, |l| l.len() as u64),
+                documents: u.max_documents,
                 tokens: u.tokens,
             })
             .collect()
     }
 
+    /// Shards whose footers were not read at startup because a manifest described them
+    /// (each is read, and checked against the manifest, when the shard is first read).
+    pub fn deferred_footers(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| !s.promised.is_empty())
+            .count()
+    }
+
     /// Top-level columns that some shard has and the layout does not read (an
-    /// `attention_mask` the layout was not told to use, say), sorted.
+    /// `attention_mask` the layout was not told to use, say), sorted; of the footers read so
+    /// far.
     pub fn unread_columns(&self) -> Vec<String> {
         let mut unread = std::collections::BTreeSet::new();
-        for shard in &self.shards {
-            let read = shard.layout.columns();
-            for field in shard.metadata.schema().fields() {
+        for footer in self.shards.iter().filter_map(|s| s.footer.get()) {
+            let read = footer.layout.columns();
+            for field in footer.metadata.schema().fields() {
                 if !read.contains(&field.name().as_str()) {
                     unread.insert(field.name().clone());
                 }
@@ -231,10 +259,10 @@ async fn read_footer(fetcher: &mut Fetcher, file: &ShardFile) -> Result<ParquetM
     }
 }
 
-/// A shard with its row groups, as read from its footer.
-type OpenedShard = (Shard, Vec<Unit>);
+/// A shard's footer and its row groups as units (`shard` 0: the caller places them).
+type OpenedShard = (Footer, Vec<Unit>);
 
-async fn open_shard(
+async fn open_footer(
     file: ShardFile,
     layout: ShardLayout,
     retry: RetryPolicy,
@@ -275,21 +303,30 @@ async fn open_shard(
             .first()
             .is_some_and(|p| *p == resolved.token_column)
     });
+    let row_groups: Vec<RowGroup> = parquet
+        .row_groups()
+        .iter()
+        .enumerate()
+        .map(|(i, rg)| RowGroup {
+            rows: usize::try_from(rg.num_rows()).unwrap_or(0),
+            document_lengths: lengths.as_ref().map(|l| Arc::from(l[i].as_slice())),
+            crc: crcs.as_ref().map(|c| c[i]),
+        })
+        .collect();
     let units = parquet
         .row_groups()
         .iter()
         .enumerate()
         .filter(|(_, rg)| rg.num_rows() > 0)
         .map(|(i, rg)| {
-            let document_lengths: Option<Arc<[u64]>> =
-                lengths.as_ref().map(|l| Arc::from(l[i].as_slice()));
-            let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+            let document_lengths = row_groups[i].document_lengths.as_ref();
+            let rows = row_groups[i].rows;
             let (tokens, tokens_exact) = match leaf {
                 _ if resolved.flat => (rows as u64, true),
                 Some(l) => list_tokens(rg.column(l), rows as u64),
                 None => (0, false),
             };
-            let documents = match &document_lengths {
+            let documents = match document_lengths {
                 Some(lengths) => Some(lengths.len() as u64),
                 // A boundary column is not counted in the footer.
                 None if resolved.flat && resolved.document_start_column.is_some() => None,
@@ -300,21 +337,19 @@ async fn open_shard(
             Unit {
                 shard: 0,
                 row_group: i,
-                rows,
                 tokens,
                 tokens_exact,
                 documents,
-                document_lengths,
-                crc: crcs.as_ref().map(|c| c[i]),
+                max_documents: document_lengths.map_or(rows as u64, |l| l.len() as u64),
             }
         })
         .collect();
     Ok((
-        Shard {
-            file,
+        Footer {
             metadata,
             layout: resolved,
             projection,
+            row_groups,
         },
         units,
     ))
@@ -364,6 +399,144 @@ fn document_lengths(
     Ok(Some(lengths))
 }
 
+/// Opens a local shard's footer now, on the calling (blocking) thread. A footer parser that
+/// panics on hostile bytes fails this shard (which `on_error` may skip), not its batch.
+fn open_local_now(
+    file: ShardFile,
+    layout: ShardLayout,
+    retry: RetryPolicy,
+    io: Handle,
+) -> Result<OpenedShard> {
+    let location = file.display.clone();
+    let open = open_footer(file, layout, retry, io);
+    std::panic::catch_unwind(AssertUnwindSafe(|| open.now_or_never()))
+        .unwrap_or_else(|panic| {
+            Some(Err(LoaderError::Location {
+                location: location.clone(),
+                reason: format!(
+                    "reading the footer panicked: {}",
+                    panic_message(panic.as_ref())
+                ),
+            }))
+        })
+        .unwrap_or_else(|| {
+            Err(LoaderError::Location {
+                location,
+                reason: "a local read waited on something other than the file".into(),
+            })
+        })
+}
+
+/// Opens a remote shard's footer, a panicking parser failing this shard only.
+async fn open_remote(
+    file: ShardFile,
+    layout: ShardLayout,
+    retry: RetryPolicy,
+    io: Handle,
+) -> Result<OpenedShard> {
+    let location = file.display.clone();
+    AssertUnwindSafe(open_footer(file, layout, retry, io))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(LoaderError::Location {
+                location,
+                reason: format!(
+                    "reading the footer panicked: {}",
+                    panic_message(panic.as_ref())
+                ),
+            })
+        })
+}
+
+/// The footer's units must be the row groups the manifest promised.
+fn check_promise(file: &str, promised: &RowGroupCounts, units: &[Unit]) -> Result<()> {
+    let kept = units.len() == promised.len()
+        && units
+            .iter()
+            .zip(promised)
+            .enumerate()
+            .all(|(i, (u, &(documents, tokens)))| {
+                u.row_group == i
+                    && u.documents == Some(documents)
+                    && if u.tokens_exact {
+                        u.tokens == tokens
+                    } else {
+                        u.tokens <= tokens
+                    }
+            });
+    if kept {
+        return Ok(());
+    }
+    let footer: Vec<(Option<u64>, u64)> = units.iter().map(|u| (u.documents, u.tokens)).collect();
+    Err(LoaderError::Metadata {
+        file: file.into(),
+        key: MANIFEST_FILE,
+        reason: format!(
+            "the manifest describes its row groups as (documents, tokens) {promised:?}, the \
+             footer as {footer:?}: the shard changed after the manifest was written (rerun \
+             preprocess, or delete the manifest to read the shards as they are)"
+        ),
+    })
+}
+
+impl Catalog {
+    /// Shard `index`'s footer: the one read at startup, or (a shard a manifest described)
+    /// read now, once, and checked against the manifest.
+    pub(crate) async fn footer(
+        &self,
+        index: usize,
+        retry: RetryPolicy,
+        runtime: &Handle,
+        io: &Handle,
+    ) -> Result<Arc<Footer>> {
+        let Some(shard) = self.shards.get(index) else {
+            return Err(LoaderError::Config {
+                field: "shard",
+                reason: format!("no shard {index} in a catalog of {}", self.shards.len()),
+            });
+        };
+        let footer = shard
+            .footer
+            .get_or_try_init(|| async {
+                let (file, layout, io) = (shard.file.clone(), self.layout.clone(), io.clone());
+                if let (Some(path), false) = (file.local_path(), shard.promised.is_empty()) {
+                    // Its size came from the manifest, unchecked until now.
+                    let actual = std::fs::metadata(path).map_err(|e| LoaderError::Location {
+                        location: file.display.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    if actual.len() != file.size {
+                        return Err(LoaderError::Metadata {
+                            file: file.display.clone(),
+                            key: MANIFEST_FILE,
+                            reason: format!(
+                                "the file has {} bytes, the manifest says {}: the shard \
+                                 changed after the manifest was written (rerun preprocess, or \
+                                 delete the manifest to read the shards as they are)",
+                                actual.len(),
+                                file.size
+                            ),
+                        });
+                    }
+                }
+                let (footer, units) = if file.local_path().is_some() {
+                    let what = file.display.clone();
+                    on_blocking_thread(runtime, &what, async move {
+                        open_local_now(file, layout, retry, io)
+                    })
+                    .await?
+                } else {
+                    open_remote(file, layout, retry, io).await?
+                };
+                check_promise(&shard.file.display, &shard.promised, &units)?;
+                Ok::<_, LoaderError>(Arc::new(footer))
+            })
+            .await?;
+        Ok(Arc::clone(footer))
+    }
+}
+
 /// Where and how the catalog reads footers.
 pub(crate) struct FooterReads<'a> {
     pub layout: &'a ShardLayout,
@@ -384,18 +557,40 @@ pub(crate) const REMOTE_FOOTER_REQUESTS: usize = 512;
 /// costs a wake-up, about as much as reading a small footer from the page cache.
 const LOCAL_FOOTERS_PER_TASK: usize = 64;
 
-/// Reads every footer (local ones in batches on blocking threads, as many batches at once as
-/// there are cores; remote ones as concurrent requests) and builds the catalog, in the order
-/// of `files`.
+/// A shard ready to place in the catalog: its footer (`None`: read later), its units, and
+/// the row groups a manifest promised (empty: none).
+type Placed = (Option<Footer>, Vec<Unit>, RowGroupCounts);
+
+/// Builds the catalog, in the order of `files`: shards that a manifest in `manifests`
+/// describes (same directory, name and size) from the manifest, their footers read later;
+/// every other footer read now (local ones in batches on blocking threads, as many batches at
+/// once as there are cores; remote ones as concurrent requests).
 pub(crate) async fn build_catalog(
     files: Vec<ShardFile>,
+    manifests: Vec<(String, Manifest)>,
     reads: &FooterReads<'_>,
 ) -> Result<Catalog> {
+    let promise = |file: &ShardFile| -> Option<RowGroupCounts> {
+        let dir = parent(&file.display);
+        let (_, manifest) = manifests.iter().find(|(d, _)| d == dir)?;
+        // A row group without tokens is not a unit (the footer path drops it): such a shard
+        // is read from its footer.
+        manifest
+            .row_groups(file.name(), file.size)
+            .filter(|counts| counts.iter().all(|&(_, tokens)| tokens > 0))
+            .cloned()
+    };
+    let mut deferred: Vec<(usize, ShardFile, RowGroupCounts)> = Vec::new();
+    let mut now: Vec<(usize, ShardFile)> = Vec::new();
+    for (index, file) in files.into_iter().enumerate() {
+        match promise(&file) {
+            Some(counts) => deferred.push((index, file, counts)),
+            None => now.push((index, file)),
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let (local, remote): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .enumerate()
-        .partition(|(_, f)| f.local_path().is_some());
+    let (local, remote): (Vec<_>, Vec<_>) =
+        now.into_iter().partition(|(_, f)| f.local_path().is_some());
     let local_batches: Vec<Vec<(usize, ShardFile)>> = local
         .chunks(LOCAL_FOOTERS_PER_TASK)
         .map(<[_]>::to_vec)
@@ -408,32 +603,14 @@ pub(crate) async fn build_catalog(
                 .map(|(_, f)| f.display.clone())
                 .unwrap_or_default();
             let work = async move {
-                let mut out = Vec::with_capacity(batch.len());
-                for (index, file) in batch {
-                    let location = file.display.clone();
-                    // A footer parser that panics on hostile bytes fails its own shard (which
-                    // `on_error` may skip), not the batch.
-                    let open = open_shard(file, layout.clone(), retry, io.clone());
-                    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| open.now_or_never()))
-                        .unwrap_or_else(|panic| {
-                            Some(Err(LoaderError::Location {
-                                location: location.clone(),
-                                reason: format!(
-                                    "reading the footer panicked: {}",
-                                    panic_message(panic.as_ref())
-                                ),
-                            }))
-                        })
-                        .unwrap_or_else(|| {
-                            Err(LoaderError::Location {
-                                location: location.clone(),
-                                reason: "a local read waited on something other than the file"
-                                    .into(),
-                            })
-                        });
-                    out.push((index, location, opened));
-                }
-                Ok(out)
+                Ok(batch
+                    .into_iter()
+                    .map(|(index, file)| {
+                        let opened =
+                            open_local_now(file.clone(), layout.clone(), retry, io.clone());
+                        (index, file, opened)
+                    })
+                    .collect::<Vec<_>>())
             };
             async move { on_blocking_thread(reads.runtime, &what, work).await }
         })
@@ -442,35 +619,76 @@ pub(crate) async fn build_catalog(
     let remote_opened = stream::iter(remote)
         .map(|(index, file)| {
             let (layout, retry, io) = (reads.layout.clone(), reads.retry, reads.io.clone());
-            let location = file.display.clone();
-            async move { (index, location, open_shard(file, layout, retry, io).await) }
+            async move {
+                (
+                    index,
+                    file.clone(),
+                    open_remote(file, layout, retry, io).await,
+                )
+            }
         })
         .buffered(REMOTE_FOOTER_REQUESTS)
         .collect::<Vec<_>>();
     let (local_opened, remote_opened) = futures_util::join!(local_opened, remote_opened);
-    let mut opened: Vec<(usize, String, Result<OpenedShard>)> = remote_opened;
+    let mut opened: Vec<(usize, ShardFile, Result<Placed>)> = remote_opened
+        .into_iter()
+        .map(|(i, f, r)| {
+            (
+                i,
+                f,
+                r.map(|(footer, units)| (Some(footer), units, Vec::new())),
+            )
+        })
+        .collect();
     for batch in local_opened {
-        opened.extend(batch?);
+        opened.extend(batch?.into_iter().map(|(i, f, r)| {
+            (
+                i,
+                f,
+                r.map(|(footer, units)| (Some(footer), units, Vec::new())),
+            )
+        }));
     }
+    opened.extend(deferred.into_iter().map(|(i, file, counts)| {
+        let units = counts
+            .iter()
+            .enumerate()
+            .map(|(row_group, &(documents, tokens))| Unit {
+                shard: 0,
+                row_group,
+                tokens,
+                tokens_exact: true,
+                documents: Some(documents),
+                max_documents: documents,
+            })
+            .collect();
+        (i, file, Ok((None, units, counts)))
+    }));
     opened.sort_by_key(|(index, _, _)| *index);
     let policy = reads.policy;
     let mut catalog = Catalog {
         shards: Vec::new(),
         units: Vec::new(),
         skipped: Vec::new(),
+        layout: reads.layout.clone(),
         opened: None,
     };
-    for (_, location, result) in opened {
+    for (_, file, result) in opened {
         match result {
-            Ok((shard, units)) => {
+            Ok((footer, units, promised)) => {
                 let index = catalog.shards.len();
-                catalog.shards.push(shard);
+                catalog.shards.push(Shard {
+                    file,
+                    footer: footer
+                        .map_or_else(OnceCell::new, |f| OnceCell::new_with(Some(Arc::new(f)))),
+                    promised,
+                });
                 catalog
                     .units
                     .extend(units.into_iter().map(|u| Unit { shard: index, ..u }));
             }
             Err(e) if policy == OnError::Skip => {
-                tracing::warn!("skipping shard {location}: {e}");
+                tracing::warn!("skipping shard {}: {e}", file.display);
                 catalog.skipped.push(e.to_string());
             }
             Err(e) => return Err(e),

@@ -25,6 +25,7 @@ mod error;
 mod fetch;
 mod layout;
 mod loader;
+mod manifest;
 mod narrow;
 mod plain;
 mod prefetch;

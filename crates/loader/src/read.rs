@@ -13,7 +13,7 @@ use parquet::errors::ParquetError;
 use seqwarm_stage::Documents;
 use tokio::runtime::Handle;
 
-use crate::catalog::{Catalog, Shard, Unit};
+use crate::catalog::{Catalog, Footer, RowGroup, Shard, Unit};
 use crate::checksum;
 use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
@@ -67,9 +67,12 @@ pub(crate) async fn read_unit(
         });
     };
     let shard = &catalog.shards[u.shard];
+    let footer = catalog
+        .footer(u.shard, settings.retry, &settings.runtime, &settings.io)
+        .await?;
     // A decoder that panics on hostile bytes (arrow-rs has had such bugs) fails this row group
     // with a decode error that names it, not the whole reader.
-    let decode = decode_error(shard, u);
+    let decode = decode_error(shard, &footer, u);
     let panicked = move |panic: Box<dyn std::any::Any + Send>| {
         Err(decode(ParquetError::General(format!(
             "the decoder panicked: {}",
@@ -78,14 +81,14 @@ pub(crate) async fn read_unit(
     };
     let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);
     if !fetcher.is_local() {
-        let read = AssertUnwindSafe(read_now(&catalog, unit, fetcher, settings));
+        let read = AssertUnwindSafe(read_now(&catalog, &footer, unit, fetcher, settings));
         return read.catch_unwind().await.unwrap_or_else(panicked);
     }
     let display = format!("{} row group {}", shard.file.display, u.row_group);
     let runtime = settings.runtime.clone();
     let settings = settings.clone();
     let read = async move {
-        let read = AssertUnwindSafe(read_now(&catalog, unit, fetcher, &settings));
+        let read = AssertUnwindSafe(read_now(&catalog, &footer, unit, fetcher, &settings));
         read.catch_unwind().await.unwrap_or_else(panicked)
     };
     on_blocking_thread(&runtime, &display, read).await
@@ -102,11 +105,15 @@ fn io_error(shard: &Shard, unit: &Unit) -> impl Fn(object_store::Error) -> Loade
 }
 
 /// Bytes that do not decode.
-fn decode_error(shard: &Shard, unit: &Unit) -> impl Fn(ParquetError) -> LoaderError + use<> {
+fn decode_error(
+    shard: &Shard,
+    footer: &Footer,
+    unit: &Unit,
+) -> impl Fn(ParquetError) -> LoaderError + use<> {
     let (file, row_group, column) = (
         shard.file.display.clone(),
         unit.row_group,
-        shard.layout.token_column.clone(),
+        footer.layout.token_column.clone(),
     );
     move |source| LoaderError::Decode {
         file: file.clone(),
@@ -118,21 +125,33 @@ fn decode_error(shard: &Shard, unit: &Unit) -> impl Fn(ParquetError) -> LoaderEr
 
 async fn read_now(
     catalog: &Catalog,
+    footer: &Footer,
     unit: usize,
     mut fetcher: Fetcher,
     settings: &ReadSettings,
 ) -> Result<Vec<Run>> {
     let u = &catalog.units[unit];
     let shard = &catalog.shards[u.shard];
-    if let Some(run) = read_plain(shard, u, &mut fetcher, settings).await? {
+    let Some(group) = footer.row_groups.get(u.row_group) else {
+        return Err(LoaderError::Metadata {
+            file: shard.file.display.clone(),
+            key: "row groups",
+            reason: format!(
+                "no row group {} in a footer of {}",
+                u.row_group,
+                footer.row_groups.len()
+            ),
+        });
+    };
+    if let Some(run) = read_plain(shard, footer, group, u, &mut fetcher, settings).await? {
         return Ok(vec![run]);
     }
-    let (io, undecodable) = (io_error(shard, u), decode_error(shard, u));
+    let (io, undecodable) = (io_error(shard, u), decode_error(shard, footer, u));
     // With a row-group CRC, the row group's bytes are fetched and checked first, and the
     // decoder is served from them.
-    let verified = match (settings.verify_checksums, u.crc) {
+    let verified = match (settings.verify_checksums, group.crc) {
         (true, Some(expected)) => {
-            let rg = shard.metadata.metadata().row_group(u.row_group);
+            let rg = footer.metadata.metadata().row_group(u.row_group);
             let range = checksum::row_group_range(rg).ok_or_else(|| overflow(shard, u))?;
             let mut data = fetcher
                 .ranges(std::slice::from_ref(&range))
@@ -147,11 +166,11 @@ async fn read_now(
         }
         _ => None,
     };
-    let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(shard.metadata.clone())
+    let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(footer.metadata.clone())
         .with_row_groups(vec![u.row_group])
-        .with_projection(shard.projection.clone())
+        .with_projection(footer.projection.clone())
         // One record batch per row group: whole documents, no stitching.
-        .with_batch_size(u.rows.max(1))
+        .with_batch_size(group.rows.max(1))
         .build()
         .map_err(&undecodable)?;
     let place = Place {
@@ -163,7 +182,7 @@ async fn read_now(
         let step = match decoder.try_decode() {
             Ok(step) => step,
             Err(e) if checksum::is_page_crc_error(&e) => {
-                return Err(locate_bad_page(shard, u, &mut fetcher)
+                return Err(locate_bad_page(shard, footer, group, u, &mut fetcher)
                     .await
                     .unwrap_or(undecodable(e)));
             }
@@ -183,8 +202,8 @@ async fn read_now(
             DecodeResult::Data(batch) => out.push(Run::Wide(decode(
                 &place,
                 &batch,
-                &shard.layout,
-                u.document_lengths.as_deref(),
+                &footer.layout,
+                group.document_lengths.as_deref(),
                 settings.decode,
             )?)),
             DecodeResult::Finished => return Ok(out),
@@ -197,27 +216,29 @@ async fn read_now(
 /// general reader takes over.
 async fn read_plain(
     shard: &Shard,
+    footer: &Footer,
+    group: &RowGroup,
     unit: &Unit,
     fetcher: &mut Fetcher,
     settings: &ReadSettings,
 ) -> Result<Option<Run>> {
     let (Some(lengths), true, None) = (
-        &unit.document_lengths,
-        shard.layout.flat,
+        &group.document_lengths,
+        footer.layout.flat,
         settings.decode.vocab_size,
     ) else {
         return Ok(None);
     };
-    let schema = shard.metadata.parquet_schema();
+    let schema = footer.metadata.parquet_schema();
     let Some(leaf) = schema.columns().iter().position(|c| {
         c.path()
             .parts()
             .first()
-            .is_some_and(|p| *p == shard.layout.token_column)
+            .is_some_and(|p| *p == footer.layout.token_column)
     }) else {
         return Ok(None);
     };
-    let column = shard
+    let column = footer
         .metadata
         .metadata()
         .row_group(unit.row_group)
@@ -233,15 +254,15 @@ async fn read_plain(
         .then(|| {
             usize::try_from(length)
                 .ok()?
-                .checked_sub(unit.rows.checked_mul(width.bytes())?)
+                .checked_sub(group.rows.checked_mul(width.bytes())?)
         })
         .flatten();
     let end = start
         .checked_add(length)
         .ok_or_else(|| overflow(shard, unit))?;
-    let expected_crc = unit.crc.filter(|_| settings.verify_checksums);
+    let expected_crc = group.crc.filter(|_| settings.verify_checksums);
     if expected_crc.is_some()
-        && checksum::row_group_range(shard.metadata.metadata().row_group(unit.row_group))
+        && checksum::row_group_range(footer.metadata.metadata().row_group(unit.row_group))
             != Some(start..end)
     {
         // The CRC covers more than this column: the general reader checks it.
@@ -254,7 +275,7 @@ async fn read_plain(
     if let Some(expected) = expected_crc {
         checksum::verify_row_group(shard, unit, expected, &bytes)?;
     }
-    match plain::decode_plain(bytes, column, unit.rows, max_def_level, width) {
+    match plain::decode_plain(bytes, column, group.rows, max_def_level, width) {
         Ok(values) => {
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
             let offsets = offsets_from_lengths(lengths);
@@ -267,7 +288,7 @@ async fn read_plain(
                             key: "document lengths",
                             reason: format!(
                                 "row group {}: the documents' lengths do not add up to its {} tokens",
-                                unit.row_group, unit.rows
+                                unit.row_group, group.rows
                             ),
                         }
                     })?,
@@ -278,12 +299,12 @@ async fn read_plain(
             Err(checksum::page_error(
                 shard,
                 unit,
-                &shard.layout.token_column,
+                &footer.layout.token_column,
                 index,
             ))
         }
         Err(plain::PlainError::Parquet(source) | plain::PlainError::Page { source, .. }) => {
-            Err(decode_error(shard, unit)(source))
+            Err(decode_error(shard, footer, unit)(source))
         }
         // The general reader handles it (and reports nulls with their row).
         Err(_) => Ok(None),
@@ -302,10 +323,16 @@ fn overflow(shard: &Shard, unit: &Unit) -> LoaderError {
 /// After the decoder refused a page for its CRC: which page of which projected column, by
 /// walking each column chunk's pages. `None` when no page fails on its own (then the decoder's
 /// error stands).
-async fn locate_bad_page(shard: &Shard, unit: &Unit, fetcher: &mut Fetcher) -> Option<LoaderError> {
-    let row_group = shard.metadata.metadata().row_group(unit.row_group);
+async fn locate_bad_page(
+    shard: &Shard,
+    footer: &Footer,
+    group: &RowGroup,
+    unit: &Unit,
+    fetcher: &mut Fetcher,
+) -> Option<LoaderError> {
+    let row_group = footer.metadata.metadata().row_group(unit.row_group);
     for (leaf, column) in row_group.columns().iter().enumerate() {
-        if !shard.projection.leaf_included(leaf) {
+        if !footer.projection.leaf_included(leaf) {
             continue;
         }
         let (start, length) = column.byte_range();
@@ -315,7 +342,7 @@ async fn locate_bad_page(shard: &Shard, unit: &Unit, fetcher: &mut Fetcher) -> O
             .await
             .ok()?
             .pop()?;
-        if let Some(page) = checksum::first_bad_page(start, bytes, column, unit.rows) {
+        if let Some(page) = checksum::first_bad_page(start, bytes, column, group.rows) {
             let name = column.column_path().string();
             return Some(checksum::page_error(shard, unit, &name, page));
         }

@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use url::Url;
 
 use crate::error::{LoaderError, Result};
+use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::retry::RetryPolicy;
 use crate::stores::Stores;
 
@@ -86,9 +87,40 @@ pub(crate) async fn list_shards(
     stores: &Stores,
     runtime: &Handle,
 ) -> Result<Vec<ShardFile>> {
-    let mut out = Vec::new();
+    Ok(list_shards_and_manifests(locations, retry, stores, runtime)
+        .await?
+        .shards)
+}
+
+/// What listing the locations found.
+pub(crate) struct Listing {
+    /// The shards, in order.
+    pub shards: Vec<ShardFile>,
+    /// The manifest of each location that is a directory or prefix and has a readable one,
+    /// with that directory (as the shards' locations spell it, without the last separator).
+    pub manifests: Vec<(String, Manifest)>,
+}
+
+impl Listing {
+    /// Whether any shard is on an object store.
+    pub(crate) fn has_remote(&self) -> bool {
+        self.shards.iter().any(|f| f.local_path().is_none())
+    }
+}
+
+/// [`list_shards`], and the manifests beside them.
+pub(crate) async fn list_shards_and_manifests(
+    locations: &[String],
+    retry: RetryPolicy,
+    stores: &Stores,
+    runtime: &Handle,
+) -> Result<Listing> {
+    let mut out = Listing {
+        shards: Vec::new(),
+        manifests: Vec::new(),
+    };
     for location in locations {
-        let found = if is_url(location) {
+        let (found, manifest) = if is_url(location) {
             list_url(location, retry, stores).await?
         } else {
             let owned = location.clone();
@@ -102,7 +134,8 @@ pub(crate) async fn list_shards(
                 location: location.clone(),
             });
         }
-        out.extend(found);
+        out.shards.extend(found);
+        out.manifests.extend(manifest);
     }
     Ok(out)
 }
@@ -119,15 +152,33 @@ pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
     .await
 }
 
-fn list_local(location: &str) -> Result<Vec<ShardFile>> {
+/// The shards at a location, and its manifest (with the directory its shards are in).
+type Listed = (Vec<ShardFile>, Option<(String, Manifest)>);
+
+fn list_local(location: &str) -> Result<Listed> {
     let found = paths::expand(location, is_parquet).map_err(|e| location_error(location, e))?;
+    let manifest = if paths::is_glob(location) {
+        None
+    } else {
+        let path = std::path::Path::new(location).join(MANIFEST_FILE);
+        std::fs::read(&path).ok().and_then(|bytes| {
+            Manifest::parse(&bytes)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "{}: not read, every footer is read instead: {e}",
+                        path.display()
+                    );
+                })
+                .ok()
+        })
+    };
     // The working directory once, not once per file (`std::path::absolute` asks each time).
     let cwd = if found.iter().any(|p| p.is_relative()) {
         Some(std::env::current_dir().map_err(|e| location_error(location, e))?)
     } else {
         None
     };
-    found
+    let shards = found
         .into_iter()
         .map(|p| {
             let display = p.display().to_string();
@@ -137,19 +188,32 @@ fn list_local(location: &str) -> Result<Vec<ShardFile>> {
                 }
                 _ => std::path::absolute(&p).map_err(|e| location_error(&display, e))?,
             };
-            let size = std::fs::metadata(&absolute)
-                .map_err(|e| location_error(&display, e))?
-                .len();
+            // A shard the manifest describes takes its size from it (checked when its footer
+            // is read): no `stat` per shard at startup.
+            let described = manifest.as_ref().and_then(|m| {
+                let name = p.file_name()?.to_str()?;
+                m.size_of(name)
+            });
+            let size = match described {
+                Some(size) => size,
+                None => std::fs::metadata(&absolute)
+                    .map_err(|e| location_error(&display, e))?
+                    .len(),
+            };
             Ok(ShardFile {
                 display,
                 size,
                 place: Place::Local(absolute),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let dir = shards
+        .first()
+        .map(|f| crate::manifest::parent(&f.display).to_string());
+    Ok((shards, manifest.zip(dir).map(|(m, d)| (d, m))))
 }
 
-async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result<Vec<ShardFile>> {
+async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result<Listed> {
     let url = Url::parse(location).map_err(|e| location_error(location, e))?;
     let (store, path) = stores.resolve(&url)?;
     let base = location.trim_end_matches('/');
@@ -173,35 +237,65 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
                 file: location.into(),
                 source,
             })?;
-        return Ok(vec![ShardFile {
-            display: base.into(),
-            size: meta.size,
-            place: place(&store, path),
-        }]);
+        return Ok((
+            vec![ShardFile {
+                display: base.into(),
+                size: meta.size,
+                place: place(&store, path),
+            }],
+            None,
+        ));
     }
     let prefix = if path.as_ref().is_empty() {
         None
     } else {
         Some(&path)
     };
-    let mut metas: Vec<_> = store
+    let listed = store
         .list(prefix)
         .try_collect::<Vec<_>>()
         .await
         .map_err(|source| LoaderError::Io {
             file: location.into(),
             source,
-        })?
+        })?;
+    let manifest_path = prefix.map_or_else(
+        || Path::from(MANIFEST_FILE),
+        |p| p.clone().join(MANIFEST_FILE),
+    );
+    let manifest = match listed.iter().find(|m| m.location == manifest_path) {
+        Some(meta) => {
+            let shown = format!("{root}/{}", meta.location);
+            let read = retry
+                .run(&shown, || async {
+                    store.get(&meta.location).await?.bytes().await
+                })
+                .await;
+            match read
+                .map_err(|e| e.to_string())
+                .and_then(|b| Manifest::parse(&b))
+            {
+                Ok(m) => Some((crate::manifest::parent(&shown).to_string(), m)),
+                Err(e) => {
+                    tracing::warn!("{shown}: not read, every footer is read instead: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut metas: Vec<_> = listed
         .into_iter()
         .filter(|m| is_parquet(std::path::Path::new(m.location.as_ref())))
         .collect();
     metas.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok(metas
+    let shards = metas
         .into_iter()
         .map(|m| ShardFile {
             display: format!("{root}/{}", m.location),
             size: m.size,
             place: place(&store, m.location),
         })
-        .collect())
+        .collect();
+    Ok((shards, manifest))
 }

@@ -81,6 +81,14 @@ pub struct ShardEntry {
     pub tokens: u64,
     /// Row groups in it.
     pub row_groups: u64,
+    /// Documents in each row group: with `row_group_tokens`, what the loader plans with
+    /// instead of reading every footer at startup (it checks them against the footer when it
+    /// reads the shard). Empty in manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_group_documents: Vec<u64>,
+    /// Tokens in each row group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_group_tokens: Vec<u64>,
     /// Size in bytes.
     pub bytes: u64,
     /// The input position after the shard's last document.

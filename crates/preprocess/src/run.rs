@@ -490,6 +490,8 @@ impl Preprocess {
             documents: summary.documents,
             tokens: summary.tokens,
             row_groups: summary.row_groups,
+            row_group_documents: summary.row_group_documents,
+            row_group_tokens: summary.row_group_tokens,
             bytes: std::fs::metadata(&path).map_err(io_at(&path))?.len(),
             end,
         };

@@ -1,0 +1,203 @@
+//! A preprocessed directory's manifest stands in for its footers at startup: the same batches
+//! as reading every footer, locally and through a URL, resumable; and a shard changed after
+//! its manifest was written is a typed error naming it (or skipped and counted), never a
+//! silent difference.
+
+use std::path::Path;
+
+use futures_util::StreamExt;
+use seqwarm::format::OnError;
+use seqwarm::loader::{BatchSize, Loader, LoaderBuilder, LoaderState, Mode, WarmupConfig};
+use seqwarm::schedule::ScheduleConfig;
+
+mod common;
+
+use common::{corpus, ok, seqwarm, temp};
+
+/// A preprocessed corpus: several shards of several row groups each.
+fn preprocessed(name: &str) -> std::path::PathBuf {
+    let root = temp(name);
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 4, 40);
+    let out = root.join("shards");
+    ok(&seqwarm(&[
+        "preprocess",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--separator",
+        "\\n\\n\\n",
+        "--shard-tokens",
+        "6000",
+        "--row-group-tokens",
+        "1500",
+    ]));
+    out
+}
+
+fn builder(location: &str, mode: Mode) -> LoaderBuilder {
+    let schedule = ScheduleConfig::linear(16, 128, 0.5, 60).build().unwrap();
+    let warmup = WarmupConfig::new(schedule)
+        .with_mode(mode)
+        .with_batch_size(if mode.is_composer() {
+            BatchSize::Rows(4)
+        } else {
+            BatchSize::Tokens(512)
+        })
+        .with_eos_id(Some(50_256))
+        .with_keep_last(true)
+        .with_shuffle_buffer(8, 3);
+    LoaderBuilder::new([location.to_string()], warmup)
+        .with_seed(5)
+        .with_epochs(Some(2))
+}
+
+/// Every batch's step, length and tokens, up to `limit` batches.
+async fn drain(loader: &mut Loader, limit: Option<usize>) -> Vec<(u64, usize, Vec<i64>)> {
+    let mut out = Vec::new();
+    while limit.is_none_or(|l| out.len() < l) {
+        let Some(batch) = loader.next().await else {
+            break;
+        };
+        let batch = batch.unwrap();
+        let ids = batch.batch.input_ids().unwrap().to_vec_i64();
+        out.push((batch.step, batch.seq_len, ids));
+    }
+    out
+}
+
+fn copy_without_manifest(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_replaces_the_footers_at_startup_and_reads_the_same() {
+    let dir = preprocessed("manifest-same");
+    let bare = dir.with_file_name("bare");
+    copy_without_manifest(&dir, &bare);
+    let shards = std::fs::read_dir(&bare).unwrap().count();
+    assert!(shards >= 3, "{shards} shards");
+    let (with, without) = (dir.display().to_string(), bare.display().to_string());
+    let url = format!("file://{}", dir.canonicalize().unwrap().display());
+    for mode in [Mode::Truncate, Mode::Repack, Mode::PackBestfit] {
+        let catalog = builder(&with, mode).open_catalog().await.unwrap();
+        assert_eq!(catalog.deferred_footers(), shards, "{mode:?}");
+        let mut loader = builder(&with, mode)
+            .with_catalog(catalog)
+            .build()
+            .await
+            .unwrap();
+        let from_manifest = drain(&mut loader, None).await;
+        let mut loader = builder(&without, mode).build().await.unwrap();
+        assert_eq!(loader.catalog().deferred_footers(), 0);
+        let from_footers = drain(&mut loader, None).await;
+        assert!(from_footers.len() > 10, "{mode:?}: {}", from_footers.len());
+        assert_eq!(from_manifest, from_footers, "{mode:?}");
+
+        let mut loader = builder(&url, mode).build().await.unwrap();
+        assert_eq!(
+            loader.catalog().deferred_footers(),
+            shards,
+            "{mode:?} by URL"
+        );
+        assert_eq!(
+            drain(&mut loader, None).await,
+            from_footers,
+            "{mode:?} by URL"
+        );
+
+        // Resumed halfway (footers not read yet are read after the resume).
+        let cut = from_footers.len() / 2;
+        let mut first = builder(&with, mode).build().await.unwrap();
+        let mut resumed = drain(&mut first, Some(cut)).await;
+        let state: LoaderState =
+            serde_json::from_str(&serde_json::to_string(&first.state()).unwrap()).unwrap();
+        let mut second = builder(&with, mode)
+            .with_state(state)
+            .build()
+            .await
+            .unwrap();
+        resumed.extend(drain(&mut second, None).await);
+        assert_eq!(resumed, from_footers, "{mode:?} resumed at {cut}");
+    }
+}
+
+/// The error of the first failing batch, if any.
+async fn first_error(loader: &mut Loader) -> Option<String> {
+    while let Some(batch) = loader.next().await {
+        if let Err(e) = batch {
+            return Some(e.to_string());
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_changed_after_its_manifest_is_an_error_naming_it_or_skipped() {
+    // Another size: caught before the footer is read.
+    let dir = preprocessed("manifest-size");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    names.sort();
+    let changed = &names[1];
+    let mut bytes = std::fs::read(changed).unwrap();
+    bytes.insert(0, b'x');
+    std::fs::write(changed, bytes).unwrap();
+    let location = dir.display().to_string();
+    let mut loader = builder(&location, Mode::Repack).build().await.unwrap();
+    let error = first_error(&mut loader).await.expect("an error");
+    let name = changed.file_name().unwrap().to_str().unwrap();
+    assert!(
+        error.contains(name) && error.contains("manifest"),
+        "{error}"
+    );
+    let mut loader = builder(&location, Mode::Repack)
+        .with_on_error(OnError::Skip)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(first_error(&mut loader).await, None);
+    assert!(loader.stats().units_skipped > 0);
+    assert!(
+        loader.skipped().iter().any(|s| s.contains(name)),
+        "{:?}",
+        loader.skipped()
+    );
+
+    // The same size, other row groups (a manifest edited by hand here): caught when the
+    // footer is read.
+    let dir = preprocessed("manifest-counts");
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let entry = manifest["shards"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["row_groups"].as_u64().unwrap() > 1)
+        .expect("a shard of several row groups");
+    let name = entry["file"].as_str().unwrap().to_string();
+    let tokens = entry["row_group_tokens"].as_array_mut().unwrap();
+    let (a, b) = (tokens[0].as_u64().unwrap(), tokens[1].as_u64().unwrap());
+    assert_ne!(a, b, "row groups of different sizes");
+    tokens[0] = b.into();
+    tokens[1] = a.into();
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let location = dir.display().to_string();
+    let mut loader = builder(&location, Mode::Repack).build().await.unwrap();
+    let error = first_error(&mut loader).await.expect("an error");
+    assert!(
+        error.contains(&name) && error.contains("manifest.json"),
+        "{error}"
+    );
+}
