@@ -16,6 +16,7 @@
 mod error;
 pub mod input;
 mod manifest;
+mod pretokenize;
 mod run;
 mod tokenizer;
 

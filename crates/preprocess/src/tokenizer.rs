@@ -74,11 +74,13 @@ impl Tokenizer {
             Self::O200kBase => tiktoken_rs::o200k_base_singleton(),
             Self::Bytes => return text.bytes().map(i32::from).collect(),
         };
+        let ids = match self {
+            // GPT-2's split pattern: the hand-written scanner and the piece cache.
+            Self::Gpt2 | Self::R50kBase | Self::P50kBase => crate::pretokenize::encode(bpe, text),
+            _ => bpe.encode_ordinary(text),
+        };
         // Ranks are below the vocabulary size (< 2^31), so the conversion is exact.
-        bpe.encode_ordinary(text)
-            .into_iter()
-            .map(|r| r as i32)
-            .collect()
+        ids.into_iter().map(|r| r as i32).collect()
     }
 }
 
