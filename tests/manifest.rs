@@ -174,6 +174,20 @@ async fn a_shard_changed_after_its_manifest_is_an_error_naming_it_or_skipped() {
         loader.skipped()
     );
 
+    // A layout that does not fit the shards fails at build time, as without a manifest (one
+    // footer per manifest is read then).
+    let intact = preprocessed("manifest-layout");
+    let layout = seqwarm::loader::ShardLayout {
+        tokens: "no_such_column".into(),
+        ..seqwarm::loader::ShardLayout::default()
+    };
+    let built = builder(&intact.display().to_string(), Mode::Repack)
+        .with_layout(layout)
+        .build()
+        .await;
+    let error = built.expect_err("a build error").to_string();
+    assert!(error.contains("shard-w00000-00000.parquet"), "{error}");
+
     // The same size, other row groups (a manifest edited by hand here): caught when the
     // footer is read.
     let dir = preprocessed("manifest-counts");
@@ -194,8 +208,11 @@ async fn a_shard_changed_after_its_manifest_is_an_error_naming_it_or_skipped() {
     tokens[1] = a.into();
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let location = dir.display().to_string();
-    let mut loader = builder(&location, Mode::Repack).build().await.unwrap();
-    let error = first_error(&mut loader).await.expect("an error");
+    // At build time when it is the shard whose footer is read then, else at its first read.
+    let error = match builder(&location, Mode::Repack).build().await {
+        Err(e) => e.to_string(),
+        Ok(mut loader) => first_error(&mut loader).await.expect("an error"),
+    };
     assert!(
         error.contains(&name) && error.contains("manifest.json"),
         "{error}"

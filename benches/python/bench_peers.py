@@ -19,7 +19,8 @@ hashed (blake2b of each batch's contiguous bytes and shape) and compared; then e
 
 - loop only: the iteration in this process (imports and corpus excluded, loader construction
   included), one core (``sched_setaffinity`` to one CPU; seqwarm with ``threads=0``), systems
-  alternating, the best of ``--repeat``;
+  alternating, the best of ``--repeat``; then the memmap and seqwarm ``uint16`` on every core
+  (seqwarm with its default threads);
 - whole process: a fresh interpreter that imports, builds and iterates (``--whole``).
 
 Peers (``benches/peers``): ``np.memmap`` (``memmap_peer.py``), and when installed Hugging
@@ -97,7 +98,7 @@ def digest(batches: Iterable) -> List[str]:
     return out
 
 
-def seqwarm_batches(shards: str, schedule, rows: int, mode: str, steps: int, epochs: int, threads: int) -> Iterable:
+def seqwarm_batches(shards: str, schedule, rows: int, mode: str, steps: int, epochs: int, threads: "int | None") -> Iterable:
     import seqwarm
 
     loader = seqwarm.Loader(
@@ -208,6 +209,24 @@ def main() -> None:
             rate = counted[name] / best[name]
             print(f"  {name:<24} {rate / 1e6:>11.1f} {rate / base:>9.2f}x")
             results.append({"mode": mode, "system": name, "tokens": counted[name], "seconds": best[name], "tokens_per_s": rate, "ratio_to_memmap": rate / base, "bytes_per_token": sizes.get(name.removeprefix("seqwarm "))})
+        # Every core: the memmap loop cannot use a second one (NumPy's cast is single-threaded);
+        # seqwarm with its default threads reads, checks and queues row groups on another.
+        every = {
+            "memmap uint16": systems["memmap uint16"],
+            "seqwarm flat uint16": lambda mode=mode: seqwarm_batches(sets["flat uint16"], schedule, args.rows, mode, steps, args.epochs, None),
+        }
+        best_all = {name: float("inf") for name in every}
+        for _ in range(args.repeat):
+            for name, run in every.items():
+                seconds, n = timed(run)
+                best_all[name] = min(best_all[name], seconds)
+                counted[name] = n
+        base = counted["memmap uint16"] / best_all["memmap uint16"]
+        print(f"  every core ({len(everything)}), seqwarm with its default threads, best of {args.repeat}:")
+        for name in every:
+            rate = counted[name] / best_all[name]
+            print(f"  {name:<24} {rate / 1e6:>11.1f} {rate / base:>9.2f}x")
+            results.append({"mode": mode, "system": name, "cores": len(everything), "tokens": counted[name], "seconds": best_all[name], "tokens_per_s": rate, "ratio_to_memmap": rate / base})
         if args.whole:
             whole = {
                 "memmap uint16": [sys.executable, str(REPO / "benches" / "peers" / "memmap_peer.py"), "--data", raw, "--lengths", lengths_path, "--rows", str(args.rows), "--max-len", str(args.max_len), "--mode", mode],

@@ -26,7 +26,7 @@ pub(crate) struct Shard {
     pub file: ShardFile,
     /// Its footer: read while the catalog was built, or, for a shard a manifest described,
     /// when one of its row groups is first read.
-    footer: OnceCell<Arc<Footer>>,
+    footer: OnceCell<std::result::Result<Arc<Footer>, String>>,
     /// The row groups a manifest described (`(documents, tokens)` each), checked against the
     /// footer when it is read; empty when the footer was read at startup.
     promised: RowGroupCounts,
@@ -162,7 +162,11 @@ impl Catalog {
     /// far.
     pub fn unread_columns(&self) -> Vec<String> {
         let mut unread = std::collections::BTreeSet::new();
-        for footer in self.shards.iter().filter_map(|s| s.footer.get()) {
+        for footer in self
+            .shards
+            .iter()
+            .filter_map(|s| s.footer.get()?.as_ref().ok())
+        {
             let read = footer.layout.columns();
             for field in footer.metadata.schema().fields() {
                 if !read.contains(&field.name().as_str()) {
@@ -496,44 +500,71 @@ impl Catalog {
                 reason: format!("no shard {index} in a catalog of {}", self.shards.len()),
             });
         };
-        let footer = shard
+        // A footer that cannot be read is tried once: its shard's other row groups fail
+        // (or are skipped) with the same reason instead of reading it again each time.
+        let mut first_error = None;
+        let opened = shard
             .footer
-            .get_or_try_init(|| async {
-                let (file, layout, io) = (shard.file.clone(), self.layout.clone(), io.clone());
-                if let (Some(path), false) = (file.local_path(), shard.promised.is_empty()) {
-                    // Its size came from the manifest, unchecked until now.
-                    let actual = std::fs::metadata(path).map_err(|e| LoaderError::Location {
-                        location: file.display.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    if actual.len() != file.size {
-                        return Err(LoaderError::Metadata {
-                            file: file.display.clone(),
-                            key: MANIFEST_FILE,
-                            reason: format!(
-                                "the file has {} bytes, the manifest says {}: the shard \
-                                 changed after the manifest was written (rerun preprocess, or \
-                                 delete the manifest to read the shards as they are)",
-                                actual.len(),
-                                file.size
-                            ),
-                        });
+            .get_or_init(|| async {
+                match self.open_deferred(shard, retry, runtime, io).await {
+                    Ok(footer) => Ok(Arc::new(footer)),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        first_error = Some(e);
+                        Err(reason)
                     }
                 }
-                let (footer, units) = if file.local_path().is_some() {
-                    let what = file.display.clone();
-                    on_blocking_thread(runtime, &what, async move {
-                        open_local_now(file, layout, retry, io)
-                    })
-                    .await?
-                } else {
-                    open_remote(file, layout, retry, io).await?
-                };
-                check_promise(&shard.file.display, &shard.promised, &units)?;
-                Ok::<_, LoaderError>(Arc::new(footer))
             })
-            .await?;
-        Ok(Arc::clone(footer))
+            .await;
+        match opened {
+            Ok(footer) => Ok(Arc::clone(footer)),
+            Err(reason) => Err(first_error.unwrap_or_else(|| LoaderError::Location {
+                location: shard.file.display.clone(),
+                reason: format!("its footer could not be read: {reason}"),
+            })),
+        }
+    }
+
+    /// Reads a shard's footer after startup, and checks it against what the manifest said.
+    async fn open_deferred(
+        &self,
+        shard: &Shard,
+        retry: RetryPolicy,
+        runtime: &Handle,
+        io: &Handle,
+    ) -> Result<Footer> {
+        let (file, layout, io) = (shard.file.clone(), self.layout.clone(), io.clone());
+        if let (Some(path), false) = (file.local_path(), shard.promised.is_empty()) {
+            // Its size came from the manifest, unchecked until now.
+            let actual = std::fs::metadata(path).map_err(|e| LoaderError::Location {
+                location: file.display.clone(),
+                reason: e.to_string(),
+            })?;
+            if actual.len() != file.size {
+                return Err(LoaderError::Metadata {
+                    file: file.display.clone(),
+                    key: MANIFEST_FILE,
+                    reason: format!(
+                        "the file has {} bytes, the manifest says {}: the shard changed after \
+                         the manifest was written (rerun preprocess, or delete the manifest to \
+                         read the shards as they are)",
+                        actual.len(),
+                        file.size
+                    ),
+                });
+            }
+        }
+        let (footer, units) = if file.local_path().is_some() {
+            let what = file.display.clone();
+            on_blocking_thread(runtime, &what, async move {
+                open_local_now(file, layout, retry, io)
+            })
+            .await?
+        } else {
+            open_remote(file, layout, retry, io).await?
+        };
+        check_promise(&shard.file.display, &shard.promised, &units)?;
+        Ok(footer)
     }
 }
 
@@ -573,12 +604,7 @@ pub(crate) async fn build_catalog(
     let promise = |file: &ShardFile| -> Option<RowGroupCounts> {
         let dir = parent(&file.display);
         let (_, manifest) = manifests.iter().find(|(d, _)| d == dir)?;
-        // A row group without tokens is not a unit (the footer path drops it): such a shard
-        // is read from its footer.
-        manifest
-            .row_groups(file.name(), file.size)
-            .filter(|counts| counts.iter().all(|&(_, tokens)| tokens > 0))
-            .cloned()
+        manifest.row_groups(file.name(), file.size).cloned()
     };
     let mut deferred: Vec<(usize, ShardFile, RowGroupCounts)> = Vec::new();
     let mut now: Vec<(usize, ShardFile)> = Vec::new();
@@ -680,7 +706,7 @@ pub(crate) async fn build_catalog(
                 catalog.shards.push(Shard {
                     file,
                     footer: footer
-                        .map_or_else(OnceCell::new, |f| OnceCell::new_with(Some(Arc::new(f)))),
+                        .map_or_else(OnceCell::new, |f| OnceCell::new_with(Some(Ok(Arc::new(f))))),
                     promised,
                 });
                 catalog
@@ -702,6 +728,25 @@ pub(crate) async fn build_catalog(
                 catalog.skipped.len()
             ),
         });
+    }
+    // One deferred footer per manifest is read now: the shards of one preprocess run share
+    // their schema, so a layout that does not fit them (`--labels` on shards without any, say)
+    // fails here, at build time, as it does without a manifest.
+    let mut checked: Vec<&str> = Vec::new();
+    for index in 0..catalog.shards.len() {
+        let shard = &catalog.shards[index];
+        let dir = parent(&shard.file.display);
+        if shard.promised.is_empty() || checked.contains(&dir) {
+            continue;
+        }
+        checked.push(dir);
+        if let Err(e) = catalog
+            .footer(index, reads.retry, reads.runtime, reads.io)
+            .await
+            && policy == OnError::Fail
+        {
+            return Err(e);
+        }
     }
     Ok(catalog)
 }

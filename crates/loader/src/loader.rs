@@ -184,9 +184,14 @@ impl Stream for Loader {
                 Action::Finished => {
                     this.finished = true;
                     this.prefetcher = None;
+                    this.narrow = None;
                     return Poll::Ready(None);
                 }
                 Action::Read(reads) => {
+                    // A new epoch's reads: the rest of a `uint16` row group of the last one
+                    // goes with its other queued row groups (ranks stop an epoch at the same
+                    // batch, mid-row-group; docs/loader.md). Not taken in, it is not counted.
+                    this.narrow = None;
                     this.prefetcher = Some(spawn(
                         Arc::clone(&this.catalog),
                         reads,

@@ -60,13 +60,17 @@ impl Manifest {
             .shards
             .into_iter()
             .filter_map(|e| {
-                // Only complete, self-consistent entries; the rest take the footer path.
+                // Only complete, self-consistent entries; the rest take the footer path. A row
+                // group without tokens is not a unit (the footer path drops it): such a shard
+                // is read from its footer too.
                 let n = usize::try_from(e.row_groups).ok()?;
+                let sum = |v: &[u64]| v.iter().try_fold(0u64, |a, &b| a.checked_add(b));
                 let consistent = n > 0
                     && e.row_group_documents.len() == n
                     && e.row_group_tokens.len() == n
-                    && e.row_group_documents.iter().sum::<u64>() == e.documents
-                    && e.row_group_tokens.iter().sum::<u64>() == e.tokens;
+                    && e.row_group_tokens.iter().all(|&t| t > 0)
+                    && sum(&e.row_group_documents) == Some(e.documents)
+                    && sum(&e.row_group_tokens) == Some(e.tokens);
                 consistent.then(|| {
                     let counts = e.row_group_documents.into_iter().zip(e.row_group_tokens);
                     (e.file, (e.bytes, counts.collect()))
@@ -106,7 +110,11 @@ mod tests {
              "row_group_documents": [1, 2], "row_group_tokens": [4, 6], "end": {}},
             {"file": "old.parquet", "documents": 3, "tokens": 10, "row_groups": 1, "bytes": 50},
             {"file": "bad.parquet", "documents": 3, "tokens": 10, "row_groups": 2, "bytes": 50,
-             "row_group_documents": [1, 1], "row_group_tokens": [4, 6]}
+             "row_group_documents": [1, 1], "row_group_tokens": [4, 6]},
+            {"file": "empty.parquet", "documents": 3, "tokens": 10, "row_groups": 2, "bytes": 50,
+             "row_group_documents": [1, 2], "row_group_tokens": [10, 0]},
+            {"file": "huge.parquet", "documents": 3, "tokens": 1, "row_groups": 2, "bytes": 50,
+             "row_group_documents": [1, 2], "row_group_tokens": [18446744073709551615, 2]}
         ]}"#;
         let manifest = Manifest::parse(text.as_bytes()).unwrap();
         assert_eq!(

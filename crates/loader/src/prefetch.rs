@@ -28,7 +28,7 @@ pub struct Prefetch {
     #[serde(rename = "prefetch_queue")]
     pub queue: usize,
     /// Row groups fetched at once when the shards are on an object store, where each request
-    /// waits a round trip (the larger of this and `concurrency` applies).
+    /// waits a round trip (instead of `concurrency`).
     #[serde(rename = "remote_prefetch_concurrency")]
     pub remote_concurrency: usize,
 }
@@ -52,7 +52,7 @@ impl Prefetch {
     /// Row groups in flight for shards that are `remote` (on an object store) or not.
     pub fn concurrency_for(&self, remote: bool) -> usize {
         if remote {
-            self.concurrency.max(self.remote_concurrency)
+            self.remote_concurrency
         } else {
             self.concurrency
         }

@@ -190,8 +190,9 @@ fn list_local(location: &str) -> Result<Listed> {
             };
             // A shard the manifest describes takes its size from it (checked when its footer
             // is read): no `stat` per shard at startup.
+            // Named as `ShardFile::name` names it, which the catalog matches on.
             let described = manifest.as_ref().and_then(|m| {
-                let name = p.file_name()?.to_str()?;
+                let name = display.rsplit(['/', '\\']).next()?;
                 m.size_of(name)
             });
             let size = match described {

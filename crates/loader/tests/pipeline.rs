@@ -359,5 +359,20 @@ async fn long_uint16_row_groups_read_and_resume_like_int32() {
             hashes.extend(common::hash_batches(&drain(&mut second, None).await));
             assert_eq!(hashes, full, "{mode:?} shuffle {shuffle}: resumed at {cut}");
         }
+        // Two ranks stop each epoch at the same batch, mid-row-group: the rest of a uint16
+        // row group must not leak into the next epoch.
+        for rank in 0..2 {
+            let ranked = |dir: &std::path::Path| build(dir, mode, shuffle).with_rank(rank, 2);
+            let narrow_rank = common::hash_batches(
+                &drain(&mut ranked(&narrow).build().await.unwrap(), None).await,
+            );
+            let wide_rank =
+                common::hash_batches(&drain(&mut ranked(&wide).build().await.unwrap(), None).await);
+            assert!(narrow_rank.len() > 10, "{mode:?} rank {rank}");
+            assert_eq!(
+                narrow_rank, wide_rank,
+                "{mode:?} shuffle {shuffle} rank {rank} of 2"
+            );
+        }
     }
 }
