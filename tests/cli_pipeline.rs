@@ -2,28 +2,10 @@
 //! tests write themselves.
 
 use std::path::Path;
-use std::process::Output;
 
 mod common;
 
-use common::{corpus, ok, seqwarm, temp};
-
-fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "preprocess",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--separator",
-        "\\n\\n\\n",
-        "--shard-tokens",
-        "6000",
-        "--row-group-tokens",
-        "1500",
-    ];
-    args.extend_from_slice(extra);
-    seqwarm(&args)
-}
+use common::{corpus, ok, preprocess, seqwarm, temp};
 
 fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     seqwarm_testkit::parquet_files(dir)

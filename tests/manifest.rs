@@ -12,7 +12,7 @@ use seqwarm::schedule::ScheduleConfig;
 
 mod common;
 
-use common::{corpus, ok, seqwarm, temp};
+use common::{corpus, ok, preprocess, temp};
 
 /// A preprocessed corpus: several shards of several row groups each.
 fn preprocessed(name: &str) -> std::path::PathBuf {
@@ -21,18 +21,7 @@ fn preprocessed(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&input).unwrap();
     corpus(&input, 4, 40);
     let out = root.join("shards");
-    ok(&seqwarm(&[
-        "preprocess",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--separator",
-        "\\n\\n\\n",
-        "--shard-tokens",
-        "6000",
-        "--row-group-tokens",
-        "1500",
-    ]));
+    ok(&preprocess(&input, &out, &[]));
     out
 }
 

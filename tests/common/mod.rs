@@ -54,3 +54,22 @@ pub fn corpus(dir: &Path, files: usize, documents: usize) {
         std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
     }
 }
+
+/// `seqwarm preprocess` of a [`corpus`] directory into `output`: several shards of 6 000
+/// tokens, row groups of 1 500, and the `extra` flags.
+pub fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "preprocess",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--separator",
+        "\\n\\n\\n",
+        "--shard-tokens",
+        "6000",
+        "--row-group-tokens",
+        "1500",
+    ];
+    args.extend_from_slice(extra);
+    seqwarm(&args)
+}

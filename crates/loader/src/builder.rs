@@ -309,7 +309,7 @@ impl LoaderBuilder {
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
         let (catalog, io) = if let Some(catalog) = &self.catalog {
             catalog.check_opened_with(&self.catalog_key())?;
-            let remote = catalog.files().any(|f| f.local_path().is_none());
+            let remote = catalog.has_remote_shards();
             (Arc::clone(catalog), self.io_runtime(remote, &runtime)?)
         } else {
             let listing = self.list(&runtime).await?;

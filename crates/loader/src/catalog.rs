@@ -18,9 +18,9 @@ use tokio::sync::OnceCell;
 use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{ResolvedLayout, ShardLayout};
-use crate::manifest::{MANIFEST_FILE, Manifest, RowGroupCounts, parent};
+use crate::manifest::{MANIFEST_FILE, Manifest, RowGroupCounts};
 use crate::retry::RetryPolicy;
-use crate::source::ShardFile;
+use crate::source::{ShardFile, parent};
 
 pub(crate) struct Shard {
     pub file: ShardFile,
@@ -414,15 +414,7 @@ fn open_local_now(
     let location = file.display.clone();
     let open = open_footer(file, layout, retry, io);
     std::panic::catch_unwind(AssertUnwindSafe(|| open.now_or_never()))
-        .unwrap_or_else(|panic| {
-            Some(Err(LoaderError::Location {
-                location: location.clone(),
-                reason: format!(
-                    "reading the footer panicked: {}",
-                    panic_message(panic.as_ref())
-                ),
-            }))
-        })
+        .unwrap_or_else(|panic| Some(Err(footer_panicked(&location, panic.as_ref()))))
         .unwrap_or_else(|| {
             Err(LoaderError::Location {
                 location,
@@ -442,15 +434,27 @@ async fn open_remote(
     AssertUnwindSafe(open_footer(file, layout, retry, io))
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| {
-            Err(LoaderError::Location {
-                location,
-                reason: format!(
-                    "reading the footer panicked: {}",
-                    panic_message(panic.as_ref())
-                ),
-            })
-        })
+        .unwrap_or_else(|panic| Err(footer_panicked(&location, panic.as_ref())))
+}
+
+/// A footer parser that panicked on hostile bytes: an error of this shard alone.
+fn footer_panicked(location: &str, panic: &(dyn std::any::Any + Send)) -> LoaderError {
+    LoaderError::Location {
+        location: location.into(),
+        reason: format!("reading the footer panicked: {}", panic_message(panic)),
+    }
+}
+
+/// A shard that no longer is what the manifest beside it says.
+fn changed_since_manifest(file: &str, difference: &str) -> LoaderError {
+    LoaderError::Metadata {
+        file: file.into(),
+        key: MANIFEST_FILE,
+        reason: format!(
+            "{difference}: the shard changed after the manifest was written (rerun preprocess, \
+             or delete the manifest to read the shards as they are)"
+        ),
+    }
 }
 
 /// The footer's units must be the row groups the manifest promised.
@@ -473,15 +477,13 @@ fn check_promise(file: &str, promised: &RowGroupCounts, units: &[Unit]) -> Resul
         return Ok(());
     }
     let footer: Vec<(Option<u64>, u64)> = units.iter().map(|u| (u.documents, u.tokens)).collect();
-    Err(LoaderError::Metadata {
-        file: file.into(),
-        key: MANIFEST_FILE,
-        reason: format!(
+    Err(changed_since_manifest(
+        file,
+        &format!(
             "the manifest describes its row groups as (documents, tokens) {promised:?}, the \
-             footer as {footer:?}: the shard changed after the manifest was written (rerun \
-             preprocess, or delete the manifest to read the shards as they are)"
+             footer as {footer:?}"
         ),
-    })
+    ))
 }
 
 impl Catalog {
@@ -541,17 +543,14 @@ impl Catalog {
                 reason: e.to_string(),
             })?;
             if actual.len() != file.size {
-                return Err(LoaderError::Metadata {
-                    file: file.display.clone(),
-                    key: MANIFEST_FILE,
-                    reason: format!(
-                        "the file has {} bytes, the manifest says {}: the shard changed after \
-                         the manifest was written (rerun preprocess, or delete the manifest to \
-                         read the shards as they are)",
+                return Err(changed_since_manifest(
+                    &file.display,
+                    &format!(
+                        "the file has {} bytes, the manifest says {}",
                         actual.len(),
                         file.size
                     ),
-                });
+                ));
             }
         }
         let (footer, units) = if file.local_path().is_some() {
@@ -656,7 +655,11 @@ pub(crate) async fn build_catalog(
         .buffered(REMOTE_FOOTER_REQUESTS)
         .collect::<Vec<_>>();
     let (local_opened, remote_opened) = futures_util::join!(local_opened, remote_opened);
-    let mut opened: Vec<(usize, ShardFile, Result<Placed>)> = remote_opened
+    let mut read_now = remote_opened;
+    for batch in local_opened {
+        read_now.extend(batch?);
+    }
+    let mut opened: Vec<(usize, ShardFile, Result<Placed>)> = read_now
         .into_iter()
         .map(|(i, f, r)| {
             (
@@ -666,15 +669,6 @@ pub(crate) async fn build_catalog(
             )
         })
         .collect();
-    for batch in local_opened {
-        opened.extend(batch?.into_iter().map(|(i, f, r)| {
-            (
-                i,
-                f,
-                r.map(|(footer, units)| (Some(footer), units, Vec::new())),
-            )
-        }));
-    }
     opened.extend(deferred.into_iter().map(|(i, file, counts)| {
         let units = counts
             .iter()

@@ -94,11 +94,6 @@ impl Manifest {
     }
 }
 
-/// The directory part of a location (a path or URL), without the last separator.
-pub(crate) fn parent(location: &str) -> &str {
-    location.rsplit_once(['/', '\\']).map_or("", |(dir, _)| dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::Manifest;

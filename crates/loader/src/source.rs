@@ -49,10 +49,33 @@ impl ShardFile {
     /// The file's name (its last path segment), which identifies it in a checkpoint wherever
     /// the data set is mounted.
     pub(crate) fn name(&self) -> &str {
-        self.display
-            .rsplit(['/', '\\'])
-            .next()
-            .unwrap_or(&self.display)
+        name_of(&self.display)
+    }
+}
+
+/// A location's last path segment (a path's or a URL's).
+fn name_of(location: &str) -> &str {
+    location.rsplit(['/', '\\']).next().unwrap_or(location)
+}
+
+/// A location's directory part (a path's or a URL's), without the last separator: where the
+/// catalog looks for a shard's manifest.
+pub(crate) fn parent(location: &str) -> &str {
+    location.rsplit_once(['/', '\\']).map_or("", |(dir, _)| dir)
+}
+
+/// A manifest's bytes, parsed; `None` (with a warning) when they cannot be read or do not parse:
+/// every footer is read instead.
+fn parse_manifest(
+    shown: &str,
+    bytes: std::result::Result<impl AsRef<[u8]>, String>,
+) -> Option<Manifest> {
+    match bytes.and_then(|b| Manifest::parse(b.as_ref())) {
+        Ok(manifest) => Some(manifest),
+        Err(e) => {
+            tracing::warn!("{shown}: not read, every footer is read instead: {e}");
+            None
+        }
     }
 }
 
@@ -161,16 +184,10 @@ fn list_local(location: &str) -> Result<Listed> {
         None
     } else {
         let path = std::path::Path::new(location).join(MANIFEST_FILE);
-        std::fs::read(&path).ok().and_then(|bytes| {
-            Manifest::parse(&bytes)
-                .inspect_err(|e| {
-                    tracing::warn!(
-                        "{}: not read, every footer is read instead: {e}",
-                        path.display()
-                    );
-                })
-                .ok()
-        })
+        // No manifest is the usual case for other tools' shards: nothing to warn about.
+        std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| parse_manifest(&path.display().to_string(), Ok(bytes)))
     };
     // The working directory once, not once per file (`std::path::absolute` asks each time).
     let cwd = if found.iter().any(|p| p.is_relative()) {
@@ -189,12 +206,8 @@ fn list_local(location: &str) -> Result<Listed> {
                 _ => std::path::absolute(&p).map_err(|e| location_error(&display, e))?,
             };
             // A shard the manifest describes takes its size from it (checked when its footer
-            // is read): no `stat` per shard at startup.
-            // Named as `ShardFile::name` names it, which the catalog matches on.
-            let described = manifest.as_ref().and_then(|m| {
-                let name = display.rsplit(['/', '\\']).next()?;
-                m.size_of(name)
-            });
+            // is read): no `stat` per shard at startup. Named as the catalog matches it.
+            let described = manifest.as_ref().and_then(|m| m.size_of(name_of(&display)));
             let size = match described {
                 Some(size) => size,
                 None => std::fs::metadata(&absolute)
@@ -208,9 +221,7 @@ fn list_local(location: &str) -> Result<Listed> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let dir = shards
-        .first()
-        .map(|f| crate::manifest::parent(&f.display).to_string());
+    let dir = shards.first().map(|f| parent(&f.display).to_string());
     Ok((shards, manifest.zip(dir).map(|(m, d)| (d, m))))
 }
 
@@ -272,16 +283,8 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
                     store.get(&meta.location).await?.bytes().await
                 })
                 .await;
-            match read
-                .map_err(|e| e.to_string())
-                .and_then(|b| Manifest::parse(&b))
-            {
-                Ok(m) => Some((crate::manifest::parent(&shown).to_string(), m)),
-                Err(e) => {
-                    tracing::warn!("{shown}: not read, every footer is read instead: {e}");
-                    None
-                }
-            }
+            parse_manifest(&shown, read.map_err(|e| e.to_string()))
+                .map(|m| (parent(&shown).to_string(), m))
         }
         None => None,
     };

@@ -19,6 +19,19 @@ async fn drain(loader: &mut Loader, limit: Option<usize>) -> Vec<ScheduledBatch>
     out
 }
 
+/// The batches (hashed) of a run stopped after `cut` batches, its checkpoint taken through
+/// JSON, and resumed: each loader from `build`.
+async fn interrupted(build: impl Fn() -> LoaderBuilder, cut: usize) -> Vec<String> {
+    let mut first = build().build().await.unwrap();
+    let mut hashes = common::hash_batches(&drain(&mut first, Some(cut)).await);
+    let state = serde_json::to_string(&first.state()).unwrap();
+    drop(first);
+    let state: LoaderState = serde_json::from_str(&state).unwrap();
+    let mut second = build().with_state(state).build().await.unwrap();
+    hashes.extend(common::hash_batches(&drain(&mut second, None).await));
+    hashes
+}
+
 fn composer_schedule(total: u64) -> seqwarm_schedule::Schedule {
     ScheduleConfig::composer(8, 64, 0.6, total)
         .with_step(8)
@@ -152,17 +165,7 @@ async fn interrupted_and_resumed_streams_are_byte_identical() {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let cut = 1 + (rng >> 33) as usize % (full.len() - 1);
-            let mut first = resumable(&dir, mode, shuffle).build().await.unwrap();
-            let mut hashes = common::hash_batches(&drain(&mut first, Some(cut)).await);
-            let state = serde_json::to_string(&first.state()).unwrap();
-            drop(first);
-            let state: LoaderState = serde_json::from_str(&state).unwrap();
-            let mut second = resumable(&dir, mode, shuffle)
-                .with_state(state)
-                .build()
-                .await
-                .unwrap();
-            hashes.extend(common::hash_batches(&drain(&mut second, None).await));
+            let hashes = interrupted(|| resumable(&dir, mode, shuffle), cut).await;
             assert_eq!(
                 hashes.len(),
                 full.len(),
@@ -346,17 +349,7 @@ async fn long_uint16_row_groups_read_and_resume_like_int32() {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let cut = 1 + (rng >> 33) as usize % (full.len() - 1);
-            let mut first = build(&narrow, mode, shuffle).build().await.unwrap();
-            let mut hashes = common::hash_batches(&drain(&mut first, Some(cut)).await);
-            let state = serde_json::to_string(&first.state()).unwrap();
-            drop(first);
-            let state: LoaderState = serde_json::from_str(&state).unwrap();
-            let mut second = build(&narrow, mode, shuffle)
-                .with_state(state)
-                .build()
-                .await
-                .unwrap();
-            hashes.extend(common::hash_batches(&drain(&mut second, None).await));
+            let hashes = interrupted(|| build(&narrow, mode, shuffle), cut).await;
             assert_eq!(hashes, full, "{mode:?} shuffle {shuffle}: resumed at {cut}");
         }
         // Two ranks stop each epoch at the same batch, mid-row-group: the rest of a uint16
