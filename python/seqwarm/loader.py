@@ -172,6 +172,7 @@ class Loader:
         dtype: Optional[str] = None,
         io_threads: Optional[int] = None,
         verify_checksums: Optional[bool] = None,
+        memory_map: Optional[bool] = None,
         format: str = "torch",
         threads: Optional[int] = None,
         state: Optional[Mapping[str, Any]] = None,
@@ -218,6 +219,7 @@ class Loader:
             dtype=dtype,
             io_threads=io_threads,
             verify_checksums=verify_checksums,
+            memory_map=memory_map,
         )
         settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if schedule is not None:

@@ -236,3 +236,26 @@ def test_a_subclass_is_still_a_dataset_and_help_shows_the_keywords(corpus: dict)
     assert len(list(torch.utils.data.DataLoader(mine, batch_size=None))) > 0
     parameters = inspect.signature(seqwarm.Loader).parameters
     assert "batch_tokens" in parameters and "shards" in parameters
+
+
+@pytest.mark.parametrize("encoding", ["plain", "uint16"])
+def test_batches_of_mapped_shards_own_their_tokens(encoding: str, seqwarm_bin: str, tmp_path: Path) -> None:
+    # Local row groups are memory-mapped read-only by default: a batch must never be a view of
+    # the map (a write to it would crash), in either encoding or dtype, and editing it must not
+    # change what the loader reads next.
+    text = tmp_path / "docs.jsonl"
+    text.write_text("".join(json.dumps({"text": f"document {i} " + "word " * (i % 40)}) + "\n" for i in range(400)))
+    shards = tmp_path / encoding
+    subprocess.run(
+        [seqwarm_bin, "preprocess", str(text), "-o", str(shards), "--tokenizer", "bytes", "--encoding", encoding,
+         "--row-group-tokens", "2048"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for dtype in ("i32", "i64"):
+        settings = dict(mode="truncate", batch_rows=4, dtype=dtype, epochs=2, shuffle_units=False)
+        read = [fields_of(b) for b in seqwarm.Loader(str(shards), linear(), memory_map=False, **settings)]
+        edited = []
+        for batch in seqwarm.Loader(str(shards), linear(), **settings):
+            edited.append(fields_of(batch))
+            batch["input_ids"].fill_(-7)
+        assert len(read) > 10 and edited == read, (encoding, dtype)

@@ -92,16 +92,23 @@ pub struct LoaderArgs {
     /// unchecked).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub no_verify_checksums: Option<bool>,
+    /// Read local row groups into buffers instead of mapping the shard files into memory
+    /// (slower; a shard truncated by another process mid-run is then always an error, never a
+    /// `SIGBUS`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_memory_map: Option<bool>,
 }
 
 impl LoaderArgs {
     /// The flags given, as config keys (`--no-shuffle-units` is `shuffle_units = false`,
-    /// `--no-verify-checksums` is `verify_checksums = false`).
+    /// `--no-verify-checksums` is `verify_checksums = false`, `--no-memory-map` is
+    /// `memory_map = false`).
     pub fn keys(&self) -> Map<String, Value> {
         let mut keys = given(self);
         for (flag, key) in [
             ("no_shuffle_units", "shuffle_units"),
             ("no_verify_checksums", "verify_checksums"),
+            ("no_memory_map", "memory_map"),
         ] {
             if let Some(Value::Bool(no)) = keys.remove(flag) {
                 keys.insert(key.into(), Value::Bool(!no));

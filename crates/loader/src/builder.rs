@@ -15,6 +15,7 @@ use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
 use crate::loader::{IoRuntime, Loader};
+use crate::mapped::MappedFiles;
 use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
 use crate::retry::RetryPolicy;
@@ -195,6 +196,15 @@ impl LoaderBuilder {
         self.config.verify_checksums = verify;
         self
     }
+    /// Read local row groups through a read-only memory map of their byte range (on by
+    /// default: the CRC and the decoder read the page cache in place), or, when `false`,
+    /// through positioned reads into owned buffers, which a shard truncated underneath a
+    /// running loader cannot crash (see `docs/reliability.md`).
+    #[must_use]
+    pub fn with_memory_map(mut self, map: bool) -> Self {
+        self.config.memory_map = map;
+        self
+    }
     /// Continue from a checkpoint.
     #[must_use]
     pub fn with_state(mut self, state: LoaderState) -> Self {
@@ -339,6 +349,7 @@ impl LoaderBuilder {
             runtime,
             io: io.handle(),
             verify_checksums: config.verify_checksums,
+            maps: config.memory_map.then(|| Arc::new(MappedFiles::default())),
         };
         Ok(Loader::new(catalog, plan, read, &config, identity, io))
     }

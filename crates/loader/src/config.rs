@@ -51,10 +51,12 @@ pub struct LoaderConfig {
     pub(crate) dtype: DType,
     pub(crate) io_threads: usize,
     pub(crate) verify_checksums: bool,
+    pub(crate) memory_map: bool,
 }
 
 /// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
-/// failing on bad shards, default retries, `i32` tokens, one I/O thread, checksums verified.
+/// failing on bad shards, default retries, `i32` tokens, one I/O thread, checksums verified,
+/// local shards memory-mapped.
 impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
@@ -68,6 +70,7 @@ impl Default for LoaderConfig {
             dtype: DType::I32,
             io_threads: 1,
             verify_checksums: true,
+            memory_map: true,
         }
     }
 }
@@ -80,7 +83,7 @@ pub const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
-const NOT_IN_FINGERPRINT: [&str; 10] = [
+const NOT_IN_FINGERPRINT: [&str; 11] = [
     "epochs",
     "max_steps",
     "max_tokens",
@@ -91,6 +94,7 @@ const NOT_IN_FINGERPRINT: [&str; 10] = [
     "retry",
     "io_threads",
     "verify_checksums",
+    "memory_map",
 ];
 
 impl LoaderConfig {
@@ -169,6 +173,11 @@ impl LoaderConfig {
     /// Whether row groups are checked against the CRC32 in their footer.
     pub fn verify_checksums(&self) -> bool {
         self.verify_checksums
+    }
+    /// Whether local row groups are read through a memory map (the default) rather than
+    /// positioned reads into owned buffers (see `docs/reliability.md`).
+    pub fn memory_map(&self) -> bool {
+        self.memory_map
     }
     /// The vocabulary token ids are checked against, if any.
     pub fn vocab_size(&self) -> Option<u64> {

@@ -1,8 +1,9 @@
 //! Byte ranges of a shard, from wherever it is: the only I/O of the read path. Parquet's push
 //! decoders (footer and row groups) say which ranges they need; this fetches them.
 //!
-//! - Local files: positioned reads into buffers that are not zeroed first, on the calling
-//!   thread. The loader only calls them on blocking threads (one hand-off per row group, not per
+//! - Local files: row groups mapped in place (`mapped.rs`) or, with `memory_map` off, read
+//!   by positioned reads into buffers that are not zeroed first; footers always read; on the
+//!   calling thread. The loader only calls them on blocking threads (one hand-off per row group, not per
 //!   read), so executor threads never wait on the file system.
 //! - Object stores: `get_ranges` with retries, on the I/O runtime, so that a busy decoder never
 //!   starves the connections.
@@ -19,6 +20,7 @@ use tokio::runtime::Handle;
 
 use crate::buffers::Buffer;
 use crate::error::{LoaderError, Result};
+use crate::mapped::MappedFiles;
 use crate::retry::RetryPolicy;
 use crate::source::{Place, ShardFile};
 
@@ -30,6 +32,8 @@ pub(crate) enum Fetcher {
         /// Its size when listed: no range a corrupt footer names reaches past it.
         size: u64,
         file: Option<std::fs::File>,
+        /// Where [`Fetcher::aligned`] maps row groups instead of reading them.
+        maps: Option<Arc<MappedFiles>>,
     },
     /// An object in a store.
     Remote {
@@ -47,6 +51,7 @@ impl Fetcher {
                 path: path.clone(),
                 size: shard.size,
                 file: None,
+                maps: None,
             },
             Place::Store { store, path } => Self::Remote {
                 store: Arc::clone(store),
@@ -55,6 +60,15 @@ impl Fetcher {
                 io: io.clone(),
             },
         }
+    }
+
+    /// The same fetcher, taking local row groups ([`Fetcher::aligned`]) from the maps of
+    /// `maps` when given; footers are always read into buffers.
+    pub(crate) fn with_maps(mut self, maps: Option<Arc<MappedFiles>>) -> Self {
+        if let Self::Local { maps: m, .. } = &mut self {
+            *m = maps;
+        }
+        self
     }
 
     /// Whether reads complete without waiting (local files): such a shard is read and decoded
@@ -69,7 +83,10 @@ impl Fetcher {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         match self {
-            Self::Local { .. } => ranges.iter().map(|r| self.local(r.clone(), None)).collect(),
+            Self::Local { .. } => ranges
+                .iter()
+                .map(|r| self.local(r.clone(), None, None))
+                .collect(),
             Self::Remote {
                 store,
                 path,
@@ -88,24 +105,36 @@ impl Fetcher {
         }
     }
 
-    /// The bytes of `range`; for a local file placed so that byte `align_at` of the range lands
-    /// on a 4-byte boundary (a PLAIN page's values can then be used in place, not copied).
-    /// Other stores return what they fetched, and the caller copies if it must.
+    /// The bytes of `range`: for a local file mapped in place (when the fetcher maps), or read
+    /// into a buffer placed so that byte `align_at` of the range lands on a 4-byte boundary (a
+    /// PLAIN page's values can then be used in place, not copied). Other stores return what
+    /// they fetched, and the caller copies if it must.
     pub(crate) async fn aligned(
         &mut self,
         range: Range<u64>,
         align_at: Option<usize>,
     ) -> object_store::Result<Bytes> {
-        if self.is_local() {
-            return self.local(range, align_at);
+        if let Self::Local { maps, .. } = self {
+            let maps = maps.clone();
+            return self.local(range, align_at, maps.as_deref());
         }
         let mut all = self.ranges(std::slice::from_ref(&range)).await?;
         Ok(all.pop().unwrap_or_default())
     }
 
-    fn local(&mut self, range: Range<u64>, align_at: Option<usize>) -> object_store::Result<Bytes> {
+    /// `range` of a local file: from its map in `maps` when given, otherwise read into a
+    /// buffer.
+    fn local(
+        &mut self,
+        range: Range<u64>,
+        align_at: Option<usize>,
+        maps: Option<&MappedFiles>,
+    ) -> object_store::Result<Bytes> {
         use std::io::{Read, Seek};
-        let Self::Local { path, size, file } = self else {
+        let Self::Local {
+            path, size, file, ..
+        } = self
+        else {
             return Err(generic("local", "not a local file"));
         };
         let io_error = |e: std::io::Error| {
@@ -120,6 +149,12 @@ impl Fetcher {
                 generic("LocalFileSystem", format!("{display}: {e}"))
             }
         };
+        if let Some(maps) = maps {
+            if range.end > *size || range.start > range.end {
+                return Err(io_error(past_the_end(&range, *size)));
+            }
+            return maps.range(path, range).map_err(io_error);
+        }
         if file.is_none() {
             *file = Some(std::fs::File::open(&*path).map_err(io_error)?);
         }
@@ -128,13 +163,7 @@ impl Fetcher {
         };
         if range.end > *size || range.start > range.end {
             // Checked before allocating: a corrupt footer must not size a buffer.
-            return Err(io_error(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "bytes {}..{} asked for, but the file has {size} (a corrupt footer?)",
-                    range.start, range.end
-                ),
-            )));
+            return Err(io_error(past_the_end(&range, *size)));
         }
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| generic("local", "range too large"))?;
@@ -188,6 +217,17 @@ where
             location: what,
             reason: format!("the reading thread failed: {e}"),
         })?
+}
+
+/// A range that a corrupt footer named past the end of a file of `size` bytes.
+fn past_the_end(range: &Range<u64>, size: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!(
+            "bytes {}..{} asked for, but the file has {size} (a corrupt footer?)",
+            range.start, range.end
+        ),
+    )
 }
 
 fn generic(store: &'static str, e: impl std::fmt::Display) -> object_store::Error {

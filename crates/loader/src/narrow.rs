@@ -17,12 +17,14 @@ use seqwarm_stage::{Documents, Origin};
 use crate::buffers::Buffer;
 use crate::error::{LoaderError, Result};
 
-/// Tokens widened at once: 1 MiB as `int64`, which with its `uint16` source fits a core's L2
-/// cache (2 MiB on the development VM). Measured on the peers job (docs/benchmarks.md), one
-/// core, best of 10: 2^15 tokens 81 ms, 2^16 66-71, 2^17 and 2^18 62-68, 2^20 77-93, a whole
-/// 2^20-token row group 85-87 (smaller chunks pay per-chunk overhead, larger ones leave cache).
-/// A chunk ends at the first document boundary past it (one long document is one chunk).
-pub(crate) const CHUNK_TOKENS: usize = 1 << 17;
+/// Tokens widened at once: 2 MiB as `int64`, about a core's L2 cache (2 MiB on the
+/// development VM). Fewer, larger chunks also mean fewer batches that straddle two chunks (each
+/// such batch is copied; the others are views of a chunk). Measured on the peers job
+/// (docs/benchmarks.md), one core, µs per 32 768-token step of the raw stream with row groups
+/// memory-mapped: 2^16 tokens 13.6-13.8, 2^17 12.7-12.9, 2^18 11.4-12.1, 2^19 11.4-12.4, 2^20
+/// 14.4-14.9 (with positioned reads, before the map, 2^17 and 2^18 had tied). A chunk ends at
+/// the first document boundary past it (one long document is one chunk).
+pub(crate) const CHUNK_TOKENS: usize = 1 << 18;
 
 /// The documents of one `uint16` row group, not yet widened.
 #[derive(Debug)]
@@ -103,18 +105,27 @@ impl NarrowRun {
 /// output. (The fast path that produces them runs on little-endian targets only.)
 pub(crate) fn widen_uint16(bytes: &[u8], dtype: DType) -> Result<Tensor, BatchError> {
     fn widen<T: From<u16> + bytemuck::Pod>(bytes: &[u8], out: &mut [T]) {
-        match bytemuck::try_cast_slice::<u8, u16>(bytes) {
-            // The usual case (the read placed the values on a 4-byte boundary): a plain
-            // element-wise widening, which the compiler turns into vector zero-extensions.
-            Ok(values) => {
-                for (o, &v) in out.iter_mut().zip(values) {
-                    *o = T::from(v);
-                }
+        fn widen_aligned<T: From<u16>>(values: &[u16], out: &mut [T]) {
+            // A plain element-wise widening, which the compiler turns into vector
+            // zero-extensions.
+            for (o, &v) in out.iter_mut().zip(values) {
+                *o = T::from(v);
             }
-            Err(_) => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = T::from(u16::from_le_bytes([b[0], b[1]]));
-                }
+        }
+        if let Ok(values) = bytemuck::try_cast_slice::<u8, u16>(bytes) {
+            widen_aligned(values, out);
+        } else {
+            // Values at an odd address (where a memory-mapped page header left them): copied
+            // a block at a time onto the stack, still in L1, and widened from there.
+            let mut block = [0u16; 4096];
+            let whole = &bytes[..bytes.len() / 2 * 2];
+            for (bytes, out) in whole
+                .chunks(2 * block.len())
+                .zip(out.chunks_mut(block.len()))
+            {
+                let block = &mut block[..bytes.len() / 2];
+                bytemuck::cast_slice_mut::<u16, u8>(block).copy_from_slice(bytes);
+                widen_aligned(block, out);
             }
         }
     }
@@ -147,8 +158,8 @@ mod tests {
 
     #[test]
     fn chunks_are_whole_documents_in_order_with_their_origin() {
-        // Documents of 80 000, 10, 60 000, 0 and 140 000 tokens.
-        let lengths = [80_000usize, 10, 60_000, 0, 140_000];
+        // Documents of 160 000, 20, 120 000, 0 and 280 000 tokens.
+        let lengths = [160_000usize, 20, 120_000, 0, 280_000];
         let mut offsets = vec![0];
         for l in lengths {
             offsets.push(offsets.last().unwrap() + l);
@@ -175,11 +186,11 @@ mod tests {
             counts.push(docs.len());
             seen.extend(docs.tokens().to_vec_i64());
         }
-        // 80 000 + 10 + 60 000 pass 131 072 at the third document; the empty one and the
+        // 160 000 + 20 + 120 000 pass 262 144 at the third document; the empty one and the
         // long one follow.
         assert_eq!(firsts, [3, 6]);
         assert_eq!(counts, [3, 2]);
-        const { assert!(CHUNK_TOKENS > 80_010 && CHUNK_TOKENS < 140_010) };
+        const { assert!(CHUNK_TOKENS > 160_020 && CHUNK_TOKENS < 280_020) };
         let expected: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         assert_eq!(seen, expected);
         assert!(run.next_documents().is_none());
@@ -197,6 +208,17 @@ mod tests {
             let docs = run.next_documents().unwrap().unwrap();
             assert_eq!(docs.tokens().to_vec_i64(), [0, 1, 65_535, 256]);
             assert_eq!(docs.len(), 2);
+        }
+        // Longer than the stack block, at an odd address, to both widths.
+        let long: Vec<u16> = (0..10_001u32).map(|i| (i * 7919 % 65_536) as u16).collect();
+        let mut padded = vec![0u8];
+        padded.extend_from_slice(&values(&long));
+        let unaligned = Bytes::from(padded).slice(1..);
+        let expected: Vec<i64> = long.iter().map(|&t| i64::from(t)).collect();
+        for dtype in [DType::I32, DType::I64] {
+            let mut run = NarrowRun::new(unaligned.clone(), vec![0, 10_001], dtype).unwrap();
+            let docs = run.next_documents().unwrap().unwrap();
+            assert_eq!(docs.tokens().to_vec_i64(), expected, "{dtype}");
         }
     }
 

@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use parquet::DecodeResult;
 use parquet::arrow::push_decoder::ParquetPushDecoderBuilder;
 use parquet::errors::ParquetError;
+use seqwarm_batcher::{Tensor, Values};
 use seqwarm_stage::Documents;
 use tokio::runtime::Handle;
 
@@ -18,6 +19,7 @@ use crate::checksum;
 use crate::error::{LoaderError, Result, panic_message};
 use crate::fetch::{Fetcher, on_blocking_thread};
 use crate::layout::{DecodeOptions, Place, decode, offsets_from_lengths};
+use crate::mapped::MappedFiles;
 use crate::narrow::NarrowRun;
 use crate::plain::{self, PlainValues};
 use crate::retry::RetryPolicy;
@@ -51,6 +53,8 @@ pub(crate) struct ReadSettings {
     pub io: Handle,
     /// Check row groups against the CRC32 in their footer, when it has one.
     pub verify_checksums: bool,
+    /// Where local row groups are mapped, unless they are read into buffers (`mapped.rs`).
+    pub maps: Option<Arc<MappedFiles>>,
 }
 
 /// Reads and decodes unit `unit` of `catalog`: local shards on a blocking thread, remote ones
@@ -79,7 +83,8 @@ pub(crate) async fn read_unit(
             panic_message(panic.as_ref())
         ))))
     };
-    let fetcher = Fetcher::new(&shard.file, settings.retry, &settings.io);
+    let fetcher =
+        Fetcher::new(&shard.file, settings.retry, &settings.io).with_maps(settings.maps.clone());
     if !fetcher.is_local() {
         let read = AssertUnwindSafe(read_now(&catalog, &footer, unit, fetcher, settings));
         return read.catch_unwind().await.unwrap_or_else(panicked);
@@ -268,6 +273,7 @@ async fn read_plain(
         // The CRC covers more than this column: the general reader checks it.
         return Ok(None);
     }
+    let mapped = fetcher.is_local() && settings.maps.is_some();
     let bytes = fetcher
         .aligned(start..end, values_at)
         .await
@@ -280,6 +286,9 @@ async fn read_plain(
             tracing::trace!(file = %shard.file.display, row_group = unit.row_group, "plain fast path");
             let offsets = offsets_from_lengths(lengths);
             Ok(Some(match values {
+                PlainValues::Int32(tokens) if mapped => {
+                    Run::Wide(Documents::new(owned(&tokens), offsets)?)
+                }
                 PlainValues::Int32(tokens) => Run::Wide(Documents::new(tokens, offsets)?),
                 PlainValues::Uint16(values) => Run::Narrow(
                     NarrowRun::new(values, offsets, settings.decode.dtype).ok_or_else(|| {
@@ -308,6 +317,15 @@ async fn read_plain(
         }
         // The general reader handles it (and reports nulls with their row).
         Err(_) => Ok(None),
+    }
+}
+
+/// `tokens` copied into memory of their own. Tokens decoded in place from a read-only map of
+/// the file must not become a batch's storage: the Python package hands batches out writable.
+fn owned(tokens: &Tensor) -> Tensor {
+    match tokens.storage() {
+        Values::I32(v) => Tensor::vector(v.to_vec()),
+        Values::I64(v) => Tensor::vector(v.to_vec()),
     }
 }
 

@@ -210,6 +210,54 @@ async fn skip_policy_counts_bad_shards_and_keeps_the_good_ones() {
     assert!(err.to_string().contains("b_bad.parquet"), "{err}");
 }
 
+/// A shard cut short after the loader opened it: an I/O error naming it, whether row groups
+/// are mapped (each read checks the file's size first: touching a mapped page past the end of
+/// the file would raise SIGBUS) or read into buffers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_truncated_mid_run_is_an_io_error_mapped_or_read() {
+    use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+    let docs = common::documents(2_000, 60, 11);
+    for encoding in [ShardEncoding::Uint16, ShardEncoding::Plain] {
+        for map in [true, false] {
+            let dir = common::temp_dir(&format!("shrink-{encoding:?}-{map}"));
+            for (name, part) in [("a", &docs[..1_000]), ("b", &docs[1_000..])] {
+                let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
+                let mut writer =
+                    ShardWriter::with_encoding(file, OutputLayout::Flat, 8_000, encoding, name)
+                        .unwrap();
+                for d in part {
+                    writer.write_document(d).unwrap();
+                }
+                writer.finish().unwrap();
+            }
+            let mut loader = LoaderBuilder::new([dir.display().to_string()], warmup())
+                .with_shuffle_units(false)
+                .with_memory_map(map)
+                .build()
+                .await
+                .unwrap();
+            let b = dir.join("b.parquet");
+            let size = std::fs::metadata(&b).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&b)
+                .and_then(|f| f.set_len(size / 3))
+                .unwrap();
+            let mut batches = 0usize;
+            let err = loop {
+                match loader.next().await {
+                    Some(Ok(_)) => batches += 1,
+                    Some(Err(e)) => break e,
+                    None => panic!("{encoding:?} map {map}: no error for the truncated shard"),
+                }
+            };
+            assert!(batches > 0, "{encoding:?} map {map}: shard a streams first");
+            assert!(matches!(err, LoaderError::Io { .. }), "{err:?}");
+            assert!(err.to_string().contains("b.parquet"), "{err}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_deleted_mid_run_is_an_io_error_or_skipped() {
     let dir = common::temp_dir("vanish");

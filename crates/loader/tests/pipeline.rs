@@ -340,6 +340,21 @@ async fn long_uint16_row_groups_read_and_resume_like_int32() {
             .await,
         );
         assert!(full.len() > 40, "{mode:?}: only {} batches", full.len());
+        // Row groups mapped in place (the default) and read into buffers give the same bytes.
+        for dir in [&narrow, &wide] {
+            let read = common::hash_batches(
+                &drain(
+                    &mut build(dir, mode, shuffle)
+                        .with_memory_map(false)
+                        .build()
+                        .await
+                        .unwrap(),
+                    None,
+                )
+                .await,
+            );
+            assert_eq!(read, full, "{mode:?}: {} read, not mapped", dir.display());
+        }
         assert_eq!(
             full, as_int32,
             "{mode:?} shuffle {shuffle}: uint16 against int32"
