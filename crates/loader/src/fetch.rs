@@ -85,7 +85,7 @@ impl Fetcher {
         match self {
             Self::Local { .. } => ranges
                 .iter()
-                .map(|r| self.local(r.clone(), None, None))
+                .map(|r| Ok(self.local(r.clone(), None, None)?.0))
                 .collect(),
             Self::Remote {
                 store,
@@ -108,28 +108,43 @@ impl Fetcher {
     /// The bytes of `range`: for a local file mapped in place (when the fetcher maps), or read
     /// into a buffer placed so that byte `align_at` of the range lands on a 4-byte boundary (a
     /// PLAIN page's values can then be used in place, not copied). Other stores return what
-    /// they fetched, and the caller copies if it must.
+    /// they fetched, and the caller copies if it must. The flag: whether the range passed its
+    /// checksum already in the same, unchanged map ([`Fetcher::mark_checked`]).
     pub(crate) async fn aligned(
         &mut self,
         range: Range<u64>,
         align_at: Option<usize>,
-    ) -> object_store::Result<Bytes> {
+    ) -> object_store::Result<(Bytes, bool)> {
         if let Self::Local { maps, .. } = self {
             let maps = maps.clone();
             return self.local(range, align_at, maps.as_deref());
         }
         let mut all = self.ranges(std::slice::from_ref(&range)).await?;
-        Ok(all.pop().unwrap_or_default())
+        Ok((all.pop().unwrap_or_default(), false))
     }
 
-    /// `range` of a local file: from its map in `maps` when given, otherwise read into a
-    /// buffer.
+    /// Notes that `range`, as [`Fetcher::aligned`] gave it, passed its checksum: a mapped
+    /// local file is then not checked again while it stays mapped and unchanged (the same
+    /// pages of the same map). Other reads are checked every time.
+    pub(crate) fn mark_checked(&self, range: Range<u64>) {
+        if let Self::Local {
+            path,
+            maps: Some(maps),
+            ..
+        } = self
+        {
+            maps.mark_checked(path, range);
+        }
+    }
+
+    /// `range` of a local file: from its map in `maps` when given (with whether it passed its
+    /// checksum in that map already), otherwise read into a buffer.
     fn local(
         &mut self,
         range: Range<u64>,
         align_at: Option<usize>,
         maps: Option<&MappedFiles>,
-    ) -> object_store::Result<Bytes> {
+    ) -> object_store::Result<(Bytes, bool)> {
         use std::io::{Read, Seek};
         let Self::Local {
             path, size, file, ..
@@ -189,7 +204,7 @@ impl Fetcher {
                     io_error(e)
                 }
             })?;
-        Ok(buffer.into_bytes().slice(pad..))
+        Ok((buffer.into_bytes().slice(pad..), false))
     }
 }
 

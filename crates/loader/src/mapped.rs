@@ -17,12 +17,13 @@
 // The only unsafe code of the crate: creating the map (see the SAFETY note).
 #![allow(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use memmap2::Mmap;
@@ -46,18 +47,24 @@ struct Mapped {
     path: PathBuf,
     /// Open for as long as it is mapped: each read checks its size through it.
     file: File,
+    /// Its size and modification time when it was mapped: a file that changed since is
+    /// mapped again, and its ranges checked again.
+    stamp: (u64, Option<SystemTime>),
     /// The whole file as mapped; slices of it share the map.
     bytes: Bytes,
+    /// Ranges whose checksum passed in this map (`MappedFiles::mark_checked`).
+    checked: HashSet<(u64, u64)>,
 }
 
 impl MappedFiles {
     /// The bytes `range` of the file at `path`, shared with the page cache through a
-    /// read-only map that lives as long as the returned bytes (or any slice of them).
-    /// `UnexpectedEof` when the file is now shorter than the range.
-    pub(crate) fn range(&self, path: &Path, range: Range<u64>) -> io::Result<Bytes> {
+    /// read-only map that lives as long as the returned bytes (or any slice of them), and
+    /// whether the range's checksum already passed in this map. `UnexpectedEof` when the file
+    /// is now shorter than the range.
+    pub(crate) fn range(&self, path: &Path, range: Range<u64>) -> io::Result<(Bytes, bool)> {
         let (start, end) = (to_usize(range.start)?, to_usize(range.end)?);
         if start >= end {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), false));
         }
         let shrank = || {
             io::Error::new(
@@ -68,39 +75,57 @@ impl MappedFiles {
                 ),
             )
         };
-        let mut files = self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at = if let Some(at) = files.iter().position(|m| m.path == path) {
-            at
-        } else {
-            if files.len() >= MAPPED_FILES {
-                files.pop_front();
-            }
-            files.push_back(map_file(path)?);
-            files.len() - 1
-        };
-        let Some(mapped) = files.remove(at) else {
-            return Err(shrank());
+        let mut files = self.lock();
+        let mut mapped = match files.iter().position(|m| m.path == path) {
+            Some(at) => files.remove(at).ok_or_else(shrank)?,
+            None => map_file(path)?,
         };
         // Checked on every read: touching a mapped page past the end of the file raises
         // SIGBUS, which no error handling can turn into an error.
-        let size = mapped.file.metadata()?.len();
+        let stamp = stamp(&mapped.file)?;
+        if stamp != mapped.stamp {
+            mapped = map_file(path)?;
+        }
+        let checked = mapped.checked.contains(&(range.start, range.end));
         let bytes = mapped.bytes.clone();
+        let size = mapped.stamp.0;
+        if files.len() >= MAPPED_FILES {
+            files.pop_front();
+        }
         files.push_back(mapped);
         drop(files);
         if size < range.end || bytes.len() < end {
             return Err(shrank());
         }
-        Ok(bytes.slice(start..end))
+        Ok((bytes.slice(start..end), checked))
     }
+
+    /// Notes that `range` of the file at `path` passed its checksum: while the file stays
+    /// mapped and unchanged, [`MappedFiles::range`] says so, and the row group is not checked
+    /// again (its bytes are the same pages of the same map).
+    pub(crate) fn mark_checked(&self, path: &Path, range: Range<u64>) {
+        if let Some(mapped) = self.lock().iter_mut().find(|m| m.path == path) {
+            mapped.checked.insert((range.start, range.end));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Mapped>> {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn stamp(file: &File) -> io::Result<(u64, Option<SystemTime>)> {
+    let meta = file.metadata()?;
+    Ok((meta.len(), meta.modified().ok()))
 }
 
 /// The whole file at `path`, mapped read-only.
 fn map_file(path: &Path) -> io::Result<Mapped> {
     let file = File::open(path)?;
-    let bytes = if file.metadata()?.len() == 0 {
+    let stamp = stamp(&file)?;
+    let bytes = if stamp.0 == 0 {
         Bytes::new()
     } else {
         // SAFETY: the map is read-only; what it shares with other processes is the file.
@@ -113,7 +138,9 @@ fn map_file(path: &Path) -> io::Result<Mapped> {
     Ok(Mapped {
         path: path.to_path_buf(),
         file,
+        stamp,
         bytes,
+        checked: HashSet::new(),
     })
 }
 
@@ -144,25 +171,30 @@ mod tests {
     }
 
     #[test]
-    fn maps_unaligned_ranges_and_rejects_ranges_past_the_end() {
+    fn maps_ranges_remembers_checks_and_rejects_ranges_past_the_end() {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (path, file) = file_with(&data);
         let maps = MappedFiles::default();
         for range in [0..20_000u64, 4_097..12_345, 19_999..20_000, 5..5] {
-            let got = maps.range(&path, range.clone()).expect("map");
+            let (got, checked) = maps.range(&path, range.clone()).expect("map");
             assert_eq!(&got[..], &data[range.start as usize..range.end as usize]);
+            assert!(!checked);
         }
         let err = maps.range(&path, 10..20_001).expect_err("past the end");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        // A file that shrank after it was mapped: an error, not SIGBUS.
-        let kept = maps.range(&path, 100..200).expect("map").slice(10..20);
+        // A range marked checked stays so while the file is mapped and unchanged.
+        maps.mark_checked(&path, 100..200);
+        assert!(maps.range(&path, 100..200).expect("map").1);
+        assert!(!maps.range(&path, 100..201).expect("map").1);
+        // A file that shrank after it was mapped: an error, not SIGBUS; it is mapped again,
+        // and what was checked in the old map is checked again.
+        let kept = maps.range(&path, 100..200).expect("map").0.slice(10..20);
         file.set_len(1_000).expect("truncate");
         let err = maps.range(&path, 900..1_500).expect_err("shrank");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert_eq!(
-            &maps.range(&path, 900..1_000).expect("map")[..],
-            &data[900..1_000]
-        );
+        let (tail, _) = maps.range(&path, 900..1_000).expect("map");
+        assert_eq!(&tail[..], &data[900..1_000]);
+        assert!(!maps.range(&path, 100..200).expect("map").1);
         // A slice outlives the map's place in the cache and the file's name.
         std::fs::remove_file(&path).expect("remove");
         drop(maps);

@@ -274,12 +274,13 @@ async fn read_plain(
         return Ok(None);
     }
     let mapped = fetcher.is_local() && settings.maps.is_some();
-    let bytes = fetcher
+    let (bytes, checked) = fetcher
         .aligned(start..end, values_at)
         .await
         .map_err(io_error(shard, unit))?;
-    if let Some(expected) = expected_crc {
+    if let (Some(expected), false) = (expected_crc, checked) {
         checksum::verify_row_group(shard, unit, expected, &bytes)?;
+        fetcher.mark_checked(start..end);
     }
     match plain::decode_plain(bytes, column, group.rows, max_def_level, width) {
         Ok(values) => {

@@ -429,3 +429,69 @@ async fn a_flipped_bit_in_a_seqwarm_shard_fails_its_row_group_checksum() {
         );
     }
 }
+
+/// A mapped row group's checksum is checked once while its file stays mapped and unchanged;
+/// a shard changed in place (same size) between epochs is mapped again and checked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_changed_in_place_between_epochs_is_checked_again() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+    use std::io::{Seek, SeekFrom, Write};
+
+    let dir = common::temp_dir("crc-in-place");
+    let path = dir.join("a.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer =
+        ShardWriter::with_encoding(file, OutputLayout::Flat, 600, ShardEncoding::Uint16, "a")
+            .unwrap();
+    for d in &common::documents(300, 40, 8) {
+        writer.write_document(d).unwrap();
+    }
+    let groups = writer.finish().unwrap().row_groups;
+    assert!(groups >= 8, "{groups} row groups");
+    let last = usize::try_from(groups - 1).unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let (start, length) = reader.metadata().row_group(last).column(0).byte_range();
+    let mut loader = LoaderBuilder::new([path.display().to_string()], warmup())
+        .with_shuffle_units(false)
+        .with_epochs(Some(2))
+        .with_prefetch(seqwarm_loader::Prefetch {
+            concurrency: 1,
+            queue: 1,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut flipped = false;
+    let err = loop {
+        match loader.next().await {
+            Some(Ok(batch)) if batch.epoch == 1 => {
+                if !flipped {
+                    flipped = true;
+                    // The second epoch has begun: its last row group is not read yet. Change
+                    // one bit of it in place, after the file's time stamp can have moved on.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    let mut f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .unwrap();
+                    let at = start + length / 2;
+                    let mut byte = [0u8];
+                    f.seek(SeekFrom::Start(at)).unwrap();
+                    std::io::Read::read_exact(&mut f, &mut byte).unwrap();
+                    f.seek(SeekFrom::Start(at)).unwrap();
+                    f.write_all(&[byte[0] ^ 0x04]).unwrap();
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break e,
+            None => panic!("the changed row group streamed without a checksum error"),
+        }
+    };
+    assert!(
+        matches!(&err, LoaderError::Checksum { row_group, .. } if *row_group == last),
+        "{err:?}"
+    );
+}
