@@ -7,7 +7,9 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use seqwarm::format::{OnError, OutputLayout, ShardEncoding};
-use seqwarm::preprocess::{InputFormat, Preprocess, Progress, Tokenizer, merge_manifests};
+use seqwarm::preprocess::{
+    HuggingFace, InputFormat, Preprocess, Progress, Tokenizer, merge_manifests,
+};
 
 use super::flags::{annotate, named, table};
 use super::output::note;
@@ -16,6 +18,7 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm preprocess corpus/*.txt -o shards/                       # one document per file, GPT-2 BPE
   seqwarm preprocess data.jsonl --text-field content -o shards/ --layout rows
   seqwarm preprocess books/ --separator '\\n\\n\\n' --tokenizer cl100k_base -o shards/
+  seqwarm preprocess data.jsonl --tokenizer llama/tokenizer.json -o shards/  # a Hugging Face tokenizer
   seqwarm preprocess 'crawl/*.parquet' --text-column text -o s3-staging/ --worker 3 --workers 16
   seqwarm merge-manifests shards/ -o shards/manifest.json           # after all workers finished";
 
@@ -41,9 +44,14 @@ pub struct PreprocessArgs {
     /// Split text files into documents on this string (escapes \n and \t understood).
     #[arg(long)]
     pub separator: Option<String>,
-    /// Tokenizer: gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bytes.
-    #[arg(long, value_parser = named::<Tokenizer>)]
-    pub tokenizer: Option<Tokenizer>,
+    /// Tokenizer: gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bytes, or the path of a
+    /// Hugging Face tokenizer.json (encoded as the model does, special tokens included).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// The end-of-text token of a tokenizer.json [default: the `eos_token` of the
+    /// tokenizer_config.json beside it].
+    #[arg(long)]
+    pub eos_token: Option<String>,
     /// Do not append the tokenizer's EOS id to each document.
     #[arg(long)]
     pub no_eos: bool,
@@ -86,12 +94,43 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     annotate(command, &defaults, |_| None)
 }
 
+/// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`).
+fn tokenizer(args: &PreprocessArgs) -> anyhow::Result<Option<Tokenizer>> {
+    let Some(given) = &args.tokenizer else {
+        if args.eos_token.is_some() {
+            anyhow::bail!("--eos-token names a token of a tokenizer.json: give --tokenizer PATH");
+        }
+        return Ok(None);
+    };
+    if let Ok(named) = named::<Tokenizer>(given) {
+        if args.eos_token.is_some() {
+            anyhow::bail!("--eos-token is for a tokenizer.json; {given} has its own EOS id");
+        }
+        return Ok(Some(named));
+    }
+    let path = std::path::Path::new(given);
+    if !path.is_file() {
+        anyhow::bail!(
+            "--tokenizer {given:?}: neither a built-in tokenizer ({}) nor a tokenizer.json file",
+            Tokenizer::BUILT_IN
+                .iter()
+                .map(Tokenizer::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(Some(Tokenizer::HuggingFace(HuggingFace::from_file(
+        path,
+        args.eos_token.as_deref(),
+    )?)))
+}
+
 pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
     let mut run = Preprocess::new(args.inputs.iter().cloned(), &args.output)
         .with_eos(!args.no_eos)
         .with_separator(args.separator.clone())
         .with_threads(args.threads);
-    if let Some(tokenizer) = args.tokenizer {
+    if let Some(tokenizer) = tokenizer(args)? {
         run = run.with_tokenizer(tokenizer);
     }
     if let Some(layout) = args.layout {

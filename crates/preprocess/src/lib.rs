@@ -4,7 +4,8 @@
 //! shard is never rewritten; an interrupted run continues after the last one), and split
 //! across workers without coordination (worker `i` of `n` takes every `n`-th input).
 //!
-//! - [`Tokenizer`]: GPT-2 and the other BPE encodings `tiktoken-rs` ships, or bytes.
+//! - [`Tokenizer`]: GPT-2 and the other BPE encodings `tiktoken-rs` ships, bytes, or a
+//!   Hugging Face `tokenizer.json` ([`HuggingFace`]).
 //! - [`input`]: documents from text, JSON Lines and Parquet files, with their places.
 //! - [`Manifest`]: what a worker (or, merged, the whole data set) holds.
 //! - [`Preprocess`]: the resumable run; [`merge_manifests`] joins the workers'.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod hugging_face;
 pub mod input;
 mod manifest;
 mod pretokenize;
@@ -21,6 +23,7 @@ mod run;
 mod tokenizer;
 
 pub use error::{PreprocessError, Result};
+pub use hugging_face::HuggingFace;
 pub use input::{InputFormat, OnError};
 pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
 pub use run::{Preprocess, Progress, Summary};

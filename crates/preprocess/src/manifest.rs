@@ -49,16 +49,20 @@ impl Settings {
     /// shard record holds in place of the settings themselves, so that records stay small
     /// however many inputs there are, and a resumed run compares one string per shard.
     pub fn digest(&self) -> String {
-        use sha2::Digest;
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        sha2::Sha256::digest(&json)
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, b| {
-                use std::fmt::Write;
-                let _ = write!(hex, "{b:02x}");
-                hex
-            })
+        sha256_hex(&serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// SHA-256 of `bytes`, as lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// Where in the inputs a shard ends: the next document to read. Ordered as the inputs are read.

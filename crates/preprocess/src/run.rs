@@ -239,9 +239,23 @@ impl Preprocess {
             .filter(|(i, _)| i % self.workers == self.worker)
             .map(|(_, p)| p.clone())
             .collect();
+        let eos_id = match (self.eos, self.tokenizer.eos_id()) {
+            (false, _) => None,
+            (true, Some(id)) => Some(id),
+            (true, None) => {
+                return Err(PreprocessError::Config {
+                    field: "tokenizer",
+                    reason: format!(
+                        "{} names no end-of-text token: give one (`--eos-token`, \
+                         `HuggingFace::from_file`) or append none (`--no-eos`)",
+                        self.tokenizer.name()
+                    ),
+                });
+            }
+        };
         let settings = Settings {
-            tokenizer: self.tokenizer,
-            eos_id: self.eos.then(|| self.tokenizer.eos_id()),
+            tokenizer: self.tokenizer.clone(),
+            eos_id,
             layout: self.layout,
             encoding: self.encoding.unwrap_or_else(|| {
                 ShardEncoding::default_for(self.layout, self.tokenizer.vocab_size())
@@ -321,10 +335,12 @@ impl Preprocess {
         };
         let encode = |(at, text): (Position, String)| {
             if text.is_empty() {
-                return (at, Vec::new());
+                return (at, Ok(Vec::new()));
             }
-            let mut ids = settings.tokenizer.encode(&text);
-            ids.extend(settings.eos_id);
+            let ids = settings.tokenizer.encode(&text).map(|mut ids| {
+                ids.extend(settings.eos_id);
+                ids
+            });
             (at, ids)
         };
         // Tokenizes `pending` while writing `ready`; returns the newly tokenized documents.
@@ -339,7 +355,23 @@ impl Preprocess {
                 )
             });
             written?;
-            Ok(encoded)
+            // A document the tokenizer refuses (only a `tokenizer.json` can) is an error that
+            // names it, under either policy: it was read fine, so nothing says to skip it.
+            encoded
+                .into_iter()
+                .map(|(at, ids)| {
+                    ids.map(|ids| (at, ids))
+                        .map_err(|reason| PreprocessError::Input {
+                            location: format!(
+                                "{} document {}",
+                                mine.get(at.file)
+                                    .map_or_else(String::new, |p| p.display().to_string()),
+                                at.document + 1
+                            ),
+                            reason,
+                        })
+                })
+                .collect()
         };
         let todo: Vec<(usize, &PathBuf)> = mine.iter().enumerate().skip(resume.file).collect();
         let mut done_bytes: u64 = mine

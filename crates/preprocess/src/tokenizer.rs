@@ -1,10 +1,12 @@
-//! Tokenizers: the BPE encodings `tiktoken-rs` ships (no download at run time) and a
-//! byte-level one.
+//! Tokenizers: the BPE encodings `tiktoken-rs` ships (no download at run time), a byte-level
+//! one, and any Hugging Face `tokenizer.json`.
 
 use serde::{Deserialize, Serialize};
 
-/// A tokenizer by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+use crate::hugging_face::HuggingFace;
+
+/// A tokenizer: one of the built-in encodings by name, or a Hugging Face `tokenizer.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tokenizer {
     /// GPT-2's BPE (`r50k_base`), 50 257 ids, EOS 50256.
@@ -19,11 +21,13 @@ pub enum Tokenizer {
     O200kBase,
     /// One token per UTF-8 byte (0..=255), EOS 256.
     Bytes,
+    /// A Hugging Face `tokenizer.json` ([`HuggingFace::from_file`]).
+    HuggingFace(HuggingFace),
 }
 
 impl Tokenizer {
-    /// Every tokenizer, in documentation order.
-    pub const ALL: [Tokenizer; 6] = [
+    /// Every built-in tokenizer, in documentation order.
+    pub const BUILT_IN: [Tokenizer; 6] = [
         Self::Gpt2,
         Self::R50kBase,
         Self::P50kBase,
@@ -32,8 +36,8 @@ impl Tokenizer {
         Self::Bytes,
     ];
 
-    /// The name on the command line and in manifests.
-    pub fn name(self) -> &'static str {
+    /// The name on the command line and in manifests (a `tokenizer.json`: its path).
+    pub fn name(&self) -> &str {
         match self {
             Self::Gpt2 => "gpt2",
             Self::R50kBase => "r50k_base",
@@ -41,38 +45,44 @@ impl Tokenizer {
             Self::Cl100kBase => "cl100k_base",
             Self::O200kBase => "o200k_base",
             Self::Bytes => "bytes",
+            Self::HuggingFace(hf) => &hf.path,
         }
     }
 
-    /// The end-of-text id.
-    pub fn eos_id(self) -> i32 {
+    /// The end-of-text id, when the tokenizer has one (a `tokenizer.json` may name none).
+    pub fn eos_id(&self) -> Option<i32> {
         match self {
-            Self::Gpt2 | Self::R50kBase | Self::P50kBase => 50_256,
-            Self::Cl100kBase => 100_257,
-            Self::O200kBase => 199_999,
-            Self::Bytes => 256,
+            Self::Gpt2 | Self::R50kBase | Self::P50kBase => Some(50_256),
+            Self::Cl100kBase => Some(100_257),
+            Self::O200kBase => Some(199_999),
+            Self::Bytes => Some(256),
+            Self::HuggingFace(hf) => hf.eos.as_ref().map(|(_, id)| *id),
         }
     }
 
     /// Ids are below this.
-    pub fn vocab_size(self) -> u64 {
+    pub fn vocab_size(&self) -> u64 {
         match self {
             Self::Gpt2 | Self::R50kBase => 50_257,
             Self::P50kBase => 50_281,
             Self::Cl100kBase => 100_277,
             Self::O200kBase => 200_019,
             Self::Bytes => 257,
+            Self::HuggingFace(hf) => hf.vocab_size,
         }
     }
 
-    /// Token ids of `text` (special-token text is encoded as ordinary text).
-    pub fn encode(self, text: &str) -> Vec<i32> {
+    /// Token ids of `text`: for the built-in encodings, special-token text is encoded as
+    /// ordinary text; a `tokenizer.json` encodes as its model does ([`HuggingFace`]). An error
+    /// says why a tokenizer refused the text.
+    pub fn encode(&self, text: &str) -> Result<Vec<i32>, String> {
         let bpe = match self {
             Self::Gpt2 | Self::R50kBase => tiktoken_rs::r50k_base_singleton(),
             Self::P50kBase => tiktoken_rs::p50k_base_singleton(),
             Self::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
             Self::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Self::Bytes => return text.bytes().map(i32::from).collect(),
+            Self::Bytes => return Ok(text.bytes().map(i32::from).collect()),
+            Self::HuggingFace(hf) => return hf.encode(text),
         };
         let ids = match self {
             // GPT-2's split pattern: the hand-written scanner and the piece cache.
@@ -80,7 +90,7 @@ impl Tokenizer {
             _ => bpe.encode_ordinary(text),
         };
         // Ranks are below the vocabulary size (< 2^31), so the conversion is exact.
-        ids.into_iter().map(|r| r as i32).collect()
+        Ok(ids.into_iter().map(|r| r as i32).collect())
     }
 }
 
@@ -91,15 +101,17 @@ mod tests {
     #[test]
     fn gpt2_encodes_known_text() {
         // "Hello world" is [15496, 995] in GPT-2's vocabulary.
-        assert_eq!(Tokenizer::Gpt2.encode("Hello world"), vec![15496, 995]);
-        assert_eq!(Tokenizer::Bytes.encode("Hi"), vec![72, 105]);
+        assert_eq!(Tokenizer::Gpt2.encode("Hello world"), Ok(vec![15496, 995]));
+        assert_eq!(Tokenizer::Bytes.encode("Hi"), Ok(vec![72, 105]));
         for t in [
             Tokenizer::Gpt2,
             Tokenizer::P50kBase,
             Tokenizer::Cl100kBase,
             Tokenizer::O200kBase,
         ] {
-            let ids = t.encode("The quick brown fox jumps over the lazy dog.");
+            let ids = t
+                .encode("The quick brown fox jumps over the lazy dog.")
+                .unwrap();
             assert!(!ids.is_empty() && ids.iter().all(|&i| i >= 0 && (i as u64) < t.vocab_size()));
         }
     }

@@ -1,0 +1,200 @@
+//! A Hugging Face tokenizer from its `tokenizer.json`: what most open models ship, read by the
+//! `tokenizers` crate (the Python package's own Rust core), so that ids match the Python
+//! package's `encode` exactly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PreprocessError, Result};
+
+/// A tokenizer read from a `tokenizer.json`.
+///
+/// Each document is encoded as the model's own pipeline does (`encode(text,
+/// add_special_tokens=True)` in Python: normalizer, pre-tokenizer, model, and the
+/// post-processor's special tokens, such as a BOS), with the file's truncation and padding
+/// turned off (they would cut or pad documents; the loader packs them). The EOS id, appended
+/// after each document unless `--no-eos`, is the token given, else the `eos_token` of the
+/// `tokenizer_config.json` beside the file.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct HuggingFace {
+    /// The file it was read from, as given.
+    pub path: String,
+    /// SHA-256 of the file's bytes (hex): what a resumed run compares, not the path.
+    pub sha256: String,
+    /// Ids are below this (one more than the largest id, added tokens included).
+    pub vocab_size: u64,
+    /// The end-of-text token and its id, when one is known.
+    pub eos: Option<(String, i32)>,
+    /// The tokenizer itself; absent in a tokenizer read back from a manifest.
+    #[serde(skip)]
+    inner: Option<Arc<tokenizers::Tokenizer>>,
+}
+
+impl PartialEq for HuggingFace {
+    /// The same file contents and EOS, wherever the file is.
+    fn eq(&self, other: &Self) -> bool {
+        (&self.sha256, self.vocab_size, &self.eos) == (&other.sha256, other.vocab_size, &other.eos)
+    }
+}
+impl Eq for HuggingFace {}
+
+impl std::fmt::Debug for HuggingFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HuggingFace")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("vocab_size", &self.vocab_size)
+            .field("eos", &self.eos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HuggingFace {
+    /// Reads `path` (a `tokenizer.json`); `eos_token` names the end-of-text token (else the
+    /// `eos_token` of a `tokenizer_config.json` in the same directory, if there is one).
+    pub fn from_file(path: &Path, eos_token: Option<&str>) -> Result<Self> {
+        let bad = |reason: String| PreprocessError::Config {
+            field: "tokenizer",
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| bad(format!("not a Hugging Face tokenizer.json: {e}")))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| bad(format!("cannot turn truncation off: {e}")))?;
+        inner.with_padding(None);
+        let largest = inner.get_vocab(true).into_values().max().unwrap_or(0);
+        if i32::try_from(largest).is_err() {
+            return Err(bad(format!("token id {largest} does not fit in int32")));
+        }
+        let eos_token = match eos_token {
+            Some(token) => Some(token.to_string()),
+            None => configured_eos(path).map_err(bad)?,
+        };
+        let eos = match eos_token {
+            Some(token) => {
+                let id = inner.token_to_id(&token).ok_or_else(|| {
+                    bad(format!("the EOS token {token:?} is not in its vocabulary"))
+                })?;
+                // Below `largest`, which fits.
+                Some((token, id as i32))
+            }
+            None => None,
+        };
+        Ok(Self {
+            path: path.display().to_string(),
+            sha256: crate::manifest::sha256_hex(&bytes),
+            vocab_size: u64::from(largest) + 1,
+            eos,
+            inner: Some(Arc::new(inner)),
+        })
+    }
+
+    /// The ids of `text`, as the Python package's `encode(text).ids`.
+    pub fn encode(&self, text: &str) -> std::result::Result<Vec<i32>, String> {
+        let inner = self.inner.as_ref().ok_or_else(|| {
+            format!(
+                "{}: a tokenizer read back from a manifest cannot encode (read the file)",
+                self.path
+            )
+        })?;
+        let encoding = inner
+            .encode_fast(text, true)
+            .map_err(|e| format!("the tokenizer refused it: {e}"))?;
+        // Every id is at most the largest id of the vocabulary, which fits (checked on load).
+        Ok(encoding.get_ids().iter().map(|&id| id as i32).collect())
+    }
+}
+
+/// The `eos_token` of the `tokenizer_config.json` beside `tokenizer_json`, if that file
+/// exists and names one (a string, or a table with its `content`).
+fn configured_eos(tokenizer_json: &Path) -> std::result::Result<Option<String>, String> {
+    let config = tokenizer_json.with_file_name("tokenizer_config.json");
+    let Ok(text) = std::fs::read_to_string(&config) else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} does not parse: {e}", config.display()))?;
+    Ok(match value.get("eos_token") {
+        Some(serde_json::Value::String(token)) => Some(token.clone()),
+        Some(table) => table
+            .get("content")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string),
+        None => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HuggingFace;
+    use crate::PreprocessError;
+
+    /// A word-level tokenizer.json small enough to write by hand, truncating to two tokens.
+    const WORDS: &str = r#"{"version": "1.0", "added_tokens": [], "normalizer": null,
+        "truncation": {"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0},
+        "padding": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel",
+        "vocab": {"[UNK]": 0, "hello": 1, "world": 2, "</s>": 70000}, "unk_token": "[UNK]"}}"#;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("seqwarm-hf-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn encodes_without_truncation_with_the_configured_eos() {
+        let dir = dir("words");
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, WORDS).unwrap();
+        let plain = HuggingFace::from_file(&path, None).unwrap();
+        assert_eq!(plain.eos, None);
+        assert_eq!(plain.vocab_size, 70_001);
+        // The file truncates to 2 tokens; documents are never cut.
+        assert_eq!(plain.encode("hello world oops hello"), Ok(vec![1, 2, 0, 1]));
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"eos_token": {"content": "</s>", "special": true}}"#,
+        )
+        .unwrap();
+        let configured = HuggingFace::from_file(&path, None).unwrap();
+        assert_eq!(configured.eos, Some(("</s>".into(), 70_000)));
+        assert_ne!(configured, plain);
+        let given = HuggingFace::from_file(&path, Some("hello")).unwrap();
+        assert_eq!(given.eos, Some(("hello".into(), 1)));
+        // Read back from a manifest, it compares equal but cannot encode.
+        let back: HuggingFace =
+            serde_json::from_str(&serde_json::to_string(&configured).unwrap()).unwrap();
+        assert_eq!(back, configured);
+        assert!(back.encode("hello").unwrap_err().contains("manifest"));
+    }
+
+    #[test]
+    fn bad_files_and_unknown_eos_tokens_are_named() {
+        let dir = dir("bad");
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = HuggingFace::from_file(&path, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PreprocessError::Config {
+                    field: "tokenizer",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("tokenizer.json"), "{err}");
+        std::fs::write(&path, WORDS).unwrap();
+        let err = HuggingFace::from_file(&path, Some("<|eot|>")).unwrap_err();
+        assert!(err.to_string().contains("<|eot|>"), "{err}");
+        let missing = HuggingFace::from_file(&dir.join("absent.json"), None).unwrap_err();
+        assert!(missing.to_string().contains("absent.json"), "{missing}");
+    }
+}
