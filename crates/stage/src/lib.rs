@@ -12,6 +12,8 @@
 //! - [`EpochPlan`]: unit order per epoch and rank, the per-rank batch cap, limits, the drain
 //!   at the end, and checkpoints ([`PlanState`]).
 //! - [`Stats`]: where every token went; they always add up.
+//! - [`Mixture`]: which source of a weighted mixture the next document comes from (by tokens,
+//!   deficit-based, with weight changes by step); the loader does not drive it yet.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ mod core;
 mod documents;
 mod epochs;
 mod error;
+mod mixture;
 mod mode;
 mod plan;
 pub mod rng;
@@ -34,6 +37,7 @@ pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use documents::{Documents, Origin};
 pub use epochs::{EpochBoundary, EpochConfig};
 pub use error::{Result, StageError};
+pub use mixture::{Mixture, MixtureConfig, MixtureSource, MixtureState, WeightChange};
 pub use mode::Mode;
 pub use plan::{Action, EpochPlan, PlanState, Reads, UnitInfo};
 pub use shape::{EpochSteps, StepShape};
