@@ -48,6 +48,14 @@ def unigram() -> Tokenizer:
     return tok
 
 
+def t5_like() -> Tokenizer:
+    # A Unigram whose post-processor ends every document with its EOS, as T5's does: seqwarm
+    # must not append a second one.
+    tok = unigram()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return tok
+
+
 def wordpiece() -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer()
@@ -72,8 +80,8 @@ def preprocessed(seqwarm_bin: str, tmp_path: Path, tokenizer: Path, *flags: str)
 
 @pytest.mark.parametrize(
     "build, eos, how",
-    [(byte_level_bpe, "</s>", "config"), (unigram, "</s>", "flag"), (wordpiece, None, "none")],
-    ids=["byte-level-bpe", "unigram", "wordpiece"],
+    [(byte_level_bpe, "</s>", "config"), (unigram, "</s>", "flag"), (t5_like, "</s>", "flag"), (wordpiece, None, "none")],
+    ids=["byte-level-bpe", "unigram", "t5-like", "wordpiece"],
 )
 def test_ids_match_the_python_package(build, eos: Optional[str], how: str, seqwarm_bin: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tok = build()
@@ -90,8 +98,10 @@ def test_ids_match_the_python_package(build, eos: Optional[str], how: str, seqwa
     else:
         flags = ["--no-eos"]
     got = preprocessed(seqwarm_bin, tmp_path, path, *flags)
-    tail = [tok.token_to_id(eos)] if eos else []
-    expected = [e.ids + tail for t, e in zip(TEXTS, tok.encode_batch(TEXTS)) if t]
+    eos_id = tok.token_to_id(eos) if eos else None
+    expected = [e.ids + ([eos_id] if eos_id is not None and e.ids[-1:] != [eos_id] else []) for t, e in zip(TEXTS, tok.encode_batch(TEXTS)) if t]
+    if build is t5_like:
+        assert all(ids.count(eos_id) == 1 for ids in expected[:5])
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"document {i}"

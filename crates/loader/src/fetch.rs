@@ -34,6 +34,8 @@ pub(crate) enum Fetcher {
         file: Option<std::fs::File>,
         /// Where [`Fetcher::aligned`] maps row groups instead of reading them.
         maps: Option<Arc<MappedFiles>>,
+        /// The map the last mapped range came from ([`Fetcher::mark_checked`] marks it).
+        map_generation: Option<u64>,
     },
     /// An object in a store.
     Remote {
@@ -52,6 +54,7 @@ impl Fetcher {
                 size: shard.size,
                 file: None,
                 maps: None,
+                map_generation: None,
             },
             Place::Store { store, path } => Self::Remote {
                 store: Arc::clone(store),
@@ -123,17 +126,18 @@ impl Fetcher {
         Ok((all.pop().unwrap_or_default(), false))
     }
 
-    /// Notes that `range`, as [`Fetcher::aligned`] gave it, passed its checksum: a mapped
-    /// local file is then not checked again while it stays mapped and unchanged (the same
-    /// pages of the same map). Other reads are checked every time.
+    /// Notes that `range`, as [`Fetcher::aligned`] last gave it, passed its checksum: a
+    /// mapped local file is then not checked again while the same map stays and the file is
+    /// unchanged (the same pages of the same map). Other reads are checked every time.
     pub(crate) fn mark_checked(&self, range: Range<u64>) {
         if let Self::Local {
             path,
             maps: Some(maps),
+            map_generation: Some(generation),
             ..
         } = self
         {
-            maps.mark_checked(path, range);
+            maps.mark_checked(path, *generation, range);
         }
     }
 
@@ -147,7 +151,11 @@ impl Fetcher {
     ) -> object_store::Result<(Bytes, bool)> {
         use std::io::{Read, Seek};
         let Self::Local {
-            path, size, file, ..
+            path,
+            size,
+            file,
+            map_generation,
+            ..
         } = self
         else {
             return Err(generic("local", "not a local file"));
@@ -168,7 +176,9 @@ impl Fetcher {
             if range.end > *size || range.start > range.end {
                 return Err(io_error(past_the_end(&range, *size)));
             }
-            return maps.range(path, range).map_err(io_error);
+            let mapped = maps.range(path, range).map_err(io_error)?;
+            *map_generation = Some(mapped.generation);
+            return Ok((mapped.bytes, mapped.checked));
         }
         if file.is_none() {
             *file = Some(std::fs::File::open(&*path).map_err(io_error)?);

@@ -7,12 +7,15 @@
 //! mapped whole and kept mapped while it is read again ([`MAPPED_FILES`]), so that from the
 //! second epoch on its pages are mapped already, as they are for the memmap.
 //!
-//! The one risk a copy does not have: a shard truncated by another process *while a mapped
-//! row group is being read* raises `SIGBUS`, as with any memory-mapped loader (`np.memmap`,
-//! Hugging Face `datasets`' Arrow files). Every read checks the file's size first, so a shard
-//! that shrank earlier is a typed error; shards are immutable while a run reads them
-//! (`preprocess` renames each finished file into place), so the loader maps them by default,
-//! and `memory_map = false` reads through positioned reads into owned buffers instead.
+//! The risks a copy does not have (`docs/loader.md` lists them): a shard truncated by another
+//! process *while* a mapped row group is in use (read, checked, or waiting in the read-ahead
+//! queue until its last chunk is widened) raises `SIGBUS`, as with any memory-mapped loader
+//! (`np.memmap`, Hugging Face `datasets`' Arrow files); bytes changed in place after a check are
+//! read unchecked. Every read checks the file first (size, modification time, which file), so
+//! a shard that shrank, changed or was replaced before the read is a typed error or a new map.
+//! Shards are immutable while a run reads them (`preprocess` renames each finished file into
+//! place), so the loader maps them by default; `memory_map = false` reads through positioned
+//! reads into owned buffers instead.
 
 // The only unsafe code of the crate: creating the map (see the SAFETY note).
 #![allow(unsafe_code)]
@@ -38,107 +41,159 @@ pub(crate) const MAPPED_FILES: usize = 64;
 /// The most recently read local shards, each mapped whole and read-only.
 #[derive(Debug, Default)]
 pub(crate) struct MappedFiles {
+    inner: Mutex<Maps>,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
     /// Most recently used last.
-    files: Mutex<VecDeque<Mapped>>,
+    files: VecDeque<Mapped>,
+    /// The generation the next map gets.
+    next: u64,
 }
 
 #[derive(Debug)]
 struct Mapped {
     path: PathBuf,
-    /// Open for as long as it is mapped: each read checks its size through it.
-    file: File,
-    /// Its size and modification time when it was mapped: a file that changed since is
-    /// mapped again, and its ranges checked again.
-    stamp: (u64, Option<SystemTime>),
+    /// The file when it was mapped: one that changed since is mapped again, and its ranges
+    /// checked again.
+    stamp: Stamp,
+    /// Which map this is: a checksum passed on one map's bytes marks that map only.
+    generation: u64,
     /// The whole file as mapped; slices of it share the map.
     bytes: Bytes,
     /// Ranges whose checksum passed in this map (`MappedFiles::mark_checked`).
     checked: HashSet<(u64, u64)>,
 }
 
+/// What identifies a file's contents between reads, as cheaply as the kernel says it: its
+/// size and modification time, and which file it is (device and inode, so that a shard
+/// replaced by a rename is mapped again rather than served from the old one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    file: (u64, u64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let file = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let file = (0, 0);
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            file,
+        }
+    }
+}
+
+/// A mapped range ([`MappedFiles::range`]).
+pub(crate) struct MappedRange {
+    /// The bytes, shared with the map.
+    pub bytes: Bytes,
+    /// Whether the range's checksum already passed in the same map.
+    pub checked: bool,
+    /// The map's generation, for [`MappedFiles::mark_checked`].
+    pub generation: u64,
+}
+
 impl MappedFiles {
     /// The bytes `range` of the file at `path`, shared with the page cache through a
-    /// read-only map that lives as long as the returned bytes (or any slice of them), and
-    /// whether the range's checksum already passed in this map. `UnexpectedEof` when the file
-    /// is now shorter than the range.
-    pub(crate) fn range(&self, path: &Path, range: Range<u64>) -> io::Result<(Bytes, bool)> {
+    /// read-only map that lives as long as the returned bytes (or any slice of them).
+    /// `UnexpectedEof` when the file is now shorter than the range, `NotFound` when it is gone.
+    pub(crate) fn range(&self, path: &Path, range: Range<u64>) -> io::Result<MappedRange> {
         let (start, end) = (to_usize(range.start)?, to_usize(range.end)?);
-        if start >= end {
-            return Ok((Bytes::new(), false));
-        }
         let shrank = || {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
                     "fewer than {} bytes at {start} (the file shrank?)",
-                    end - start
+                    end.saturating_sub(start)
                 ),
             )
         };
-        let mut files = self.lock();
-        let mut mapped = match files.iter().position(|m| m.path == path) {
-            Some(at) => files.remove(at).ok_or_else(shrank)?,
-            None => map_file(path)?,
+        // Checked on every read, before any page of it is touched: a mapped page past the end
+        // of the file raises SIGBUS, which no error handling can turn into an error. The
+        // path's file, not only the open one: a shard deleted or replaced is noticed.
+        let now = Stamp::of(&std::fs::metadata(path)?);
+        let mut maps = self.lock();
+        let known = maps.files.iter().position(|m| m.path == path);
+        let mapped = match known.and_then(|at| maps.files.remove(at)) {
+            Some(m) if m.stamp == now => m,
+            _ => {
+                let generation = maps.next;
+                maps.next += 1;
+                map_file(path, generation)?
+            }
         };
-        // Checked on every read: touching a mapped page past the end of the file raises
-        // SIGBUS, which no error handling can turn into an error.
-        let stamp = stamp(&mapped.file)?;
-        if stamp != mapped.stamp {
-            mapped = map_file(path)?;
+        if mapped.stamp.len < range.end || mapped.bytes.len() < end {
+            // Kept mapped: other ranges may still be in the file.
+            let err = shrank();
+            maps.files.push_back(mapped);
+            return Err(err);
         }
-        let checked = mapped.checked.contains(&(range.start, range.end));
-        let bytes = mapped.bytes.clone();
-        let size = mapped.stamp.0;
-        if files.len() >= MAPPED_FILES {
-            files.pop_front();
+        let out = MappedRange {
+            bytes: if start < end {
+                mapped.bytes.slice(start..end)
+            } else {
+                Bytes::new()
+            },
+            checked: mapped.checked.contains(&(range.start, range.end)),
+            generation: mapped.generation,
+        };
+        if maps.files.len() >= MAPPED_FILES {
+            maps.files.pop_front();
         }
-        files.push_back(mapped);
-        drop(files);
-        if size < range.end || bytes.len() < end {
-            return Err(shrank());
-        }
-        Ok((bytes.slice(start..end), checked))
+        maps.files.push_back(mapped);
+        Ok(out)
     }
 
-    /// Notes that `range` of the file at `path` passed its checksum: while the file stays
-    /// mapped and unchanged, [`MappedFiles::range`] says so, and the row group is not checked
-    /// again (its bytes are the same pages of the same map).
-    pub(crate) fn mark_checked(&self, path: &Path, range: Range<u64>) {
-        if let Some(mapped) = self.lock().iter_mut().find(|m| m.path == path) {
+    /// Notes that `range` of the map `generation` of the file at `path` passed its checksum:
+    /// while that map stays and the file is unchanged, [`MappedFiles::range`] says so, and the
+    /// row group is not checked again (its bytes are the same pages of the same map). A map
+    /// replaced since (the file changed) is not marked.
+    pub(crate) fn mark_checked(&self, path: &Path, generation: u64, range: Range<u64>) {
+        if let Some(mapped) = self
+            .lock()
+            .files
+            .iter_mut()
+            .find(|m| m.path == path && m.generation == generation)
+        {
             mapped.checked.insert((range.start, range.end));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Mapped>> {
-        self.files
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-fn stamp(file: &File) -> io::Result<(u64, Option<SystemTime>)> {
-    let meta = file.metadata()?;
-    Ok((meta.len(), meta.modified().ok()))
-}
-
-/// The whole file at `path`, mapped read-only.
-fn map_file(path: &Path) -> io::Result<Mapped> {
+/// The whole file at `path`, mapped read-only, as map `generation`.
+fn map_file(path: &Path, generation: u64) -> io::Result<Mapped> {
     let file = File::open(path)?;
-    let stamp = stamp(&file)?;
-    let bytes = if stamp.0 == 0 {
+    let stamp = Stamp::of(&file.metadata()?);
+    let bytes = if stamp.len == 0 {
         Bytes::new()
     } else {
         // SAFETY: the map is read-only; what it shares with other processes is the file.
         // Rust's aliasing rules hold as long as nobody writes the mapped bytes while they are
         // in use: shards are never written in place (`preprocess` renames each finished file
         // into place), and the module doc states the truncation caveat, which every read
-        // narrows by checking the file's size first.
+        // narrows by checking the file first.
         Bytes::from_owner(unsafe { Mmap::map(&file)? })
     };
     Ok(Mapped {
         path: path.to_path_buf(),
-        file,
         stamp,
+        generation,
         bytes,
         checked: HashSet::new(),
     })
@@ -175,28 +230,45 @@ mod tests {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (path, file) = file_with(&data);
         let maps = MappedFiles::default();
+        let read = |range: Range<u64>| maps.range(&path, range);
         for range in [0..20_000u64, 4_097..12_345, 19_999..20_000, 5..5] {
-            let (got, checked) = maps.range(&path, range.clone()).expect("map");
-            assert_eq!(&got[..], &data[range.start as usize..range.end as usize]);
-            assert!(!checked);
+            let got = read(range.clone()).expect("map");
+            assert_eq!(
+                &got.bytes[..],
+                &data[range.start as usize..range.end as usize]
+            );
+            assert!(!got.checked);
         }
-        let err = maps.range(&path, 10..20_001).expect_err("past the end");
+        let err = read(10..20_001).err().expect("past the end");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        // A range marked checked stays so while the file is mapped and unchanged.
-        maps.mark_checked(&path, 100..200);
-        assert!(maps.range(&path, 100..200).expect("map").1);
-        assert!(!maps.range(&path, 100..201).expect("map").1);
+        // A range marked checked stays so while the file is mapped and unchanged; a mark for
+        // another map (an older generation) is not taken.
+        let generation = read(100..200).expect("map").generation;
+        maps.mark_checked(&path, generation + 1, 100..200);
+        assert!(!read(100..200).expect("map").checked);
+        maps.mark_checked(&path, generation, 100..200);
+        assert!(read(100..200).expect("map").checked);
+        assert!(!read(100..201).expect("map").checked);
         // A file that shrank after it was mapped: an error, not SIGBUS; it is mapped again,
         // and what was checked in the old map is checked again.
-        let kept = maps.range(&path, 100..200).expect("map").0.slice(10..20);
+        let kept = read(100..200).expect("map").bytes.slice(10..20);
         file.set_len(1_000).expect("truncate");
-        let err = maps.range(&path, 900..1_500).expect_err("shrank");
+        let err = read(900..1_500).err().expect("shrank");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        let (tail, _) = maps.range(&path, 900..1_000).expect("map");
-        assert_eq!(&tail[..], &data[900..1_000]);
-        assert!(!maps.range(&path, 100..200).expect("map").1);
-        // A slice outlives the map's place in the cache and the file's name.
+        assert_eq!(&read(900..1_000).expect("map").bytes[..], &data[900..1_000]);
+        let again = read(100..200).expect("map");
+        assert!(!again.checked && again.generation != generation);
+        // A file replaced by a rename (same size) is mapped again: its new bytes are read.
+        let other = path.with_extension("new");
+        std::fs::write(&other, vec![9u8; 1_000]).expect("write");
+        std::fs::rename(&other, &path).expect("rename");
+        assert_eq!(&read(0..4).expect("map").bytes[..], &[9, 9, 9, 9]);
+        // A deleted file is an error; a slice outlives the map and the file's name.
         std::fs::remove_file(&path).expect("remove");
+        assert_eq!(
+            read(0..4).err().expect("gone").kind(),
+            io::ErrorKind::NotFound
+        );
         drop(maps);
         assert_eq!(&kept[..], &data[110..120]);
     }

@@ -15,11 +15,14 @@ use crate::error::{PreprocessError, Result};
 /// add_special_tokens=True)` in Python: normalizer, pre-tokenizer, model, and the
 /// post-processor's special tokens, such as a BOS), with the file's truncation and padding
 /// turned off (they would cut or pad documents; the loader packs them). The EOS id, appended
-/// after each document unless `--no-eos`, is the token given, else the `eos_token` of the
+/// after each document unless `--no-eos` (or unless the post-processor already ended it with
+/// that id, as T5's does), is the token given, else the `eos_token` of the
 /// `tokenizer_config.json` beside the file.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct HuggingFace {
-    /// The file it was read from, as given.
+    /// The file it was read from, as given (not recorded in manifests: the same file may be
+    /// elsewhere on another worker or on resume; its SHA-256 identifies it).
+    #[serde(skip)]
     pub path: String,
     /// SHA-256 of the file's bytes (hex): what a resumed run compares, not the path.
     pub sha256: String,
@@ -104,8 +107,23 @@ impl HuggingFace {
         let encoding = inner
             .encode_fast(text, true)
             .map_err(|e| format!("the tokenizer refused it: {e}"))?;
-        // Every id is at most the largest id of the vocabulary, which fits (checked on load).
-        Ok(encoding.get_ids().iter().map(|&id| id as i32).collect())
+        // A post-processor's special ids come from the file, not the vocabulary: checked.
+        encoding
+            .get_ids()
+            .iter()
+            .map(|&id| {
+                i32::try_from(id)
+                    .ok()
+                    .filter(|_| u64::from(id) < self.vocab_size)
+                    .ok_or_else(|| {
+                        format!(
+                            "the tokenizer gave id {id}, outside its vocabulary of {} (a \
+                             post-processor's special token that is not in it?)",
+                            self.vocab_size
+                        )
+                    })
+            })
+            .collect()
     }
 }
 
@@ -171,6 +189,7 @@ mod tests {
         let back: HuggingFace =
             serde_json::from_str(&serde_json::to_string(&configured).unwrap()).unwrap();
         assert_eq!(back, configured);
+        assert!(back.path.is_empty(), "the path is not recorded");
         assert!(back.encode("hello").unwrap_err().contains("manifest"));
     }
 

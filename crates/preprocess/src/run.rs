@@ -338,7 +338,11 @@ impl Preprocess {
                 return (at, Ok(Vec::new()));
             }
             let ids = settings.tokenizer.encode(&text).map(|mut ids| {
-                ids.extend(settings.eos_id);
+                // Not twice: a `tokenizer.json` whose post-processor ends every document with
+                // its EOS (T5's) already did.
+                if ids.last() != settings.eos_id.as_ref() {
+                    ids.extend(settings.eos_id);
+                }
                 ids
             });
             (at, ids)

@@ -123,7 +123,10 @@ fn normalized(weights: &[f64]) -> std::result::Result<Vec<f64>, String> {
     }
     let sum: f64 = weights.iter().sum();
     if !sum.is_normal() {
-        return Err("the weights sum to 0: at least one source must have a positive weight".into());
+        return Err(format!(
+            "the weights sum to {sum}: need a positive, finite sum (at least one source with a \
+             positive weight)"
+        ));
     }
     Ok(weights.iter().map(|w| w / sum).collect())
 }
@@ -150,6 +153,8 @@ pub struct Mixture {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureState {
+    /// The sources' names, in order: a checkpoint resumes only the same sources.
+    pub sources: Vec<String>,
     /// The phase in effect (0: the sources' weights; `i`: after the `i`-th change).
     pub phase: usize,
     /// Tokens drawn from each source since that phase began.
@@ -223,6 +228,7 @@ impl Mixture {
     /// A checkpoint of where the mixture stands.
     pub fn state(&self) -> MixtureState {
         MixtureState {
+            sources: self.names.clone(),
             phase: self.phase,
             drawn: self.drawn.clone(),
             lifetime: self.lifetime.clone(),
@@ -232,6 +238,14 @@ impl Mixture {
     /// Continues from `state`; refused when it does not fit these sources and changes.
     pub fn restore(&mut self, state: &MixtureState) -> Result<()> {
         let n = self.names.len();
+        if state.sources != self.names {
+            return Err(StageError::State {
+                reason: format!(
+                    "the checkpoint's mixture has sources {:?}, this one {:?}",
+                    state.sources, self.names
+                ),
+            });
+        }
         let fits = state.phase < self.phases.len()
             && state.drawn.len() == n
             && state.lifetime.len() == n
@@ -403,5 +417,9 @@ mod tests {
         assert!(m.restore(&state).is_err(), "drawn above lifetime");
         state.lifetime = vec![5];
         assert!(m.restore(&state).is_err(), "wrong length");
+        let mut renamed = m.state();
+        renamed.sources.reverse();
+        assert!(m.restore(&renamed).is_err(), "other sources");
+        assert!(config(&[1e308, 1e308]).build().is_err(), "an infinite sum");
     }
 }
