@@ -3,8 +3,8 @@
 //!
 //! - Local files: row groups mapped in place (`mapped.rs`) or, with `memory_map` off, read
 //!   by positioned reads into buffers that are not zeroed first; footers always read; on the
-//!   calling thread. The loader only calls them on blocking threads (one hand-off per row group, not per
-//!   read), so executor threads never wait on the file system.
+//!   calling thread. The loader only calls them on blocking threads (one hand-off per row
+//!   group, not per read), so executor threads never wait on the file system.
 //! - Object stores: `get_ranges` with retries, on the I/O runtime, so that a busy decoder never
 //!   starves the connections.
 
@@ -88,7 +88,7 @@ impl Fetcher {
         match self {
             Self::Local { .. } => ranges
                 .iter()
-                .map(|r| Ok(self.local(r.clone(), None, None)?.0))
+                .map(|r| Ok(self.local(r.clone(), None, false)?.0))
                 .collect(),
             Self::Remote {
                 store,
@@ -118,9 +118,8 @@ impl Fetcher {
         range: Range<u64>,
         align_at: Option<usize>,
     ) -> object_store::Result<(Bytes, bool)> {
-        if let Self::Local { maps, .. } = self {
-            let maps = maps.clone();
-            return self.local(range, align_at, maps.as_deref());
+        if self.is_local() {
+            return self.local(range, align_at, true);
         }
         let mut all = self.ranges(std::slice::from_ref(&range)).await?;
         Ok((all.pop().unwrap_or_default(), false))
@@ -141,21 +140,21 @@ impl Fetcher {
         }
     }
 
-    /// `range` of a local file: from its map in `maps` when given (with whether it passed its
-    /// checksum in that map already), otherwise read into a buffer.
+    /// `range` of a local file: from its map when `map` and the fetcher maps (with whether it
+    /// passed its checksum in that map already), otherwise read into a buffer.
     fn local(
         &mut self,
         range: Range<u64>,
         align_at: Option<usize>,
-        maps: Option<&MappedFiles>,
+        map: bool,
     ) -> object_store::Result<(Bytes, bool)> {
         use std::io::{Read, Seek};
         let Self::Local {
             path,
             size,
             file,
+            maps,
             map_generation,
-            ..
         } = self
         else {
             return Err(generic("local", "not a local file"));
@@ -172,10 +171,17 @@ impl Fetcher {
                 generic("LocalFileSystem", format!("{display}: {e}"))
             }
         };
-        if let Some(maps) = maps {
-            if range.end > *size || range.start > range.end {
-                return Err(io_error(past_the_end(&range, *size)));
-            }
+        if range.end > *size || range.start > range.end {
+            // Checked before mapping or allocating: a corrupt footer must not size a buffer.
+            return Err(io_error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "bytes {}..{} asked for, but the file has {size} (a corrupt footer?)",
+                    range.start, range.end
+                ),
+            )));
+        }
+        if let (true, Some(maps)) = (map, maps.as_deref()) {
             let mapped = maps.range(path, range).map_err(io_error)?;
             *map_generation = Some(mapped.generation);
             return Ok((mapped.bytes, mapped.checked));
@@ -186,10 +192,6 @@ impl Fetcher {
         let Some(handle) = file.as_ref() else {
             return Err(generic("local", "file not open"));
         };
-        if range.end > *size || range.start > range.end {
-            // Checked before allocating: a corrupt footer must not size a buffer.
-            return Err(io_error(past_the_end(&range, *size)));
-        }
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| generic("local", "range too large"))?;
         // A recycled buffer (`buffers.rs`): its pages are mapped already and it is not zeroed
@@ -242,17 +244,6 @@ where
             location: what,
             reason: format!("the reading thread failed: {e}"),
         })?
-}
-
-/// A range that a corrupt footer named past the end of a file of `size` bytes.
-fn past_the_end(range: &Range<u64>, size: u64) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::UnexpectedEof,
-        format!(
-            "bytes {}..{} asked for, but the file has {size} (a corrupt footer?)",
-            range.start, range.end
-        ),
-    )
 }
 
 fn generic(store: &'static str, e: impl std::fmt::Display) -> object_store::Error {

@@ -108,7 +108,6 @@ impl MixtureConfig {
             phases,
             phase: 0,
             drawn: vec![0; self.sources.len()],
-            total: 0,
             lifetime: vec![0; self.sources.len()],
         })
     }
@@ -143,8 +142,6 @@ pub struct Mixture {
     phase: usize,
     /// Tokens drawn from each source since the phase began.
     drawn: Vec<u64>,
-    /// Their sum.
-    total: u64,
     /// Tokens drawn from each source over the whole run.
     lifetime: Vec<u64>,
 }
@@ -184,7 +181,6 @@ impl Mixture {
         if phase != self.phase {
             self.phase = phase;
             self.drawn.iter_mut().for_each(|d| *d = 0);
-            self.total = 0;
         }
     }
 
@@ -192,7 +188,7 @@ impl Mixture {
     /// one furthest below its share of the tokens drawn since the phase began.
     pub fn next_source(&self) -> usize {
         let weights = self.weights();
-        let total = self.total as f64;
+        let total = self.drawn.iter().sum::<u64>() as f64;
         let mut best = 0usize;
         let mut best_key = (f64::NEG_INFINITY, f64::NEG_INFINITY);
         for (i, (&w, &d)) in weights.iter().zip(&self.drawn).enumerate() {
@@ -216,7 +212,6 @@ impl Mixture {
         if let (Some(d), Some(l)) = (self.drawn.get_mut(source), self.lifetime.get_mut(source)) {
             *d += tokens;
             *l += tokens;
-            self.total += tokens;
         }
     }
 
@@ -250,11 +245,11 @@ impl Mixture {
             && state.drawn.len() == n
             && state.lifetime.len() == n
             && state.drawn.iter().zip(&state.lifetime).all(|(d, l)| d <= l);
-        let total = state
+        let summed = state
             .drawn
             .iter()
             .try_fold(0u64, |sum, &d| sum.checked_add(d));
-        let (true, Some(total)) = (fits, total) else {
+        let (true, Some(_)) = (fits, summed) else {
             return Err(StageError::State {
                 reason: format!(
                     "mixture state (phase {}, {} and {} counts) does not fit {n} sources and {} \
@@ -269,7 +264,6 @@ impl Mixture {
         self.phase = state.phase;
         self.drawn.clone_from(&state.drawn);
         self.lifetime.clone_from(&state.lifetime);
-        self.total = total;
         Ok(())
     }
 }
