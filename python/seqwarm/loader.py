@@ -173,6 +173,8 @@ class Loader:
         io_threads: Optional[int] = None,
         verify_checksums: Optional[bool] = None,
         memory_map: Optional[bool] = None,
+        cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+        cache_limit: Optional[int] = None,
         format: str = "torch",
         threads: Optional[int] = None,
         state: Optional[Mapping[str, Any]] = None,
@@ -220,6 +222,8 @@ class Loader:
             io_threads=io_threads,
             verify_checksums=verify_checksums,
             memory_map=memory_map,
+            cache_dir=None if cache_dir is None else os.fsdecode(cache_dir),
+            cache_limit=cache_limit,
         )
         settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if schedule is not None:
@@ -330,7 +334,10 @@ class Loader:
     # -- reports and lifetime ------------------------------------------------------------
 
     def stats(self) -> Dict[str, int]:
-        """Where every token went so far: documents, tokens in, out, cut, dropped, ..."""
+        """Where every token went so far: documents, tokens in, out, cut, dropped, ...; with
+        ``cache_dir``, also what the shard cache did (``cache_hits``, ``cache_downloads``,
+        ``cache_bytes_downloaded``, ``cache_refetched``, ``cache_evicted``,
+        ``cache_bypassed``)."""
         if self._raw is None:
             return {}
         return json.loads(self._raw.stats_json())
@@ -431,3 +438,4 @@ def _document_defaults() -> None:
 
 
 _document_defaults()
+

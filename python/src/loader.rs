@@ -186,11 +186,23 @@ impl RawLoader {
         step.ok_or_else(|| Self::closed_error(py))
     }
 
-    /// Where every token went so far, as JSON text.
+    /// Where every token went so far, and what the shard cache did (its counters prefixed
+    /// `cache_`, when there is one), as JSON text.
     fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
-        let stats = py.detach(|| self.lock().as_ref().map(|r| r.loader.stats()));
-        let stats = stats.ok_or_else(|| Self::closed_error(py))?;
-        serde_json::to_string(&stats).map_err(|e| state_error(py, e.to_string()))
+        let stats = py.detach(|| {
+            self.lock()
+                .as_ref()
+                .map(|r| (r.loader.stats(), r.loader.cache_stats()))
+        });
+        let (stats, cache) = stats.ok_or_else(|| Self::closed_error(py))?;
+        let json = |e: serde_json::Error| state_error(py, e.to_string());
+        let mut all = serde_json::to_value(stats).map_err(json)?;
+        if let (Some(cache), serde_json::Value::Object(all)) = (cache, &mut all)
+            && let serde_json::Value::Object(counts) = serde_json::to_value(cache).map_err(json)?
+        {
+            all.extend(counts.into_iter().map(|(k, v)| (format!("cache_{k}"), v)));
+        }
+        serde_json::to_string(&all).map_err(json)
     }
 
     /// Batches each rank emits per epoch, when ranks must stay in step.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -259,3 +260,36 @@ def test_batches_of_mapped_shards_own_their_tokens(encoding: str, seqwarm_bin: s
             edited.append(fields_of(batch))
             batch["input_ids"].fill_(-7)
         assert len(read) > 10 and edited == read, (encoding, dtype)
+
+
+def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, tmp_path: Path) -> None:
+    endpoint = os.environ.get("SEQWARM_S3_ENDPOINT")
+    if not endpoint:
+        assert "CI" not in os.environ, "CI must start the S3 test server (scripts/test)"
+        pytest.skip("SEQWARM_S3_ENDPOINT unset: no S3 test server (scripts/test starts one)")
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    bucket = f"seqwarm-py-cache-{os.getpid()}"
+    s3.create_bucket(Bucket=bucket)
+    files = sorted(Path(corpus["dir"]).glob("*.parquet"))
+    for f in files:
+        s3.upload_file(str(f), bucket, f"shards/{f.name}")
+    settings = dict(batch_rows=4, epochs=2, shuffle_units=False)
+    local = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), **settings)]
+    cache = tmp_path / "cache"
+    loader = seqwarm.Loader(f"s3://{bucket}/shards/", linear(), cache_dir=cache, cache_limit=10**9, **settings)
+    assert [fields_of(b) for b in loader] == local
+    stats = loader.stats()
+    assert stats["cache_downloads"] == len(files) and stats["cache_hits"] > 0, stats
+    again = seqwarm.Loader(f"s3://{bucket}/shards/", linear(), cache_dir=str(cache), **settings)
+    assert [fields_of(b) for b in again] == local
+    assert again.stats()["cache_downloads"] == 0
+    plain = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)
+    assert list(plain) and "cache_hits" not in plain.stats()
+    with pytest.raises(seqwarm.ConfigError) as e:
+        seqwarm.Loader(corpus["dir"], linear(), cache_limit=5)
+    assert e.value.field == "cache_limit"
+

@@ -97,6 +97,14 @@ pub struct LoaderArgs {
     /// `SIGBUS`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub no_memory_map: Option<bool>,
+    /// Keep remote (object-store) shards in this directory once downloaded, so that later
+    /// epochs and later runs read them locally; processes on one machine may share it.
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// The most bytes of shards the cache directory holds (least recently used ones are
+    /// removed first; default: no limit).
+    #[arg(long, requires = "cache_dir")]
+    pub cache_limit: Option<u64>,
 }
 
 impl LoaderArgs {

@@ -341,6 +341,18 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         stats.tokens_dropped,
         stats.units_skipped
     )?;
+    if let Some(cache) = loader.cache_stats() {
+        writeln!(
+            info,
+            "cache: {} reads from the cache, {} shards downloaded ({:.1} MB), {} corrupt entries downloaded again, {} evicted, {} reads of shards too large to cache",
+            cache.hits,
+            cache.downloads,
+            cache.bytes_downloaded as f64 / 1e6,
+            cache.refetched,
+            cache.evicted,
+            cache.bypassed
+        )?;
+    }
     for reason in loader.skipped() {
         writeln!(info, "skipped: {reason}")?;
     }

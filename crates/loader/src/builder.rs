@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
 
+use crate::cache::ShardCache;
 use crate::catalog::{Catalog, CatalogKey, FooterReads, TokenCount, build_catalog};
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
@@ -205,6 +206,15 @@ impl LoaderBuilder {
         self.config.memory_map = map;
         self
     }
+    /// Keeps remote shards in `dir` once downloaded, at most `limit` bytes of them (`None`: no
+    /// limit), so that later epochs and later runs read them locally (`docs/loader.md`, "The
+    /// shard cache"). Processes on one machine may share the directory.
+    #[must_use]
+    pub fn with_cache(mut self, dir: impl Into<std::path::PathBuf>, limit: Option<u64>) -> Self {
+        self.config.cache_dir = Some(dir.into());
+        self.config.cache_limit = limit;
+        self
+    }
     /// Continue from a checkpoint.
     #[must_use]
     pub fn with_state(mut self, state: LoaderState) -> Self {
@@ -350,6 +360,10 @@ impl LoaderBuilder {
             io: io.handle(),
             verify_checksums: config.verify_checksums,
             maps: config.memory_map.then(|| Arc::new(MappedFiles::default())),
+            cache: match &config.cache_dir {
+                Some(dir) => Some(Arc::new(ShardCache::open(dir, config.cache_limit)?)),
+                None => None,
+            },
         };
         Ok(Loader::new(catalog, plan, read, &config, identity, io))
     }

@@ -52,11 +52,13 @@ pub struct LoaderConfig {
     pub(crate) io_threads: usize,
     pub(crate) verify_checksums: bool,
     pub(crate) memory_map: bool,
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
+    pub(crate) cache_limit: Option<u64>,
 }
 
 /// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
 /// failing on bad shards, default retries, `i32` tokens, one I/O thread, checksums verified,
-/// local shards memory-mapped.
+/// local shards memory-mapped, remote shards not cached on disk.
 impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
@@ -71,6 +73,8 @@ impl Default for LoaderConfig {
             io_threads: 1,
             verify_checksums: true,
             memory_map: true,
+            cache_dir: None,
+            cache_limit: None,
         }
     }
 }
@@ -83,7 +87,7 @@ pub const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
-const NOT_IN_FINGERPRINT: [&str; 11] = [
+const NOT_IN_FINGERPRINT: [&str; 13] = [
     "epochs",
     "max_steps",
     "max_tokens",
@@ -95,6 +99,8 @@ const NOT_IN_FINGERPRINT: [&str; 11] = [
     "io_threads",
     "verify_checksums",
     "memory_map",
+    "cache_dir",
+    "cache_limit",
 ];
 
 impl LoaderConfig {
@@ -179,6 +185,15 @@ impl LoaderConfig {
     pub fn memory_map(&self) -> bool {
         self.memory_map
     }
+    /// Where remote shards are kept once downloaded, if anywhere (`docs/loader.md`, "The
+    /// shard cache").
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+    /// The most bytes of shards the cache holds (`None`: no limit).
+    pub fn cache_limit(&self) -> Option<u64> {
+        self.cache_limit
+    }
     /// The vocabulary token ids are checked against, if any.
     pub fn vocab_size(&self) -> Option<u64> {
         self.vocab_size
@@ -218,6 +233,12 @@ impl LoaderConfig {
             if !(1..=most).contains(&value) {
                 return Err(invalid(field, format!("{value} is not in 1..={most}")));
             }
+        }
+        if self.cache_limit.is_some() && self.cache_dir.is_none() {
+            return Err(invalid(
+                "cache_limit",
+                "given without `cache_dir`, the directory it limits".into(),
+            ));
         }
         if let Some(vocab) = self.vocab_size {
             let ids = [

@@ -135,6 +135,15 @@ pub enum LoaderError {
         /// Which bytes: a page of a column, or the row group's bytes with both CRCs.
         place: String,
     },
+    /// The shard cache's directory cannot be used (`cache_dir`), or a download into it does
+    /// not match the shard as listed.
+    #[error("shard cache {path}: {reason}")]
+    Cache {
+        /// The cache file or directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Footer metadata that contradicts the file (e.g. document lengths that do not add up).
     #[error("{file}: invalid metadata `{key}`: {reason}")]
     Metadata {

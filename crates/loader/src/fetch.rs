@@ -19,6 +19,7 @@ use object_store::path::Path;
 use tokio::runtime::Handle;
 
 use crate::buffers::Buffer;
+use crate::cache::{Remote, RowGroupCrc, ShardCache};
 use crate::error::{LoaderError, Result};
 use crate::mapped::MappedFiles;
 use crate::retry::RetryPolicy;
@@ -56,7 +57,7 @@ impl Fetcher {
                 maps: None,
                 map_generation: None,
             },
-            Place::Store { store, path } => Self::Remote {
+            Place::Store { store, path, .. } => Self::Remote {
                 store: Arc::clone(store),
                 path: path.clone(),
                 retry,
@@ -72,6 +73,63 @@ impl Fetcher {
             *m = maps;
         }
         self
+    }
+
+    /// For a remote shard, a fetcher of its local copy in `cache` (downloaded first when the
+    /// cache lacks it, on a blocking thread of `runtime`), holding the copy open so that an
+    /// eviction meanwhile cannot take it away. Unchanged for local shards and for shards too
+    /// large for the cache. `crcs` are checked before a download is cached.
+    pub(crate) async fn through_cache(
+        self,
+        cache: &Arc<ShardCache>,
+        shard: &ShardFile,
+        crcs: Vec<RowGroupCrc>,
+        runtime: &Handle,
+    ) -> Result<Self> {
+        let Self::Remote {
+            store,
+            path,
+            retry,
+            io,
+        } = &self
+        else {
+            return Ok(self);
+        };
+        let (cache, shard, store, path, retry, io) = (
+            Arc::clone(cache),
+            shard.clone(),
+            Arc::clone(store),
+            path.clone(),
+            *retry,
+            io.clone(),
+        );
+        let size = shard.size;
+        let display = shard.display.clone();
+        let copy = runtime
+            .spawn_blocking(move || {
+                let remote = Remote {
+                    store: &store,
+                    path: &path,
+                    retry,
+                    io: &io,
+                };
+                cache.local_copy(&shard, &remote, &crcs)
+            })
+            .await
+            .map_err(|e| LoaderError::Location {
+                location: display,
+                reason: format!("the caching thread failed: {e}"),
+            })??;
+        Ok(match copy {
+            Some((path, file)) => Self::Local {
+                path,
+                size,
+                file: Some(file),
+                maps: None,
+                map_generation: None,
+            },
+            None => self,
+        })
     }
 
     /// Whether reads complete without waiting (local files): such a shard is read and decoded

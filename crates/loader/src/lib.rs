@@ -19,6 +19,7 @@
 
 mod buffers;
 mod builder;
+mod cache;
 mod catalog;
 mod checksum;
 mod config;
@@ -39,6 +40,7 @@ mod stores;
 mod warmup;
 
 pub use builder::{LoaderBuilder, count_tokens};
+pub use cache::CacheStats;
 pub use catalog::{Catalog, TokenCount};
 pub use config::LoaderConfig;
 pub use error::{LoaderError, Result};

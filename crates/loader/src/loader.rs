@@ -126,6 +126,11 @@ impl Loader {
         self.plan.stats()
     }
 
+    /// What the shard cache did (`None` without `cache_dir`).
+    pub fn cache_stats(&self) -> Option<crate::CacheStats> {
+        self.read.cache.as_ref().map(|cache| cache.stats())
+    }
+
     /// Why each skipped shard or row group was skipped (skip-and-count policy).
     pub fn skipped(&self) -> Vec<String> {
         let mut all = self.catalog.skipped.clone();

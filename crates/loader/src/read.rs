@@ -14,6 +14,7 @@ use seqwarm_batcher::{Tensor, Values};
 use seqwarm_stage::Documents;
 use tokio::runtime::Handle;
 
+use crate::cache::{RowGroupCrc, ShardCache};
 use crate::catalog::{Catalog, Footer, RowGroup, Shard, Unit};
 use crate::checksum;
 use crate::error::{LoaderError, Result, panic_message};
@@ -55,6 +56,8 @@ pub(crate) struct ReadSettings {
     pub verify_checksums: bool,
     /// Where local row groups are mapped, unless they are read into buffers (`mapped.rs`).
     pub maps: Option<Arc<MappedFiles>>,
+    /// Where remote shards are kept once downloaded, if anywhere (`cache.rs`).
+    pub cache: Option<Arc<ShardCache>>,
 }
 
 /// Reads and decodes unit `unit` of `catalog`: local shards on a blocking thread, remote ones
@@ -83,8 +86,18 @@ pub(crate) async fn read_unit(
             panic_message(panic.as_ref())
         ))))
     };
-    let fetcher =
+    let mut fetcher =
         Fetcher::new(&shard.file, settings.retry, &settings.io).with_maps(settings.maps.clone());
+    if let Some(cache) = &settings.cache {
+        let crcs = if settings.verify_checksums {
+            row_group_crcs(&footer)
+        } else {
+            Vec::new()
+        };
+        fetcher = fetcher
+            .through_cache(cache, &shard.file, crcs, &settings.runtime)
+            .await?;
+    }
     if !fetcher.is_local() {
         let read = AssertUnwindSafe(read_now(&catalog, &footer, unit, fetcher, settings));
         return read.catch_unwind().await.unwrap_or_else(panicked);
@@ -97,6 +110,21 @@ pub(crate) async fn read_unit(
         read.catch_unwind().await.unwrap_or_else(panicked)
     };
     on_blocking_thread(&runtime, &display, read).await
+}
+
+/// Each row group's byte range and footer CRC32, for the row groups that have one: what a
+/// download into the cache is checked against.
+fn row_group_crcs(footer: &Footer) -> Vec<RowGroupCrc> {
+    let parquet = footer.metadata.metadata();
+    footer
+        .row_groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, group)| {
+            let range = checksum::row_group_range(parquet.row_group(i))?;
+            Some((range, group.crc?))
+        })
+        .collect()
 }
 
 /// A failure fetching a unit's bytes (a shard deleted mid-run, a network error that outlived

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use seqwarm_format::paths::{self, is_parquet};
 use tokio::runtime::Handle;
 use url::Url;
@@ -34,6 +34,9 @@ pub(crate) enum Place {
     Store {
         store: Arc<dyn ObjectStore>,
         path: Path,
+        /// The object's version as listed (its ETag, else its modification time): what tells
+        /// a cached copy of it from one of an object rewritten since (`cache.rs`).
+        version: Option<String>,
     },
 }
 
@@ -43,6 +46,14 @@ impl ShardFile {
         match &self.place {
             Place::Local(path) => Some(path),
             Place::Store { .. } => None,
+        }
+    }
+
+    /// The object's version as its store listed it (`None` for local files).
+    pub(crate) fn version(&self) -> Option<&str> {
+        match &self.place {
+            Place::Store { version, .. } => version.as_deref(),
+            Place::Local(_) => None,
         }
     }
 
@@ -230,13 +241,17 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
     let (store, path) = stores.resolve(&url)?;
     let base = location.trim_end_matches('/');
     let root = format!("{}://{}", url.scheme(), url.authority());
-    let place = |store: &Arc<dyn ObjectStore>, path: Path| {
+    let place = |store: &Arc<dyn ObjectStore>, meta: &ObjectMeta| {
         if url.scheme() == "file" {
-            Place::Local(PathBuf::from(format!("/{path}")))
+            Place::Local(PathBuf::from(format!("/{}", meta.location)))
         } else {
             Place::Store {
                 store: Arc::clone(store),
-                path,
+                path: meta.location.clone(),
+                version: meta
+                    .e_tag
+                    .clone()
+                    .or_else(|| Some(meta.last_modified.to_rfc3339())),
             }
         }
     };
@@ -253,7 +268,7 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
             vec![ShardFile {
                 display: base.into(),
                 size: meta.size,
-                place: place(&store, path),
+                place: place(&store, &meta),
             }],
             None,
         ));
@@ -298,7 +313,7 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
         .map(|m| ShardFile {
             display: format!("{root}/{}", m.location),
             size: m.size,
-            place: place(&store, m.location),
+            place: place(&store, &m),
         })
         .collect();
     Ok((shards, manifest))
