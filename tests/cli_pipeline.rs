@@ -509,3 +509,94 @@ fn an_attention_mask_is_named_when_unread_and_used_on_request() {
         "{real}: {masked}"
     );
 }
+
+/// The real tokens of repacked `stream --emit jsonl` batches: rows are filled in order, so
+/// the padding of a last partial batch is after its `tokens` real ones.
+fn real_tokens_of(steps: &[serde_json::Value]) -> Vec<i64> {
+    let mut tokens = Vec::new();
+    for step in steps {
+        let real = usize::try_from(step["tokens"].as_u64().unwrap()).unwrap();
+        let rows = step["fields"]["input_ids"].as_array().unwrap();
+        let flat = rows
+            .iter()
+            .flat_map(|row| row.as_array().unwrap())
+            .map(|t| t.as_i64().unwrap());
+        tokens.extend(flat.take(real));
+    }
+    tokens
+}
+
+#[test]
+fn merge_states_resumes_two_ranks_on_one_with_every_token_once() {
+    let root = temp("elastic");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 3, 40);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    let base = [
+        "stream",
+        shards.to_str().unwrap(),
+        "--min",
+        "16",
+        "--max",
+        "128",
+        "--step",
+        "16",
+        "--total",
+        "40",
+        "--batch-rows",
+        "4",
+        "--keep-last",
+        "--emit",
+        "jsonl",
+    ];
+    let mut whole = real_tokens_of(&jsonl_steps(&ok(&seqwarm(&base))));
+    // Two ranks for 5 steps each, then their states merged and the rest on one rank.
+    let mut elastic = Vec::new();
+    let mut states = Vec::new();
+    for rank in ["0", "1"] {
+        let state = root.join(format!("state-{rank}.json"));
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--rank", rank, "--world-size", "2", "--max-steps", "5"]);
+        args.extend_from_slice(&["--state-out", state.to_str().unwrap()]);
+        let steps = jsonl_steps(&ok(&seqwarm(&args)));
+        assert_eq!(steps.len(), 5);
+        elastic.extend(real_tokens_of(&steps));
+        states.push(state);
+    }
+    let merged = root.join("merged.json");
+    let out = seqwarm(&[
+        "merge-states",
+        states[0].to_str().unwrap(),
+        states[1].to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("merged the states of 2 ranks at step 5"),
+        "{note}"
+    );
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--state-in", merged.to_str().unwrap()]);
+    let rest = jsonl_steps(&ok(&seqwarm(&args)));
+    assert_eq!(rest[0]["step"], 5, "the schedule continues at step 5");
+    elastic.extend(real_tokens_of(&rest));
+    // Every token of the epoch once: the same multiset as one rank reading it all.
+    whole.sort_unstable();
+    elastic.sort_unstable();
+    assert_eq!(elastic.len(), whole.len());
+    assert!(
+        elastic == whole,
+        "the elastic run's tokens differ from the epoch's"
+    );
+    // A rank's own state on another number of ranks is refused, saying what to do.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--state-in", states[0].to_str().unwrap()]);
+    let out = seqwarm(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seqwarm merge-states"), "{err}");
+}

@@ -17,7 +17,7 @@ See ``docs/python.md``.
 from seqwarm._seqwarm import __version__
 from seqwarm._defaults import default_settings
 from seqwarm.errors import ConfigError, DataError, SeqwarmError, StateError
-from seqwarm.loader import Batch, Loader
+from seqwarm.loader import Batch, Loader, merge_states
 from seqwarm.plan import ChangePoint, Plan, plan
 from seqwarm.schedule import Schedule
 
@@ -33,5 +33,6 @@ __all__ = [
     "StateError",
     "__version__",
     "default_settings",
+    "merge_states",
     "plan",
 ]

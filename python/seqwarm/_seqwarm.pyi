@@ -42,6 +42,9 @@ def default_settings() -> str:
 def check_settings(settings_json: str) -> None:
     """Checks settings as the loader would, without reading a shard."""
 
+def merge_states(states_json: List[str]) -> str:
+    """Combines the loader states every rank took at one step into one (elastic resume)."""
+
 def check_schedule(schedule_json: str) -> str:
     """Checks a schedule; its normalized config, range, unit and warnings as JSON text."""
 

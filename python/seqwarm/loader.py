@@ -439,3 +439,25 @@ def _document_defaults() -> None:
 
 _document_defaults()
 
+
+def merge_states(state_dicts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Elastic resume: the :meth:`Loader.state_dict` of every rank, taken at the same step,
+    combined into one state_dict that any number of ranks resumes from (``Loader(...,
+    rank=r, world_size=n, state=merged)`` or ``load_state_dict``). No token of the epoch is
+    lost or read twice across the change; what each old rank carried goes to the new rank
+    ``old_rank % world_size``. Give each rank's state_dict once, in any order; states of
+    different steps, settings or data raise :class:`seqwarm.StateError`."""
+    texts = []
+    bases = set()
+    for i, state_dict in enumerate(state_dicts):
+        if not isinstance(state_dict, Mapping) or state_dict.get(_STATE_KEY) is None:
+            raise StateError(f"state_dict {i} holds no loader state (taken before the first batch?)")
+        texts.append(json.dumps(state_dict[_STATE_KEY]))
+        bases.add(state_dict.get(_WORKER_BASE_KEY))
+    if len(bases) > 1:
+        raise StateError(f"the state_dicts come from DataLoader workers that started at different steps: {sorted(map(str, bases))}")
+    merged: Dict[str, Any] = {_STATE_KEY: json.loads(_seqwarm.merge_states(texts))}
+    base = bases.pop() if bases else None
+    if base is not None:
+        merged[_WORKER_BASE_KEY] = base
+    return merged

@@ -25,6 +25,7 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loader::RawLoader>()?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(loader::merge_states, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::check_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::plan, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::read_table, m)?)?;

@@ -295,3 +295,17 @@ pub fn check_settings(py: Python<'_>, settings_json: &str) -> PyResult<()> {
         .validate()
         .map_err(|e| loader_error(py, &e))
 }
+
+/// Combines the loader states (JSON text) that every rank took at one step into one that any
+/// number of ranks resumes from (`LoaderState::merge`), as JSON text.
+#[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // pyo3 extracts a Python list as an owned Vec
+pub fn merge_states(py: Python<'_>, states_json: Vec<String>) -> PyResult<String> {
+    let states = states_json
+        .iter()
+        .map(|text| LoaderState::from_json(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| loader_error(py, &e))?;
+    let merged = LoaderState::merge(&states).map_err(|e| loader_error(py, &e))?;
+    merged.to_json().map_err(|e| loader_error(py, &e))
+}

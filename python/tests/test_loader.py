@@ -293,3 +293,29 @@ def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, t
         seqwarm.Loader(corpus["dir"], linear(), cache_limit=5)
     assert e.value.field == "cache_limit"
 
+
+def test_merged_states_resume_on_another_number_of_ranks(corpus: dict) -> None:
+    settings = dict(batch_rows=4, keep_last=True, seed=2, mode="repack")
+
+    def real(batch) -> list:  # type: ignore[no-untyped-def]
+        # Repacked rows are filled in order: a last batch's padding follows its real tokens.
+        return batch["input_ids"].numpy().ravel()[: batch.tokens].tolist()
+
+    whole = sorted(t for b in seqwarm.Loader(corpus["dir"], linear(), rank=0, world_size=1, **settings) for t in real(b))
+    before, states = [], []
+    for rank in range(4):
+        loader = seqwarm.Loader(corpus["dir"], linear(), rank=rank, world_size=4, **settings)
+        for _, batch in zip(range(3), loader):
+            before.extend(real(batch))
+        states.append(loader.state_dict())
+    merged = seqwarm.merge_states(list(reversed(states)))
+    after = []
+    for rank in range(1):
+        after.extend(t for b in seqwarm.Loader(corpus["dir"], linear(), rank=rank, world_size=1, state=merged, **settings) for t in real(b))
+    assert sorted(before + after) == whole
+    counts = [len(list(seqwarm.Loader(corpus["dir"], linear(), rank=r, world_size=3, state=merged, **settings))) for r in range(3)]
+    assert len(set(counts)) == 1 and counts[0] > 0, counts
+    with pytest.raises(seqwarm.StateError, match="merge"):
+        list(seqwarm.Loader(corpus["dir"], linear(), rank=0, world_size=2, state=states[0], **settings))
+    with pytest.raises(seqwarm.StateError, match="two states of rank 0"):
+        seqwarm.merge_states([states[0], states[0], states[1], states[2]])

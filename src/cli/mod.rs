@@ -9,6 +9,7 @@ mod output;
 mod plan;
 mod preprocess;
 mod schedule_args;
+mod states;
 mod stream;
 #[cfg(feature = "train")]
 mod train;
@@ -40,6 +41,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Join the manifests of `preprocess --worker I --workers N` runs.
     MergeManifests(preprocess::MergeArgs),
+    /// Combine the states every rank wrote at one step into one that any number of ranks
+    /// resumes from (elastic resume).
+    #[command(after_help = states::EXAMPLES)]
+    MergeStates(states::MergeStatesArgs),
     /// Print a sequence-length schedule as a table of change points and plot it as SVG.
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::PlanArgs),
@@ -62,6 +67,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Stream(args) => runtime().and_then(|rt| rt.block_on(stream::run(&args))),
         Command::Preprocess(args) => preprocess::run(&args),
         Command::MergeManifests(args) => preprocess::merge(&args),
+        Command::MergeStates(args) => states::run(&args),
         Command::Bench(args) => bench::run(&args),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),

@@ -125,6 +125,38 @@ pub struct PackerCarry {
 }
 
 impl PackerCarry {
+    /// The carries of several packers as one, in the order given: their pending pieces one
+    /// carry after another, and their ready rows likewise (what an elastic resume gives a
+    /// rank that takes over several ranks' tokens). Ready rows packed for different lengths,
+    /// or pieces of different dtypes, are refused.
+    pub fn concat<'a>(
+        carries: impl IntoIterator<Item = &'a PackerCarry>,
+    ) -> Result<PackerCarry, BatchError> {
+        let mut out = PackerCarry::default();
+        for carry in carries {
+            carry.check()?;
+            let invalid = |reason: &str| BatchError::InvalidCarry {
+                reason: reason.into(),
+            };
+            match (out.dtype, carry.dtype) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(invalid("carries of different token dtypes"));
+                }
+                (None, Some(b)) => out.dtype = Some(b),
+                _ => {}
+            }
+            if !carry.ready.is_empty() {
+                if !out.ready.is_empty() && out.ready_len != carry.ready_len {
+                    return Err(invalid("ready rows packed for different lengths"));
+                }
+                out.ready_len = carry.ready_len;
+                out.ready.extend(carry.ready.iter().cloned());
+            }
+            out.pending.extend(carry.pending.iter().cloned());
+        }
+        Ok(out)
+    }
+
     /// Refuses a carry that no packer could have written: pieces without a dtype, empty
     /// pieces, or ready rows longer than the length they were packed for.
     fn check(&self) -> Result<(), BatchError> {

@@ -78,6 +78,41 @@ pub struct RepackerCarry {
 }
 
 impl RepackerCarry {
+    /// The carries of several repackers as one, in the order given: each field's tokens one
+    /// carry after another (what an elastic resume gives a rank that takes over several
+    /// ranks' tokens). Carries with other fields or dtypes than the first non-empty one are
+    /// refused.
+    pub fn concat<'a>(
+        carries: impl IntoIterator<Item = &'a RepackerCarry>,
+    ) -> Result<RepackerCarry, BatchError> {
+        let mut out = RepackerCarry::default();
+        for carry in carries {
+            carry.check()?;
+            if carry.fields.is_empty() {
+                continue;
+            }
+            if out.fields.is_empty() {
+                out = carry.clone();
+                continue;
+            }
+            let same = out.fields.len() == carry.fields.len()
+                && out
+                    .fields
+                    .iter()
+                    .zip(&carry.fields)
+                    .all(|(a, b)| a.0 == b.0 && a.1 == b.1);
+            if !same {
+                return Err(BatchError::InvalidCarry {
+                    reason: "carries with different fields cannot be combined".into(),
+                });
+            }
+            for (into, from) in out.fields.iter_mut().zip(&carry.fields) {
+                into.2.extend_from_slice(&from.2);
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses a carry that no repacker could have written: fields of different lengths, or
     /// no `input_ids` (the other fields are counted against it).
     fn check(&self) -> Result<(), BatchError> {

@@ -345,7 +345,17 @@ impl LoaderBuilder {
         let plan = match &self.state {
             Some(state) => {
                 state.check(&identity)?;
-                EpochPlan::resume(units, config.epochs.clone(), core, state.plan())?
+                match (state.plan(), state.merged()) {
+                    (Some(plan), _) => EpochPlan::resume(units, config.epochs.clone(), core, plan)?,
+                    (None, Some(merged)) => {
+                        EpochPlan::resume_merged(units, config.epochs.clone(), core, merged)?
+                    }
+                    (None, None) => {
+                        return Err(LoaderError::State {
+                            reason: "a state without a plan".into(),
+                        });
+                    }
+                }
             }
             None => EpochPlan::new(units, config.epochs.clone(), core)?,
         };

@@ -2,7 +2,7 @@
 //! the loader's internals can change without breaking the API, and a checkpoint of another
 //! version, another data set or other settings is a typed error, not a silent misread.
 
-use seqwarm_stage::PlanState;
+use seqwarm_stage::{MergedState, PlanState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -70,14 +70,22 @@ pub(crate) struct Identity {
     pub data: DataIdentity,
 }
 
-/// Everything after the format and version.
+/// The settings keys that say which rank a state is of, and of how many: left out of a merged
+/// state's settings, which any number of ranks resumes.
+const RANK_KEYS: [&str; 2] = ["rank", "world_size"];
+
+/// Everything after the format and version: one rank's plan, or the merged plans of all ranks
+/// (exactly one of the two).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
-    /// The settings that decide the emitted batches.
+    /// The settings that decide the emitted batches (without the rank keys when merged).
     settings: Value,
     data: DataIdentity,
-    plan: PlanState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merged: Option<MergedState>,
 }
 
 /// A checkpoint of a [`crate::Loader`] at a batch boundary. Serialize it (serde; JSON in
@@ -103,7 +111,8 @@ impl LoaderState {
             body: Body {
                 settings: identity.settings.clone(),
                 data: identity.data.clone(),
-                plan,
+                plan: Some(plan),
+                merged: None,
             },
         }
     }
@@ -148,6 +157,11 @@ impl LoaderState {
             serde_json::from_value(Value::Object(map)).map_err(|e| LoaderError::State {
                 reason: format!("unreadable: {e}"),
             })?;
+        if body.plan.is_some() == body.merged.is_some() {
+            return Err(LoaderError::State {
+                reason: "a state holds one rank's `plan` or the `merged` plans of all ranks".into(),
+            });
+        }
         Ok(Self {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
@@ -162,35 +176,148 @@ impl LoaderState {
         })
     }
 
-    /// The epoch of the next unread document.
-    pub fn epoch(&self) -> u64 {
-        self.body.plan.epoch()
+    /// Combines the states that every rank of one run took at the same step (one state per
+    /// rank, in any order) into one that any number of ranks resumes from
+    /// ([`crate::LoaderBuilder::with_state`] with the new rank and number of ranks): elastic
+    /// resume. No token of the epoch is lost or read twice across the change; what each rank
+    /// carried goes to the new rank `r % new_world_size` (`docs/loader.md`, "Elastic
+    /// resume"). States of different runs, data, settings, steps or epochs are refused by name.
+    ///
+    /// ```no_run
+    /// # async fn f(paths: Vec<std::path::PathBuf>, config: seqwarm_loader::WarmupConfig) -> seqwarm_loader::Result<()> {
+    /// use seqwarm_loader::{LoaderBuilder, LoaderState};
+    ///
+    /// let states = paths
+    ///     .iter()
+    ///     .map(|p| LoaderState::from_json(&std::fs::read_to_string(p).unwrap()))
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// let merged = LoaderState::merge(&states)?; // e.g. 8 ranks' states
+    /// let loader = LoaderBuilder::new(["shards/"], config)
+    ///     .with_rank(1, 4) // rank 1 of 4 from now on
+    ///     .with_state(merged)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn merge(states: &[LoaderState]) -> Result<LoaderState> {
+        let refuse = |reason: String| Err(LoaderError::State { reason });
+        let Some(first) = states.first() else {
+            return refuse("no states to merge".into());
+        };
+        let world = states.len();
+        let shared = without_rank(&first.body.settings);
+        let mut plans: Vec<Option<&PlanState>> = vec![None; world];
+        for (i, state) in states.iter().enumerate() {
+            let Some(plan) = &state.body.plan else {
+                return refuse(format!(
+                    "state {i} is merged already: resume it on the new ranks, then merge their states"
+                ));
+            };
+            let key = |k: &str| state.body.settings.get(k).and_then(Value::as_u64);
+            let (Some(rank), Some(of)) = (key("rank"), key("world_size")) else {
+                return refuse(format!("state {i} does not say its rank"));
+            };
+            if of != world as u64 {
+                return refuse(format!(
+                    "state {i} is rank {rank} of {of}, but {world} states were given: give the                      state of every rank, once"
+                ));
+            }
+            let Some(slot) = usize::try_from(rank).ok().and_then(|r| plans.get_mut(r)) else {
+                return refuse(format!(
+                    "state {i} is of rank {rank}, not one of 0..{world}"
+                ));
+            };
+            if slot.is_some() {
+                return refuse(format!("two states of rank {rank}"));
+            }
+            *slot = Some(plan);
+            let settings = without_rank(&state.body.settings);
+            if settings != shared {
+                return refuse(format!(
+                    "state {i}'s settings differ from state 0's: {}",
+                    differences(&shared, &settings)
+                ));
+            }
+            if state.body.data != first.body.data {
+                return refuse(format!(
+                    "state {i} was taken on other shards: {}, state 0 on {}",
+                    state.body.data, first.body.data
+                ));
+            }
+        }
+        let plans: Vec<PlanState> = plans.into_iter().flatten().cloned().collect();
+        Ok(Self {
+            format: STATE_FORMAT.into(),
+            version: STATE_VERSION,
+            body: Body {
+                settings: shared,
+                data: first.body.data.clone(),
+                plan: None,
+                merged: Some(MergedState::merge(&plans)?),
+            },
+        })
     }
 
-    /// Batches emitted up to this state.
+    /// The epoch of the next unread document.
+    pub fn epoch(&self) -> u64 {
+        match (&self.body.plan, &self.body.merged) {
+            (Some(plan), _) => plan.epoch(),
+            (None, Some(merged)) => merged.epoch(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Batches emitted up to this state (by each rank).
     pub fn step(&self) -> u64 {
-        self.body.plan.core().progress().steps
+        match (&self.body.plan, &self.body.merged) {
+            (Some(plan), _) => plan.core().progress().steps,
+            (None, Some(merged)) => merged.step(),
+            (None, None) => 0,
+        }
     }
 
     /// Whether the stream had ended (a resume emits nothing).
     pub fn is_done(&self) -> bool {
-        self.body.plan.is_done()
+        self.body.plan.as_ref().is_some_and(PlanState::is_done)
     }
 
-    pub(crate) fn plan(&self) -> &PlanState {
-        &self.body.plan
+    /// For a merged state ([`LoaderState::merge`]), the number of ranks whose states it
+    /// combines.
+    pub fn merged_ranks(&self) -> Option<usize> {
+        self.body.merged.as_ref().map(MergedState::world_size)
     }
 
-    /// Checks that this state fits a loader of `identity`.
+    pub(crate) fn plan(&self) -> Option<&PlanState> {
+        self.body.plan.as_ref()
+    }
+
+    pub(crate) fn merged(&self) -> Option<&MergedState> {
+        self.body.merged.as_ref()
+    }
+
+    /// Checks that this state fits a loader of `identity`: its settings (a merged state's
+    /// without the rank keys, which it leaves to the resuming ranks) and its data.
     pub(crate) fn check(&self, identity: &Identity) -> Result<()> {
         let Identity { settings, data } = identity;
+        let settings = if self.body.merged.is_some() {
+            &without_rank(settings)
+        } else {
+            settings
+        };
         if self.body.settings != *settings {
-            return Err(LoaderError::State {
-                reason: format!(
-                    "settings differ from the checkpoint's: {}",
-                    differences(&self.body.settings, settings)
-                ),
-            });
+            let mut reason = format!(
+                "settings differ from the checkpoint's: {}",
+                differences(&self.body.settings, settings)
+            );
+            if self.body.settings.get("world_size") != settings.get("world_size")
+                && without_rank(&self.body.settings) == without_rank(settings)
+            {
+                reason.push_str(
+                    "; to resume on another number of ranks, merge the states of every rank \
+                     first (`LoaderState::merge`, `seqwarm merge-states`)",
+                );
+            }
+            return Err(LoaderError::State { reason });
         }
         if self.body.data != *data {
             return Err(LoaderError::State {
@@ -209,6 +336,17 @@ impl TryFrom<Value> for LoaderState {
     fn try_from(value: Value) -> Result<Self> {
         Self::from_value(value)
     }
+}
+
+/// Settings without the keys that say which rank a state is of.
+fn without_rank(settings: &Value) -> Value {
+    let mut settings = settings.clone();
+    if let Value::Object(map) = &mut settings {
+        for key in RANK_KEYS {
+            map.remove(key);
+        }
+    }
+    settings
 }
 
 /// The keys whose values differ, with both values.

@@ -50,6 +50,35 @@ pub struct CoreState<C = ModeCarry> {
 }
 
 impl<C> CoreState<C> {
+    /// A state from its parts (an elastic resume's combination of several ranks' states).
+    pub(crate) fn from_parts(
+        progress: Progress,
+        step: u64,
+        carry: C,
+        shuffle: Option<ShuffleState>,
+        stats: Stats,
+    ) -> Self {
+        Self {
+            progress,
+            step,
+            carry,
+            shuffle,
+            stats,
+            finished: false,
+        }
+    }
+    /// Batches emitted when the state was taken.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    /// The sink's carried tokens.
+    pub(crate) fn carry(&self) -> &C {
+        &self.carry
+    }
+    /// The shuffle buffer, when there is one.
+    pub(crate) fn shuffle(&self) -> Option<&ShuffleState> {
+        self.shuffle.as_ref()
+    }
     /// Progress when the state was taken.
     pub fn progress(&self) -> Progress {
         self.progress
@@ -413,6 +442,16 @@ impl<S: RowSink> WarmupCore<S> {
             Tokens::new(tokens).with_labels(labels.as_ref()),
             self.warmup.eos_id(),
         )?;
+        Ok(())
+    }
+
+    /// The input of this epoch has all arrived: the rest of the current run and the shuffle
+    /// buffer go to the sink now, and the sink packs what it has (best fit: a partial window),
+    /// rather than wait for documents that will not come. A push after it starts the input
+    /// again.
+    pub(crate) fn end_of_epoch_input(&mut self) -> Result<()> {
+        self.flush_input()?;
+        self.sink.end_of_input();
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 mod config;
 mod core;
 mod documents;
+mod elastic;
 mod epochs;
 mod error;
 mod mixture;
@@ -35,6 +36,7 @@ mod stats;
 pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use documents::{Documents, Origin};
+pub use elastic::{MergedState, RestUnit};
 pub use epochs::{EpochBoundary, EpochConfig};
 pub use error::{Result, StageError};
 pub use mixture::{Mixture, MixtureConfig, MixtureSource, MixtureState, WeightChange};

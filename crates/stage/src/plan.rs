@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{CoreState, ScheduledBatch, WarmupCore};
 use crate::documents::Documents;
+use crate::elastic::RestUnit;
 use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
 use crate::rng::SplitMix64;
@@ -129,9 +130,30 @@ pub struct PlanState<C = crate::sink::ModeCarry> {
     steps_per_epoch: Option<u64>,
     phase: Phase,
     core: CoreState<C>,
+    /// The epoch's list of units when it is the rest of an elastically resumed epoch
+    /// (`elastic.rs`), not the epoch's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rest: Option<Vec<RestUnit>>,
 }
 
 impl<C> PlanState<C> {
+    /// Batches emitted in the current epoch.
+    pub fn step_in_epoch(&self) -> u64 {
+        self.step_in_epoch
+    }
+    /// The epoch's list of units, when it is the rest of an elastically resumed epoch.
+    pub fn rest(&self) -> Option<&[RestUnit]> {
+        self.rest.as_deref()
+    }
+    /// Whether the state is inside an epoch's reading (not between epochs, not ended).
+    pub(crate) fn is_reading(&self) -> bool {
+        self.phase == Phase::Reading
+    }
+    /// The position in this rank's share of the epoch's units, and the documents taken from
+    /// the unit there.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.unit, self.document)
+    }
     /// The core's part.
     pub fn core(&self) -> &CoreState<C> {
         &self.core
@@ -153,6 +175,10 @@ pub struct EpochPlan<S: RowSink = ModeSink> {
     config: EpochConfig,
     epoch: u64,
     order: Arc<[usize]>,
+    /// The current epoch's list when it is the rest of an elastic resume (`elastic.rs`).
+    rest: Option<Arc<[RestUnit]>>,
+    /// With `rest`: the documents already taken from the unit at each position of `order`.
+    taken: Arc<[u64]>,
     steps_per_epoch: Option<u64>,
     step_in_epoch: u64,
     start: u64,
@@ -163,6 +189,10 @@ pub struct EpochPlan<S: RowSink = ModeSink> {
     /// goes on).
     stopped: bool,
     skipped_in_a_row: u64,
+    /// A rank's own units read again (several ranks, a rank past its share), held until the
+    /// stage needs them: the shuffle buffer is emptied first, so that they are taken in only
+    /// when the epoch's own documents do not fill the epoch's batches.
+    repeat: Option<Documents>,
     /// Whether this epoch has taken in any token: an epoch that takes none would repeat
     /// forever.
     epoch_took_tokens: bool,
@@ -207,6 +237,8 @@ impl<S: RowSink> EpochPlan<S> {
             config,
             epoch,
             order: Arc::from([]),
+            rest: None,
+            taken: Arc::from([]),
             steps_per_epoch: None,
             step_in_epoch: 0,
             start: 0,
@@ -215,6 +247,7 @@ impl<S: RowSink> EpochPlan<S> {
             reads_started: false,
             stopped: false,
             skipped_in_a_row: 0,
+            repeat: None,
             epoch_took_tokens: false,
             skipped: Vec::new(),
         };
@@ -277,11 +310,23 @@ impl<S: RowSink> EpochPlan<S> {
         let mut plan = Self::at_epoch_start(units.into(), config, core, state.epoch, phase)?;
         (plan.start, plan.skip, plan.step_in_epoch) =
             (state.unit, state.document, state.step_in_epoch);
+        if let Some(rest) = &state.rest {
+            if let Some(bad) = rest.iter().find(|r| r.unit >= plan.units.len()) {
+                return Err(out_of_range(format!(
+                    "unit {} of {}",
+                    bad.unit,
+                    plan.units.len()
+                )));
+            }
+            plan.rest = Some(Arc::from(rest.as_slice()));
+        }
         plan.order_epoch();
         // A checkpoint taken inside an epoch has already taken tokens of it.
         plan.epoch_took_tokens = state.unit > 0 || state.document > 0 || state.step_in_epoch > 0;
         if phase != state.phase {
             (plan.start, plan.skip, plan.step_in_epoch) = (0, 0, 0);
+            plan.rest = None;
+            plan.order_epoch();
             plan.steps_per_epoch = plan.count_steps()?;
             return Ok(plan);
         }
@@ -417,6 +462,10 @@ impl<S: RowSink> EpochPlan<S> {
                 self.step_in_epoch += 1;
                 return Ok(Action::Emit(batch));
             }
+            if let Some(repeat) = self.repeat.take() {
+                self.take_in(repeat)?;
+                continue;
+            }
             if !self.reads_started {
                 self.reads_started = true;
                 return Ok(Action::Read(self.reads()));
@@ -437,18 +486,44 @@ impl<S: RowSink> EpochPlan<S> {
                 ),
             });
         }
-        let documents = if origin.unit == self.start && self.skip > origin.first_document {
-            let skip = self.skip - origin.first_document;
+        // Documents already taken: by an elastic resume's old ranks, and before a checkpoint.
+        let mut taken = usize::try_from(origin.unit)
+            .ok()
+            .and_then(|at| self.taken.get(at))
+            .copied()
+            .unwrap_or(0);
+        if origin.unit == self.start {
+            taken = taken.max(self.skip);
+        }
+        let documents = if taken > origin.first_document {
+            let skip = taken - origin.first_document;
             documents.skip(usize::try_from(skip).unwrap_or(usize::MAX))
         } else {
             documents
         };
-        if origin.unit >= self.order.len() as u64 && origin.first_document == 0 {
-            // Past the epoch's order: a rank reading its own units again.
-            self.core.stats_mut().units_repeated += 1;
-        }
         if documents.is_empty() {
             return Ok(());
+        }
+        if origin.unit >= self.order.len() as u64 {
+            // Past the epoch's order: a rank reading its own units again. The epoch's own
+            // documents first: the input of the rank's share has ended, so what the shuffle
+            // buffer holds goes to the sink and best fit packs its partial window; these wait
+            // until the stage needs them (`decide`).
+            self.core.end_of_epoch_input()?;
+            if let Some(earlier) = self.repeat.take() {
+                self.take_in(earlier)?;
+            }
+            self.repeat = Some(documents);
+            return Ok(());
+        }
+        self.take_in(documents)
+    }
+
+    /// Documents into the core.
+    fn take_in(&mut self, documents: Documents) -> Result<()> {
+        let origin = documents.origin();
+        if origin.unit >= self.order.len() as u64 && origin.first_document == 0 {
+            self.core.stats_mut().units_repeated += 1;
         }
         self.skipped_in_a_row = 0;
         // Empty documents give tokens only through the EOS the stage appends.
@@ -518,6 +593,7 @@ impl<S: RowSink> EpochPlan<S> {
             steps_per_epoch: self.steps_per_epoch,
             phase: self.phase,
             core: self.core.state(),
+            rest: self.rest.as_ref().map(|r| r.to_vec()),
         }
     }
 
@@ -529,6 +605,8 @@ impl<S: RowSink> EpochPlan<S> {
 
     fn next_epoch(&mut self) -> Result<bool> {
         self.epoch += 1;
+        self.rest = None;
+        self.repeat = None;
         self.start = 0;
         self.skip = 0;
         self.step_in_epoch = 0;
@@ -550,22 +628,61 @@ impl<S: RowSink> EpochPlan<S> {
     }
 
     /// This rank's units for the epoch: a permutation of all units drawn from (seed, epoch)
-    /// alone, then every `world_size`-th from `rank`.
+    /// alone, then every `world_size`-th from `rank`; in the rest of an elastically resumed
+    /// epoch, every `world_size`-th of the rest, with the documents taken from each.
     fn order_epoch(&mut self) {
+        let (rank, world) = (self.config.rank(), self.config.world_size().max(1));
+        if let Some(rest) = &self.rest {
+            let mine = rest.iter().skip(rank).step_by(world);
+            self.order = mine.clone().map(|r| r.unit).collect();
+            self.taken = mine.map(|r| r.taken).collect();
+            return;
+        }
         self.order = self
             .epoch_permutation()
             .into_iter()
-            .skip(self.config.rank())
-            .step_by(self.config.world_size().max(1))
+            .skip(rank)
+            .step_by(world)
             .collect();
+        self.taken = Arc::from([]);
     }
 
     fn epoch_permutation(&self) -> Vec<usize> {
-        let mut all: Vec<usize> = (0..self.units.len()).collect();
-        if self.config.shuffle_units() {
-            SplitMix64::from_parts(&[self.config.seed(), self.epoch, 0x0D0E]).shuffle(&mut all);
+        Self::epoch_order(&self.units, &self.config, self.epoch)
+    }
+
+    /// Every unit in `epoch`'s order: a permutation drawn from (seed, epoch) alone, or the
+    /// natural order when units are not shuffled.
+    pub(crate) fn epoch_order(units: &[UnitInfo], config: &EpochConfig, epoch: u64) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..units.len()).collect();
+        if config.shuffle_units() {
+            SplitMix64::from_parts(&[config.seed(), epoch, 0x0D0E]).shuffle(&mut all);
         }
         all
+    }
+
+    /// A plan reading `rest`, the rest of `epoch` after an elastic resume, from `core` (already
+    /// restored), `step_in_epoch` batches into the epoch; with several ranks, the epoch ends
+    /// after the batches `least` tokens (the least any rank holds) are sure to fill.
+    pub(crate) fn resume_rest(
+        units: Arc<[UnitInfo]>,
+        config: EpochConfig,
+        core: WarmupCore<S>,
+        epoch: u64,
+        step_in_epoch: u64,
+        rest: Vec<RestUnit>,
+        least: u64,
+    ) -> Result<Self> {
+        let mut plan = Self::at_epoch_start(units, config, core, epoch, Phase::Reading)?;
+        plan.step_in_epoch = step_in_epoch;
+        plan.rest = Some(Arc::from(rest));
+        plan.order_epoch();
+        // Tokens of the epoch were taken before the checkpoints.
+        plan.epoch_took_tokens = true;
+        if plan.cycles() {
+            plan.steps_per_epoch = Some(step_in_epoch.saturating_add(plan.supported_steps(least)));
+        }
+        Ok(plan)
     }
 
     /// With several ranks and more than one epoch, refuses up front data that some epoch's

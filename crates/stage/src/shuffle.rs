@@ -29,6 +29,44 @@ pub(crate) struct ShuffleState {
     documents: Vec<(Vec<i64>, Option<Vec<i64>>)>,
 }
 
+impl ShuffleState {
+    /// Several ranks' shuffle buffers as one (an elastic resume's rank taking over their
+    /// documents): the documents one buffer after another, and a generator drawn from all of
+    /// theirs and `salt` (the new rank), so that the order stays a function of the seed.
+    pub(crate) fn concat<'a>(
+        states: impl IntoIterator<Item = &'a ShuffleState>,
+        salt: u64,
+    ) -> Result<ShuffleState> {
+        let mut parts = vec![salt, 0xE1A5];
+        let mut out = ShuffleState {
+            rng: 0,
+            dtype: None,
+            labels_dtype: None,
+            documents: Vec::new(),
+        };
+        for state in states {
+            parts.push(state.rng);
+            for (mine, theirs) in [
+                (&mut out.dtype, state.dtype),
+                (&mut out.labels_dtype, state.labels_dtype),
+            ] {
+                match (*mine, theirs) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(StageError::State {
+                            reason: "shuffle buffers of different token dtypes".into(),
+                        });
+                    }
+                    (None, theirs) => *mine = theirs,
+                    _ => {}
+                }
+            }
+            out.documents.extend(state.documents.iter().cloned());
+        }
+        out.rng = SplitMix64::from_parts(&parts).0;
+        Ok(out)
+    }
+}
+
 impl Shuffle {
     pub(crate) fn new(capacity: usize, seed: u64) -> Self {
         Self {

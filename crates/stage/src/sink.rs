@@ -32,6 +32,41 @@ pub enum ModeCarry {
     Pack(PackerCarry),
 }
 
+impl ModeCarry {
+    /// Several sinks' carries as one, in the order given (an elastic resume's rank taking
+    /// over several ranks' tokens); with none, the empty carry of `like`'s sink.
+    pub fn concat<'a>(
+        carries: impl IntoIterator<Item = &'a ModeCarry>,
+        like: &ModeCarry,
+    ) -> Result<ModeCarry, BatchError> {
+        let carries: Vec<&ModeCarry> = carries.into_iter().collect();
+        match like {
+            ModeCarry::Rows(_) => {
+                let rows = carries.iter().map(|c| match c {
+                    ModeCarry::Rows(r) => Ok(r),
+                    ModeCarry::Pack(_) => Err(mismatch()),
+                });
+                let rows = rows.collect::<Result<Vec<_>, _>>()?;
+                Ok(ModeCarry::Rows(RepackerCarry::concat(rows)?))
+            }
+            ModeCarry::Pack(_) => {
+                let packs = carries.iter().map(|c| match c {
+                    ModeCarry::Pack(p) => Ok(p),
+                    ModeCarry::Rows(_) => Err(mismatch()),
+                });
+                let packs = packs.collect::<Result<Vec<_>, _>>()?;
+                Ok(ModeCarry::Pack(PackerCarry::concat(packs)?))
+            }
+        }
+    }
+}
+
+fn mismatch() -> BatchError {
+    BatchError::InvalidCarry {
+        reason: "a repacker's and a document packer's carries cannot be combined".into(),
+    }
+}
+
 impl ModeSink {
     /// The sink `warmup`'s mode uses.
     pub fn for_warmup(warmup: &Warmup) -> Self {

@@ -702,3 +702,203 @@ proptest! {
         }
     }
 }
+
+/// Runs ranks of `worlds[0]` for `steps[0]` batches, merges their states, resumes ranks of
+/// `worlds[1]` from the merged state for `steps[1]` batches, and so on; the last world runs to
+/// the end. Gives every real token emitted (in each rank's order, ranks one after another), the
+/// last ranks' counters, and the batches each rank of each world emitted.
+fn elastic_run(
+    config: &WarmupConfig,
+    shuffle_units: bool,
+    units: &Units,
+    worlds: &[usize],
+    steps: &[usize],
+) -> (Vec<i64>, Vec<Stats>, Vec<Vec<usize>>) {
+    let epochs = |rank: usize, world: usize| {
+        EpochConfig::default()
+            .with_rank(rank, world)
+            .with_seed(4)
+            .with_shuffle_units(shuffle_units)
+    };
+    let real = |b: &ScheduledBatch| -> Vec<i64> {
+        let mask = b.batch.get("attention_mask").map(Tensor::to_vec_i64);
+        let ids = b.batch.input_ids().unwrap().to_vec_i64();
+        match mask {
+            Some(mask) => ids
+                .into_iter()
+                .zip(mask)
+                .filter(|(_, m)| *m != 0)
+                .map(|(t, _)| t)
+                .collect(),
+            None => ids.into_iter().filter(|&t| t != 0).collect(),
+        }
+    };
+    let mut emitted = Vec::new();
+    let mut counts = Vec::new();
+    let mut merged: Option<crate::MergedState> = None;
+    let mut last_stats = Vec::new();
+    for (phase, &world) in worlds.iter().enumerate() {
+        let limit = steps.get(phase).copied().unwrap_or(usize::MAX);
+        let mut states = Vec::new();
+        let mut phase_counts = Vec::new();
+        last_stats.clear();
+        for rank in 0..world {
+            let core = WarmupCore::new(config.build().unwrap());
+            let mut p = match &merged {
+                None => EpochPlan::new(units.info(), epochs(rank, world), core).unwrap(),
+                Some(m) => {
+                    EpochPlan::resume_merged(units.info(), epochs(rank, world), core, m).unwrap()
+                }
+            };
+            let batches = drive(&mut p, units, limit).unwrap();
+            phase_counts.push(batches.len());
+            emitted.extend(batches.iter().flat_map(real));
+            states.push(roundtrip(&p.state()));
+            last_stats.push(p.stats());
+        }
+        counts.push(phase_counts);
+        if phase + 1 < worlds.len() {
+            let m = crate::MergedState::merge(&states).unwrap();
+            merged = Some(serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap());
+        }
+    }
+    (emitted, last_stats, counts)
+}
+
+#[test]
+fn an_elastic_resume_loses_and_repeats_no_token_in_every_mode() {
+    // Tokens 1 + document * 10 000 + position: unique and never the padding id.
+    let docs: Vec<Vec<i32>> = documents(400, 50, 12)
+        .into_iter()
+        .map(|d| d.into_iter().map(|t| t + 1).collect())
+        .collect();
+    let units = Units::new(&docs, 9);
+    let input: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    let total = input.len() as u64;
+    for mode in modes() {
+        for shuffle_buffer in [0, 5] {
+            let config =
+                warmup(mode, BatchSize::Rows(4), None, shuffle_buffer).with_keep_last(true);
+            for (worlds, steps) in [
+                (vec![4, 2], vec![3]),
+                (vec![4, 3], vec![5]),
+                (vec![2, 5], vec![4]),
+                (vec![4, 1], vec![2]),
+                (vec![4, 2, 3], vec![2, 3]),
+            ] {
+                let what =
+                    format!("{mode}, shuffle buffer {shuffle_buffer}, {worlds:?} after {steps:?}");
+                let (emitted, stats, counts) = elastic_run(&config, true, &units, &worlds, &steps);
+                // Every rank of a world emits as many batches (lockstep).
+                for c in &counts {
+                    assert!(c.iter().all(|&n| n == c[0]), "{what}: {counts:?}");
+                }
+                // No token twice, none that is not in the input.
+                let unique: std::collections::BTreeSet<i64> = emitted.iter().copied().collect();
+                assert_eq!(unique.len(), emitted.len(), "{what}: a token emitted twice");
+                let inputs: std::collections::BTreeSet<i64> = input.iter().copied().collect();
+                assert!(unique.is_subset(&inputs), "{what}");
+                // Every token taken in at most once (with one rank at the end, every token of
+                // the epoch exactly once; with several, the epoch ends when the rank with the
+                // least data has filled its batches, and the others' last units stay unread),
+                // and each accounted for: emitted, cut by the mode, or dropped and counted.
+                let sum = |f: fn(&Stats) -> u64| stats.iter().map(f).sum::<u64>();
+                if *worlds.last().unwrap() == 1 {
+                    assert_eq!(sum(|s| s.tokens_in), total, "{what}: tokens taken in");
+                } else {
+                    assert!(
+                        sum(|s| s.tokens_in) <= total,
+                        "{what}: tokens taken in {} of {total}: {stats:?} {counts:?}",
+                        sum(|s| s.tokens_in)
+                    );
+                }
+                assert_eq!(sum(|s| s.tokens_out), emitted.len() as u64, "{what}");
+                assert_eq!(
+                    sum(|s| s.tokens_out) + sum(|s| s.tokens_cut) + sum(|s| s.tokens_dropped),
+                    sum(|s| s.tokens_in),
+                    "{what}: tokens accounted"
+                );
+                // One rank at the end, a lossless mode: every token of the epoch, exactly.
+                if *worlds.last().unwrap() == 1
+                    && matches!(mode, Mode::Repack | Mode::PackGreedy | Mode::PackBestfit)
+                {
+                    assert_eq!(unique, inputs, "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn after_an_elastic_resume_without_shuffling_each_rank_reads_in_unit_order() {
+    let docs: Vec<Vec<i32>> = documents(300, 40, 3)
+        .into_iter()
+        .map(|d| d.into_iter().map(|t| t + 1).collect())
+        .collect();
+    let units = Units::new(&docs, 7);
+    let config = warmup(Mode::Repack, BatchSize::Rows(4), None, 0).with_keep_last(true);
+    let (emitted, stats, _) = elastic_run(&config, false, &units, &[4, 1], &[3]);
+    // The four ranks' first batches, then the one rank: the tokens the old ranks carried, then
+    // the rest of the epoch in the units' order.
+    let mut sorted = emitted.clone();
+    sorted.sort_unstable();
+    let input: Vec<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    assert_eq!(sorted, input);
+    assert_eq!(stats.len(), 1);
+    let tail = &emitted[emitted.len() - 100..];
+    assert!(tail.windows(2).all(|w| w[0] < w[1]), "{tail:?}");
+}
+
+#[test]
+fn states_of_different_steps_or_an_ended_run_do_not_merge() {
+    let docs = documents(200, 30, 5);
+    let units = Units::new(&docs, 9);
+    let config = warmup(Mode::Repack, BatchSize::Rows(4), None, 0);
+    let state_after = |rank: usize, steps: usize| {
+        let epochs = EpochConfig::default().with_rank(rank, 2);
+        let mut p = plan(&config, epochs, &units);
+        drive(&mut p, &units, steps).unwrap();
+        p.state()
+    };
+    let err = crate::MergedState::merge(&[state_after(0, 2), state_after(1, 3)]).unwrap_err();
+    assert!(
+        err.to_string().contains("rank 1's step is 3, rank 0's 2"),
+        "{err}"
+    );
+    let err = crate::MergedState::merge(&[]).unwrap_err();
+    assert!(err.to_string().contains("no states"), "{err}");
+    let ended = state_after(0, usize::MAX);
+    let err = crate::MergedState::merge(&[ended.clone(), ended]).unwrap_err();
+    assert!(err.to_string().contains("not inside an epoch"), "{err}");
+}
+
+#[test]
+fn ranks_with_a_shuffle_buffer_do_not_read_their_units_twice() {
+    // The documents a rank's shuffle buffer holds when its share is read are its own: they go
+    // to the batches before any unit is read again, and best fit packs a partial window then
+    // (neither did once: ranks re-read units whose tokens the epoch did not need, and best fit
+    // over a window larger than a rank's share emitted repeated documents).
+    let docs = documents(400, 50, 12);
+    let units = Units::new(&docs, 9);
+    let best_fit_window = warmup(Mode::PackBestfit, BatchSize::Rows(4), None, 5)
+        .with_keep_last(true)
+        .with_pack_window(crate::DEFAULT_PACK_WINDOW);
+    let configs = modes()
+        .into_iter()
+        .map(|mode| warmup(mode, BatchSize::Rows(4), None, 5).with_keep_last(true))
+        .chain([best_fit_window]);
+    for config in configs {
+        let mode = config.mode();
+        for world in [2, 3, 4] {
+            for rank in 0..world {
+                let epochs = EpochConfig::default().with_rank(rank, world).with_seed(4);
+                let mut p = plan(&config, epochs, &units);
+                let batches = drive(&mut p, &units, usize::MAX).unwrap();
+                assert!(!batches.is_empty());
+                let stats = p.stats();
+                assert_eq!(stats.units_repeated, 0, "{mode}, rank {rank} of {world}");
+                assert!(stats.is_balanced(), "{mode}: {stats:?}");
+            }
+        }
+    }
+}

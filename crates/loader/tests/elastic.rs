@@ -1,0 +1,154 @@
+//! Elastic resume end to end: the states of 4 ranks merged (through JSON) and resumed on 1, 2
+//! and 3 ranks, with no token of the epoch lost or read twice.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt;
+use seqwarm_loader::{
+    BatchSize, LoaderBuilder, LoaderError, LoaderState, Mode, Stats, WarmupConfig,
+};
+use seqwarm_schedule::ScheduleConfig;
+
+/// 500 documents of 1..=60 tokens, token `1 + document * 100 + position`: each unique.
+fn documents() -> Vec<Vec<i32>> {
+    common::documents(500, 60, 21)
+        .iter()
+        .enumerate()
+        .map(|(d, doc)| (0..doc.len()).map(|p| (1 + d * 100 + p) as i32).collect())
+        .collect()
+}
+
+fn warmup(mode: Mode) -> WarmupConfig {
+    let schedule = ScheduleConfig::linear(8, 64, 0.5, 60).build().unwrap();
+    WarmupConfig::new(schedule)
+        .with_mode(mode)
+        .with_batch_size(BatchSize::Rows(4))
+        .with_keep_last(true)
+        .with_shuffle_buffer(4, 1)
+}
+
+fn builder(dir: &std::path::Path, mode: Mode, rank: usize, world: usize) -> LoaderBuilder {
+    LoaderBuilder::new([dir.display().to_string()], warmup(mode))
+        .with_rank(rank, world)
+        .with_seed(3)
+}
+
+/// Each rank of `world` from `state` (fresh when `None`) for at most `steps` batches: the real
+/// tokens emitted, each rank's batch count, counters and state (through JSON).
+async fn run_ranks(
+    dir: &std::path::Path,
+    mode: Mode,
+    world: usize,
+    state: Option<&LoaderState>,
+    steps: usize,
+) -> (Vec<i64>, Vec<usize>, Vec<Stats>, Vec<LoaderState>) {
+    let (mut tokens, mut counts, mut stats, mut states) = (vec![], vec![], vec![], vec![]);
+    for rank in 0..world {
+        let mut b = builder(dir, mode, rank, world);
+        if let Some(state) = state {
+            b = b.with_state(state.clone());
+        }
+        let mut loader = b.build().await.unwrap();
+        let mut n = 0;
+        while n < steps {
+            let Some(batch) = loader.next().await else {
+                break;
+            };
+            // Padding is id 0 (the packer's batches have no attention mask to tell it).
+            let real = common::real_tokens(&batch.unwrap().batch);
+            tokens.extend(real.into_iter().filter(|&t| t != 0));
+            n += 1;
+        }
+        counts.push(n);
+        stats.push(loader.stats());
+        let json = serde_json::to_string(&loader.state()).unwrap();
+        states.push(LoaderState::from_json(&json).unwrap());
+    }
+    (tokens, counts, stats, states)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_ranks_resume_on_one_two_and_three_without_losing_or_repeating_a_token() {
+    let dir = common::temp_dir("elastic");
+    let docs = documents();
+    for (i, part) in docs.chunks(100).enumerate() {
+        common::write_flat(&dir.join(format!("s{i}.parquet")), part, 300);
+    }
+    let input: BTreeSet<i64> = docs.iter().flatten().map(|&t| i64::from(t)).collect();
+    for mode in [Mode::Repack, Mode::PackBestfit, Mode::Truncate] {
+        let (before, counts, _, states) = run_ranks(&dir, mode, 4, None, 5).await;
+        assert_eq!(counts, vec![5; 4]);
+        // Given in any order.
+        let mut shuffled = states.clone();
+        shuffled.rotate_left(1);
+        let merged = LoaderState::merge(&shuffled).unwrap();
+        let merged = LoaderState::from_json(&merged.to_json().unwrap()).unwrap();
+        assert_eq!((merged.merged_ranks(), merged.step()), (Some(4), 5));
+        for world in [1, 2, 3] {
+            let what = format!("{}: 4 ranks, then {world}", mode.name());
+            let (after, counts, stats, _) =
+                run_ranks(&dir, mode, world, Some(&merged), usize::MAX).await;
+            assert!(
+                counts.iter().all(|&c| c == counts[0] && c > 0),
+                "{what}: {counts:?}"
+            );
+            let emitted: Vec<i64> = before.iter().chain(&after).copied().collect();
+            let unique: BTreeSet<i64> = emitted.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                emitted.len(),
+                "{what}: a token emitted twice: {stats:?} {counts:?} before {}",
+                before.len()
+            );
+            assert!(unique.is_subset(&input), "{what}");
+            let sum = |f: fn(&Stats) -> u64| stats.iter().map(f).sum::<u64>();
+            assert_eq!(sum(|s| s.units_repeated), 0, "{what}");
+            assert_eq!(sum(|s| s.tokens_out), emitted.len() as u64, "{what}");
+            assert_eq!(
+                sum(|s| s.tokens_in),
+                sum(|s| s.tokens_out) + sum(|s| s.tokens_cut) + sum(|s| s.tokens_dropped),
+                "{what}: every token taken in is emitted, cut or dropped (and counted)"
+            );
+            if world == 1 {
+                // One rank reads the whole rest of the epoch: every token, exactly once.
+                assert_eq!(sum(|s| s.tokens_in), input.len() as u64, "{what}");
+                if mode != Mode::Truncate {
+                    assert_eq!(unique, input, "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_refuses_what_is_not_one_step_of_one_run_and_a_plain_state_says_to_merge() {
+    let dir = common::temp_dir("elastic-refused");
+    let docs = documents();
+    for (i, part) in docs.chunks(100).enumerate() {
+        common::write_flat(&dir.join(format!("s{i}.parquet")), part, 300);
+    }
+    let (_, _, _, states) = run_ranks(&dir, Mode::Repack, 2, None, 3).await;
+    let err = LoaderState::merge(&states[..1]).unwrap_err();
+    assert!(
+        err.to_string().contains("rank 0 of 2, but 1 states"),
+        "{err}"
+    );
+    let err = LoaderState::merge(&[states[0].clone(), states[0].clone()]).unwrap_err();
+    assert!(err.to_string().contains("two states of rank 0"), "{err}");
+    let (_, _, _, later) = run_ranks(&dir, Mode::Repack, 2, None, 4).await;
+    let err = LoaderState::merge(&[states[0].clone(), later[1].clone()]).unwrap_err();
+    assert!(err.to_string().contains("step"), "{err}");
+    let merged = LoaderState::merge(&states).unwrap();
+    let err = LoaderState::merge(&[merged]).unwrap_err();
+    assert!(err.to_string().contains("merged already"), "{err}");
+    // A rank's own state on another number of ranks: refused, saying how to do it.
+    let err = builder(&dir, Mode::Repack, 0, 3)
+        .with_state(states[0].clone())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoaderError::State { .. }), "{err:?}");
+    assert!(err.to_string().contains("seqwarm merge-states"), "{err}");
+}
