@@ -600,3 +600,82 @@ fn merge_states_resumes_two_ranks_on_one_with_every_token_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seqwarm merge-states"), "{err}");
 }
+
+#[test]
+fn a_mixture_streams_from_source_flags_and_from_a_config_file() {
+    let root = temp("mixture");
+    let mut dirs = Vec::new();
+    for (name, files) in [("a", 3), ("b", 2)] {
+        let input = root.join(format!("in-{name}"));
+        std::fs::create_dir_all(&input).unwrap();
+        corpus(&input, files, 40);
+        let shards = root.join(name);
+        ok(&preprocess(&input, &shards, &[]));
+        dirs.push(shards.display().to_string());
+    }
+    let a = format!("a=0.75:{}", dirs[0]);
+    let b = format!("b=0.25:{}", dirs[1]);
+    let base = [
+        "stream",
+        "--source",
+        &a,
+        "--source",
+        &b,
+        "--min",
+        "16",
+        "--max",
+        "128",
+        "--step",
+        "16",
+        "--batch-rows",
+        "8",
+        "--max-steps",
+        "60",
+    ];
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--emit", "jsonl"]);
+    let steps = jsonl_steps(&ok(&seqwarm(&args)));
+    assert_eq!(steps.len(), 60);
+    let last = &steps[59]["sources"];
+    let (ta, tb) = (
+        last[0]["tokens"].as_f64().unwrap(),
+        last[1]["tokens"].as_f64().unwrap(),
+    );
+    assert_eq!(last[0]["name"], "a");
+    let share = ta / (ta + tb);
+    assert!(
+        (share - 0.75).abs() < 0.05,
+        "source a drew {share} of the tokens"
+    );
+    // The summary names every source.
+    let out = seqwarm(&base);
+    ok(&out);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("source a:") && summary.contains("source b:"),
+        "{summary}"
+    );
+    // The same from a config file, with the weights changed at step 30.
+    let config = root.join("mixture.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max-steps = 60\nbatch-rows = 8\n[schedule]\nkind = \"linear\"\nmin = 16\nmax = 128\nstep = 16\nduration = 0.5\ntotal = 60\n\n[[sources]]\nname = \"a\"\nweight = 0.75\nshards = [\"{}\"]\n\n[[sources]]\nname = \"b\"\nweight = 0.25\nshards = [\"{}\"]\n\n[[weight_changes]]\nstep = 30\nweights = {{ a = 0.0, b = 1.0 }}\n",
+            dirs[0], dirs[1]
+        ),
+    )
+    .unwrap();
+    let steps = jsonl_steps(&ok(&seqwarm(&[
+        "stream",
+        "--config",
+        config.to_str().unwrap(),
+        "--emit",
+        "jsonl",
+    ])));
+    let a_at = |step: usize| steps[step]["sources"][0]["tokens"].as_u64().unwrap();
+    assert_eq!(a_at(29), a_at(59), "no tokens of `a` from step 30 on");
+    // Shards and sources together are refused.
+    let out = seqwarm(&["stream", &dirs[0], "--source", &b, "--max-steps", "3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}

@@ -141,7 +141,7 @@ class Loader:
 
     def __init__(
         self,
-        shards: Union[PathLike, Sequence[PathLike]],
+        shards: Union[PathLike, Sequence[PathLike], None],
         schedule: Union[Schedule, Mapping[str, Any], PathLike, None] = None,
         *,
         mode: Optional[str] = None,
@@ -175,6 +175,8 @@ class Loader:
         memory_map: Optional[bool] = None,
         cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         cache_limit: Optional[int] = None,
+        sources: Optional[Sequence[Mapping[str, Any]]] = None,
+        weight_changes: Optional[Sequence[Mapping[str, Any]]] = None,
         format: str = "torch",
         threads: Optional[int] = None,
         state: Optional[Mapping[str, Any]] = None,
@@ -183,7 +185,9 @@ class Loader:
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= _MAX_THREADS):
             raise _config_error("threads", f"threads: expected an integer in 0..={_MAX_THREADS} or None, not {threads!r}")
-        if isinstance(shards, (str, bytes, os.PathLike)):
+        if shards is None:
+            shards = []
+        elif isinstance(shards, (str, bytes, os.PathLike)):
             shards = [shards]
         self._shards: List[str] = [os.fsdecode(s) for s in shards]
         if rank is None or world_size is None:
@@ -224,6 +228,8 @@ class Loader:
             memory_map=memory_map,
             cache_dir=None if cache_dir is None else os.fsdecode(cache_dir),
             cache_limit=cache_limit,
+            sources=None if sources is None else [_source_table(s) for s in sources],
+            weight_changes=None if weight_changes is None else [dict(c) for c in weight_changes],
         )
         settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if schedule is not None:
@@ -342,6 +348,15 @@ class Loader:
             return {}
         return json.loads(self._raw.stats_json())
 
+    def source_stats(self) -> Optional[List[Dict[str, Any]]]:
+        """For a mixture (``sources=``), what was drawn from each source so far: ``name``,
+        ``documents``, ``tokens``, ``epoch`` (the source's own), ``units_skipped``; ``None``
+        otherwise."""
+        if self._raw is None:
+            return None
+        text = self._raw.source_stats_json()
+        return None if text is None else json.loads(text)
+
     def skipped(self) -> List[str]:
         """Why each skipped shard or row group was skipped (``on_error="skip"``)."""
         return [] if self._raw is None else list(self._raw.skipped())
@@ -438,6 +453,17 @@ def _document_defaults() -> None:
 
 
 _document_defaults()
+
+
+def _source_table(source: Mapping[str, Any]) -> Dict[str, Any]:
+    """A mixture source as the Rust table: its shard locations as a list of strings."""
+    table = dict(source)
+    shards = table.get("shards")
+    if isinstance(shards, (str, bytes, os.PathLike)):
+        table["shards"] = [os.fsdecode(shards)]
+    elif shards is not None:
+        table["shards"] = [os.fsdecode(s) for s in shards]
+    return table
 
 
 def merge_states(state_dicts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:

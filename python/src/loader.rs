@@ -205,6 +205,15 @@ impl RawLoader {
         serde_json::to_string(&all).map_err(json)
     }
 
+    /// What was drawn from each source of a mixture, as JSON text (`None` without sources).
+    fn source_stats_json(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let stats = py.detach(|| self.lock().as_ref().map(|r| r.loader.source_stats()));
+        let stats = stats.ok_or_else(|| Self::closed_error(py))?;
+        stats
+            .map(|s| serde_json::to_string(&s).map_err(|e| state_error(py, e.to_string())))
+            .transpose()
+    }
+
     /// Batches each rank emits per epoch, when ranks must stay in step.
     fn steps_per_epoch(&self, py: Python<'_>) -> PyResult<Option<u64>> {
         let steps = py.detach(|| self.lock().as_ref().map(|r| r.loader.steps_per_epoch()));

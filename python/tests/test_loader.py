@@ -319,3 +319,33 @@ def test_merged_states_resume_on_another_number_of_ranks(corpus: dict) -> None:
         list(seqwarm.Loader(corpus["dir"], linear(), rank=0, world_size=2, state=states[0], **settings))
     with pytest.raises(seqwarm.StateError, match="two states of rank 0"):
         seqwarm.merge_states([states[0], states[0], states[1], states[2]])
+
+
+def test_a_mixture_draws_from_its_sources_by_weight(corpus: dict, tmp_path: Path) -> None:
+    import shutil
+
+    second = tmp_path / "second"
+    shutil.copytree(corpus["dir"], second)
+    sources = [
+        {"name": "first", "shards": corpus["dir"], "weight": 0.8},
+        {"name": "second", "shards": [second], "weight": 0.2},
+    ]
+    loader = seqwarm.Loader(None, linear(), batch_rows=4, max_steps=40, sources=sources)
+    batches = list(loader)
+    assert len(batches) == 40
+    stats = loader.source_stats()
+    assert [s["name"] for s in stats] == ["first", "second"]
+    share = stats[0]["tokens"] / (stats[0]["tokens"] + stats[1]["tokens"])
+    assert abs(share - 0.8) < 0.05, stats
+    # Resumes byte for byte from its state_dict.
+    first = seqwarm.Loader(None, linear(), batch_rows=4, max_steps=40, sources=sources)
+    head = [fields_of(b) for _, b in zip(range(15), first)]
+    rest = [fields_of(b) for b in seqwarm.Loader(None, linear(), batch_rows=4, max_steps=40, sources=sources, state=first.state_dict())]
+    assert head + rest == [fields_of(b) for b in batches]
+    changes = [{"step": 20, "weights": {"first": 0.0, "second": 1.0}}]
+    changed = seqwarm.Loader(None, linear(), batch_rows=4, max_steps=40, sources=sources, weight_changes=changes)
+    list(changed)
+    assert changed.source_stats()[1]["tokens"] > stats[1]["tokens"]
+    assert seqwarm.Loader(corpus["dir"], linear(), batch_rows=4).source_stats() is None
+    with pytest.raises(seqwarm.ConfigError, match="max_steps or max_tokens"):
+        list(seqwarm.Loader(None, linear(), batch_rows=4, sources=sources))

@@ -105,6 +105,25 @@ pub struct LoaderArgs {
     /// removed first; default: no limit).
     #[arg(long, requires = "cache_dir")]
     pub cache_limit: Option<u64>,
+    /// A source of a weighted mixture, instead of shard locations: `NAME=WEIGHT:SHARDS`
+    /// (locations separated by commas), once per source; `[[sources]]` tables in a config
+    /// file say the same, with a layout of their own if need be.
+    #[arg(long = "source", value_name = "NAME=WEIGHT:SHARDS", value_parser = source_table)]
+    #[serde(skip)]
+    pub sources: Vec<Value>,
+}
+
+/// `NAME=WEIGHT:SHARDS` as a `sources` table.
+fn source_table(flag: &str) -> Result<Value, String> {
+    let bad = || format!("{flag:?}: expected NAME=WEIGHT:SHARDS (e.g. web=0.7:data/web/)");
+    let (name, rest) = flag.split_once('=').ok_or_else(bad)?;
+    let (weight, shards) = rest.split_once(':').ok_or_else(bad)?;
+    let weight: f64 = weight.trim().parse().map_err(|_| bad())?;
+    let shards: Vec<&str> = shards.split(',').filter(|s| !s.is_empty()).collect();
+    if name.is_empty() || shards.is_empty() {
+        return Err(bad());
+    }
+    Ok(serde_json::json!({"name": name, "weight": weight, "shards": shards}))
 }
 
 impl LoaderArgs {
@@ -113,6 +132,9 @@ impl LoaderArgs {
     /// `memory_map = false`).
     pub fn keys(&self) -> Map<String, Value> {
         let mut keys = given(self);
+        if !self.sources.is_empty() {
+            keys.insert("sources".into(), Value::Array(self.sources.clone()));
+        }
         for (flag, key) in [
             ("no_shuffle_units", "shuffle_units"),
             ("no_verify_checksums", "verify_checksums"),

@@ -125,7 +125,11 @@ pub async fn resolve(
     } else {
         shards.to_vec()
     };
-    let demo = shards.is_empty();
+    let mixture = matches!(keys.get("sources"), Some(Value::Array(s)) if !s.is_empty());
+    if mixture && !shards.is_empty() {
+        anyhow::bail!("give shard locations or sources (--source, [[sources]]), not both");
+    }
+    let demo = shards.is_empty() && !mixture;
     if demo {
         let layout = match demo_layout {
             DemoLayout::Flat => OutputLayout::Flat,
@@ -156,8 +160,16 @@ pub async fn resolve(
         })
         .with_context(|| file.context())?;
     let mut catalog = None;
-    if !schedule.sets_total(file.schedule.as_ref()) && schedule_config.unit() == ProgressUnit::Steps
-    {
+    let sized = schedule.sets_total(file.schedule.as_ref());
+    if mixture && !sized && schedule_config.unit() == ProgressUnit::Steps {
+        // A mixture has no epoch to size the schedule by: its length is the step limit.
+        let Some(steps) = config.epochs().max_steps() else {
+            anyhow::bail!(
+                "a mixture runs until --max-steps or --max-tokens: give --max-steps, or the schedule's --total and a limit"
+            );
+        };
+        schedule_config = schedule_config.with_total(steps);
+    } else if !sized && schedule_config.unit() == ProgressUnit::Steps {
         // Every footer is read once: the catalog that sizes the schedule is the loader's.
         let opened = LoaderBuilder::from_config(shards.iter().cloned(), config.clone())
             .open_catalog()
@@ -308,7 +320,11 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         emitted += 1;
         tokens += batch.tokens;
         if args.emit == Emit::Jsonl {
-            serde_json::to_writer(&mut out, &batch_json(&batch))?;
+            let mut line = batch_json(&batch);
+            if let Some(sources) = loader.source_stats() {
+                line["sources"] = serde_json::to_value(sources)?;
+            }
+            serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
         }
         if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
@@ -341,6 +357,21 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         stats.tokens_dropped,
         stats.units_skipped
     )?;
+    if let Some(sources) = loader.source_stats() {
+        let drawn: u64 = sources.iter().map(|s| s.tokens).sum();
+        for s in sources {
+            writeln!(
+                info,
+                "source {}: {} documents, {} tokens ({:.1}%), epoch {}, {} row groups skipped",
+                s.name,
+                s.documents,
+                s.tokens,
+                100.0 * s.tokens as f64 / drawn.max(1) as f64,
+                s.epoch,
+                s.units_skipped
+            )?;
+        }
+    }
     if let Some(cache) = loader.cache_stats() {
         writeln!(
             info,

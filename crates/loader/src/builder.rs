@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use seqwarm_batcher::DType;
-use seqwarm_stage::{EpochBoundary, EpochPlan, WarmupConfig, WarmupCore};
+use seqwarm_stage::{EpochBoundary, EpochPlan, MixturePlan, UnitInfo, WarmupConfig, WarmupCore};
 use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
@@ -16,6 +16,7 @@ use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
 use crate::loader::{IoRuntime, Loader};
+use crate::loader::{MixtureDriver, Plans};
 use crate::mapped::MappedFiles;
 use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
@@ -327,6 +328,9 @@ impl LoaderBuilder {
             .with_default_shuffle_seed(seed)
             .build()?;
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
+        if let Some(mixture) = config.mixture()? {
+            return self.build_mixture(config, warmup, runtime, mixture).await;
+        }
         let (catalog, io) = if let Some(catalog) = &self.catalog {
             catalog.check_opened_with(&self.catalog_key())?;
             let remote = catalog.has_remote_shards();
@@ -352,31 +356,121 @@ impl LoaderBuilder {
                     }
                     (None, None) => {
                         return Err(LoaderError::State {
-                            reason: "a state without a plan".into(),
+                            reason: "the checkpoint is of a mixture (a loader with `sources`)"
+                                .into(),
                         });
                     }
                 }
             }
             None => EpochPlan::new(units, config.epochs.clone(), core)?,
         };
-        let read = ReadSettings {
-            decode: DecodeOptions {
-                dtype: config.dtype,
-                vocab_size: config.vocab_size,
-                signed: false,
-            },
-            retry: config.retry,
-            runtime,
-            io: io.handle(),
-            verify_checksums: config.verify_checksums,
-            maps: config.memory_map.then(|| Arc::new(MappedFiles::default())),
-            cache: match &config.cache_dir {
-                Some(dir) => Some(Arc::new(ShardCache::open(dir, config.cache_limit)?)),
-                None => None,
-            },
-        };
-        Ok(Loader::new(catalog, plan, read, &config, identity, io))
+        let read = read_settings(&config, runtime, &io)?;
+        Ok(Loader::new(
+            catalog,
+            Plans::Epochs(plan),
+            read,
+            &config,
+            identity,
+            io,
+        ))
     }
+
+    /// [`LoaderBuilder::build`] for a weighted mixture: each source's shards listed and
+    /// cataloged with its layout, one plan interleaving them.
+    async fn build_mixture(
+        &self,
+        config: LoaderConfig,
+        warmup: seqwarm_stage::Warmup,
+        runtime: Handle,
+        mixture: seqwarm_stage::MixtureConfig,
+    ) -> Result<Loader> {
+        let invalid = |reason: &str| LoaderError::Config {
+            field: "sources",
+            reason: reason.into(),
+        };
+        if !self.locations.is_empty() {
+            return Err(invalid("give shard locations or `sources`, not both"));
+        }
+        if self.catalog.is_some() {
+            return Err(invalid(
+                "a catalog given with with_catalog does not apply to `sources`",
+            ));
+        }
+        let mut listings = Vec::new();
+        for source in &config.sources {
+            listings.push(
+                list_shards_and_manifests(&source.shards, config.retry, &self.stores, &runtime)
+                    .await?,
+            );
+        }
+        let io = self.io_runtime(listings.iter().any(Listing::has_remote), &runtime)?;
+        let mut catalogs = Vec::new();
+        for (source, listing) in config.sources.iter().zip(listings) {
+            let reads = FooterReads {
+                layout: source.layout.as_ref().unwrap_or(&config.layout),
+                policy: config.on_error,
+                retry: config.retry,
+                runtime: &runtime,
+                io: &io.handle(),
+            };
+            let catalog = build_catalog(listing.shards, listing.manifests, &reads).await?;
+            catalogs.push(Arc::new(catalog));
+        }
+        let units: Vec<Arc<[UnitInfo]>> =
+            catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
+        let identity = Identity {
+            settings: config.fingerprint()?,
+            data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
+        };
+        let core = WarmupCore::new(warmup);
+        let mixture = mixture.build()?;
+        let plan = match &self.state {
+            Some(state) => {
+                state.check(&identity)?;
+                let Some(saved) = state.mixture() else {
+                    return Err(LoaderError::State {
+                        reason: "the checkpoint is of a loader without `sources`".into(),
+                    });
+                };
+                MixturePlan::resume(units, mixture, config.epochs.clone(), core, saved)?
+            }
+            None => MixturePlan::new(units, mixture, config.epochs.clone(), core)?,
+        };
+        let read = read_settings(&config, runtime, &io)?;
+        let first = catalogs
+            .first()
+            .cloned()
+            .ok_or_else(|| invalid("a mixture needs at least one source"))?;
+        let driver = MixtureDriver::new(plan, catalogs);
+        Ok(Loader::new(
+            first,
+            Plans::Mixture(driver),
+            read,
+            &config,
+            identity,
+            io,
+        ))
+    }
+}
+
+/// How the loader reads row groups, from its settings.
+fn read_settings(config: &LoaderConfig, runtime: Handle, io: &IoRuntime) -> Result<ReadSettings> {
+    Ok(ReadSettings {
+        decode: DecodeOptions {
+            dtype: config.dtype,
+            vocab_size: config.vocab_size,
+            signed: false,
+        },
+        retry: config.retry,
+        runtime,
+        io: io.handle(),
+        verify_checksums: config.verify_checksums,
+        maps: config.memory_map.then(|| Arc::new(MappedFiles::default())),
+        cache: match &config.cache_dir {
+            Some(dir) => Some(Arc::new(ShardCache::open(dir, config.cache_limit)?)),
+            None => None,
+        },
+    })
 }
 
 /// The tokens and documents in the shards at `locations`, from their footers alone (for

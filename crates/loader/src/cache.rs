@@ -23,14 +23,15 @@
 //! - The size limit: the entries' total stays within `cache_limit` bytes. Room is made before
 //!   an entry is committed, under the directory's lock (`.lock`), by removing the least
 //!   recently used entries (a use sets the file's modification time). A shard larger than the
-//!   limit is not cached; it is read from the store as without a cache.
+//!   limit is not cached; it is read from the store as without a cache, as is every shard when
+//!   the directory cannot be used (`fetch.rs` falls back on a [`LoaderError::Cache`]).
 //!
 //! A reader keeps its entry's file open for the whole row group, so an entry evicted by
 //! another process meanwhile is still read whole (Unix keeps an unlinked open file).
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +60,8 @@ pub struct CacheStats {
     pub refetched: u64,
     /// Entries this loader removed to stay within the size limit.
     pub evicted: u64,
-    /// Row-group reads of shards too large for the limit, read from the store directly.
+    /// Row-group reads that went to the store directly: of shards too large for the limit, or
+    /// when the cache directory could not be used (read-only, full, removed).
     pub bypassed: u64,
 }
 
@@ -121,6 +123,11 @@ impl ShardCache {
             verified: Mutex::default(),
             counters: Counters::default(),
         })
+    }
+
+    /// Counts a read that went to the store because the cache could not be used.
+    pub(crate) fn count_bypassed(&self) {
+        self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counters so far.
@@ -219,7 +226,10 @@ impl ShardCache {
             )));
         }
         self.mark_verified(key);
-        let file = File::open(&data).map_err(|e| cache_error(&data, e))?;
+        // The file checked, not the path opened again: another process may have evicted the
+        // entry meanwhile, and this handle still reads it whole.
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| cache_error(&data, e))?;
         Ok(Found::Intact(file))
     }
 
@@ -272,12 +282,14 @@ impl ShardCache {
             }
         }
         let partial = seqwarm_format::atomic::partial_name(data);
-        let write = || -> std::io::Result<()> {
+        let write = || -> std::io::Result<File> {
             let mut out = File::create(&partial)?;
             out.write_all(&bytes)?;
-            out.sync_all()
+            out.sync_all()?;
+            // Kept open across the rename: the same file, whatever another process evicts.
+            File::open(&partial)
         };
-        write().map_err(|e| cache_error(&partial, e))?;
+        let file = write().map_err(|e| cache_error(&partial, e))?;
         let record = Record {
             source: shard.display.clone(),
             size: shard.size,
@@ -299,16 +311,13 @@ impl ShardCache {
         self.counters
             .bytes_downloaded
             .fetch_add(shard.size, Ordering::Relaxed);
-        File::open(data).map_err(|e| cache_error(data, e))
+        Ok(file)
     }
 
     /// Removes the least recently used entries until `incoming` more bytes fit in the limit
     /// (the caller holds the directory's lock). Partial downloads nobody is writing any more
-    /// (their entry's lock is free) are removed on the way.
+    /// (their entry's lock is free) are removed on the way, with or without a limit.
     fn make_room(&self, incoming: u64, keep: &Path) -> Result<()> {
-        let Some(limit) = self.limit else {
-            return Ok(());
-        };
         let mut entries = Vec::new();
         let listing = std::fs::read_dir(&self.dir).map_err(|e| cache_error(&self.dir, e))?;
         for item in listing {
@@ -327,11 +336,20 @@ impl ShardCache {
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push((used, meta.len(), path));
         }
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
         let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
         entries.sort();
         for (_, len, path) in entries {
             if total.saturating_add(incoming) <= limit {
                 break;
+            }
+            // An entry another process is downloading again (corrupt) holds its lock: its new
+            // record must not be removed under it; it is left for the next eviction.
+            let lock = lock_file(&path.with_extension("lock"))?;
+            if lock.try_lock().is_err() {
+                continue;
             }
             remove_if_present(&path).map_err(|e| cache_error(&path, e))?;
             let _ = remove_if_present(&path.with_extension("json"));
@@ -648,6 +666,43 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_directory_is_a_cache_error_that_reading_falls_back_from() {
+        let fixture = Fixture::new("unusable");
+        let shard = fixture.put("a.parquet", 1_000, 1);
+        let cache = fixture.cache(None);
+        // The directory replaced by a file: nothing can be created in it.
+        std::fs::remove_dir_all(&fixture.dir).unwrap();
+        std::fs::write(&fixture.dir, b"not a directory").unwrap();
+        let err = fixture.copy(&cache, &shard).unwrap_err();
+        assert!(matches!(err, LoaderError::Cache { .. }), "{err}");
+        std::fs::remove_file(&fixture.dir).unwrap();
+    }
+
+    #[test]
+    fn a_checked_entry_is_read_whole_though_evicted_meanwhile() {
+        let fixture = Fixture::new("evicted");
+        let shard = fixture.put("a.parquet", 50_000, 3);
+        let want = object(&fixture, &shard);
+        fixture.copy(&fixture.cache(None), &shard).unwrap();
+        // A new process checks the entry and gets its handle; another evicts it at once.
+        let cache = fixture.cache(None);
+        let Place::Store { store, path, .. } = &shard.place else {
+            unreachable!()
+        };
+        let remote = Remote {
+            store,
+            path,
+            retry: RetryPolicy::default(),
+            io: fixture.runtime.handle(),
+        };
+        let (entry, mut file) = cache.local_copy(&shard, &remote, &[]).unwrap().unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
     fn processes_sharing_the_directory_download_each_shard_once() {
         let fixture = Fixture::new("shared");
         let shards: Vec<ShardFile> = (0..6)
@@ -679,9 +734,9 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_partial_download_is_removed_when_room_is_made() {
+    fn an_abandoned_partial_download_is_removed_by_the_next_download() {
         let fixture = Fixture::new("abandoned");
-        let cache = fixture.cache(Some(10_000));
+        let cache = fixture.cache(None);
         let first = fixture.put("a.parquet", 1_000, 1);
         fixture.copy(&cache, &first).unwrap();
         let stale = fixture.dir.join("0123456789abcdef.parquet.partial");

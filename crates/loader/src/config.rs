@@ -54,6 +54,35 @@ pub struct LoaderConfig {
     pub(crate) memory_map: bool,
     pub(crate) cache_dir: Option<std::path::PathBuf>,
     pub(crate) cache_limit: Option<u64>,
+    pub(crate) sources: Vec<SourceConfig>,
+    pub(crate) weight_changes: Vec<WeightChangeConfig>,
+}
+
+/// One source of a weighted mixture (`[[sources]]` in a config file): its own shards, weight
+/// and, optionally, layout (`docs/loader.md`, "Mixtures").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Its name, in statistics, checkpoints and weight changes.
+    pub name: String,
+    /// Its shard locations (files, directories, globs, URLs).
+    pub shards: Vec<String>,
+    /// Its share of the tokens, relative to the other sources' weights.
+    pub weight: f64,
+    /// Its layout, when it differs from the loader's `layout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<ShardLayout>,
+}
+
+/// New weights from a step on (`[[weight_changes]]`: `step` and `weights = { name = w }`, one
+/// weight for every source), for data annealing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightChangeConfig {
+    /// The first step (batch) the weights apply to.
+    pub step: u64,
+    /// Every source's weight, by name.
+    pub weights: std::collections::BTreeMap<String, f64>,
 }
 
 /// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
@@ -75,6 +104,8 @@ impl Default for LoaderConfig {
             memory_map: true,
             cache_dir: None,
             cache_limit: None,
+            sources: Vec::new(),
+            weight_changes: Vec::new(),
         }
     }
 }
@@ -194,6 +225,72 @@ impl LoaderConfig {
     pub fn cache_limit(&self) -> Option<u64> {
         self.cache_limit
     }
+    /// The sources of a weighted mixture (none: the shards given to the builder).
+    pub fn sources(&self) -> &[SourceConfig] {
+        &self.sources
+    }
+
+    /// The mixture the sources and weight changes describe, checked; `None` without sources.
+    pub fn mixture(&self) -> Result<Option<seqwarm_stage::MixtureConfig>> {
+        if self.sources.is_empty() {
+            if !self.weight_changes.is_empty() {
+                return Err(invalid(
+                    "weight_changes",
+                    "given without `sources`, the weights they change".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        let mut changes = Vec::new();
+        for change in &self.weight_changes {
+            if let Some(unknown) = change.weights.keys().find(|k| !names.contains(&k.as_str())) {
+                return Err(invalid(
+                    "weight_changes",
+                    format!(
+                        "step {}: no source `{unknown}` (the sources: {})",
+                        change.step,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let weights = names
+                .iter()
+                .map(|name| {
+                    change.weights.get(*name).copied().ok_or_else(|| {
+                        invalid(
+                            "weight_changes",
+                            format!("step {}: no weight for source `{name}`", change.step),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            changes.push(seqwarm_stage::WeightChange {
+                step: change.step,
+                weights,
+            });
+        }
+        let mixture = seqwarm_stage::MixtureConfig {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| seqwarm_stage::MixtureSource {
+                    name: s.name.clone(),
+                    weight: s.weight,
+                })
+                .collect(),
+            changes,
+        };
+        mixture.build()?;
+        if let Some(empty) = self.sources.iter().find(|s| s.shards.is_empty()) {
+            return Err(invalid(
+                "sources",
+                format!("source `{}` has no shard locations", empty.name),
+            ));
+        }
+        Ok(Some(mixture))
+    }
+
     /// The vocabulary token ids are checked against, if any.
     pub fn vocab_size(&self) -> Option<u64> {
         self.vocab_size
@@ -234,6 +331,7 @@ impl LoaderConfig {
                 return Err(invalid(field, format!("{value} is not in 1..={most}")));
             }
         }
+        self.mixture()?;
         if self.cache_limit.is_some() && self.cache_dir.is_none() {
             return Err(invalid(
                 "cache_limit",

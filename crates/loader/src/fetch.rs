@@ -104,7 +104,8 @@ impl Fetcher {
             io.clone(),
         );
         let size = shard.size;
-        let display = shard.display.clone();
+        let shown = shard.display.clone();
+        let counted = Arc::clone(&cache);
         let copy = runtime
             .spawn_blocking(move || {
                 let remote = Remote {
@@ -117,9 +118,19 @@ impl Fetcher {
             })
             .await
             .map_err(|e| LoaderError::Location {
-                location: display,
+                location: shown.clone(),
                 reason: format!("the caching thread failed: {e}"),
-            })??;
+            })?;
+        let copy = match copy {
+            // The cache directory cannot be used (read-only, full, gone): the shard is read
+            // from the store as without a cache, not failed.
+            Err(LoaderError::Cache { path, reason }) => {
+                tracing::warn!("{shown}: not cached ({path}: {reason}); reading it from the store");
+                counted.count_bypassed();
+                None
+            }
+            other => other?,
+        };
         Ok(match copy {
             Some((path, file)) => Self::Local {
                 path,

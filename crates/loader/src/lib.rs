@@ -42,7 +42,7 @@ mod warmup;
 pub use builder::{LoaderBuilder, count_tokens};
 pub use cache::CacheStats;
 pub use catalog::{Catalog, TokenCount};
-pub use config::LoaderConfig;
+pub use config::{LoaderConfig, SourceConfig, WeightChangeConfig};
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
 pub use loader::Loader;
@@ -56,6 +56,6 @@ pub use warmup::{WarmupStream, WarmupStreamExt};
 
 /// The stage's types, so that a loader's user needs one crate.
 pub use seqwarm_stage::{
-    BatchSize, Documents, EpochBoundary, Mode, Origin, ScheduledBatch, Stats, StepShape, Warmup,
-    WarmupConfig, WarmupCore,
+    BatchSize, Documents, EpochBoundary, Mode, Origin, ScheduledBatch, SourceStats, Stats,
+    StepShape, Warmup, WarmupConfig, WarmupCore,
 };

@@ -2,7 +2,7 @@
 //! the loader's internals can change without breaking the API, and a checkpoint of another
 //! version, another data set or other settings is a typed error, not a silent misread.
 
-use seqwarm_stage::{MergedState, PlanState};
+use seqwarm_stage::{MergedState, MixturePlanState, PlanState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -74,8 +74,8 @@ pub(crate) struct Identity {
 /// state's settings, which any number of ranks resumes.
 const RANK_KEYS: [&str; 2] = ["rank", "world_size"];
 
-/// Everything after the format and version: one rank's plan, or the merged plans of all ranks
-/// (exactly one of the two).
+/// Everything after the format and version: one rank's plan, the merged plans of all ranks,
+/// or a mixture's plan (exactly one of the three).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
@@ -86,6 +86,8 @@ struct Body {
     plan: Option<PlanState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     merged: Option<MergedState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mixture: Option<MixturePlanState>,
 }
 
 /// A checkpoint of a [`crate::Loader`] at a batch boundary. Serialize it (serde; JSON in
@@ -113,6 +115,21 @@ impl LoaderState {
                 data: identity.data.clone(),
                 plan: Some(plan),
                 merged: None,
+                mixture: None,
+            },
+        }
+    }
+
+    pub(crate) fn of_mixture(identity: &Identity, mixture: MixturePlanState) -> Self {
+        Self {
+            format: STATE_FORMAT.into(),
+            version: STATE_VERSION,
+            body: Body {
+                settings: identity.settings.clone(),
+                data: identity.data.clone(),
+                plan: None,
+                merged: None,
+                mixture: Some(mixture),
             },
         }
     }
@@ -157,9 +174,16 @@ impl LoaderState {
             serde_json::from_value(Value::Object(map)).map_err(|e| LoaderError::State {
                 reason: format!("unreadable: {e}"),
             })?;
-        if body.plan.is_some() == body.merged.is_some() {
+        let parts = [
+            body.plan.is_some(),
+            body.merged.is_some(),
+            body.mixture.is_some(),
+        ];
+        if parts.iter().filter(|&&p| p).count() != 1 {
             return Err(LoaderError::State {
-                reason: "a state holds one rank's `plan` or the `merged` plans of all ranks".into(),
+                reason: "a state holds one rank's `plan`, the `merged` plans of all ranks, or a \
+                         `mixture`'s plan"
+                    .into(),
             });
         }
         Ok(Self {
@@ -208,6 +232,12 @@ impl LoaderState {
         let shared = without_rank(&first.body.settings);
         let mut plans: Vec<Option<&PlanState>> = vec![None; world];
         for (i, state) in states.iter().enumerate() {
+            if state.body.mixture.is_some() {
+                return refuse(format!(
+                    "state {i} is a mixture's: a mixture resumes on the same number of ranks \
+                     (elastic resume of mixtures is not supported)"
+                ));
+            }
             let Some(plan) = &state.body.plan else {
                 return refuse(format!(
                     "state {i} is merged already: resume it on the new ranks, then merge their states"
@@ -219,7 +249,8 @@ impl LoaderState {
             };
             if of != world as u64 {
                 return refuse(format!(
-                    "state {i} is rank {rank} of {of}, but {world} states were given: give the                      state of every rank, once"
+                    "state {i} is rank {rank} of {of}, but {world} states were given: give the state of \
+                     every rank, once"
                 ));
             }
             let Some(slot) = usize::try_from(rank).ok().and_then(|r| plans.get_mut(r)) else {
@@ -254,11 +285,12 @@ impl LoaderState {
                 data: first.body.data.clone(),
                 plan: None,
                 merged: Some(MergedState::merge(&plans)?),
+                mixture: None,
             },
         })
     }
 
-    /// The epoch of the next unread document.
+    /// The epoch of the next unread document (0 for a mixture, whose sources count their own).
     pub fn epoch(&self) -> u64 {
         match (&self.body.plan, &self.body.merged) {
             (Some(plan), _) => plan.epoch(),
@@ -269,10 +301,11 @@ impl LoaderState {
 
     /// Batches emitted up to this state (by each rank).
     pub fn step(&self) -> u64 {
-        match (&self.body.plan, &self.body.merged) {
-            (Some(plan), _) => plan.core().progress().steps,
-            (None, Some(merged)) => merged.step(),
-            (None, None) => 0,
+        match (&self.body.plan, &self.body.merged, &self.body.mixture) {
+            (Some(plan), _, _) => plan.core().progress().steps,
+            (None, Some(merged), _) => merged.step(),
+            (None, None, Some(mixture)) => mixture.step(),
+            (None, None, None) => 0,
         }
     }
 
@@ -293,6 +326,10 @@ impl LoaderState {
 
     pub(crate) fn merged(&self) -> Option<&MergedState> {
         self.body.merged.as_ref()
+    }
+
+    pub(crate) fn mixture(&self) -> Option<&MixturePlanState> {
+        self.body.mixture.as_ref()
     }
 
     /// Checks that this state fits a loader of `identity`: its settings (a merged state's

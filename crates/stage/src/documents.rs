@@ -162,6 +162,20 @@ impl Documents {
         }
     }
 
+    /// The first `count` documents (shared, not copied), with the same origin.
+    #[must_use]
+    pub fn take(&self, count: usize) -> Self {
+        let count = count.min(self.len());
+        let end = self.offsets[count];
+        let slice = |t: &Tensor| t.slice_rows(0, end).unwrap_or_else(|| t.clone());
+        Self {
+            tokens: slice(&self.tokens),
+            labels: self.labels.as_ref().map(slice),
+            offsets: self.offsets[..=count].iter().copied().collect(),
+            origin: self.origin,
+        }
+    }
+
     /// Token range of document `i`.
     pub fn span(&self, i: usize) -> Option<(usize, usize)> {
         Some((*self.offsets.get(i)?, *self.offsets.get(i + 1)?))

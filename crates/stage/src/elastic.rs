@@ -257,6 +257,20 @@ impl EpochPlan<ModeSink> {
                 units.len()
             )));
         }
+        let n = merged.positions.len();
+        if n == 0 || merged.cores.len() != n {
+            return Err(out_of_range(format!(
+                "{n} ranks' positions and {} ranks' cores",
+                merged.cores.len()
+            )));
+        }
+        if merged.step_in_epoch > merged.step() {
+            return Err(out_of_range(format!(
+                "batch {} of the epoch, after {} batches in all",
+                merged.step_in_epoch,
+                merged.step()
+            )));
+        }
         let (rank, world) = (config.rank(), config.world_size().max(1));
         core.restore(&merged.core_for(rank, world)?)?;
         let list = match &merged.rest {
@@ -266,6 +280,23 @@ impl EpochPlan<ModeSink> {
                 .map(|unit| RestUnit { unit, taken: 0 })
                 .collect(),
         };
+        // Each old rank's position within its share of the list (just past it when the rank
+        // read all of it), and the documents within that unit.
+        for (r, &(position, document)) in merged.positions.iter().enumerate() {
+            let share = list.iter().skip(r).step_by(n);
+            let len = share.clone().count() as u64;
+            let documents = share
+                .clone()
+                .nth(usize::try_from(position).unwrap_or(usize::MAX))
+                .map_or(0, |item| units[item.unit].documents);
+            let read_again = position >= len;
+            if (!read_again && document > documents) || position > crate::stats::MAX_COUNT {
+                return Err(out_of_range(format!(
+                    "rank {r} of {n}: document {document} of row group position {position} \
+                     (its share has {len})"
+                )));
+            }
+        }
         let rest = merged.rest_of(&list);
         // With several ranks, the rest of the epoch's batch count: what the rank holding the
         // least is sure to fill, counting a partly read unit as empty.

@@ -169,6 +169,9 @@ impl<C> PlanState<C> {
 }
 
 /// The sans-IO epoch plan around a [`WarmupCore`]; see the module documentation.
+// Four independent facts of the epoch in progress (reads asked for, stopped, tokens taken,
+// share read), not a state an enum would name better.
+#[allow(clippy::struct_excessive_bools)]
 pub struct EpochPlan<S: RowSink = ModeSink> {
     core: WarmupCore<S>,
     units: Arc<[UnitInfo]>,
@@ -193,6 +196,9 @@ pub struct EpochPlan<S: RowSink = ModeSink> {
     /// stage needs them: the shuffle buffer is emptied first, so that they are taken in only
     /// when the epoch's own documents do not fill the epoch's batches.
     repeat: Option<Documents>,
+    /// Whether this rank has read past its share this epoch (its shuffle buffer went to the
+    /// sink then, once: later repeats pass through the buffer as any document).
+    share_ended: bool,
     /// Whether this epoch has taken in any token: an epoch that takes none would repeat
     /// forever.
     epoch_took_tokens: bool,
@@ -248,6 +254,7 @@ impl<S: RowSink> EpochPlan<S> {
             stopped: false,
             skipped_in_a_row: 0,
             repeat: None,
+            share_ended: false,
             epoch_took_tokens: false,
             skipped: Vec::new(),
         };
@@ -321,8 +328,10 @@ impl<S: RowSink> EpochPlan<S> {
             plan.rest = Some(Arc::from(rest.as_slice()));
         }
         plan.order_epoch();
-        // A checkpoint taken inside an epoch has already taken tokens of it.
+        // A checkpoint taken inside an epoch has already taken tokens of it; one taken past
+        // the rank's share had moved its shuffle buffer to the sink when it got there.
         plan.epoch_took_tokens = state.unit > 0 || state.document > 0 || state.step_in_epoch > 0;
+        plan.share_ended = state.unit >= plan.order.len() as u64;
         if phase != state.phase {
             (plan.start, plan.skip, plan.step_in_epoch) = (0, 0, 0);
             plan.rest = None;
@@ -509,7 +518,10 @@ impl<S: RowSink> EpochPlan<S> {
             // documents first: the input of the rank's share has ended, so what the shuffle
             // buffer holds goes to the sink and best fit packs its partial window; these wait
             // until the stage needs them (`decide`).
-            self.core.end_of_epoch_input()?;
+            if !self.share_ended {
+                self.share_ended = true;
+                self.core.end_of_epoch_input()?;
+            }
             if let Some(earlier) = self.repeat.take() {
                 self.take_in(earlier)?;
             }
@@ -607,6 +619,7 @@ impl<S: RowSink> EpochPlan<S> {
         self.epoch += 1;
         self.rest = None;
         self.repeat = None;
+        self.share_ended = false;
         self.start = 0;
         self.skip = 0;
         self.step_in_epoch = 0;

@@ -902,3 +902,109 @@ fn ranks_with_a_shuffle_buffer_do_not_read_their_units_twice() {
         }
     }
 }
+
+/// Drives `plan`, skipping the units in `bad` (as the loader does under `on_error = "skip"`).
+fn drive_skipping(
+    plan: &mut EpochPlan,
+    units: &Units,
+    limit: usize,
+    bad: &[usize],
+) -> Vec<ScheduledBatch> {
+    let mut out = Vec::new();
+    let mut reads: Option<crate::Reads> = None;
+    let mut next = 0u64;
+    while out.len() < limit {
+        match plan.next_action().unwrap() {
+            Action::Emit(b) => out.push(b),
+            Action::Read(r) => {
+                next = r.start;
+                reads = Some(r);
+            }
+            Action::Await => {
+                let r = reads.as_ref().unwrap();
+                let Some(unit) = r.unit_at(next) else {
+                    plan.end_of_reads().unwrap();
+                    continue;
+                };
+                let origin = Origin {
+                    epoch: r.epoch,
+                    unit: next,
+                    first_document: 0,
+                };
+                next += 1;
+                if bad.contains(&unit) {
+                    plan.push_skipped(origin.unit, format!("unit {unit}"))
+                        .unwrap();
+                } else {
+                    plan.push(run(&units.units[unit], origin)).unwrap();
+                }
+            }
+            Action::Finished => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rank_reading_its_units_again_resumes_identically_at_every_batch() {
+    // Half of the rank's units skipped: it reads its share again to fill the epoch's batches,
+    // through its shuffle buffer; a checkpoint anywhere, that zone included, resumes the same.
+    let docs = documents(300, 60, 7);
+    let units = Units::new(&docs, 11);
+    for mode in [Mode::Repack, Mode::PackBestfit] {
+        let config = warmup(mode, BatchSize::Tokens(128), None, 4);
+        let epochs = EpochConfig::default()
+            .with_rank(0, 2)
+            .with_epochs(2)
+            .with_seed(1);
+        let mut whole = plan(&config, epochs.clone(), &units);
+        let order: Vec<usize> = whole.reads().order.to_vec();
+        let bad: Vec<usize> = order.iter().copied().skip(1).step_by(2).collect();
+        let full = drive_skipping(&mut whole, &units, usize::MAX, &bad);
+        assert!(
+            whole.stats().units_repeated > 0,
+            "{mode}: the share is read again"
+        );
+        for cut in 1..full.len() {
+            let mut first = plan(&config, epochs.clone(), &units);
+            let mut batches = drive_skipping(&mut first, &units, cut, &bad);
+            let state = roundtrip(&first.state());
+            let mut second = resume(&config, epochs.clone(), &units, &state).unwrap();
+            batches.extend(drive_skipping(&mut second, &units, usize::MAX, &bad));
+            assert_eq!(
+                fingerprint(&batches),
+                fingerprint(&full),
+                "{mode} cut at {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_merged_state_that_does_not_fit_is_refused_not_a_panic() {
+    let docs = documents(200, 30, 5);
+    let units = Units::new(&docs, 9);
+    let config = warmup(Mode::Repack, BatchSize::Rows(4), None, 0);
+    let states: Vec<PlanState> = (0..2)
+        .map(|rank| {
+            let mut p = plan(&config, EpochConfig::default().with_rank(rank, 2), &units);
+            drive(&mut p, &units, 3).unwrap();
+            p.state()
+        })
+        .collect();
+    let merged = serde_json::to_value(crate::MergedState::merge(&states).unwrap()).unwrap();
+    let resume_from = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value = merged.clone();
+        edit(&mut value);
+        let state: crate::MergedState = serde_json::from_value(value).unwrap();
+        let core = WarmupCore::new(config.build().unwrap());
+        EpochPlan::resume_merged(units.info(), EpochConfig::default(), core, &state)
+    };
+    assert!(resume_from(&|_| {}).is_ok());
+    let err = resume_from(&|v| v["positions"] = serde_json::json!([])).unwrap_err();
+    assert!(err.to_string().contains("0 ranks' positions"), "{err}");
+    let err = resume_from(&|v| v["positions"][0][1] = serde_json::json!(999_999)).unwrap_err();
+    assert!(err.to_string().contains("document 999999"), "{err}");
+    let err = resume_from(&|v| v["step_in_epoch"] = serde_json::json!(99)).unwrap_err();
+    assert!(err.to_string().contains("batch 99 of the epoch"), "{err}");
+}
