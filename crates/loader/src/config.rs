@@ -281,7 +281,14 @@ impl LoaderConfig {
                 .collect(),
             changes,
         };
-        mixture.build()?;
+        mixture.build().map_err(|e| match e {
+            // The stage's name for them; the setting is `weight_changes`.
+            seqwarm_stage::StageError::Config {
+                field: "changes",
+                reason,
+            } => invalid("weight_changes", reason),
+            other => other.into(),
+        })?;
         if let Some(empty) = self.sources.iter().find(|s| s.shards.is_empty()) {
             return Err(invalid(
                 "sources",
@@ -361,6 +368,24 @@ impl LoaderConfig {
         if let Value::Object(map) = &mut value {
             for key in NOT_IN_FINGERPRINT {
                 map.remove(key);
+            }
+            // Without a mixture, as the states before mixtures were written (they resume); with
+            // one, the sources without their locations (the data identity names the files, so
+            // the same data mounted elsewhere resumes).
+            for key in ["sources", "weight_changes"] {
+                if map
+                    .get(key)
+                    .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+                {
+                    map.remove(key);
+                }
+            }
+            if let Some(Value::Array(sources)) = map.get_mut("sources") {
+                for source in sources {
+                    if let Value::Object(source) = source {
+                        source.remove("shards");
+                    }
+                }
             }
         }
         Ok(value)
@@ -443,5 +468,19 @@ mod tests {
         assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
         let c = LoaderConfig::from_value(json!({"seed": 5})).unwrap();
         assert_ne!(c.fingerprint().unwrap(), b.fingerprint().unwrap());
+        // Without a mixture, the keys states written before mixtures lack are left out; with
+        // one, the sources' locations are (their files are the data identity's).
+        let plain = b.fingerprint().unwrap();
+        assert!(plain.get("sources").is_none() && plain.get("weight_changes").is_none());
+        let at = |dir: &str| {
+            LoaderConfig::from_value(json!({
+                "sources": [{"name": "a", "shards": [dir], "weight": 1.0}],
+            }))
+            .unwrap()
+            .fingerprint()
+            .unwrap()
+        };
+        assert_eq!(at("/mnt/one/a"), at("/mnt/two/a"));
+        assert_eq!(at("/x")["sources"][0]["name"], "a");
     }
 }

@@ -348,6 +348,7 @@ impl LoaderState {
             );
             if self.body.settings.get("world_size") != settings.get("world_size")
                 && without_rank(&self.body.settings) == without_rank(settings)
+                && self.body.mixture.is_none()
             {
                 reason.push_str(
                     "; to resume on another number of ranks, merge the states of every rank \

@@ -190,6 +190,23 @@ async fn mixture_settings_are_checked_by_name() {
     .unwrap_err();
     assert!(err.to_string().contains("no source `b`"), "{err}");
     let err = LoaderConfig::from_value(serde_json::json!({
+        "sources": [{"name": "a", "shards": [dirs[0]], "weight": 1.0}],
+        "weight_changes": [{"step": 3, "weights": {"a": 1.0}}, {"step": 3, "weights": {"a": 2.0}}],
+    }))
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoaderError::Config {
+                field: "weight_changes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = LoaderConfig::from_value(serde_json::json!({
         "sources": [{"name": "a", "shards": [dirs[0]], "weight": 1.0, "wieght": 2}],
     }))
     .unwrap_err();

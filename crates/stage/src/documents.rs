@@ -162,18 +162,22 @@ impl Documents {
         }
     }
 
-    /// The first `count` documents (shared, not copied), with the same origin.
-    #[must_use]
-    pub fn take(&self, count: usize) -> Self {
-        let count = count.min(self.len());
-        let end = self.offsets[count];
-        let slice = |t: &Tensor| t.slice_rows(0, end).unwrap_or_else(|| t.clone());
-        Self {
-            tokens: slice(&self.tokens),
-            labels: self.labels.as_ref().map(slice),
-            offsets: self.offsets[..=count].iter().copied().collect(),
-            origin: self.origin,
-        }
+    /// Document `i` alone (shared, not copied), its origin moved to it; `None` past the end.
+    pub fn one(&self, i: usize) -> Option<Self> {
+        let (start, end) = self.span(i)?;
+        let slice = |t: &Tensor| t.slice_rows(start, end);
+        Some(Self {
+            tokens: slice(&self.tokens)?,
+            labels: match &self.labels {
+                Some(l) => Some(slice(l)?),
+                None => None,
+            },
+            offsets: Arc::from([0, end - start]),
+            origin: Origin {
+                first_document: self.origin.first_document + i as u64,
+                ..self.origin
+            },
+        })
     }
 
     /// Token range of document `i`.

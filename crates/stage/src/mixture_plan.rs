@@ -104,11 +104,11 @@ struct Source {
     document: u64,
     /// Where the current reads started, and the documents of that unit to skip.
     start: (u64, u64),
-    queue: VecDeque<Documents>,
+    /// Runs pushed, each with the index of its next document to take.
+    queue: VecDeque<(Documents, usize)>,
     reads_started: bool,
     reads_ended: bool,
     epoch_took_tokens: bool,
-    skipped_in_a_row: u64,
     documents: u64,
     units_skipped: u64,
 }
@@ -161,7 +161,21 @@ impl MixturePlan {
                     .into(),
             ));
         }
+        if config.world_size() > 1 && config.max_steps().is_none() {
+            return Err(invalid(
+                "max_steps",
+                "with several ranks a mixture needs max_steps, so that every rank stops at the \
+                 same step (tokens per batch differ between ranks)"
+                    .into(),
+            ));
+        }
         for (name, units) in mixture.sources().iter().zip(&units) {
+            if units.is_empty() {
+                return Err(invalid(
+                    "sources",
+                    format!("source `{name}` has no row groups"),
+                ));
+            }
             if config.world_size() > units.len() {
                 return Err(invalid(
                     "world_size",
@@ -263,7 +277,6 @@ impl MixturePlan {
             reads_started: false,
             reads_ended: false,
             epoch_took_tokens: false,
-            skipped_in_a_row: 0,
             documents: 0,
             units_skipped: 0,
         }
@@ -382,14 +395,14 @@ impl MixturePlan {
     fn take_document(&mut self, index: usize) -> Option<Documents> {
         let source = &mut self.sources[index];
         loop {
-            let run = source.queue.front_mut()?;
-            if run.is_empty() {
+            let (run, next) = source.queue.front_mut()?;
+            // One document sliced out where the run is, not the run's rest rebuilt each time.
+            let Some(document) = run.one(*next) else {
                 source.queue.pop_front();
                 continue;
-            }
-            let origin = run.origin();
-            let document = run.take(1);
-            *run = run.skip(1);
+            };
+            *next += 1;
+            let origin = document.origin();
             (source.unit, source.document) = (origin.unit, origin.first_document + 1);
             return Some(document);
         }
@@ -421,9 +434,8 @@ impl MixturePlan {
         } else {
             documents
         };
-        s.skipped_in_a_row = 0;
         if !documents.is_empty() {
-            s.queue.push_back(documents);
+            s.queue.push_back((documents, 0));
         }
         Ok(())
     }
@@ -434,7 +446,6 @@ impl MixturePlan {
             return Ok(());
         };
         s.units_skipped += 1;
-        s.skipped_in_a_row += 1;
         self.core.stats_mut().units_skipped += 1;
         self.skipped.push(reason);
         Ok(())
