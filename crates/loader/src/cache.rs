@@ -84,8 +84,9 @@ struct Record {
     crc32: u32,
 }
 
-/// A row group's byte range and the CRC32 its footer gives for it, checked on insert.
-pub(crate) type RowGroupCrc = (std::ops::Range<u64>, u32);
+/// A row group (its index and byte range) and the CRC32 its footer gives for it, checked on
+/// insert.
+pub(crate) type RowGroupCrc = (usize, std::ops::Range<u64>, u32);
 
 /// The remote shard's object, where a download gets it.
 pub(crate) struct Remote<'a> {
@@ -146,13 +147,14 @@ impl ShardCache {
 
     /// The local copy of `shard`, open for reading, downloaded from `remote` first when it is
     /// not in the cache (or is there corrupt); `None` when the shard is larger than the limit.
-    /// Blocking: file locks, file I/O, and the download waited for on `remote.io`. `crcs` are
-    /// the row groups' CRCs from the shard's footer, checked before an entry is committed.
+    /// Blocking: file locks, file I/O, and the download waited for on `remote.io`. `crcs` gives
+    /// the row groups' CRCs from the shard's footer, checked before an entry is committed
+    /// (asked for only then: a read from the cache needs none).
     pub(crate) fn local_copy(
         &self,
         shard: &ShardFile,
         remote: &Remote<'_>,
-        crcs: &[RowGroupCrc],
+        crcs: &dyn Fn() -> Vec<RowGroupCrc>,
     ) -> Result<Option<(PathBuf, File)>> {
         let key = entry_key(shard);
         let data = self.dir.join(format!("{key}.parquet"));
@@ -242,7 +244,7 @@ impl ShardCache {
         data: &Path,
         shard: &ShardFile,
         remote: &Remote<'_>,
-        crcs: &[RowGroupCrc],
+        crcs: &dyn Fn() -> Vec<RowGroupCrc>,
     ) -> Result<File> {
         let (store, path, retry) = (Arc::clone(remote.store), remote.path.clone(), remote.retry);
         let what = shard.display.clone();
@@ -268,15 +270,15 @@ impl ShardCache {
                 ),
             });
         }
-        for (at, (range, expected)) in crcs.iter().enumerate() {
+        for (row_group, range, expected) in crcs() {
             let slice = usize::try_from(range.start)
                 .ok()
                 .zip(usize::try_from(range.end).ok())
                 .and_then(|(start, end)| bytes.get(start..end));
-            if slice.map(seqwarm_format::checksum::crc32) != Some(*expected) {
+            if slice.map(seqwarm_format::checksum::crc32) != Some(expected) {
                 return Err(LoaderError::Checksum {
                     file: shard.display.clone(),
-                    row_group: at,
+                    row_group,
                     place: "the downloaded row group (not cached)".into(),
                 });
             }
@@ -500,6 +502,19 @@ mod tests {
             ShardCache::open(&self.dir, limit).unwrap()
         }
 
+        /// Where `shard` is downloaded from.
+        fn remote<'a>(&'a self, shard: &'a ShardFile) -> Remote<'a> {
+            let Place::Store { store, path, .. } = &shard.place else {
+                unreachable!()
+            };
+            Remote {
+                store,
+                path,
+                retry: RetryPolicy::default(),
+                io: self.runtime.handle(),
+            }
+        }
+
         fn copy(&self, cache: &ShardCache, shard: &ShardFile) -> Result<Option<Vec<u8>>> {
             self.copy_checked(cache, shard, &[])
         }
@@ -510,17 +525,8 @@ mod tests {
             shard: &ShardFile,
             crcs: &[RowGroupCrc],
         ) -> Result<Option<Vec<u8>>> {
-            let Place::Store { store, path, .. } = &shard.place else {
-                unreachable!()
-            };
-            let remote = Remote {
-                store,
-                path,
-                retry: RetryPolicy::default(),
-                io: self.runtime.handle(),
-            };
             Ok(cache
-                .local_copy(shard, &remote, crcs)?
+                .local_copy(shard, &self.remote(shard), &|| crcs.to_vec())?
                 .map(|(_, mut file)| {
                     let mut bytes = Vec::new();
                     file.read_to_end(&mut bytes).unwrap();
@@ -652,7 +658,7 @@ mod tests {
         let good = seqwarm_format::checksum::crc32(&want[100..900]);
         let cache = fixture.cache(None);
         let err = fixture
-            .copy_checked(&cache, &shard, &[(0..100, 0), (100..900, good)])
+            .copy_checked(&cache, &shard, &[(0, 0..100, 0), (1, 100..900, good)])
             .unwrap_err();
         assert!(
             matches!(err, LoaderError::Checksum { row_group: 0, .. }),
@@ -660,7 +666,7 @@ mod tests {
         );
         assert!(fixture.entries().is_empty());
         let copy = fixture
-            .copy_checked(&cache, &shard, &[(100..900, good)])
+            .copy_checked(&cache, &shard, &[(1, 100..900, good)])
             .unwrap();
         assert_eq!(copy.unwrap(), want);
     }
@@ -686,16 +692,10 @@ mod tests {
         fixture.copy(&fixture.cache(None), &shard).unwrap();
         // A new process checks the entry and gets its handle; another evicts it at once.
         let cache = fixture.cache(None);
-        let Place::Store { store, path, .. } = &shard.place else {
-            unreachable!()
-        };
-        let remote = Remote {
-            store,
-            path,
-            retry: RetryPolicy::default(),
-            io: fixture.runtime.handle(),
-        };
-        let (entry, mut file) = cache.local_copy(&shard, &remote, &[]).unwrap().unwrap();
+        let (entry, mut file) = cache
+            .local_copy(&shard, &fixture.remote(&shard), &Vec::new)
+            .unwrap()
+            .unwrap();
         std::fs::remove_file(&entry).unwrap();
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).unwrap();

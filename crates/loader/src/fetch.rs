@@ -78,12 +78,13 @@ impl Fetcher {
     /// For a remote shard, a fetcher of its local copy in `cache` (downloaded first when the
     /// cache lacks it, on a blocking thread of `runtime`), holding the copy open so that an
     /// eviction meanwhile cannot take it away. Unchanged for local shards and for shards too
-    /// large for the cache. `crcs` are checked before a download is cached.
+    /// large for the cache. `crcs` gives the CRCs a download is checked against before it is
+    /// cached (asked for only on a download).
     pub(crate) async fn through_cache(
         self,
         cache: &Arc<ShardCache>,
         shard: &ShardFile,
-        crcs: Vec<RowGroupCrc>,
+        crcs: impl Fn() -> Vec<RowGroupCrc> + Send + 'static,
         runtime: &Handle,
     ) -> Result<Self> {
         let Self::Remote {

@@ -89,10 +89,13 @@ pub(crate) async fn read_unit(
     let mut fetcher =
         Fetcher::new(&shard.file, settings.retry, &settings.io).with_maps(settings.maps.clone());
     if let Some(cache) = &settings.cache {
-        let crcs = if settings.verify_checksums {
-            row_group_crcs(&footer)
-        } else {
-            Vec::new()
+        let (footer, verify) = (Arc::clone(&footer), settings.verify_checksums);
+        let crcs = move || {
+            if verify {
+                row_group_crcs(&footer)
+            } else {
+                Vec::new()
+            }
         };
         fetcher = fetcher
             .through_cache(cache, &shard.file, crcs, &settings.runtime)
@@ -122,7 +125,7 @@ fn row_group_crcs(footer: &Footer) -> Vec<RowGroupCrc> {
         .enumerate()
         .filter_map(|(i, group)| {
             let range = checksum::row_group_range(parquet.row_group(i))?;
-            Some((range, group.crc?))
+            Some((i, range, group.crc?))
         })
         .collect()
 }

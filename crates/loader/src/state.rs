@@ -90,6 +90,19 @@ struct Body {
     mixture: Option<MixturePlanState>,
 }
 
+impl Body {
+    /// Settings and data without a plan yet.
+    fn of(settings: Value, data: DataIdentity) -> Self {
+        Self {
+            settings,
+            data,
+            plan: None,
+            merged: None,
+            mixture: None,
+        }
+    }
+}
+
 /// A checkpoint of a [`crate::Loader`] at a batch boundary. Serialize it (serde; JSON in
 /// practice) with the model's checkpoint; a loader built with
 /// [`crate::LoaderBuilder::with_state`] continues with byte-identical batches.
@@ -107,30 +120,24 @@ pub struct LoaderState {
 
 impl LoaderState {
     pub(crate) fn new(identity: &Identity, plan: PlanState) -> Self {
-        Self {
-            format: STATE_FORMAT.into(),
-            version: STATE_VERSION,
-            body: Body {
-                settings: identity.settings.clone(),
-                data: identity.data.clone(),
-                plan: Some(plan),
-                merged: None,
-                mixture: None,
-            },
-        }
+        Self::with_body(Body {
+            plan: Some(plan),
+            ..Body::of(identity.settings.clone(), identity.data.clone())
+        })
     }
 
     pub(crate) fn of_mixture(identity: &Identity, mixture: MixturePlanState) -> Self {
+        Self::with_body(Body {
+            mixture: Some(mixture),
+            ..Body::of(identity.settings.clone(), identity.data.clone())
+        })
+    }
+
+    fn with_body(body: Body) -> Self {
         Self {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
-            body: Body {
-                settings: identity.settings.clone(),
-                data: identity.data.clone(),
-                plan: None,
-                merged: None,
-                mixture: Some(mixture),
-            },
+            body,
         }
     }
 
@@ -186,11 +193,7 @@ impl LoaderState {
                     .into(),
             });
         }
-        Ok(Self {
-            format: STATE_FORMAT.into(),
-            version: STATE_VERSION,
-            body,
-        })
+        Ok(Self::with_body(body))
     }
 
     /// The state as JSON text.
@@ -277,17 +280,10 @@ impl LoaderState {
             }
         }
         let plans: Vec<PlanState> = plans.into_iter().flatten().cloned().collect();
-        Ok(Self {
-            format: STATE_FORMAT.into(),
-            version: STATE_VERSION,
-            body: Body {
-                settings: shared,
-                data: first.body.data.clone(),
-                plan: None,
-                merged: Some(MergedState::merge(&plans)?),
-                mixture: None,
-            },
-        })
+        Ok(Self::with_body(Body {
+            merged: Some(MergedState::merge(&plans)?),
+            ..Body::of(shared, first.body.data.clone())
+        }))
     }
 
     /// The epoch of the next unread document (0 for a mixture, whose sources count their own).

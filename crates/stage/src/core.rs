@@ -256,8 +256,7 @@ impl<S: RowSink> WarmupCore<S> {
         if self.finished {
             return Ok(None);
         }
-        self.flush_input()?;
-        self.sink.end_of_input();
+        self.end_of_input()?;
         if let Some(batch) = self.next_batch()? {
             return Ok(Some(batch));
         }
@@ -445,11 +444,11 @@ impl<S: RowSink> WarmupCore<S> {
         Ok(())
     }
 
-    /// The input of this epoch has all arrived: the rest of the current run and the shuffle
-    /// buffer go to the sink now, and the sink packs what it has (best fit: a partial window),
-    /// rather than wait for documents that will not come. A push after it starts the input
-    /// again.
-    pub(crate) fn end_of_epoch_input(&mut self) -> Result<()> {
+    /// The input (of the run, or of a rank's share of an epoch) has all arrived: the rest of
+    /// the current run and the shuffle buffer go to the sink now, and the sink packs what it
+    /// has (best fit: a partial window), rather than wait for documents that will not come. A
+    /// push after it starts the input again.
+    pub(crate) fn end_of_input(&mut self) -> Result<()> {
         self.flush_input()?;
         self.sink.end_of_input();
         Ok(())

@@ -138,6 +138,11 @@ impl EpochConfig {
     pub fn max_tokens(&self) -> Option<u64> {
         self.max_tokens
     }
+    /// Whether `progress` has reached the step or token limit.
+    pub fn limits_reached(&self, progress: &seqwarm_schedule::Progress) -> bool {
+        self.max_steps.is_some_and(|m| progress.steps >= m)
+            || self.max_tokens.is_some_and(|m| progress.tokens >= m)
+    }
     /// The epoch boundary set, if any (`None`: the mode's default).
     pub fn epoch_boundary(&self) -> Option<EpochBoundary> {
         self.epoch_boundary

@@ -329,9 +329,7 @@ impl MixturePlan {
                 return Ok(MixtureAction::Finished);
             }
             let p = self.core.progress();
-            if self.config.max_steps().is_some_and(|m| p.steps >= m)
-                || self.config.max_tokens().is_some_and(|m| p.tokens >= m)
-            {
+            if self.config.limits_reached(&p) {
                 self.stopped = true;
                 return Ok(MixtureAction::Finished);
             }

@@ -432,7 +432,7 @@ impl<S: RowSink> EpochPlan<S> {
             if self.stopped || self.phase == Phase::Done {
                 return Ok(Action::Finished);
             }
-            if self.limits_reached() {
+            if self.config.limits_reached(&self.core.progress()) {
                 self.stopped = true;
                 return Ok(Action::Finished);
             }
@@ -520,7 +520,7 @@ impl<S: RowSink> EpochPlan<S> {
             // until the stage needs them (`decide`).
             if !self.share_ended {
                 self.share_ended = true;
-                self.core.end_of_epoch_input()?;
+                self.core.end_of_input()?;
             }
             if let Some(earlier) = self.repeat.take() {
                 self.take_in(earlier)?;
@@ -607,12 +607,6 @@ impl<S: RowSink> EpochPlan<S> {
             core: self.core.state(),
             rest: self.rest.as_ref().map(|r| r.to_vec()),
         }
-    }
-
-    fn limits_reached(&self) -> bool {
-        let p = self.core.progress();
-        self.config.max_steps().is_some_and(|m| p.steps >= m)
-            || self.config.max_tokens().is_some_and(|m| p.tokens >= m)
     }
 
     fn next_epoch(&mut self) -> Result<bool> {
