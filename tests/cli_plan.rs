@@ -136,3 +136,64 @@ fn a_closed_pipe_ends_plan_quietly_and_a_full_disk_is_an_error() {
         );
     }
 }
+
+#[test]
+fn plan_lists_the_distinct_shapes_and_what_a_shape_policy_gives_up() {
+    let args = [
+        "plan",
+        "--no-svg",
+        "--kind",
+        "composer",
+        "--min",
+        "64",
+        "--max",
+        "2048",
+        "--duration",
+        "0.3",
+        "--total",
+        "10000",
+        "--batch-rows",
+        "8",
+    ];
+    let plain = ok(&seqwarm(&args));
+    assert!(
+        plain.contains("shapes: 249 distinct (no shape policy;"),
+        "{plain}"
+    );
+    let bounded = ok(&seqwarm(&[&args[..], &["--shapes", "even:6"]].concat()));
+    assert!(
+        bounded.contains(
+            "shapes: 6 distinct (shape policy even:6): truncate/repack/pack 8x64, 8x456, 8x856, \
+             8x1248, 8x1648, 8x2048; reshape 256x64, 35x456, 19x856, 13x1248, 9x1648, 8x2048"
+        ),
+        "{bounded}"
+    );
+    assert!(
+        bounded.contains("gives up 4628736 tokens under truncate/repack/pack (3.30% of 140127232)"),
+        "{bounded}"
+    );
+    // The same in JSON, and a list that snaps the shortest lengths up adds tokens.
+    let json = ok(&seqwarm(
+        &[
+            &args[..],
+            &["--shapes", "256,1024,2048", "--format", "json"],
+        ]
+        .concat(),
+    ));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["shapes"]["count"], 3);
+    assert_eq!(
+        v["config"]["shapes"],
+        serde_json::json!({"lengths": [256, 1024, 2048]})
+    );
+    assert_eq!(
+        v["shapes"]["truncate_repack_pack"],
+        serde_json::json!([[8, 256], [8, 1024], [8, 2048]])
+    );
+    assert!(v["shapes"]["tokens_given_up"]["reshape"].as_i64().unwrap() < 0);
+    // A bad policy names the field.
+    let bad = seqwarm(&[&args[..], &["--shapes", "even:1"]].concat());
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("`shapes` = even:1"), "{stderr}");
+}

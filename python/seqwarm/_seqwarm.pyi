@@ -22,10 +22,14 @@ class RawLoader:
         settings_json: str,
         state_json: Optional[str] = None,
         threads: Optional[int] = None,
+        pad_cu_seqlens: bool = False,
     ) -> None: ...
-    def next(self, stride: int = 1, offset: int = 0) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int]]:
+    def next(
+        self, stride: int = 1, offset: int = 0
+    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int]]]:
         """The next batch whose step is ``offset`` modulo ``stride``, as ``(fields, step,
-        epoch, seq_len, tokens)``, or ``None`` at the end."""
+        epoch, seq_len, tokens, max_seqlen, cu_seqlens_count)`` (the last two ``None`` unless
+        the batch is packed), or ``None`` at the end."""
     def next_step(self) -> int: ...
     def state_json(self) -> str: ...
     def stats_json(self) -> str: ...

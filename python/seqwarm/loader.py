@@ -37,6 +37,11 @@ class Batch(dict):  # type: ignore[type-arg]
         seq_len: the scheduled sequence length (every sequence field has this many columns).
         tokens: real (non-padding) tokens in the batch.
         epoch: the epoch being read.
+        max_seqlen: in the pack modes, the longest run of ``cu_seqlens`` (what varlen
+            attention kernels take); ``None`` otherwise. ``seq_len`` is a valid bound too,
+            and one that changes only with the schedule (a compiled model specialises on it).
+        cu_seqlens_count: in the pack modes, the real entries at the front of ``cu_seqlens``
+            (the runs + 1); with ``pad_cu_seqlens`` the rest repeat the last real entry.
 
     The tensors share the loader's memory (no token is copied). Each batch owns its
     elements: editing them in place (``labels[labels == pad] = -100``) changes this batch
@@ -47,6 +52,8 @@ class Batch(dict):  # type: ignore[type-arg]
     seq_len: int = -1
     tokens: int = -1
     epoch: int = -1
+    max_seqlen: Optional[int] = None
+    cu_seqlens_count: Optional[int] = None
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
@@ -54,12 +61,24 @@ class Batch(dict):  # type: ignore[type-arg]
 
     def __reduce__(self) -> Any:
         # Worker processes send batches back pickled: keep the attributes.
-        return (_rebuild_batch, (dict(self), self.step, self.seq_len, self.tokens, self.epoch))
+        return (
+            _rebuild_batch,
+            (dict(self), self.step, self.seq_len, self.tokens, self.epoch, self.max_seqlen, self.cu_seqlens_count),
+        )
 
 
-def _rebuild_batch(fields: Dict[str, Any], step: int, seq_len: int, tokens: int, epoch: int) -> Batch:
+def _rebuild_batch(
+    fields: Dict[str, Any],
+    step: int,
+    seq_len: int,
+    tokens: int,
+    epoch: int,
+    max_seqlen: Optional[int] = None,
+    cu_seqlens_count: Optional[int] = None,
+) -> Batch:
     batch = Batch(fields)
     batch.step, batch.seq_len, batch.tokens, batch.epoch = step, seq_len, tokens, epoch
+    batch.max_seqlen, batch.cu_seqlens_count = max_seqlen, cu_seqlens_count
     return batch
 
 
@@ -114,6 +133,12 @@ class Loader:
         epochs: passes over the data (``0``: until ``max_steps``/``max_tokens``).
         max_steps, max_tokens: stop after this many batches / tokens in all.
         format: ``"torch"`` (default) or ``"numpy"``.
+        max_segments_per_row: in the pack modes, at most this many document segments per row
+            (the rest of a full row is padding), so that ``cu_seqlens`` has a small fixed size.
+        pad_cu_seqlens: pad ``cu_seqlens`` to a size fixed by the batch's shape
+            (``rows x min(max_segments_per_row + 1, seq_len) + 1`` entries) with the batch's
+            total token count, i.e. sequences of length zero, so that a compiled model sees one
+            shape per scheduled length; ``Batch.cu_seqlens_count`` says how many are real.
         threads: worker threads of the loader's runtime: all cores when ``None``; ``0`` runs
             everything on the thread that iterates, inside each ``next`` (GIL released), with
             no reading ahead while Python runs: for one core per process (many DataLoader
@@ -152,6 +177,8 @@ class Loader:
         keep_last: Optional[bool] = None,
         mask_document_boundaries: Optional[bool] = None,
         pack_window: Optional[int] = None,
+        max_segments_per_row: Optional[int] = None,
+        pad_cu_seqlens: bool = False,
         shuffle_buffer: Optional[int] = None,
         shuffle_seed: Optional[int] = None,
         seed: Optional[int] = None,
@@ -205,6 +232,7 @@ class Loader:
             keep_last=keep_last,
             mask_document_boundaries=mask_document_boundaries,
             pack_window=pack_window,
+            max_segments_per_row=max_segments_per_row,
             shuffle_buffer=shuffle_buffer,
             shuffle_seed=shuffle_seed,
             seed=seed,
@@ -241,6 +269,9 @@ class Loader:
         self._settings = json.loads(text)
         self._format = format
         self._threads = threads
+        if pad_cu_seqlens and self._settings.get("mode", default_settings()["mode"]) not in ("pack-greedy", "pack-bestfit"):
+            raise _config_error("pad_cu_seqlens", "pad_cu_seqlens: only the pack modes (pack-greedy, pack-bestfit) make cu_seqlens")
+        self._pad_cu_seqlens = bool(pad_cu_seqlens)
         self._raw: Optional[_seqwarm.RawLoader] = None
         self._pid: Optional[int] = None
         self._pending: Optional[str] = None
@@ -279,7 +310,9 @@ class Loader:
                 self._raw.abandon()
                 self._raw = None
             if self._raw is None:
-                self._raw = _seqwarm.RawLoader(self._shards, json.dumps(self._settings), self._pending, self._threads)
+                self._raw = _seqwarm.RawLoader(
+                    self._shards, json.dumps(self._settings), self._pending, self._threads, self._pad_cu_seqlens
+                )
                 self._pid = os.getpid()
                 self._pending = None
             return self._raw
@@ -302,12 +335,13 @@ class Loader:
             item = raw.next(workers, turn)
             if item is None:
                 return
-            fields, step, epoch, seq_len, tokens = item
+            fields, step, epoch, seq_len, tokens, max_seqlen, cu_seqlens_count = item
             if torch_format:
                 batch = Batch({name: from_numpy(asarray(array)) for name, array in fields.items()})
             else:
                 batch = Batch({name: asarray(array) for name, array in fields.items()})
             batch.step, batch.epoch, batch.seq_len, batch.tokens = step, epoch, seq_len, tokens
+            batch.max_seqlen, batch.cu_seqlens_count = max_seqlen, cu_seqlens_count
             yield batch
 
     # -- checkpoints --------------------------------------------------------------------

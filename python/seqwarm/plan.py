@@ -7,7 +7,7 @@ import json
 import operator
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Mapping, Optional, Union
+from typing import Any, Iterator, List, Mapping, Optional, Tuple, Union
 
 from seqwarm import _seqwarm
 from seqwarm._defaults import default_settings
@@ -38,14 +38,27 @@ class Plan:
     """A schedule's change points with the shape of a step at each: for a learning-rate
     schedule in tokens, or for sizing a run. Made by :func:`plan`."""
 
-    def __init__(self, unit: str, total: Optional[int], points: List[ChangePoint]) -> None:
+    def __init__(
+        self, unit: str, total: Optional[int], points: List[ChangePoint], tokens_given_up: Optional[int] = None
+    ) -> None:
         self.unit = unit
         """What positions count: ``steps``, ``samples`` or ``tokens``."""
         self.total = total
         """Length of training in ``unit``, if the schedule has one."""
         self.points = points
         """The change points, in order."""
+        self.tokens_given_up = tokens_given_up
+        """Positions the schedule's shape policy gives up over training (the schedule without
+        the policy minus with it; negative where a list snaps short lengths up). ``None``
+        without a policy, or unless the schedule counts steps and has a ``total``."""
         self._positions = [p.position for p in points]
+
+    @property
+    def shapes(self) -> List[Tuple[int, int]]:
+        """The distinct batch shapes ``(rows, seq_len)`` the run emits, in order (one per
+        change point, since the length changes at each): what a compiled model compiles for.
+        :func:`seqwarm.torch.precompile` runs each once."""
+        return [(p.rows, p.seq_len) for p in self.points]
 
     def point_at(self, position: int) -> ChangePoint:
         """The change point in force at ``position``."""
@@ -112,6 +125,6 @@ def plan(
     text = _seqwarm.plan(to_json(table), to_json(mode), to_json(_batch_size(batch_rows, batch_tokens)))
     result = json.loads(text)
     points = [ChangePoint(**p) for p in result["points"]]
-    return Plan(result["unit"], result["total"], points)
+    return Plan(result["unit"], result["total"], points, result["tokens_given_up"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -17,9 +18,43 @@ def _drop_none(**values: Any) -> Dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _ramp(kind: str, min: int, max: int, duration: float, total: int, step: Optional[int], unit: Optional[str]) -> Dict[str, Any]:
+#: A shape policy as the constructors take it: ``8`` (at most 8 evenly spaced lengths),
+#: ``"powers_of_two"``, ``"even:8"``, or a list of lengths.
+Shapes = Union[int, str, Sequence[int], None]
+
+
+def _shapes(shapes: Shapes) -> Any:
+    """A shape policy as its config value (``{"even": 8}``, ``"powers_of_two"``,
+    ``{"lengths": [...]}``); ``None`` stays ``None`` (no policy). Takes the command line's
+    spellings too: ``"even:8"``, ``"pow2"``, ``"256,512,1024"``."""
+    if shapes is None or isinstance(shapes, Mapping):
+        return shapes
+    if isinstance(shapes, bool):
+        raise TypeError('shapes: expected a count, "powers_of_two", "even:K" or a list of lengths, not a bool')
+    if isinstance(shapes, str):
+        text = shapes.strip()
+        if text in ("powers_of_two", "pow2"):
+            return "powers_of_two"
+        if text.startswith("even:"):
+            count = text[len("even:") :].strip()
+            if not count.isdigit():
+                raise ValueError(f"shapes: the count in {shapes!r} is not a whole number")
+            return {"even": int(count)}
+        if "," in text:
+            return {"lengths": [int(part) for part in text.split(",")]}
+        raise ValueError(f'shapes: {shapes!r} is not a policy: a count (8), "even:8", "powers_of_two" or lengths ("256,512,1024")')
+    try:
+        return {"even": operator.index(shapes)}
+    except TypeError:
+        pass
+    return {"lengths": [operator.index(length) for length in shapes]}
+
+
+def _ramp(
+    kind: str, min: int, max: int, duration: float, total: int, step: Optional[int], unit: Optional[str], shapes: Shapes
+) -> Dict[str, Any]:
     """The table of a ramp kind (``linear`` and ``composer`` share their fields)."""
-    return _drop_none(kind=kind, min=min, max=max, duration=duration, total=total, step=step, unit=unit)
+    return _drop_none(kind=kind, min=min, max=max, duration=duration, total=total, step=step, unit=unit, shapes=_shapes(shapes))
 
 
 class Schedule:
@@ -58,11 +93,12 @@ class Schedule:
         *,
         step: Optional[int] = None,
         unit: Optional[str] = None,
+        shapes: Shapes = None,
     ) -> "Schedule":
         """seqwarm's linear ramp from ``min`` to ``max`` over the first ``duration`` fraction
         of ``total`` (steps, or ``unit`` = ``"samples"``/``"tokens"``), in multiples of ``step``
         (default 8)."""
-        return cls(_ramp("linear", min, max, duration, total, step, unit))
+        return cls(_ramp("linear", min, max, duration, total, step, unit, shapes))
 
     @classmethod
     def composer(
@@ -74,10 +110,11 @@ class Schedule:
         *,
         step: Optional[int] = None,
         unit: Optional[str] = None,
+        shapes: Shapes = None,
     ) -> "Schedule":
         """Composer's ``SeqLengthWarmup`` schedule, step for step (``min_seq_length``,
         ``max_seq_length``, ``step_size``, ``duration`` of ``max_duration`` = ``total``)."""
-        return cls(_ramp("composer", min, max, duration, total, step, unit))
+        return cls(_ramp("composer", min, max, duration, total, step, unit, shapes))
 
     @classmethod
     def fixed_linear(
@@ -89,12 +126,20 @@ class Schedule:
         step: Optional[int] = None,
         total: Optional[int] = None,
         unit: Optional[str] = None,
+        shapes: Shapes = None,
     ) -> "Schedule":
         """DeepSpeed's ``fixed_linear`` curriculum (``min_difficulty``, ``max_difficulty``,
         ``difficulty_step``, ``total_curriculum_step``)."""
         return cls(
             _drop_none(
-                kind="fixed_linear", min=min, max=max, total_curriculum_step=total_curriculum_step, step=step, total=total, unit=unit
+                kind="fixed_linear",
+                min=min,
+                max=max,
+                total_curriculum_step=total_curriculum_step,
+                step=step,
+                total=total,
+                unit=unit,
+                shapes=_shapes(shapes),
             )
         )
 
@@ -109,6 +154,7 @@ class Schedule:
         step: Optional[int] = None,
         total: Optional[int] = None,
         unit: Optional[str] = None,
+        shapes: Shapes = None,
     ) -> "Schedule":
         """DeepSpeed's ``fixed_root`` curriculum (``root_degree`` 2 is a square-root ramp)."""
         return cls(
@@ -121,6 +167,7 @@ class Schedule:
                 step=step,
                 total=total,
                 unit=unit,
+                shapes=_shapes(shapes),
             )
         )
 
@@ -132,15 +179,38 @@ class Schedule:
         *,
         total: Optional[int] = None,
         unit: Optional[str] = None,
+        shapes: Shapes = None,
     ) -> "Schedule":
         """DeepSpeed's ``fixed_discrete`` curriculum: ``difficulty[i]`` until ``max_step[i]``,
         the last difficulty after."""
-        return cls(_drop_none(kind="fixed_discrete", difficulty=list(difficulty), max_step=list(max_step), total=total, unit=unit))
+        return cls(
+            _drop_none(
+                kind="fixed_discrete",
+                difficulty=list(difficulty),
+                max_step=list(max_step),
+                total=total,
+                unit=unit,
+                shapes=_shapes(shapes),
+            )
+        )
 
     @classmethod
-    def constant(cls, max: int, *, total: Optional[int] = None, unit: Optional[str] = None) -> "Schedule":
-        """One length throughout (the baseline without warmup)."""
-        return cls(_drop_none(kind="constant", max=max, total=total, unit=unit))
+    def constant(
+        cls, max: int, *, total: Optional[int] = None, unit: Optional[str] = None, shapes: Shapes = None
+    ) -> "Schedule":
+        """One length throughout (the baseline without warmup); ``shapes`` is accepted as by
+        every kind, and allows that one length."""
+        return cls(_drop_none(kind="constant", max=max, total=total, unit=unit, shapes=_shapes(shapes)))
+
+    def with_shapes(self, shapes: Shapes) -> "Schedule":
+        """This schedule with a shape policy (``None`` removes it): at most a few lengths, each
+        position's length snapped down to an allowed one, so that a compiled model sees few
+        shapes (``docs/schedules.md``, "Shape policies"). ``shapes`` is a count of evenly
+        spaced lengths (``8``), ``"powers_of_two"``, or a list of lengths that includes
+        ``max``."""
+        table = self.to_dict()
+        table.pop("shapes", None)
+        return Schedule(_drop_none(**table, shapes=_shapes(shapes)))
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "Schedule":
@@ -185,6 +255,12 @@ class Schedule:
     def total(self) -> Optional[int]:
         """Length of training in ``unit``, if the schedule has one."""
         return self._info["total"]
+
+    @property
+    def allowed_lengths(self) -> Optional[List[int]]:
+        """The lengths the shape policy allows, ascending; ``None`` without a policy."""
+        allowed = self._info.get("allowed_lengths")
+        return None if allowed is None else [int(length) for length in allowed]
 
     @property
     def warmup_end(self) -> int:

@@ -9,7 +9,10 @@ use futures_util::StreamExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use seqwarm_batcher::Tensor;
-use seqwarm_loader::{Loader, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch};
+use seqwarm_loader::{
+    Loader, LoaderBuilder, LoaderConfig, LoaderError, LoaderState, ScheduledBatch, Warmup,
+};
+use seqwarm_stage::StageError;
 use tokio::runtime::Runtime;
 
 use crate::array::TokenArray;
@@ -30,6 +33,9 @@ struct Running {
 #[pyclass(frozen, module = "seqwarm._seqwarm")]
 pub struct RawLoader {
     running: Mutex<Option<Running>>,
+    /// The stage's settings when `cu_seqlens` is padded to its fixed size (which depends on
+    /// the step's shape); `None` when it is given exact.
+    pad_cu_seqlens: Option<Warmup>,
 }
 
 /// What one wait for a batch gave.
@@ -64,13 +70,14 @@ impl RawLoader {
     /// starts a runtime of `threads` worker threads (all cores when `None`; none when 0: the
     /// calling thread does all the work inside `next`).
     #[new]
-    #[pyo3(signature = (shards, settings_json, state_json = None, threads = None))]
+    #[pyo3(signature = (shards, settings_json, state_json = None, threads = None, pad_cu_seqlens = false))]
     fn new(
         py: Python<'_>,
         shards: Vec<String>,
         settings_json: &str,
         state_json: Option<&str>,
         threads: Option<usize>,
+        pad_cu_seqlens: bool,
     ) -> PyResult<Self> {
         let config = settings(py, settings_json)?;
         let mut builder = LoaderBuilder::from_config(shards, config);
@@ -113,6 +120,7 @@ impl RawLoader {
         };
         match built {
             Ok(Ok(loader)) => Ok(Self {
+                pad_cu_seqlens: pad_cu_seqlens.then(|| loader.warmup().clone()),
                 running: Mutex::new(Some(Running { runtime, loader })),
             }),
             Ok(Err(e)) => {
@@ -164,7 +172,7 @@ impl RawLoader {
                 Polled::Item(None) => return Ok(None),
                 Polled::Item(Some(Err(e))) => return Err(loader_error(py, &e)),
                 Polled::Item(Some(Ok(batch))) if batch.step % stride == offset => {
-                    return batch_tuple(py, &batch).map(Some);
+                    return batch_tuple(py, &batch, self.pad_cu_seqlens.as_ref()).map(Some);
                 }
                 Polled::Item(Some(Ok(_))) => {}
             }
@@ -262,20 +270,35 @@ impl Drop for RawLoader {
     }
 }
 
-/// A batch as `(fields, step, epoch, seq_len, tokens)`; fields share the Rust buffers.
-fn batch_tuple<'py>(py: Python<'py>, b: &ScheduledBatch) -> PyResult<Bound<'py, PyTuple>> {
+/// A batch as `(fields, step, epoch, seq_len, tokens, max_seqlen, cu_seqlens_count)`, the last
+/// two `None` unless the batch is packed; fields share the Rust buffers. `cu_seqlens` is padded
+/// to the step shape's fixed size when `pad_cu_seqlens` holds the stage's settings.
+fn batch_tuple<'py>(
+    py: Python<'py>,
+    b: &ScheduledBatch,
+    pad_cu_seqlens: Option<&Warmup>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let fields = PyDict::new(py);
     for (name, tensor) in b.batch.iter() {
         fields.set_item(name, TokenArray::new(tensor.clone()))?;
     }
-    if let Some(offsets) = b.batch.cu_seqlens() {
+    let fixed = pad_cu_seqlens.map(|warmup| warmup.fixed_cu_seqlens_len(b.seq_len));
+    let varlen = b
+        .batch
+        .varlen(fixed)
+        .map_err(|e| loader_error(py, &LoaderError::from(StageError::from(e))))?;
+    let (mut max_seqlen, mut count) = (py.None(), py.None());
+    if let Some(varlen) = varlen {
         // int32, as flash-attention's variable-length kernels take them, unless a batch
         // holds 2^31 tokens or more.
+        let offsets = varlen.cu_seqlens;
         let tensor = match offsets.iter().map(|&o| i32::try_from(o)).collect() {
             Ok(small) => Tensor::vector::<i32>(small),
             Err(_) => Tensor::vector(offsets),
         };
         fields.set_item("cu_seqlens", TokenArray::new(tensor))?;
+        max_seqlen = varlen.max_seqlen.into_pyobject(py)?.into_any().unbind();
+        count = varlen.count.into_pyobject(py)?.into_any().unbind();
     }
     PyTuple::new(
         py,
@@ -285,6 +308,8 @@ fn batch_tuple<'py>(py: Python<'py>, b: &ScheduledBatch) -> PyResult<Bound<'py, 
             b.epoch.into_pyobject(py)?.into_any(),
             b.seq_len.into_pyobject(py)?.into_any(),
             b.tokens.into_pyobject(py)?.into_any(),
+            max_seqlen.into_bound(py),
+            count.into_bound(py),
         ],
     )
 }

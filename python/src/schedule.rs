@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use seqwarm_loader::{BatchSize, Mode, WarmupConfig};
 use seqwarm_schedule::ProgressUnit;
 use seqwarm_schedule::{Schedule, ScheduleConfig};
+use seqwarm_stage::shape::tokens_given_up;
 use serde_json::{Value, json};
 
 use crate::errors::{config_error, loader_error, schedule_error};
@@ -40,6 +41,7 @@ pub fn check_schedule(py: Python<'_>, schedule_json: &str) -> PyResult<String> {
         "total": schedule.total(),
         "warmup_end": schedule.warmup_end(),
         "warnings": warnings,
+        "allowed_lengths": schedule.allowed_lengths(),
     })
     .to_string())
 }
@@ -98,10 +100,24 @@ pub fn plan(
             "tokens_before": before.filter(|_| counts_steps),
         }));
     }
+    // What snapping to the shape policy gives up over training (as `seqwarm plan` counts it).
+    let given_up = schedule
+        .total()
+        .and_then(|total| {
+            tokens_given_up(
+                schedule,
+                mode,
+                warmup.batch_size(),
+                total,
+                MAX_CHANGE_POINTS,
+            )
+        })
+        .and_then(|tokens| i64::try_from(tokens).ok());
     Ok(json!({
         "unit": schedule.unit().name(),
         "total": schedule.total(),
         "points": Value::Array(points),
+        "tokens_given_up": given_up,
     })
     .to_string())
 }

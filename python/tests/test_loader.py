@@ -168,6 +168,39 @@ def test_plan_counts_the_tokens_the_loader_emits(corpus: dict) -> None:
         assert b.seq_len == p.seq_len_at(b.step)
 
 
+def test_a_shape_policy_bounds_the_loaders_lengths(corpus: dict) -> None:
+    ramp = dict(min=16, max=128, step=8, duration=0.5, total=60)
+    plain = seqwarm.Schedule.linear(**ramp)
+    for given, allowed in [
+        (4, [16, 48, 88, 128]),
+        ("even:4", [16, 48, 88, 128]),
+        ("powers_of_two", [16, 32, 64, 128]),
+        ([32, 64, 128], [32, 64, 128]),
+    ]:
+        schedule = seqwarm.Schedule.linear(**ramp, shapes=given)
+        assert schedule.allowed_lengths == allowed
+        assert plain.with_shapes(given) == schedule
+        assert schedule.with_shapes(None) == plain and plain.allowed_lengths is None
+        p = seqwarm.plan(schedule, mode="repack", batch_rows=4)
+        assert p.shapes == [(4, length) for length in allowed]
+        unsnapped = seqwarm.plan(plain, mode="repack", batch_rows=4)
+        assert p.tokens_given_up == unsnapped.tokens_at(60) - p.tokens_at(60)
+        batches = list(seqwarm.Loader(corpus["dir"], schedule, batch_rows=4, max_steps=60, epochs=0))
+        assert {b.seq_len for b in batches} == set(allowed)
+        for b in batches:
+            assert b.seq_len == p.seq_len_at(b.step) <= plain_len(unsnapped, b.step, allowed)
+    assert seqwarm.plan(plain, batch_rows=4).tokens_given_up is None
+    with pytest.raises(seqwarm.ConfigError, match="even needs at least 2"):
+        plain.with_shapes(1)
+    with pytest.raises(seqwarm.ConfigError, match="must include the schedule's longest length 128"):
+        plain.with_shapes([16, 64])
+
+
+def plain_len(plan: "seqwarm.Plan", step: int, allowed: list) -> int:
+    """The unsnapped length at `step`, or the shortest allowed where a list raises it."""
+    return max(plan.seq_len_at(step), allowed[0])
+
+
 def test_schedules_from_files_and_dicts(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text('[schedule]\nkind = "composer"\nmin = 64\nmax = 512\nstep = 64\nduration = 0.3\ntotal = 1000\n')

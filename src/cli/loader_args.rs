@@ -18,6 +18,10 @@ pub struct LoaderArgs {
     /// Documents per best-fit window (pack-bestfit).
     #[arg(long)]
     pub pack_window: Option<usize>,
+    /// At most this many document segments per packed row (pack modes), so that cu_seqlens
+    /// has a small size fixed by the batch's shape.
+    #[arg(long)]
+    pub max_segments_per_row: Option<usize>,
     /// Fixed rows per batch.
     #[arg(long, conflicts_with = "batch_tokens")]
     pub batch_rows: Option<usize>,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use plotters::prelude::*;
 use seqwarm::loader::{BatchSize, Mode};
 use seqwarm::schedule::{ChangePoint, ProgressUnit, Schedule};
-use seqwarm::stage::shape::{step_shape, tokens_over_steps};
+use seqwarm::stage::shape::{step_shape, tokens_given_up, tokens_over_steps};
 
 use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
@@ -21,6 +21,7 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm plan                                    # built-in default: linear 8 -> 1024 over 30% of 10000 steps
   seqwarm plan --kind composer --min 64 --max 1024 --step 64 --duration 0.3 --total 20000
   seqwarm plan --kind fixed_root --root-degree 2 --total-curriculum-step 5000 --svg root.svg
+  seqwarm plan --kind composer --min 64 --max 2048 --duration 0.3 --total 20000 --shapes even:8   # compiled training
   seqwarm plan --schedule-config schedule.toml --format json";
 
 /// Output format of the change-point table.
@@ -83,6 +84,120 @@ fn totals(schedule: &Schedule, total: u64, sizing: BatchSize) -> Option<(u64, u6
         tokens_over_steps(schedule, Mode::Reshape, sizing, total)?,
         tokens_over_steps(&baseline, Mode::Repack, sizing, total)?,
     ))
+}
+
+/// The most shapes the table lists of each mode (the JSON lists all).
+const SHAPES_LISTED: usize = 12;
+
+/// The distinct shapes a schedule's steps take, and what snapping to its shape policy costs.
+struct ShapeSummary {
+    /// `rows x len` of each distinct length under the cutting modes (truncate, repack, pack).
+    cut: Vec<(u64, u64)>,
+    /// `rows x len` of each distinct length under reshape.
+    reshape: Vec<(u64, u64)>,
+    /// Tokens snapping gives up over training (cutting modes, reshape): the schedule without
+    /// its policy minus the schedule with it (negative where a list snaps short lengths up).
+    /// `None` without a policy, without a length of training in steps, or when the schedule
+    /// without its policy has more than [`MAX_CHANGE_POINTS`] change points to walk.
+    given_up: Option<(i128, i128)>,
+    /// Tokens the schedule without its policy trains (cutting modes), for the share given up.
+    unsnapped_cut: u64,
+}
+
+impl ShapeSummary {
+    fn new(schedule: &Schedule, points: &[ChangePoint], sizing: BatchSize) -> Self {
+        let max = schedule.max_len();
+        let (mut cut, mut reshape) = (Vec::new(), Vec::new());
+        // Change points are where the length changes, so their lengths are the distinct ones.
+        for p in points {
+            let (rows, _, reshape_rows, _) = step_tokens(sizing, p.seq_len, max);
+            cut.push((rows, p.seq_len));
+            reshape.push((reshape_rows, p.seq_len));
+        }
+        let given_up = |mode| {
+            let total = schedule.total()?;
+            tokens_given_up(schedule, mode, sizing, total, MAX_CHANGE_POINTS)
+        };
+        let given_up = given_up(Mode::Repack).zip(given_up(Mode::Reshape));
+        // The share is of what the schedule without its policy trains (known when the given-up
+        // count is: it walked the same change points).
+        let unsnapped_cut = given_up
+            .and_then(|_| {
+                let total = schedule.total()?;
+                tokens_over_steps(&schedule.without_shapes(), Mode::Repack, sizing, total)
+            })
+            .unwrap_or(0);
+        Self {
+            cut,
+            reshape,
+            given_up,
+            unsnapped_cut,
+        }
+    }
+
+    /// The shapes as `rows x len`, the middle elided past [`SHAPES_LISTED`].
+    fn list(shapes: &[(u64, u64)]) -> String {
+        let text = |s: &[(u64, u64)]| -> Vec<String> {
+            s.iter().map(|(r, l)| format!("{r}x{l}")).collect()
+        };
+        if shapes.len() <= SHAPES_LISTED {
+            return text(shapes).join(", ");
+        }
+        let half = SHAPES_LISTED / 2;
+        format!(
+            "{}, ... {} more ..., {}",
+            text(&shapes[..half]).join(", "),
+            shapes.len() - 2 * half,
+            text(&shapes[shapes.len() - half..]).join(", ")
+        )
+    }
+
+    fn write(&self, out: &mut impl Write, schedule: &Schedule) -> std::io::Result<()> {
+        let policy = schedule.config().shapes().map_or_else(
+            || "no shape policy; --shapes even:K bounds them for compiled training".to_string(),
+            |p| format!("shape policy {p}"),
+        );
+        writeln!(
+            out,
+            "shapes: {} distinct ({policy}): truncate/repack/pack {}; reshape {}",
+            self.cut.len(),
+            Self::list(&self.cut),
+            Self::list(&self.reshape)
+        )?;
+        if let Some((cut, reshape)) = self.given_up {
+            // Negative where a list snaps short lengths up: more tokens, not fewer.
+            let change = |tokens: i128| {
+                if tokens >= 0 {
+                    format!("gives up {tokens} tokens")
+                } else {
+                    format!("adds {} tokens", -tokens)
+                }
+            };
+            writeln!(
+                out,
+                "snapping to the shape policy {} under truncate/repack/pack ({:.2}% of {}) and \
+                 {} under reshape",
+                change(cut),
+                cut as f64 / self.unsnapped_cut.max(1) as f64 * 100.0,
+                self.unsnapped_cut,
+                change(reshape)
+            )?;
+        }
+        Ok(())
+    }
+
+    fn json(&self, schedule: &Schedule) -> serde_json::Value {
+        serde_json::json!({
+            "policy": schedule.config().shapes().map(ToString::to_string),
+            "count": self.cut.len(),
+            "truncate_repack_pack": self.cut,
+            "reshape": self.reshape,
+            "tokens_given_up": self.given_up.map(|(cut, reshape)| serde_json::json!({
+                "truncate_repack_pack": i64::try_from(cut).ok(),
+                "reshape": i64::try_from(reshape).ok(),
+            })),
+        })
+    }
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
@@ -195,7 +310,7 @@ fn table(
             versus(reshape)
         )?;
     }
-    Ok(())
+    ShapeSummary::new(schedule, points, sizing).write(out, schedule)
 }
 
 fn json(
@@ -220,6 +335,7 @@ fn json(
         "change_points": points.iter().map(|p| [p.position, p.seq_len]).collect::<Vec<_>>(),
         "batch_size": sizing,
         "steps": steps,
+        "shapes": ShapeSummary::new(schedule, points, sizing).json(schedule),
     });
     if let Some((cut, reshape, baseline)) = schedule
         .total()

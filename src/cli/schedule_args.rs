@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind};
+use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind, ShapePolicy};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -54,6 +54,10 @@ pub struct ScheduleArgs {
     /// DeepSpeed's max_step list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub max_step: Option<Vec<u64>>,
+    /// At most a few lengths, for compiled training: even:K, powers_of_two, or a comma-separated
+    /// list of lengths; each step's length is snapped down to an allowed one.
+    #[arg(long, value_name = "POLICY")]
+    pub shapes: Option<ShapePolicy>,
 }
 
 impl ScheduleArgs {

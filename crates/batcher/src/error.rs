@@ -7,6 +7,19 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
+    /// A packed batch whose `cu_seqlens` has more entries than the fixed size asked for (a
+    /// packer without a segment limit, or a limit larger than the size assumed).
+    #[error(
+        "field `{field}` has {entries} cu_seqlens entries, more than the fixed size {size}; set the packer's max_segments to the limit the size assumes"
+    )]
+    TooManySegments {
+        /// The field the runs are counted in.
+        field: String,
+        /// Entries the batch needs.
+        entries: usize,
+        /// The fixed size asked for.
+        size: usize,
+    },
     /// A field the operation needs is absent.
     #[error("batch has no `{field}` field, which {operation} requires")]
     MissingField {

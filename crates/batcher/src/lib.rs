@@ -22,6 +22,7 @@ mod repacker;
 mod runs;
 mod sink;
 mod tensor;
+mod varlen;
 
 pub use batch::{Batch, Cut, IGNORE_INDEX, fields};
 pub use error::BatchError;
@@ -32,6 +33,7 @@ pub use pad::PadValues;
 pub use repacker::{Repacker, RepackerCarry, RepackerConfig};
 pub use sink::{Popped, RowSink, Tokens};
 pub use tensor::{DType, Element, Shape, Tensor, Values, bytes_from_vec};
+pub use varlen::{Varlen, fixed_cu_seqlens_len};
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,11 @@ pub struct PackerConfig {
     pub mask_document_boundaries: bool,
     /// Padding values for the end of rows.
     pub pad: PadValues,
+    /// At most this many segments (pieces of documents) in one row; the rest of a row that
+    /// reaches it is padding. With it a row has at most `max_segments + 1` runs of one
+    /// `segment_ids` value, so [`Batch::varlen`] can give `cu_seqlens` a small fixed size.
+    /// `None` (the default): no limit.
+    pub max_segments: Option<usize>,
 }
 
 impl Default for PackerConfig {
@@ -47,6 +52,7 @@ impl Default for PackerConfig {
             strategy: PackStrategy::Greedy,
             mask_document_boundaries: true,
             pad: PadValues::default(),
+            max_segments: None,
         }
     }
 }
@@ -68,6 +74,12 @@ impl PackerConfig {
     #[must_use]
     pub fn with_pad_values(mut self, pad: PadValues) -> Self {
         self.pad = pad;
+        self
+    }
+    /// Sets [`PackerConfig::max_segments`] (a limit of 0 is taken as 1).
+    #[must_use]
+    pub fn with_max_segments(mut self, segments: Option<usize>) -> Self {
+        self.max_segments = segments.map(|s| s.max(1));
         self
     }
     /// Builds the packer.
@@ -275,7 +287,8 @@ impl DocumentPacker {
         let size = self.size();
         let mut row = Vec::new();
         let mut room = len;
-        while room > 0 {
+        let cap = self.config.max_segments.unwrap_or(usize::MAX);
+        while room > 0 && row.len() < cap {
             let Some(front) = self.pending.front_mut() else {
                 break;
             };
@@ -301,6 +314,7 @@ impl DocumentPacker {
     fn pack_window(&mut self, len: usize, window: usize) {
         let size = self.size();
         let take = window.min(self.pending.len());
+        let cap = self.config.max_segments.unwrap_or(usize::MAX);
         let mut chunks: Vec<Piece> = Vec::new();
         for mut piece in self.pending.drain(..take) {
             self.pending_tokens -= piece.len;
@@ -329,7 +343,8 @@ impl DocumentPacker {
                 (len, bins.len() - 1)
             };
             bins[bin].push(i);
-            if room > need {
+            // A row holding its most segments takes no more, whatever its room.
+            if room > need && bins[bin].len() < cap {
                 by_room.insert((room - need, bin));
             }
         }
@@ -607,6 +622,16 @@ impl RowSink for DocumentPacker {
     /// are left as they are).
     fn restore(&mut self, carry: &PackerCarry) -> Result<(), BatchError> {
         carry.check()?;
+        if let Some(cap) = self.config.max_segments
+            && let Some((i, row)) = carry.ready.iter().enumerate().find(|(_, r)| r.len() > cap)
+        {
+            return Err(BatchError::InvalidCarry {
+                reason: format!(
+                    "ready row {i} holds {} segments; this packer allows {cap} per row",
+                    row.len()
+                ),
+            });
+        }
         let dtype = carry.dtype;
         let import = |p: &PieceState| -> Result<Piece, BatchError> {
             let tokens = match dtype {

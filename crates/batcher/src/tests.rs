@@ -389,9 +389,14 @@ proptest! {
         window in 1usize..10,
         best_fit in any::<bool>(),
         mask in any::<bool>(),
+        cap in proptest::option::of(1usize..5),
     ) {
         let strategy = if best_fit { PackStrategy::BestFitDecreasing { window } } else { PackStrategy::Greedy };
-        let mut p = PackerConfig::default().with_strategy(strategy).with_mask_document_boundaries(mask).build();
+        let mut p = PackerConfig::default()
+            .with_strategy(strategy)
+            .with_mask_document_boundaries(mask)
+            .with_max_segments(cap)
+            .build();
         for d in &docs {
             p.push_document(Tokens::new(&Tensor::vector(d.clone())), None).unwrap();
         }
@@ -412,6 +417,23 @@ proptest! {
             let pos = b.get("position_ids").unwrap().to_rows_i64();
             let seg = b.get("segment_ids").unwrap().to_rows_i64();
             let att = b.get("attention_mask").unwrap().to_rows_i64();
+            // At most `cap` segments per row, so cu_seqlens fits its fixed size, padded with
+            // the total (zero-length sequences) and describing every position once.
+            if let Some(cap) = cap {
+                prop_assert!(seg.iter().all(|row| row.iter().all(|&s| s <= cap as i64)));
+            }
+            let size = crate::fixed_cu_seqlens_len(ids.len(), len, cap);
+            let varlen = b.varlen(Some(size)).unwrap().unwrap();
+            let exact = b.cu_seqlens().unwrap();
+            prop_assert_eq!(varlen.cu_seqlens.len(), size);
+            prop_assert_eq!(&varlen.cu_seqlens[..varlen.count], &exact[..]);
+            let total = (ids.len() * len) as i64;
+            prop_assert!(varlen.cu_seqlens[varlen.count - 1..].iter().all(|&o| o == total));
+            prop_assert!(varlen.max_seqlen >= 1 && varlen.max_seqlen <= len);
+            prop_assert_eq!(
+                Some(varlen.max_seqlen as i64),
+                exact.windows(2).map(|w| w[1] - w[0]).max()
+            );
             for r in 0..ids.len() {
                 for c in 0..len {
                     if att[r][c] == 0 {
@@ -437,10 +459,44 @@ proptest! {
             real_tokens.sort_unstable();
             let long_docs = docs.iter().filter(|d| d.len() > len).count() as u64;
             prop_assert_eq!(stats.documents_split, long_docs);
-        } else {
+        } else if cap.is_none() {
+            // Greedy pads only the last row, unless a segment limit closes rows early.
             prop_assert_eq!(stats.padding, (batches.iter().map(Batch::rows).sum::<usize>() * len - total) as u64);
         }
         prop_assert_eq!(real_tokens, expected);
+    }
+}
+
+#[test]
+fn a_segment_limit_closes_rows_and_bounds_cu_seqlens() {
+    let docs = [vec![1i64, 2], vec![3], vec![4, 5], vec![6], vec![7, 8, 9]];
+    for strategy in [
+        PackStrategy::Greedy,
+        PackStrategy::BestFitDecreasing { window: 8 },
+    ] {
+        let mut p = PackerConfig::default()
+            .with_strategy(strategy)
+            .with_max_segments(Some(2))
+            .build();
+        for d in &docs {
+            p.push_document(Tokens::new(&Tensor::vector(d.clone())), None)
+                .unwrap();
+        }
+        let batch = p.finish(8, usize::MAX).unwrap().unwrap();
+        let segments = batch.get("segment_ids").unwrap().to_rows_i64();
+        // 9 tokens fit two rows of 8, but at 2 documents per row they take three.
+        assert_eq!(segments.len(), 3, "{strategy:?}: {segments:?}");
+        assert!(segments.iter().flatten().all(|&s| s <= 2));
+        let size = crate::fixed_cu_seqlens_len(3, 8, Some(2));
+        assert_eq!(size, 10);
+        let varlen = batch.varlen(Some(size)).unwrap().unwrap();
+        assert_eq!(varlen.cu_seqlens.len(), 10);
+        assert_eq!(*varlen.cu_seqlens.last().unwrap(), 24);
+        // Without the limit the same fixed size would not hold the runs of a tighter pack.
+        assert!(matches!(
+            batch.varlen(Some(2)),
+            Err(BatchError::TooManySegments { size: 2, .. })
+        ));
     }
 }
 
@@ -456,7 +512,37 @@ fn sinks(window: usize) -> Vec<Box<dyn FnMut() -> AnySink>> {
                     .build(),
             )
         }),
+        // With a segment limit: rows close early, and the carry keeps them so.
+        Box::new(|| AnySink::Pack(PackerConfig::default().with_max_segments(Some(2)).build())),
+        Box::new(move || {
+            AnySink::Pack(
+                PackerConfig::default()
+                    .with_strategy(PackStrategy::BestFitDecreasing { window })
+                    .with_max_segments(Some(2))
+                    .build(),
+            )
+        }),
     ]
+}
+
+#[test]
+fn a_carry_whose_ready_rows_exceed_the_segment_limit_is_refused() {
+    let mut unlimited = PackerConfig::default()
+        .with_strategy(PackStrategy::BestFitDecreasing { window: 8 })
+        .build();
+    for d in [vec![1i64], vec![2], vec![3], vec![4]] {
+        unlimited
+            .push_document(Tokens::new(&Tensor::vector(d)), None)
+            .unwrap();
+    }
+    // The input ends, so best fit packs the four one-token documents into one row of 8; two
+    // rows are asked for, so that row waits in the carry.
+    unlimited.end_of_input();
+    assert!(unlimited.pop(8, 2).unwrap().is_none());
+    let carry = unlimited.carry();
+    let mut limited = PackerConfig::default().with_max_segments(Some(2)).build();
+    let err = limited.restore(&carry).unwrap_err();
+    assert!(err.to_string().contains("allows 2 per row"), "{err}");
 }
 
 /// The two sinks, for tests that drive them through [`RowSink`] alone.

@@ -369,6 +369,10 @@ impl LoaderConfig {
             for key in NOT_IN_FINGERPRINT {
                 map.remove(key);
             }
+            // Without a segment limit, as the states before the limit existed.
+            if map.get("max_segments_per_row").is_some_and(Value::is_null) {
+                map.remove("max_segments_per_row");
+            }
             // Without a mixture, as the states before mixtures were written (they resume); with
             // one, the sources without their locations (the data identity names the files, so
             // the same data mounted elsewhere resumes).
@@ -482,5 +486,22 @@ mod tests {
         };
         assert_eq!(at("/mnt/one/a"), at("/mnt/two/a"));
         assert_eq!(at("/x")["sources"][0]["name"], "a");
+        // No segment limit and no shape policy: the keys states written before them lack are
+        // left out; either one set changes the batches, so it is in.
+        assert!(plain.get("max_segments_per_row").is_none());
+        assert!(plain["schedule"].get("shapes").is_none());
+        let limited =
+            LoaderConfig::from_value(json!({"mode": "pack-greedy", "max_segments_per_row": 4}))
+                .unwrap()
+                .fingerprint()
+                .unwrap();
+        assert_eq!(limited["max_segments_per_row"], 4);
+        let shaped = LoaderConfig::from_value(json!({"schedule": {
+            "kind": "linear", "min": 8, "max": 64, "duration": 0.5, "total": 100, "shapes": {"even": 4},
+        }}))
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+        assert_eq!(shaped["schedule"]["shapes"], json!({"even": 4}));
     }
 }

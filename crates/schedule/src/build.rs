@@ -5,6 +5,7 @@ use crate::config::{FixedDiscrete, RampBuilder, Root, ScheduleConfig};
 use crate::curve::Curve;
 use crate::error::ScheduleError;
 use crate::schedule::Schedule;
+use crate::shapes::AllowedLengths;
 use crate::warning::ScheduleWarning;
 
 impl ScheduleConfig {
@@ -70,7 +71,18 @@ impl ScheduleConfig {
             }
             Self::FixedDiscrete(c) => discrete_curve(c)?,
         };
-        Ok(Schedule::from_parts(self.clone(), curve, warnings))
+        let allowed = self
+            .shapes()
+            .map(|policy| {
+                AllowedLengths::new(
+                    policy,
+                    curve.first_len(),
+                    curve.final_len(),
+                    self.shape_step(),
+                )
+            })
+            .transpose()?;
+        Ok(Schedule::from_parts(self.clone(), curve, allowed, warnings))
     }
 }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::progress::ProgressUnit;
+use crate::shapes::ShapePolicy;
 
 /// Which schedule family a [`ScheduleConfig`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,6 +142,9 @@ pub struct Ramp {
     /// What progress is counted in.
     #[serde(default)]
     pub unit: ProgressUnit,
+    /// At most a few lengths, for compiled training ([`ShapePolicy`]); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<ShapePolicy>,
 }
 
 /// The fields of DeepSpeed's `fixed_linear` and `fixed_root`: from `min` to `max` in steps of
@@ -170,6 +174,9 @@ pub struct Root {
     /// What progress is counted in.
     #[serde(default)]
     pub unit: ProgressUnit,
+    /// At most a few lengths, for compiled training ([`ShapePolicy`]); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<ShapePolicy>,
 }
 
 /// The fields of DeepSpeed's `fixed_discrete`: `difficulty[i]` up to `max_step[i]`.
@@ -192,6 +199,9 @@ pub struct FixedDiscrete {
     /// What progress is counted in.
     #[serde(default)]
     pub unit: ProgressUnit,
+    /// At most a few lengths, for compiled training ([`ShapePolicy`]); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<ShapePolicy>,
 }
 
 /// The fields of the constant baseline.
@@ -207,6 +217,9 @@ pub struct Constant {
     /// What progress is counted in.
     #[serde(default)]
     pub unit: ProgressUnit,
+    /// At most a few lengths, for compiled training ([`ShapePolicy`]); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<ShapePolicy>,
 }
 
 /// The default schedule: seqwarm's linear ramp from 8 to 1024 in steps of 8 over the first 30%
@@ -266,6 +279,7 @@ impl ScheduleConfig {
             max: None,
             total: None,
             unit: ProgressUnit::default(),
+            shapes: None,
         })
     }
 
@@ -275,6 +289,7 @@ impl ScheduleConfig {
             max,
             total: None,
             unit: ProgressUnit::default(),
+            shapes: None,
         })
     }
 
@@ -338,6 +353,40 @@ impl ScheduleConfig {
         }
     }
 
+    /// The shape policy, when one is set.
+    pub fn shapes(&self) -> Option<&ShapePolicy> {
+        match self {
+            Self::Linear(c) | Self::Composer(c) => c.shapes.as_ref(),
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.shapes.as_ref(),
+            Self::FixedDiscrete(c) => c.shapes.as_ref(),
+            Self::Constant(c) => c.shapes.as_ref(),
+        }
+    }
+
+    /// The length increment the shape policy rounds to: the kind's `step`, else
+    /// [`DEFAULT_STEP`].
+    pub(crate) fn shape_step(&self) -> u64 {
+        match self {
+            Self::Linear(c) | Self::Composer(c) => c.step,
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.step,
+            Self::FixedDiscrete(_) | Self::Constant(_) => DEFAULT_STEP,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the shape policy: at most a few lengths, each position's
+    /// length snapped down to an allowed one.
+    #[must_use]
+    pub fn with_shapes(mut self, shapes: impl Into<Option<ShapePolicy>>) -> Self {
+        let shapes = shapes.into();
+        match &mut self {
+            Self::Linear(c) | Self::Composer(c) => c.shapes = shapes,
+            Self::FixedLinear(c) | Self::FixedRoot(c) => c.shapes = shapes,
+            Self::FixedDiscrete(c) => c.shapes = shapes,
+            Self::Constant(c) => c.shapes = shapes,
+        }
+        self
+    }
+
     /// Sets the progress unit.
     #[must_use]
     pub fn with_unit(mut self, unit: ProgressUnit) -> Self {
@@ -373,6 +422,7 @@ impl Root {
             root_degree,
             total: None,
             unit: ProgressUnit::default(),
+            shapes: None,
         }
     }
 }
@@ -397,6 +447,7 @@ impl RampBuilder {
                 duration,
                 total,
                 unit: ProgressUnit::default(),
+                shapes: None,
             },
         }
     }
@@ -410,6 +461,12 @@ impl RampBuilder {
     /// Sets the progress unit.
     pub fn with_unit(mut self, unit: ProgressUnit) -> Self {
         self.ramp.unit = unit;
+        self
+    }
+
+    /// Sets the shape policy ([`ScheduleConfig::with_shapes`]).
+    pub fn with_shapes(mut self, shapes: ShapePolicy) -> Self {
+        self.ramp.shapes = Some(shapes);
         self
     }
 

@@ -114,38 +114,38 @@ impl Curve {
     pub(crate) fn first_len(&self) -> u64 {
         self.len_at(0)
     }
+}
 
-    /// The first position after `from` at which the length differs from `len_at(from)`,
-    /// or `None` when the length never changes again. O(log) evaluations.
-    pub(crate) fn next_change(&self, from: u64) -> Option<u64> {
-        let current = self.len_at(from);
-        if current >= self.final_len() {
+/// The first position after `from` at which `len_at` differs from `len_at(from)`, or `None`
+/// when it never changes again, for a non-decreasing `len_at` that settles at `final_len`.
+/// O(log) evaluations: exponential then binary search, since the positions whose length
+/// exceeds the current one form an upper interval.
+pub(crate) fn next_change(len_at: impl Fn(u64) -> u64, final_len: u64, from: u64) -> Option<u64> {
+    let current = len_at(from);
+    if current >= final_len {
+        return None;
+    }
+    let mut low = from; // len_at(low) == current
+    let mut span: u64 = 1;
+    let high = loop {
+        let probe = from.saturating_add(span);
+        if len_at(probe) != current {
+            break probe;
+        }
+        if probe == u64::MAX {
             return None;
         }
-        // Exponential then binary search: the curve is non-decreasing, so the set of positions
-        // whose length exceeds `current` is an upper interval.
-        let mut low = from; // len_at(low) == current
-        let mut span: u64 = 1;
-        let high = loop {
-            let probe = from.saturating_add(span);
-            if self.len_at(probe) != current {
-                break probe;
-            }
-            if probe == u64::MAX {
-                return None;
-            }
-            low = probe;
-            span = span.saturating_mul(2);
-        };
-        let mut high = high;
-        while high - low > 1 {
-            let mid = low + (high - low) / 2;
-            if self.len_at(mid) == current {
-                low = mid;
-            } else {
-                high = mid;
-            }
+        low = probe;
+        span = span.saturating_mul(2);
+    };
+    let mut high = high;
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if len_at(mid) == current {
+            low = mid;
+        } else {
+            high = mid;
         }
-        Some(high)
     }
+    Some(high)
 }

@@ -36,6 +36,7 @@ mod curve;
 mod error;
 mod progress;
 mod schedule;
+mod shapes;
 mod warning;
 
 pub use config::{
@@ -44,6 +45,7 @@ pub use config::{
 pub use error::ScheduleError;
 pub use progress::{Progress, ProgressUnit};
 pub use schedule::{ChangePoint, ChangePoints, Schedule};
+pub use shapes::ShapePolicy;
 pub use warning::ScheduleWarning;
 
 #[cfg(test)]

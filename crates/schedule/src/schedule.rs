@@ -1,9 +1,10 @@
 //! [`Schedule`]: a checked schedule, progress in, length out.
 
 use crate::config::{ScheduleConfig, ScheduleKind};
-use crate::curve::Curve;
+use crate::curve::{Curve, next_change};
 use crate::error::ScheduleError;
 use crate::progress::{Progress, ProgressUnit};
+use crate::shapes::AllowedLengths;
 use crate::warning::ScheduleWarning;
 
 /// A point where the scheduled length changes.
@@ -17,12 +18,15 @@ pub struct ChangePoint {
 
 /// A validated schedule: maps progress to a sequence length.
 ///
-/// Built by [`ScheduleConfig::build`]. Evaluation is O(1) (O(log n) for `fixed_discrete`);
-/// iterating change points is O(changes · log(total)).
+/// Built by [`ScheduleConfig::build`]. Evaluation is O(1) (O(log n) for `fixed_discrete`, and
+/// O(log K) more with a shape policy of K lengths); iterating change points is
+/// O(changes · log(total)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     config: ScheduleConfig,
     curve: Curve,
+    /// The shape policy's lengths, when the config has one.
+    allowed: Option<AllowedLengths>,
     warnings: Vec<ScheduleWarning>,
 }
 
@@ -30,13 +34,33 @@ impl Schedule {
     pub(crate) fn from_parts(
         config: ScheduleConfig,
         curve: Curve,
+        allowed: Option<AllowedLengths>,
         warnings: Vec<ScheduleWarning>,
     ) -> Self {
         Self {
             config,
             curve,
+            allowed,
             warnings,
         }
+    }
+
+    /// The same schedule without its shape policy: every length as the kind computes it
+    /// (what snapping to the policy's lengths is measured against).
+    #[must_use]
+    pub fn without_shapes(&self) -> Schedule {
+        Schedule {
+            config: self.config.clone().with_shapes(None),
+            curve: self.curve.clone(),
+            allowed: None,
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The lengths the shape policy allows, ascending; `None` without a policy (any length
+    /// the kind computes).
+    pub fn allowed_lengths(&self) -> Option<&[u64]> {
+        self.allowed.as_ref().map(AllowedLengths::as_slice)
     }
 
     /// The config this schedule was built from.
@@ -66,7 +90,11 @@ impl Schedule {
 
     /// The sequence length at `position` (in [`Schedule::unit`]): 1 <= len <= max.
     pub fn seq_len_at(&self, position: u64) -> u64 {
-        self.curve.len_at(position)
+        let len = self.curve.len_at(position);
+        match &self.allowed {
+            Some(allowed) => allowed.snap(len),
+            None => len,
+        }
     }
 
     /// The sequence length at `progress`, read in this schedule's unit.
@@ -89,12 +117,13 @@ impl Schedule {
 
     /// The longest length this schedule ever yields (the length to pre-allocate for).
     pub fn max_len(&self) -> u64 {
+        // A policy always allows the curve's final length.
         self.curve.final_len()
     }
 
     /// The length at the start of training.
     pub fn min_len(&self) -> u64 {
-        self.curve.first_len()
+        self.seq_len_at(0)
     }
 
     /// The first position from which the length stays at [`Schedule::max_len`].
@@ -105,7 +134,7 @@ impl Schedule {
     /// Every point where the length changes, starting with position 0.
     pub fn change_points(&self) -> ChangePoints<'_> {
         ChangePoints {
-            curve: &self.curve,
+            schedule: self,
             next: Some(0),
         }
     }
@@ -126,7 +155,7 @@ impl From<&Schedule> for ScheduleConfig {
 /// Iterator over a schedule's [`ChangePoint`]s; see [`Schedule::change_points`].
 #[derive(Debug, Clone)]
 pub struct ChangePoints<'a> {
-    curve: &'a Curve,
+    schedule: &'a Schedule,
     next: Option<u64>,
 }
 
@@ -134,10 +163,11 @@ impl Iterator for ChangePoints<'_> {
     type Item = ChangePoint;
     fn next(&mut self) -> Option<ChangePoint> {
         let position = self.next?;
-        self.next = self.curve.next_change(position);
+        let schedule = self.schedule;
+        self.next = next_change(|p| schedule.seq_len_at(p), schedule.max_len(), position);
         Some(ChangePoint {
             position,
-            seq_len: self.curve.len_at(position),
+            seq_len: schedule.seq_len_at(position),
         })
     }
 }

@@ -19,6 +19,7 @@ fn root(min: u64, max: u64, step: u64, total_curriculum_step: u64, degree: u32) 
         root_degree: (degree != 1).then_some(degree),
         total: None,
         unit: ProgressUnit::Steps,
+        shapes: None,
     };
     if degree == 1 {
         ScheduleConfig::FixedLinear(root)
@@ -344,5 +345,214 @@ proptest! {
         }
         let warmup = (total as f64 * d) as u64;
         prop_assert_eq!(s.seq_len_at(warmup), min + extra);
+    }
+}
+
+mod shape_policy {
+    use super::*;
+    use crate::ShapePolicy;
+
+    /// Every kind, each with a ramp wide enough for a policy to matter.
+    fn every_kind() -> Vec<ScheduleConfig> {
+        vec![
+            ScheduleConfig::linear(64, 2048, 0.3, 10_000).into(),
+            composer(10_000, 0.3, 64, 2048, 8).into(),
+            root(64, 2048, 8, 3_000, 1),
+            root(64, 2048, 8, 3_000, 2),
+            ScheduleConfig::fixed_discrete(vec![64, 100, 512, 1000, 2048], vec![10, 20, 30, 40]),
+            ScheduleConfig::constant(2048),
+        ]
+    }
+
+    fn lengths(schedule: &Schedule) -> Vec<u64> {
+        schedule.change_points().map(|c| c.seq_len).collect()
+    }
+
+    #[test]
+    fn off_by_default_and_off_is_the_kind_itself() {
+        for config in every_kind() {
+            assert_eq!(config.shapes(), None);
+            let plain = config.build().unwrap();
+            assert_eq!(plain.allowed_lengths(), None);
+            assert_eq!(plain, plain.without_shapes());
+            // Serialized without a `shapes` key, so configs and checkpoints written before the
+            // policy existed read back the same.
+            assert!(!serde_json::to_string(&config).unwrap().contains("shapes"));
+        }
+    }
+
+    #[test]
+    fn even_yields_at_most_k_lengths_each_snapped_down() {
+        for config in every_kind() {
+            let plain = config.build().unwrap();
+            for k in [2u32, 3, 4, 8, 16] {
+                let snapped = config
+                    .clone()
+                    .with_shapes(ShapePolicy::Even(k))
+                    .build()
+                    .unwrap();
+                let allowed = snapped.allowed_lengths().unwrap().to_vec();
+                assert!(allowed.len() <= k as usize, "{config:?} K={k}: {allowed:?}");
+                assert_eq!(allowed.last(), Some(&plain.max_len()));
+                assert_eq!(allowed.first(), Some(&plain.min_len()));
+                let seen = lengths(&snapped);
+                assert!(seen.len() <= k as usize);
+                assert!(seen.iter().all(|l| allowed.contains(l)));
+                assert_eq!(snapped.max_len(), plain.max_len());
+                for position in (0..10_500).step_by(37) {
+                    let (a, b) = (snapped.seq_len_at(position), plain.seq_len_at(position));
+                    assert!(a <= b, "{config:?} K={k} at {position}: {a} > {b}");
+                    // Down to the nearest allowed: no allowed length between them.
+                    assert!(!allowed.iter().any(|&l| a < l && l <= b));
+                }
+                // The longest length from the same position on: the warmup ends together.
+                assert_eq!(snapped.warmup_end(), plain.warmup_end());
+            }
+        }
+    }
+
+    #[test]
+    fn even_lengths_are_multiples_of_the_step_between_the_ends() {
+        let s = ScheduleConfig::composer(64, 2048, 0.3, 10_000)
+            .with_step(64)
+            .with_shapes(ShapePolicy::Even(8))
+            .build()
+            .unwrap();
+        let allowed = s.allowed_lengths().unwrap();
+        assert_eq!(allowed, [64, 320, 576, 896, 1152, 1472, 1728, 2048]);
+        assert!(allowed.iter().all(|l| l % 64 == 0));
+    }
+
+    #[test]
+    fn a_huge_even_count_is_every_multiple_of_the_step_at_no_cost() {
+        let s = ScheduleConfig::linear(64, 1 << 40, 0.5, 1_000)
+            .with_step(1 << 30)
+            .with_shapes(ShapePolicy::Even(u32::MAX))
+            .build()
+            .unwrap();
+        let allowed = s.allowed_lengths().unwrap();
+        assert_eq!(allowed.len(), 1025); // 64, then 2^30 .. 2^40 in steps of 2^30
+        let small = ScheduleConfig::linear(8, 64, 0.5, 100)
+            .with_shapes(ShapePolicy::Even(u32::MAX))
+            .build()
+            .unwrap();
+        assert_eq!(
+            small.allowed_lengths().unwrap(),
+            [8, 16, 24, 32, 40, 48, 56, 64]
+        );
+    }
+
+    #[test]
+    fn powers_of_two_keep_the_ends() {
+        let s = ScheduleConfig::linear(48, 1000, 0.5, 1_000)
+            .with_shapes(ShapePolicy::PowersOfTwo)
+            .build()
+            .unwrap();
+        assert_eq!(s.allowed_lengths().unwrap(), [48, 64, 128, 256, 512, 1000]);
+        assert_eq!(lengths(&s), [48, 64, 128, 256, 512, 1000]);
+    }
+
+    #[test]
+    fn a_list_snaps_down_and_below_its_shortest_up() {
+        let s = ScheduleConfig::linear(8, 1024, 1.0, 1_024)
+            .with_step(8)
+            .with_shapes(ShapePolicy::Lengths(vec![1024, 256, 512]))
+            .build()
+            .unwrap();
+        assert_eq!(s.allowed_lengths().unwrap(), [256, 512, 1024]);
+        assert_eq!(s.seq_len_at(0), 256); // 8 scheduled: nothing below 256 to snap to
+        assert_eq!(s.seq_len_at(600), 512); // 600 scheduled
+        assert_eq!(s.seq_len_at(1_023), 512); // 1016 scheduled
+        assert_eq!(s.seq_len_at(1_024), 1024);
+        assert_eq!(s.min_len(), 256);
+    }
+
+    #[test]
+    fn bad_policies_name_the_field() {
+        let base = ScheduleConfig::linear(8, 1024, 0.3, 1_000).config();
+        for (policy, needle) in [
+            (ShapePolicy::Even(1), "at least 2"),
+            (ShapePolicy::Even(0), "at least 2"),
+            (
+                ShapePolicy::Lengths(vec![256, 512]),
+                "must include the schedule's longest length 1024",
+            ),
+            (ShapePolicy::Lengths(vec![0, 1024]), ">= 1"),
+            (ShapePolicy::Lengths(vec![2048, 1024]), "2048 is longer"),
+            (ShapePolicy::Lengths(vec![1024, 1024]), "at least 2 lengths"),
+        ] {
+            let err = base.clone().with_shapes(policy).build().unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    ScheduleError::InvalidField {
+                        field: "shapes",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn config_files_and_flags_spell_it_one_way_each() {
+        let toml: ScheduleConfig = toml::from_str(
+            "kind = \"composer\"\nmin = 64\nmax = 1024\nduration = 0.3\ntotal = 1000\nshapes = { even = 4 }",
+        )
+        .unwrap();
+        assert_eq!(toml.shapes(), Some(&ShapePolicy::Even(4)));
+        let pow2: ScheduleConfig =
+            toml::from_str("kind = \"constant\"\nmax = 64\nshapes = \"powers_of_two\"").unwrap();
+        assert_eq!(pow2.shapes(), Some(&ShapePolicy::PowersOfTwo));
+        let list: ScheduleConfig = toml::from_str(
+            "kind = \"fixed_discrete\"\ndifficulty = [8, 64]\nmax_step = [5]\nshapes = { lengths = [8, 64] }",
+        )
+        .unwrap();
+        assert_eq!(list.shapes(), Some(&ShapePolicy::Lengths(vec![8, 64])));
+        for (text, policy) in [
+            ("even:8", ShapePolicy::Even(8)),
+            ("powers_of_two", ShapePolicy::PowersOfTwo),
+            ("pow2", ShapePolicy::PowersOfTwo),
+            ("256, 512,1024", ShapePolicy::Lengths(vec![256, 512, 1024])),
+        ] {
+            assert_eq!(text.parse::<ShapePolicy>().unwrap(), policy);
+            // Display reads back.
+            assert_eq!(policy.to_string().parse::<ShapePolicy>().unwrap(), policy);
+        }
+        assert!("even:x".parse::<ShapePolicy>().is_err());
+        let bare = "8".parse::<ShapePolicy>().unwrap_err();
+        assert!(bare.contains("even:8"), "{bare}");
+        assert!("squares".parse::<ShapePolicy>().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_policy_is_monotone_bounded_and_ends_at_max(
+            min in 1u64..512, extra in 0u64..4096, step in 1u64..128, k in 2u32..20,
+            total in 1u64..50_000, duration in 0.0f64..=1.0, pow2 in any::<bool>(),
+        ) {
+            let max = min + extra;
+            let policy = if pow2 { ShapePolicy::PowersOfTwo } else { ShapePolicy::Even(k) };
+            let config: ScheduleConfig =
+                ScheduleConfig::linear(min, max, duration, total).with_step(step).into();
+            let plain = config.build().unwrap();
+            let snapped = config.with_shapes(policy).build().unwrap();
+            let allowed = snapped.allowed_lengths().unwrap().to_vec();
+            if !pow2 {
+                prop_assert!(allowed.len() <= k as usize);
+            }
+            let mut last = 0;
+            for c in snapped.change_points() {
+                prop_assert!(c.seq_len > last);
+                prop_assert!(allowed.contains(&c.seq_len));
+                last = c.seq_len;
+            }
+            prop_assert_eq!(last, max);
+            for position in (0..=total).step_by((total as usize / 97).max(1)) {
+                prop_assert!(snapped.seq_len_at(position) <= plain.seq_len_at(position));
+            }
+        }
     }
 }

@@ -39,6 +39,7 @@ pub struct WarmupConfig {
     schedule: ScheduleConfig,
     mode: Mode,
     pack_window: usize,
+    max_segments_per_row: Option<usize>,
     batch_size: BatchSize,
     eos_id: Option<i64>,
     pad_id: i64,
@@ -57,6 +58,7 @@ impl Default for WarmupConfig {
             schedule: ScheduleConfig::default(),
             mode: Mode::default(),
             pack_window: DEFAULT_PACK_WINDOW,
+            max_segments_per_row: None,
             batch_size: BatchSize::default(),
             eos_id: None,
             pad_id: 0,
@@ -94,6 +96,14 @@ impl WarmupConfig {
     #[must_use]
     pub fn with_pack_window(mut self, documents: usize) -> Self {
         self.pack_window = documents;
+        self
+    }
+    /// At most this many document segments in one packed row (the pack modes), so that
+    /// `cu_seqlens` has a small size fixed by the batch's shape
+    /// ([`seqwarm_batcher::fixed_cu_seqlens_len`]); `None` (the default): no limit.
+    #[must_use]
+    pub fn with_max_segments_per_row(mut self, segments: Option<usize>) -> Self {
+        self.max_segments_per_row = segments;
         self
     }
     /// Sets the batch sizing.
@@ -205,6 +215,24 @@ impl WarmupConfig {
                 reason: "best-fit window must be >= 1 document".into(),
             });
         }
+        if let Some(segments) = self.max_segments_per_row {
+            if segments == 0 {
+                return Err(StageError::Config {
+                    field: "max_segments_per_row",
+                    reason: "a packed row holds at least 1 segment".into(),
+                });
+            }
+            if !self.mode.is_packing() {
+                return Err(StageError::Config {
+                    field: "max_segments_per_row",
+                    reason: format!(
+                        "limits the segments of packed rows; mode {} does not pack (use \
+                         pack-greedy or pack-bestfit)",
+                        self.mode
+                    ),
+                });
+            }
+        }
         for (field, id) in [("eos_id", self.eos_id), ("pad_id", Some(self.pad_id))] {
             if let Some(id) = id.filter(|&id| id < 0) {
                 return Err(StageError::Config {
@@ -270,6 +298,20 @@ impl Warmup {
     /// Documents considered together by [`Mode::PackBestfit`].
     pub fn pack_window(&self) -> usize {
         self.config.pack_window
+    }
+    /// The most document segments in one packed row, if limited.
+    pub fn max_segments_per_row(&self) -> Option<usize> {
+        self.config.max_segments_per_row
+    }
+    /// `cu_seqlens` entries of a packed batch at `seq_len` at the most: the fixed size its
+    /// metadata is padded to ([`seqwarm_batcher::fixed_cu_seqlens_len`] of the step's shape).
+    pub fn fixed_cu_seqlens_len(&self, seq_len: usize) -> usize {
+        let shape = self.shape(seq_len);
+        seqwarm_batcher::fixed_cu_seqlens_len(
+            shape.rows_out,
+            shape.seq_len,
+            self.config.max_segments_per_row,
+        )
     }
     /// Documents in the shuffle buffer (0 = off).
     pub fn shuffle_buffer(&self) -> usize {

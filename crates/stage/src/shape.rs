@@ -76,11 +76,19 @@ impl Warmup {
     /// The most tokens any step of this warmup takes in, whatever its length: a bound for
     /// checks made before training starts.
     pub fn largest_step_tokens(&self) -> u64 {
-        let at_max = self.shape(self.max_len()).tokens_in();
+        // A step's intake is monotone in its length under every mode and sizing, so one of
+        // the ends bounds it: the longest length in most cases, but the *shortest* in Composer's
+        // cutting modes under a token budget (`budget / len` rows, each read at the maximum
+        // length).
+        let shortest = usize::try_from(self.schedule().min_len()).unwrap_or(usize::MAX);
+        let ends = self
+            .shape(self.max_len())
+            .tokens_in()
+            .max(self.shape(shortest).tokens_in());
         match self.batch_size() {
-            // Below the maximum length, whole rows of a token budget never exceed the budget.
-            BatchSize::Tokens(budget) => at_max.max(budget as u64),
-            BatchSize::Rows(_) => at_max,
+            // A budget too small for one row still takes a whole row (the ends count it).
+            BatchSize::Tokens(budget) => ends.max(budget as u64),
+            BatchSize::Rows(_) => ends,
         }
     }
 
@@ -158,6 +166,33 @@ impl Warmup {
         };
         EpochSteps { steps, exact }
     }
+}
+
+/// Positions the shape policy of `schedule` gives up over its first `steps` steps under `mode`
+/// and `batch_size`: the schedule without its policy minus the schedule with it (negative
+/// where an explicit list raises short lengths). `None` without a policy, unless the schedule
+/// counts steps, or when the schedule without its policy changes length more than
+/// `max_changes` times before `steps` (the count walks its change points).
+pub fn tokens_given_up(
+    schedule: &Schedule,
+    mode: Mode,
+    batch_size: BatchSize,
+    steps: u64,
+    max_changes: usize,
+) -> Option<i128> {
+    schedule.allowed_lengths()?;
+    let plain = schedule.without_shapes();
+    let changes = plain
+        .change_points()
+        .take_while(|p| p.position < steps)
+        .take(max_changes.saturating_add(1))
+        .count();
+    if changes > max_changes {
+        return None;
+    }
+    let unsnapped = tokens_over_steps(&plain, mode, batch_size, steps)?;
+    let snapped = tokens_over_steps(schedule, mode, batch_size, steps)?;
+    Some(i128::from(unsnapped) - i128::from(snapped))
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ impl ModeSink {
                 .with_strategy(strategy)
                 .with_mask_document_boundaries(warmup.mask_document_boundaries())
                 .with_pad_values(pad)
+                .with_max_segments(warmup.max_segments_per_row())
                 .build(),
         )
     }

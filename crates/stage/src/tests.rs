@@ -1008,3 +1008,57 @@ fn a_merged_state_that_does_not_fit_is_refused_not_a_panic() {
     let err = resume_from(&|v| v["step_in_epoch"] = serde_json::json!(99)).unwrap_err();
     assert!(err.to_string().contains("batch 99 of the epoch"), "{err}");
 }
+
+#[test]
+fn a_segment_limit_bounds_packed_rows_and_their_fixed_cu_seqlens() {
+    let docs = documents(300, 20, 7);
+    let units = Units::new(&docs, 25);
+    for mode in [Mode::PackGreedy, Mode::PackBestfit] {
+        let config = warmup(mode, BatchSize::Rows(4), None, 0).with_max_segments_per_row(Some(3));
+        let built = config.build().unwrap();
+        let mut p = plan(&config, EpochConfig::default(), &units);
+        let batches = drive(&mut p, &units, usize::MAX).unwrap();
+        assert!(!batches.is_empty());
+        for b in &batches {
+            let segments = b.batch.get("segment_ids").unwrap().to_rows_i64();
+            assert!(segments.iter().flatten().all(|&s| s <= 3), "{mode:?}");
+            let size = built.fixed_cu_seqlens_len(b.seq_len);
+            assert_eq!(size, 4 * (3 + 1).min(b.seq_len) + 1);
+            let varlen = b.batch.varlen(Some(size)).unwrap().unwrap();
+            assert_eq!(varlen.cu_seqlens.len(), size);
+        }
+        // Every token is accounted for: emitted, or in the dropped last partial batch.
+        let stats = p.stats();
+        assert_eq!(
+            stats.tokens_in,
+            docs.iter().map(|d| d.len() as u64).sum::<u64>()
+        );
+        assert_eq!(stats.tokens_out + stats.tokens_dropped, stats.tokens_in);
+    }
+    for mode in [Mode::Repack, Mode::Truncate, Mode::Reshape] {
+        let err = warmup(mode, BatchSize::Rows(4), None, 0)
+            .with_max_segments_per_row(Some(3))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("max_segments_per_row"), "{err}");
+    }
+    let zero = warmup(Mode::PackGreedy, BatchSize::Rows(4), None, 0)
+        .with_max_segments_per_row(Some(0))
+        .build();
+    assert!(zero.unwrap_err().to_string().contains("at least 1 segment"));
+}
+
+#[test]
+fn the_largest_step_of_a_token_budget_in_composers_cuts_is_at_the_shortest_length() {
+    // 64-token budget, lengths 8 to 64: truncate reads 64 / 8 = 8 rows of the maximum length
+    // at the start (512 tokens), one row at the end; repack reads whole rows of the length.
+    let budget = BatchSize::Tokens(64);
+    let truncate = warmup(Mode::Truncate, budget, None, 0).build().unwrap();
+    assert_eq!(truncate.largest_step_tokens(), 512);
+    let repack = warmup(Mode::Repack, budget, None, 0).build().unwrap();
+    assert_eq!(repack.largest_step_tokens(), 64);
+    let rows = warmup(Mode::Truncate, BatchSize::Rows(3), None, 0)
+        .build()
+        .unwrap();
+    assert_eq!(rows.largest_step_tokens(), 3 * 64);
+}
