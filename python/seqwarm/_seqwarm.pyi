@@ -53,6 +53,9 @@ def merge_states(states_json: List[str]) -> str:
 def check_schedule(schedule_json: str) -> str:
     """Checks a schedule; its normalized config, range, unit and warnings as JSON text."""
 
+def parse_shapes(text: str) -> str:
+    """A shape policy in the command line's spelling, as its config value (JSON text)."""
+
 def plan(schedule_json: str, mode_json: str, batch_size_json: str) -> str:
     """A schedule's change points with the step shape at each, as JSON text."""
 

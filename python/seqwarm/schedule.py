@@ -32,17 +32,8 @@ def _shapes(shapes: Shapes) -> Any:
     if isinstance(shapes, bool):
         raise TypeError('shapes: expected a count, "powers_of_two", "even:K" or a list of lengths, not a bool')
     if isinstance(shapes, str):
-        text = shapes.strip()
-        if text in ("powers_of_two", "pow2"):
-            return "powers_of_two"
-        if text.startswith("even:"):
-            count = text[len("even:") :].strip()
-            if not count.isdigit():
-                raise ValueError(f"shapes: the count in {shapes!r} is not a whole number")
-            return {"even": int(count)}
-        if "," in text:
-            return {"lengths": [int(part) for part in text.split(",")]}
-        raise ValueError(f'shapes: {shapes!r} is not a policy: a count (8), "even:8", "powers_of_two" or lengths ("256,512,1024")')
+        # The command line's spellings, parsed by the library's one parser of them.
+        return json.loads(_seqwarm.parse_shapes(shapes))
     try:
         return {"even": operator.index(shapes)}
     except TypeError:

@@ -29,5 +29,6 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule::check_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::plan, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::read_table, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule::parse_shapes, m)?)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use seqwarm_loader::{BatchSize, Mode, WarmupConfig};
 use seqwarm_schedule::ProgressUnit;
-use seqwarm_schedule::{Schedule, ScheduleConfig};
+use seqwarm_schedule::{Schedule, ScheduleConfig, ShapePolicy};
 use seqwarm_stage::shape::tokens_given_up;
 use serde_json::{Value, json};
 
@@ -120,6 +120,16 @@ pub fn plan(
         "tokens_given_up": given_up,
     })
     .to_string())
+}
+
+/// A shape policy in the command line's spelling (`even:8`, `powers_of_two`, `pow2`,
+/// `256,512,1024`) as its config value, JSON text: the one parser of those spellings.
+#[pyfunction]
+pub fn parse_shapes(py: Python<'_>, text: &str) -> PyResult<String> {
+    let policy: ShapePolicy = text
+        .parse()
+        .map_err(|reason: String| config_error(py, "schedule.shapes", reason))?;
+    serde_json::to_string(&policy).map_err(|e| config_error(py, "schedule.shapes", e.to_string()))
 }
 
 /// A TOML (`.toml`) or JSON file's table, as JSON text.
