@@ -1,5 +1,6 @@
 //! Elastic resume end to end: the states of 4 ranks merged (through JSON) and resumed on 1, 2
-//! and 3 ranks, with no token of the epoch lost or read twice.
+//! and 3 ranks, with no token of the epoch lost or read twice; and where the rest of the epoch
+//! divides evenly, the whole epoch emitted exactly, in the order of its units.
 
 mod common;
 
@@ -92,7 +93,7 @@ async fn four_ranks_resume_on_one_two_and_three_without_losing_or_repeating_a_to
                 run_ranks(&dir, mode, world, Some(&merged), usize::MAX).await;
             assert!(
                 counts.iter().all(|&c| c == counts[0] && c > 0),
-                "{what}: {counts:?}"
+                "{what}: {counts:?} {stats:?}"
             );
             let emitted: Vec<i64> = before.iter().chain(&after).copied().collect();
             let unique: BTreeSet<i64> = emitted.iter().copied().collect();
@@ -151,4 +152,124 @@ async fn merging_refuses_what_is_not_one_step_of_one_run_and_a_plain_state_says_
         .unwrap_err();
     assert!(matches!(err, LoaderError::State { .. }), "{err:?}");
     assert!(err.to_string().contains("seqwarm merge-states"), "{err}");
+}
+
+/// Each rank of `world` from `state` to the end of the epoch: its batches' real tokens, one
+/// list per batch, and the step of its first batch.
+async fn batches_of_ranks(
+    builder: impl Fn(usize) -> LoaderBuilder,
+    world: usize,
+    state: Option<&LoaderState>,
+    steps: usize,
+) -> Vec<(Vec<Vec<i64>>, u64)> {
+    let mut ranks = Vec::new();
+    for rank in 0..world {
+        let mut b = builder(rank);
+        if let Some(state) = state {
+            b = b.with_state(state.clone());
+        }
+        let mut loader = b.build().await.unwrap();
+        let (mut batches, mut first) = (Vec::new(), None);
+        while batches.len() < steps {
+            let Some(batch) = loader.next().await else {
+                break;
+            };
+            let batch = batch.unwrap();
+            first.get_or_insert(batch.step);
+            batches.push(common::real_tokens(&batch.batch));
+        }
+        ranks.push((batches, first.unwrap_or(u64::MAX)));
+    }
+    ranks
+}
+
+/// The ranks' batches in the order a data-parallel step consumes them: step by step, rank by
+/// rank.
+fn in_step_order(ranks: &[(Vec<Vec<i64>>, u64)]) -> Vec<i64> {
+    let steps = ranks.iter().map(|(b, _)| b.len()).max().unwrap_or(0);
+    (0..steps)
+        .flat_map(|s| ranks.iter().filter_map(move |(b, _)| b.get(s)))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_ranks_then_two_or_three_emit_the_epoch_exactly_and_in_unit_order() {
+    // 24 units (one row group each) of 4 documents of 64 tokens: 256 tokens, exactly one batch
+    // of a 256-token budget at every length of the schedule (64, 128). Units in order, no
+    // document shuffle: 4 ranks take units 0-11 in 3 steps; the rest divides evenly among 2 or
+    // 3 ranks, so the epoch is emitted whole, every token once, in the order of the units.
+    let dir = common::temp_dir("elastic-exact");
+    let mut input = Vec::new();
+    for unit in 0..24 {
+        let docs: Vec<Vec<i32>> = (0..4)
+            .map(|d| (0..64).map(|p| 1 + unit * 1000 + d * 100 + p).collect())
+            .collect();
+        input.extend(docs.iter().flatten().map(|&t| i64::from(t)));
+        common::write_flat(&dir.join(format!("u{unit:02}.parquet")), &docs, 1 << 20);
+    }
+    for mode in [Mode::Repack, Mode::PackGreedy] {
+        let builder = |world: usize| {
+            let dir = dir.clone();
+            move |rank: usize| {
+                let schedule = ScheduleConfig::linear(64, 128, 0.5, 12)
+                    .with_step(64)
+                    .build()
+                    .unwrap();
+                let warmup = WarmupConfig::new(schedule)
+                    .with_mode(mode)
+                    .with_batch_size(BatchSize::Tokens(256));
+                LoaderBuilder::new([dir.display().to_string()], warmup)
+                    .with_rank(rank, world)
+                    .with_shuffle_units(false)
+                    .with_seed(3)
+            }
+        };
+        let mut states = Vec::new();
+        let mut before = Vec::new();
+        for rank in 0..4 {
+            let mut loader = builder(4)(rank).build().await.unwrap();
+            let mut batches = Vec::new();
+            for _ in 0..3 {
+                batches.push(common::real_tokens(
+                    &loader.next().await.unwrap().unwrap().batch,
+                ));
+            }
+            before.push((batches, 0));
+            states.push(loader.state());
+        }
+        let merged = LoaderState::merge(&states).unwrap();
+        let merged = LoaderState::from_json(&merged.to_json().unwrap()).unwrap();
+        let first = in_step_order(&before);
+        assert!(first == input[..12 * 256], "{}: 4 ranks", mode.name());
+        for (world, steps) in [(2, 6), (3, 4)] {
+            let what = format!("{}: 4 ranks, then {world}", mode.name());
+            let after = batches_of_ranks(builder(world), world, Some(&merged), usize::MAX).await;
+            let shape: Vec<(usize, u64)> = after.iter().map(|(b, s)| (b.len(), *s)).collect();
+            assert_eq!(
+                shape,
+                vec![(steps, 3); world],
+                "{what}: batches and first step"
+            );
+            let emitted: Vec<i64> = first
+                .iter()
+                .chain(&in_step_order(&after))
+                .copied()
+                .collect();
+            // The whole epoch, every token once, in the order of the units.
+            let differs = emitted.iter().zip(&input).position(|(a, b)| a != b);
+            let units: Vec<Vec<i64>> = after
+                .iter()
+                .map(|(b, _)| b.iter().map(|t| t[0] / 1000).collect())
+                .collect();
+            assert!(
+                emitted.len() == input.len() && differs.is_none(),
+                "{what}: {} tokens emitted of {}, first difference at {differs:?}: {:?}; units by rank {units:?}",
+                emitted.len(),
+                input.len(),
+                differs.map(|i| &emitted[i..(i + 4).min(emitted.len())])
+            );
+        }
+    }
 }

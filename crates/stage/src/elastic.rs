@@ -297,7 +297,14 @@ impl EpochPlan<ModeSink> {
                 )));
             }
         }
-        let rest = merged.rest_of(&list);
+        // A unit an old rank had read to its end is not dealt again as an empty entry: it
+        // would shift every later unit to the next rank, and leave the ranks that get such
+        // entries less to read.
+        let rest: Vec<RestUnit> = merged
+            .rest_of(&list)
+            .into_iter()
+            .filter(|r| r.taken < units[r.unit].documents)
+            .collect();
         // With several ranks, the rest of the epoch's batch count: what the rank holding the
         // least is sure to fill, counting a partly read unit as empty.
         let least = (0..world)

@@ -449,7 +449,16 @@ impl<S: RowSink> EpochPlan<S> {
                 continue;
             }
             if self.phase == Phase::Draining {
-                if let Some(batch) = self.core.finish()? {
+                // Several ranks stop at the same batch here too: a rank whose reads ended
+                // before the epoch's last batch must not emit the rest of what it holds past
+                // it (the others would wait for that batch forever).
+                if self
+                    .steps_per_epoch
+                    .is_some_and(|n| self.step_in_epoch >= n)
+                {
+                    self.core.drop_buffered();
+                } else if let Some(batch) = self.core.finish()? {
+                    self.step_in_epoch += 1;
                     return Ok(Action::Emit(batch));
                 }
                 self.phase = Phase::Done;
@@ -585,8 +594,13 @@ impl<S: RowSink> EpochPlan<S> {
             self.phase = Phase::Flushing;
             return Ok(());
         }
+        let step_in_epoch = self.step_in_epoch;
         if !self.next_epoch()? {
             self.phase = Phase::Draining;
+            // The last epoch's batch count still bounds what is drained: with several ranks
+            // (after an elastic resume, a rank whose rest of the epoch ran out) every rank
+            // stops at the same batch.
+            self.step_in_epoch = step_in_epoch;
         }
         Ok(())
     }
