@@ -373,14 +373,19 @@ class Loader:
 
     # -- reports and lifetime ------------------------------------------------------------
 
-    def stats(self) -> Dict[str, int]:
-        """Where every token went so far: documents, tokens in, out, cut, dropped, ...; with
-        ``cache_dir``, also what the shard cache did (``cache_hits``, ``cache_downloads``,
-        ``cache_bytes_downloaded``, ``cache_refetched``, ``cache_evicted``,
-        ``cache_bypassed``)."""
+    def stats(self) -> Dict[str, Any]:
+        """Where every token went so far: documents, tokens in, out, cut, dropped, ... (ints);
+        with ``cache_dir``, also what the shard cache did (``cache_hits``,
+        ``cache_downloads``, ``cache_bytes_downloaded``, ``cache_refetched``,
+        ``cache_evicted``, ``cache_bypassed``); for a mixture (``sources=``), ``sources``:
+        each source's counts by name, as :meth:`source_stats` gives them."""
         if self._raw is None:
             return {}
-        return json.loads(self._raw.stats_json())
+        stats: Dict[str, Any] = json.loads(self._raw.stats_json())
+        per_source = self.source_stats()
+        if per_source is not None:
+            stats["sources"] = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in per_source}
+        return stats
 
     def source_stats(self) -> Optional[List[Dict[str, Any]]]:
         """For a mixture (``sources=``), what was drawn from each source so far: ``name``,

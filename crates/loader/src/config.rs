@@ -74,15 +74,34 @@ pub struct SourceConfig {
     pub layout: Option<ShardLayout>,
 }
 
-/// New weights from a step on (`[[weight_changes]]`: `step` and `weights = { name = w }`, one
-/// weight for every source), for data annealing.
+/// New weights from a step or a token count on (`[[weight_changes]]`: `step` or `tokens`, and
+/// `weights = { name = w }`, one weight for every source), for data annealing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightChangeConfig {
     /// The first step (batch) the weights apply to.
-    pub step: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    /// Or: the weights apply from the first batch that begins with at least this many tokens
+    /// emitted (this rank's count, as a schedule in tokens counts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
     /// Every source's weight, by name.
     pub weights: std::collections::BTreeMap<String, f64>,
+}
+
+impl WeightChangeConfig {
+    /// When it takes effect: its `step` or its `tokens`, exactly one of them.
+    pub fn at(&self) -> Result<seqwarm_stage::ChangeAt> {
+        match (self.step, self.tokens) {
+            (Some(step), None) => Ok(seqwarm_stage::ChangeAt::Step(step)),
+            (None, Some(tokens)) => Ok(seqwarm_stage::ChangeAt::Tokens(tokens)),
+            _ => Err(invalid(
+                "weight_changes",
+                "each change needs `step` or `tokens`, one of them".into(),
+            )),
+        }
+    }
 }
 
 /// The stage's and the plan's defaults, the default layout and prefetch, no vocabulary check,
@@ -244,12 +263,12 @@ impl LoaderConfig {
         let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
         let mut changes = Vec::new();
         for change in &self.weight_changes {
+            let at = change.at()?;
             if let Some(unknown) = change.weights.keys().find(|k| !names.contains(&k.as_str())) {
                 return Err(invalid(
                     "weight_changes",
                     format!(
-                        "step {}: no source `{unknown}` (the sources: {})",
-                        change.step,
+                        "at {at}: no source `{unknown}` (the sources: {})",
                         names.join(", ")
                     ),
                 ));
@@ -260,15 +279,12 @@ impl LoaderConfig {
                     change.weights.get(*name).copied().ok_or_else(|| {
                         invalid(
                             "weight_changes",
-                            format!("step {}: no weight for source `{name}`", change.step),
+                            format!("at {at}: no weight for source `{name}`"),
                         )
                     })
                 })
                 .collect::<Result<Vec<f64>>>()?;
-            changes.push(seqwarm_stage::WeightChange {
-                step: change.step,
-                weights,
-            });
+            changes.push(seqwarm_stage::WeightChange { at, weights });
         }
         let mixture = seqwarm_stage::MixtureConfig {
             sources: self

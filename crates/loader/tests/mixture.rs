@@ -48,6 +48,9 @@ fn config(dirs: &[String], extra: serde_json::Value) -> LoaderConfig {
         ],
     });
     if let (Some(map), serde_json::Value::Object(more)) = (value.as_object_mut(), extra) {
+        if more.contains_key("batch_tokens") {
+            map.remove("batch_rows");
+        }
         map.extend(more);
     }
     LoaderConfig::from_value(value).unwrap()
@@ -69,32 +72,79 @@ fn sources(root: &Path) -> Vec<String> {
     ]
 }
 
+/// The longest document of each source of [`sources`].
+const LONGEST: usize = 400;
+
+/// Resume points drawn at random (in `1..steps`), from a seed printed with any failure: set
+/// `SEQWARM_TEST_SEED` to replay one.
+fn random_cuts(steps: usize, count: usize) -> (u64, Vec<usize>) {
+    let seed = std::env::var("SEQWARM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    let mut state = seed;
+    let mut cuts: Vec<usize> = (0..count)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            1 + ((z ^ (z >> 31)) % (steps as u64 - 1)) as usize
+        })
+        .collect();
+    cuts.sort_unstable();
+    (seed, cuts)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_are_drawn_by_their_weights_and_a_resume_is_byte_identical() {
     let root = common::temp_dir("mixture");
     let dirs = sources(&root);
-    let mut loader = build(config(&dirs, serde_json::json!({})), None)
-        .await
-        .unwrap();
+    // Batches of 16 384 tokens (512 rows of 32 at first), 80 steps: 1.3 M tokens.
+    let extra = || {
+        serde_json::json!({
+            "batch_tokens": 16384,
+            "max_steps": 80,
+            "schedule": {"kind": "linear", "min": 32, "max": 256, "step": 32, "duration": 0.3, "total": 80},
+        })
+    };
+    let weights = [0.6, 0.3, 0.1];
+    let mut loader = build(config(&dirs, extra()), None).await.unwrap();
     let mut batches = Vec::new();
     let mut worst: f64 = 0.0;
     while let Some(b) = loader.next().await {
-        batches.push(b.unwrap());
+        let b = b.unwrap();
+        let step = b.step;
+        batches.push(b);
         let stats = loader.source_stats().unwrap();
         let total: u64 = stats.iter().map(|s| s.tokens).sum();
-        if total >= 250_000 {
-            for (s, w) in stats.iter().zip([0.6, 0.3, 0.1]) {
-                worst = worst.max((s.tokens as f64 / total as f64 - w).abs());
+        for (i, (s, w)) in stats.iter().zip(weights).enumerate() {
+            let off = (s.tokens as f64 - w * total as f64).abs();
+            // Documents are the grain: a source is drawn only when at or below its share, so
+            // none is over it by more than one document, and as the deficits sum to zero none
+            // is under it by more than (sources - 1) documents. From the first batch on.
+            assert!(
+                off <= (2 * LONGEST) as f64,
+                "step {step}: source {i} off its share by {off} tokens of {total}: {stats:?}"
+            );
+            // Past the first few steps that is within 1% of the weight.
+            if step >= 5 {
+                worst = worst.max(off / total as f64);
             }
         }
     }
-    assert_eq!(batches.len(), 300);
+    assert_eq!(batches.len(), 80);
     let stats = loader.source_stats().unwrap();
     let total: u64 = stats.iter().map(|s| s.tokens).sum();
     assert!(total >= 1_000_000, "{total} tokens drawn");
     assert!(
         worst < 0.01,
-        "worst deviation from the weights {worst}: {stats:?}"
+        "worst deviation from the weights from step 5 on {worst}: {stats:?}"
     );
     // The small sources repeat, each on its own.
     assert!(stats[1].epoch > stats[0].epoch, "{stats:?}");
@@ -106,26 +156,24 @@ async fn sources_are_drawn_by_their_weights_and_a_resume_is_byte_identical() {
         .collect();
     assert_eq!(drawn, BTreeSet::from([0, 1, 2]));
 
-    // Interrupted and resumed through JSON at a few points: the same batches.
+    // Interrupted and resumed through JSON at random points: the same batches.
     let full = common::hash_batches(&batches);
-    for cut in [1, 97, 250] {
-        let mut first = build(config(&dirs, serde_json::json!({})), None)
-            .await
-            .unwrap();
+    let (seed, cuts) = random_cuts(batches.len(), 3);
+    for cut in cuts {
+        let mut first = build(config(&dirs, extra()), None).await.unwrap();
         let mut got = Vec::new();
         while got.len() < cut {
             got.push(first.next().await.unwrap().unwrap());
         }
         let state = LoaderState::from_json(&first.state().to_json().unwrap()).unwrap();
         drop(first);
-        let mut second = build(config(&dirs, serde_json::json!({})), Some(state))
-            .await
-            .unwrap();
+        let mut second = build(config(&dirs, extra()), Some(state)).await.unwrap();
         while let Some(b) = second.next().await {
             got.push(b.unwrap());
         }
-        assert_eq!(common::hash_batches(&got), full, "cut at {cut}");
-        assert_eq!(second.source_stats().unwrap(), stats, "cut at {cut}");
+        let what = format!("cut at {cut} (SEQWARM_TEST_SEED={seed})");
+        assert_eq!(common::hash_batches(&got), full, "{what}");
+        assert_eq!(second.source_stats().unwrap(), stats, "{what}");
     }
 }
 
@@ -155,26 +203,47 @@ async fn ranks_draw_disjoint_documents_and_weights_change_by_name() {
         }
         seen.push(documents);
     }
-    // From step 5 on only `code`: its tokens are all that is drawn after the batch of step 4.
+    // From step 5 on only `code`: its tokens are all that is drawn after the batch of step 4,
+    // while `web` is still drawn for the batches of steps 0 to 4 (a change one step early
+    // fails the first check, one step late the second).
     let extra = serde_json::json!({
         "max_steps": 12,
         "weight_changes": [{"step": 5, "weights": {"web": 0.0, "code": 1.0, "books": 0.0}}],
     });
     let mut loader = build(config(&dirs, extra), None).await.unwrap();
-    let mut before = None;
+    let mut web_by_step = Vec::new();
+    let mut others_by_step = Vec::new();
     while let Some(b) = loader.next().await {
         let b = b.unwrap();
         let stats = loader.source_stats().unwrap();
-        if b.step == 4 {
-            before = Some((stats[0].tokens, stats[2].tokens));
-        }
+        assert_eq!(b.step, web_by_step.len() as u64);
+        web_by_step.push(stats[0].tokens);
+        others_by_step.push((stats[0].tokens, stats[2].tokens));
     }
-    let stats = loader.source_stats().unwrap();
-    assert_eq!(
-        Some((stats[0].tokens, stats[2].tokens)),
-        before,
-        "{stats:?}"
+    assert_eq!(web_by_step.len(), 12);
+    assert!(
+        web_by_step[..5].windows(2).all(|w| w[1] > w[0]) && web_by_step[0] > 0,
+        "web drawn for every batch before step 5: {web_by_step:?}"
     );
+    assert!(
+        others_by_step[4..].iter().all(|&o| o == others_by_step[4]),
+        "nothing but code drawn from step 5 on: {others_by_step:?}"
+    );
+    // The same by tokens: from the first batch that begins with 3 000 tokens emitted.
+    let extra = serde_json::json!({
+        "max_steps": 12,
+        "weight_changes": [{"tokens": 3000, "weights": {"web": 0.0, "code": 1.0, "books": 0.0}}],
+    });
+    let mut loader = build(config(&dirs, extra), None).await.unwrap();
+    let (mut begun, mut web) = (0, Vec::new());
+    while let Some(b) = loader.next().await {
+        let b = b.unwrap();
+        web.push((begun, loader.source_stats().unwrap()[0].tokens));
+        begun = b.progress.tokens;
+    }
+    let k = web.iter().position(|&(begun, _)| begun >= 3000).unwrap();
+    assert!(k >= 2 && web[k - 1].1 > web[k - 2].1, "{web:?}");
+    assert!(web[k..].iter().all(|w| w.1 == web[k - 1].1), "{web:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,6 +275,14 @@ async fn mixture_settings_are_checked_by_name() {
         ),
         "{err:?}"
     );
+    let err = LoaderConfig::from_value(serde_json::json!({
+        "sources": [{"name": "a", "shards": [dirs[0]], "weight": 1.0}],
+        "weight_changes": [{"step": 3, "tokens": 900, "weights": {"a": 1.0}}],
+    }))
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("`step` or `tokens`"), "{err}");
     let err = LoaderConfig::from_value(serde_json::json!({
         "sources": [{"name": "a", "shards": [dirs[0]], "weight": 1.0, "wieght": 2}],
     }))

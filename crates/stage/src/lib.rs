@@ -40,7 +40,7 @@ pub use documents::{Documents, Origin};
 pub use elastic::{MergedState, RestUnit};
 pub use epochs::{EpochBoundary, EpochConfig};
 pub use error::{Result, StageError};
-pub use mixture::{Mixture, MixtureConfig, MixtureSource, MixtureState, WeightChange};
+pub use mixture::{ChangeAt, Mixture, MixtureConfig, MixtureSource, MixtureState, WeightChange};
 pub use mixture_plan::{MixtureAction, MixturePlan, MixturePlanState, SourceStats};
 pub use mode::Mode;
 pub use plan::{Action, EpochPlan, PlanState, Reads, UnitInfo};

@@ -7,14 +7,20 @@
 //! source furthest below its share of the tokens drawn so far (ties: the larger weight, then
 //! the earlier source). It uses no randomness, so it is the same on every rank and after every
 //! resume, and the running share of each source stays close to its weight at every prefix, not
-//! only on average: off by about one document (tested: within 1% from 250 000 tokens on, with
-//! documents of up to 2 000 tokens). The order within a source (its shuffle, its epochs) is the source's own.
+//! only on average: a source is drawn only when at or below its share, so it is never more than
+//! one document over it, and since the deficits sum to zero never more than (sources - 1)
+//! documents under it (tested at every prefix; with documents of up to 2 000 tokens that is
+//! within 1% from 250 000 tokens on). The order within a source (its shuffle, its epochs) is
+//! the source's own.
 //!
-//! Weights may change at given steps (data annealing): from the first batch of such a step on,
-//! the shares count from zero again, so the new weights hold for the tokens drawn after the
-//! change, immediately, rather than being averaged with the tokens before it.
+//! Weights may change at given steps or token counts (data annealing): from the first batch of
+//! such a step (or begun past such a count) on, the shares count from zero again, so the new
+//! weights hold for the tokens drawn after the change, immediately, rather than being averaged
+//! with the tokens before it.
 
 use serde::{Deserialize, Serialize};
+
+use seqwarm_schedule::Progress;
 
 use crate::error::{Result, StageError};
 
@@ -28,30 +34,77 @@ pub struct MixtureSource {
     pub weight: f64,
 }
 
-/// New weights from a step on.
+/// When a [`WeightChange`] takes effect: before the batch of a step, or before the first batch
+/// that begins once a number of tokens was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAt {
+    /// From the batch of this step on.
+    Step(u64),
+    /// From the first batch that begins with at least this many tokens emitted
+    /// ([`Progress::tokens`]: this rank's count, as a schedule in tokens counts them).
+    Tokens(u64),
+}
+
+impl ChangeAt {
+    /// Whether the change holds for the batch that begins at `progress`.
+    pub fn reached(self, progress: &Progress) -> bool {
+        match self {
+            Self::Step(step) => progress.steps >= step,
+            Self::Tokens(tokens) => progress.tokens >= tokens,
+        }
+    }
+
+    /// The step or token count.
+    pub fn value(self) -> u64 {
+        match self {
+            Self::Step(v) | Self::Tokens(v) => v,
+        }
+    }
+
+    /// Its unit, as the setting is named (`step`, `tokens`).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::Step(_) => "step",
+            Self::Tokens(_) => "tokens",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Step(step) => write!(f, "step {step}"),
+            Self::Tokens(tokens) => write!(f, "{tokens} tokens"),
+        }
+    }
+}
+
+/// New weights from a step, or from a token count, on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightChange {
-    /// The first step (batch) the weights apply to.
-    pub step: u64,
+    /// When the weights apply from.
+    pub at: ChangeAt,
     /// One weight per source, in the sources' order.
     pub weights: Vec<f64>,
 }
 
-/// A mixture's settings: the sources with their weights, and weight changes by step.
+/// A mixture's settings: the sources with their weights, and weight changes by step or by
+/// tokens.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MixtureConfig {
     /// The sources, in order.
     pub sources: Vec<MixtureSource>,
-    /// Weight changes, by increasing step.
+    /// Weight changes, all in one unit (steps or tokens), by increasing step or token count.
     pub changes: Vec<WeightChange>,
 }
 
 impl MixtureConfig {
     /// The mixture, with its settings checked: at least one source, unique non-empty names,
     /// weights finite and not negative with a positive sum (also after each change), changes
-    /// at strictly increasing steps with one weight per source.
+    /// in one unit at strictly increasing steps or token counts, with one weight per source.
     pub fn build(&self) -> Result<Mixture> {
         let invalid = |field: &'static str, reason: String| StageError::Config { field, reason };
         if self.sources.is_empty() {
@@ -74,34 +127,47 @@ impl MixtureConfig {
             names.push(&source.name);
         }
         let initial: Vec<f64> = self.sources.iter().map(|s| s.weight).collect();
-        let mut phases = vec![(0, normalized(&initial).map_err(|r| invalid("sources", r))?)];
+        let mut phases = vec![(
+            ChangeAt::Step(0),
+            normalized(&initial).map_err(|r| invalid("sources", r))?,
+        )];
         for change in &self.changes {
+            let at = change.at;
             if change.weights.len() != self.sources.len() {
                 return Err(invalid(
                     "changes",
                     format!(
-                        "the change at step {} has {} weights for {} sources",
-                        change.step,
+                        "the change at {at} has {} weights for {} sources",
                         change.weights.len(),
                         self.sources.len()
                     ),
                 ));
             }
-            // The sources' weights hold from step 0: changes come after it, in order.
-            let after = phases.last().map_or(0, |(step, _)| *step);
-            if change.step <= after {
+            if let Some(first) = self.changes.first().map(|c| c.at)
+                && first.unit() != at.unit()
+            {
                 return Err(invalid(
                     "changes",
                     format!(
-                        "a change at step {} after step {after}: change steps must be above 0 \
-                         and increase",
-                        change.step
+                        "a change at {at} after one at {first}: changes are all by step or all \
+                         by tokens"
+                    ),
+                ));
+            }
+            // The sources' weights hold from the start: changes come after it, in order.
+            let after = phases.last().map_or(0, |(at, _)| at.value());
+            if at.value() <= after {
+                return Err(invalid(
+                    "changes",
+                    format!(
+                        "a change at {at} after {after}: change {}s must be above 0 and increase",
+                        at.unit().trim_end_matches('s')
                     ),
                 ));
             }
             let weights = normalized(&change.weights)
-                .map_err(|r| invalid("changes", format!("at step {}: {r}", change.step)))?;
-            phases.push((change.step, weights));
+                .map_err(|r| invalid("changes", format!("at {at}: {r}")))?;
+            phases.push((at, weights));
         }
         Ok(Mixture {
             names: self.sources.iter().map(|s| s.name.clone()).collect(),
@@ -132,12 +198,12 @@ fn normalized(weights: &[f64]) -> std::result::Result<Vec<f64>, String> {
 
 /// The interleave of a mixture ([`MixtureConfig::build`]): ask [`Mixture::next_source`],
 /// take a document from that source, [`Mixture::record`] its tokens; call
-/// [`Mixture::at_step`] before each batch so that weight changes take effect.
+/// [`Mixture::at_progress`] before each batch so that weight changes take effect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mixture {
     names: Vec<String>,
-    /// `(first step, weights summing to 1)`, by increasing step; the first at step 0.
-    phases: Vec<(u64, Vec<f64>)>,
+    /// `(from when, weights summing to 1)`, in order; the first from step 0.
+    phases: Vec<(ChangeAt, Vec<f64>)>,
     /// The phase in effect.
     phase: usize,
     /// Tokens drawn from each source since the phase began.
@@ -171,12 +237,12 @@ impl Mixture {
         &self.phases[self.phase].1
     }
 
-    /// Enters the phase that holds at `step` (the step of the next batch): a phase that
-    /// begins there starts counting shares from zero.
-    pub fn at_step(&mut self, step: u64) {
+    /// Enters the phase that holds for the next batch, which begins at `progress`: a phase
+    /// that begins there starts counting shares from zero.
+    pub fn at_progress(&mut self, progress: &Progress) {
         let phase = self
             .phases
-            .partition_point(|(first, _)| *first <= step)
+            .partition_point(|(at, _)| at.reached(progress))
             .saturating_sub(1);
         if phase != self.phase {
             self.phase = phase;
@@ -270,8 +336,9 @@ impl Mixture {
 
 #[cfg(test)]
 mod tests {
-    use super::{MixtureConfig, MixtureSource, WeightChange};
+    use super::{ChangeAt, MixtureConfig, MixtureSource, WeightChange};
     use proptest::prelude::*;
+    use seqwarm_schedule::Progress;
 
     fn config(weights: &[f64]) -> MixtureConfig {
         MixtureConfig {
@@ -297,10 +364,10 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
-        /// Over a million tokens, at every prefix past the first 250 000 (four steps of 65 536
-        /// tokens), each source's share of the tokens is within 1% of its weight: a share is
-        /// off by at most one document, here up to 2 000 tokens (sources whose documents differ
-        /// in length by 100x).
+        /// Over a million tokens, at every prefix, each source is at most one document over
+        /// its share of the tokens and at most (sources - 1) documents under it, here of up to
+        /// 2 000 tokens (sources whose documents differ in length by 100x); so past the first
+        /// 250 000 (four steps of 65 536 tokens) each share is within 1% of its weight.
         #[test]
         fn shares_follow_the_weights_at_every_prefix(
             raw in prop::collection::vec(0.05f64..1.0, 2..6),
@@ -317,9 +384,19 @@ mod tests {
                 mixture.record(s, n);
                 counts[s] += 1;
                 total += n;
-                if total > 250_000 {
-                    for (i, &w) in weights.iter().enumerate() {
-                        let share = mixture.tokens_per_source()[i] as f64 / total as f64;
+                for (i, &w) in weights.iter().enumerate() {
+                    let drawn = mixture.tokens_per_source()[i] as f64;
+                    // At every prefix: at most one document over its share (drawn only when at
+                    // or below it) and, the deficits summing to zero, at most (sources - 1)
+                    // documents under it.
+                    let off = drawn - w * total as f64;
+                    prop_assert!(off <= 2_000.0 + 1e-6, "source {i} over by {off} at {total}");
+                    prop_assert!(
+                        -off <= ((raw.len() - 1) * 2_000) as f64 + 1e-6,
+                        "source {i} under by {} at {total}", -off
+                    );
+                    if total > 250_000 {
+                        let share = drawn / total as f64;
                         prop_assert!((share - w).abs() < 0.01, "source {i}: {share} for {w} at {total}");
                     }
                 }
@@ -331,14 +408,17 @@ mod tests {
     fn a_weight_change_takes_effect_at_its_step_and_state_resumes_exactly() {
         let mut cfg = config(&[1.0, 1.0, 0.0]);
         cfg.changes.push(WeightChange {
-            step: 10,
+            at: ChangeAt::Step(10),
             weights: vec![0.0, 1.0, 3.0],
         });
         let build = || cfg.build().unwrap();
         let run = |mixture: &mut super::Mixture, steps: std::ops::Range<u64>| {
             let mut picks = Vec::new();
             for step in steps {
-                mixture.at_step(step);
+                mixture.at_progress(&Progress {
+                    steps: step,
+                    ..Progress::default()
+                });
                 for _ in 0..4 {
                     let s = mixture.next_source();
                     mixture.record(s, length(s, picks.len() as u64, 300));
@@ -386,25 +466,38 @@ mod tests {
         let mut cfg = config(&[1.0, 1.0]);
         cfg.changes = vec![
             WeightChange {
-                step: 5,
+                at: ChangeAt::Step(5),
                 weights: vec![1.0, 0.0],
             },
             WeightChange {
-                step: 5,
+                at: ChangeAt::Step(5),
                 weights: vec![0.0, 1.0],
             },
         ];
         assert!(cfg.build().is_err());
         cfg.changes = vec![WeightChange {
-            step: 5,
+            at: ChangeAt::Step(5),
             weights: vec![1.0],
         }];
         assert!(cfg.build().is_err());
         cfg.changes = vec![WeightChange {
-            step: 0,
+            at: ChangeAt::Step(0),
             weights: vec![1.0, 2.0],
         }];
         assert!(cfg.build().is_err());
+        // Steps and tokens are not mixed.
+        cfg.changes = vec![
+            WeightChange {
+                at: ChangeAt::Step(5),
+                weights: vec![1.0, 0.0],
+            },
+            WeightChange {
+                at: ChangeAt::Tokens(50_000),
+                weights: vec![0.0, 1.0],
+            },
+        ];
+        let err = cfg.build().unwrap_err().to_string();
+        assert!(err.contains("all by step or all by tokens"), "{err}");
         let mut m = config(&[1.0, 1.0]).build().unwrap();
         let mut state = m.state();
         state.drawn = vec![5, 0];

@@ -333,7 +333,7 @@ impl MixturePlan {
                 self.stopped = true;
                 return Ok(MixtureAction::Finished);
             }
-            self.mixture.at_step(p.steps);
+            self.mixture.at_progress(&p);
             if let Some(batch) = self.core.next_batch()? {
                 return Ok(MixtureAction::Emit(batch));
             }
@@ -486,7 +486,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        BatchSize, MixtureConfig, MixtureSource, Mode, Origin, WarmupConfig, WeightChange,
+        BatchSize, ChangeAt, MixtureConfig, MixtureSource, Mode, Origin, WarmupConfig, WeightChange,
     };
 
     /// Source `s`'s units: `count` documents of 1..=`max_len` tokens, 8 a unit; token
@@ -755,7 +755,7 @@ mod tests {
     fn a_weight_change_at_step_k_draws_by_the_new_weights_from_step_k() {
         let data = Data::new(&[(200, 50), (200, 50)]);
         let change = WeightChange {
-            step: 10,
+            at: ChangeAt::Step(10),
             weights: vec![0.0, 1.0],
         };
         let mut plan = MixturePlan::new(
@@ -791,5 +791,44 @@ mod tests {
         );
         assert_eq!(at(29).1, at(9).1);
         assert!(at(29).2 > 0);
+    }
+
+    #[test]
+    fn a_weight_change_at_a_token_count_holds_from_the_first_batch_begun_past_it() {
+        let data = Data::new(&[(200, 50), (200, 50)]);
+        let change = WeightChange {
+            at: ChangeAt::Tokens(1_000),
+            weights: vec![0.0, 1.0],
+        };
+        let mut plan = MixturePlan::new(
+            data.infos(),
+            mixture(&[1.0, 0.0], vec![change]),
+            config(0, 1, 30),
+            core(Mode::Repack),
+        )
+        .unwrap();
+        // (tokens emitted before the batch, first- and second-source tokens drawn after it)
+        let mut seen = Vec::new();
+        let mut begun = 0;
+        drive(&mut plan, &data, usize::MAX, |plan, b| {
+            let stats = plan.source_stats();
+            seen.push((begun, stats[0].tokens, stats[1].tokens));
+            begun = b.progress.tokens;
+        });
+        let first_after = seen.iter().position(|s| s.0 >= 1_000).unwrap();
+        assert!(first_after > 1, "{seen:?}");
+        // Before it only the first source; from it on no more of the first source.
+        assert_eq!(seen[first_after - 1].2, 0, "{seen:?}");
+        assert!(
+            seen[first_after - 1].1 > seen[first_after - 2].1,
+            "{seen:?}"
+        );
+        assert!(
+            seen[first_after..]
+                .iter()
+                .all(|s| s.1 == seen[first_after - 1].1),
+            "{seen:?}"
+        );
+        assert!(seen.last().unwrap().2 > 0);
     }
 }
