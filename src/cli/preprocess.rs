@@ -52,6 +52,11 @@ pub struct PreprocessArgs {
     /// tokenizer_config.json beside it].
     #[arg(long)]
     pub eos_token: Option<String>,
+    /// A beginning-of-text token of a tokenizer.json to put before each document, unless its
+    /// post-processor already does [default: the `bos_token` of the tokenizer_config.json
+    /// beside it when that says `add_bos_token`].
+    #[arg(long)]
+    pub bos_token: Option<String>,
     /// Do not append the tokenizer's EOS id to each document.
     #[arg(long)]
     pub no_eos: bool,
@@ -94,17 +99,26 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     annotate(command, &defaults, |_| None)
 }
 
-/// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`).
+/// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`
+/// and `--bos-token`).
 fn tokenizer(args: &PreprocessArgs) -> anyhow::Result<Option<Tokenizer>> {
+    let special = [
+        ("--eos-token", &args.eos_token),
+        ("--bos-token", &args.bos_token),
+    ];
+    let given_special = special
+        .iter()
+        .find(|(_, token)| token.is_some())
+        .map(|(flag, _)| flag);
     let Some(given) = &args.tokenizer else {
-        if args.eos_token.is_some() {
-            anyhow::bail!("--eos-token names a token of a tokenizer.json: give --tokenizer PATH");
+        if let Some(flag) = given_special {
+            anyhow::bail!("{flag} names a token of a tokenizer.json: give --tokenizer PATH");
         }
         return Ok(None);
     };
     if let Ok(named) = named::<Tokenizer>(given) {
-        if args.eos_token.is_some() {
-            anyhow::bail!("--eos-token is for a tokenizer.json; {given} has its own EOS id");
+        if let Some(flag) = given_special {
+            anyhow::bail!("{flag} is for a tokenizer.json; {given} has its own special tokens");
         }
         return Ok(Some(named));
     }
@@ -122,6 +136,7 @@ fn tokenizer(args: &PreprocessArgs) -> anyhow::Result<Option<Tokenizer>> {
     Ok(Some(Tokenizer::HuggingFace(HuggingFace::from_file(
         path,
         args.eos_token.as_deref(),
+        args.bos_token.as_deref(),
     )?)))
 }
 
