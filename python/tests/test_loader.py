@@ -6,6 +6,7 @@ import io
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +328,99 @@ def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, t
     assert e.value.field == "cache_limit"
 
 
+# One process of the test below: waits until all have started, reads the remote shards through
+# the shared cache and prints a digest of its batches and its cache counters.
+CACHED_READER = """
+import hashlib, json, sys, time
+from pathlib import Path
+import seqwarm
+url, cache, ready, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+schedule = {"kind": "linear", "min": 16, "max": 128, "step": 16, "duration": 0.5, "total": 60}
+loader = seqwarm.Loader(url, schedule, batch_rows=4, epochs=2, shuffle_units=False, cache_dir=cache, format="numpy")
+(ready / str(len(list(ready.iterdir())))).touch()
+while len(list(ready.iterdir())) < count:
+    time.sleep(0.005)
+digest = hashlib.sha256()
+for batch in loader:
+    digest.update(batch["input_ids"].tobytes())
+stats = loader.stats()
+print(json.dumps({"digest": digest.hexdigest(), "downloads": stats["cache_downloads"], "hits": stats["cache_hits"]}))
+"""
+
+
+def test_processes_sharing_a_cache_dir_download_each_shard_once(corpus: dict, tmp_path: Path) -> None:
+    import hashlib
+    import sys
+
+    endpoint = os.environ.get("SEQWARM_S3_ENDPOINT")
+    if not endpoint:
+        assert "CI" not in os.environ, "CI must start the S3 test server (scripts/test)"
+        pytest.skip("SEQWARM_S3_ENDPOINT unset: no S3 test server (scripts/test starts one)")
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    bucket = f"seqwarm-py-procs-{os.getpid()}"
+    s3.create_bucket(Bucket=bucket)
+    files = sorted(Path(corpus["dir"]).glob("*.parquet"))
+    for f in files:
+        s3.upload_file(str(f), bucket, f"shards/{f.name}")
+    url = f"s3://{bucket}/shards/"
+    schedule = linear()
+    local = hashlib.sha256()
+    for batch in seqwarm.Loader(corpus["dir"], schedule, batch_rows=4, epochs=2, shuffle_units=False, format="numpy"):
+        local.update(batch["input_ids"].tobytes())
+    env = dict(os.environ, AWS_ENDPOINT=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")  # fmt: skip
+    cache = tmp_path / "cache"
+
+    def run(count: int) -> list:
+        ready = tmp_path / f"ready-{count}-{len(list(tmp_path.iterdir()))}"
+        ready.mkdir()
+        procs = [subprocess.Popen([sys.executable, "-c", CACHED_READER, url, str(cache), str(ready), str(count)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+                 for _ in range(count)]
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+
+    # Four processes at once on an empty cache: every one reads exactly the local batches, and
+    # among them each shard is downloaded once (the others wait on its lock, then read it).
+    results = run(4)
+    assert all(r["digest"] == local.hexdigest() for r in results), results
+    assert sum(r["downloads"] for r in results) == len(files), results
+    # No partial download is left: one entry per shard (its data and its record; lock files).
+    def entries() -> list:
+        names = sorted(p.name for p in cache.iterdir())
+        assert not [n for n in names if n.endswith(".partial")], names
+        return [n for n in names if n.endswith(".parquet")]
+
+    assert len(entries()) == len(files), entries()
+    # A process killed at a random moment of its download, then four more: still exact.
+    import random
+    import signal
+
+    ready = tmp_path / "ready-killed"
+    ready.mkdir()
+    for entry in cache.iterdir():
+        entry.unlink()
+    victim = subprocess.Popen([sys.executable, "-c", CACHED_READER, url, str(cache), str(ready), "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    while not list(ready.iterdir()) and victim.poll() is None:
+        time.sleep(0.001)
+    time.sleep(random.uniform(0.0, 0.05))
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    results = run(4)
+    assert all(r["digest"] == local.hexdigest() for r in results), results
+    assert sum(r["downloads"] for r in results) <= len(files), results
+    assert len(entries()) == len(files), entries()
+
+
 def test_merged_states_resume_on_another_number_of_ranks(corpus: dict) -> None:
     settings = dict(batch_rows=4, keep_last=True, seed=2, mode="repack")
 
@@ -370,6 +464,10 @@ def test_a_mixture_draws_from_its_sources_by_weight(corpus: dict, tmp_path: Path
     assert [s["name"] for s in stats] == ["first", "second"]
     share = stats[0]["tokens"] / (stats[0]["tokens"] + stats[1]["tokens"])
     assert abs(share - 0.8) < 0.05, stats
+    # The same counts in stats(), by name, beside the loader's own.
+    by_name = loader.stats()["sources"]
+    assert by_name == {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in stats}
+    assert sum(s["tokens"] for s in by_name.values()) >= loader.stats()["tokens_out"] > 0
     # Resumes byte for byte from its state_dict.
     first = seqwarm.Loader(None, linear(), batch_rows=4, max_steps=40, sources=sources)
     head = [fields_of(b) for _, b in zip(range(15), first)]
