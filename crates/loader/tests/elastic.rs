@@ -273,3 +273,57 @@ async fn four_ranks_then_two_or_three_emit_the_epoch_exactly_and_in_unit_order()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranks_stay_in_lockstep_over_later_epochs_after_an_elastic_resume() {
+    // Two epochs; 4 ranks checkpoint early, midway and late in the first (late: some new
+    // ranks' share of the rest is empty, and they hold only what they inherit), then 2, 3 or
+    // 5 ranks finish the run: every rank emits the same number of batches.
+    let dir = common::temp_dir("elastic-epochs");
+    let docs = documents();
+    for (i, part) in docs.chunks(100).enumerate() {
+        common::write_flat(&dir.join(format!("s{i}.parquet")), part, 300);
+    }
+    let two_epochs = |rank: usize, world: usize, mode: Mode| {
+        builder(&dir, mode, rank, world).with_epochs(Some(2))
+    };
+    for mode in [Mode::Repack, Mode::PackBestfit] {
+        for k in [3, 8, 12] {
+            let mut states = Vec::new();
+            for rank in 0..4 {
+                let mut loader = two_epochs(rank, 4, mode).build().await.unwrap();
+                for _ in 0..k {
+                    let batch = loader.next().await.unwrap().unwrap();
+                    assert_eq!(
+                        batch.epoch,
+                        0,
+                        "{}: step {k} is in the first epoch",
+                        mode.name()
+                    );
+                }
+                states.push(loader.state());
+            }
+            let merged = LoaderState::merge(&states).unwrap();
+            for world in [2, 3, 5] {
+                let mut counts = Vec::new();
+                for rank in 0..world {
+                    let mut loader = two_epochs(rank, world, mode)
+                        .with_state(merged.clone())
+                        .build()
+                        .await
+                        .unwrap();
+                    let mut per_epoch = [0usize; 2];
+                    while let Some(batch) = loader.next().await {
+                        per_epoch[batch.unwrap().epoch as usize] += 1;
+                    }
+                    counts.push(per_epoch);
+                }
+                assert!(
+                    counts.iter().all(|c| *c == counts[0]) && counts[0][1] > 0,
+                    "{}: 4 ranks for {k} steps, then {world}: batches per epoch {counts:?}",
+                    mode.name()
+                );
+            }
+        }
+    }
+}

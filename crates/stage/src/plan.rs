@@ -437,7 +437,14 @@ impl<S: RowSink> EpochPlan<S> {
                 return Ok(Action::Finished);
             }
             if self.phase == Phase::Flushing {
-                if let Some(batch) = self.core.finish()? {
+                // With several ranks, only up to the epoch's batch count (as when reading).
+                if self
+                    .steps_per_epoch
+                    .is_some_and(|n| self.step_in_epoch >= n)
+                {
+                    self.core.drop_buffered();
+                } else if let Some(batch) = self.core.finish()? {
+                    self.step_in_epoch += 1;
                     return Ok(Action::Emit(batch));
                 }
                 // Everything of the epoch was emitted or dropped: the next starts afresh.
@@ -590,7 +597,11 @@ impl<S: RowSink> EpochPlan<S> {
         let more = self.config.epochs() == 0 || self.epoch + 1 < self.config.epochs();
         let restart = self.config.epoch_boundary_for(self.core.warmup().mode())
             == crate::EpochBoundary::Restart;
-        if more && restart && !self.cycles() {
+        // Several ranks read round their units, so reads end only for a rank whose share of an
+        // elastically resumed epoch is empty: it empties what it holds up to the epoch's batch
+        // count, as the other ranks do, before the next epoch; it must not start that epoch
+        // early, or take what it holds into it.
+        if more && (restart || self.cycles()) {
             self.phase = Phase::Flushing;
             return Ok(());
         }
