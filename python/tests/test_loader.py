@@ -331,13 +331,13 @@ def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, t
 # One process of the test below: waits until all have started, reads the remote shards through
 # the shared cache and prints a digest of its batches and its cache counters.
 CACHED_READER = """
-import hashlib, json, sys, time
+import hashlib, json, os, sys, time
 from pathlib import Path
 import seqwarm
 url, cache, ready, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 schedule = {"kind": "linear", "min": 16, "max": 128, "step": 16, "duration": 0.5, "total": 60}
 loader = seqwarm.Loader(url, schedule, batch_rows=4, epochs=2, shuffle_units=False, cache_dir=cache, format="numpy")
-(ready / str(len(list(ready.iterdir())))).touch()
+(ready / str(os.getpid())).touch()
 while len(list(ready.iterdir())) < count:
     time.sleep(0.005)
 digest = hashlib.sha256()
@@ -381,12 +381,17 @@ def test_processes_sharing_a_cache_dir_download_each_shard_once(corpus: dict, tm
         procs = [subprocess.Popen([sys.executable, "-c", CACHED_READER, url, str(cache), str(ready), str(count)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
                  for _ in range(count)]
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
+        try:
+            results = []
+            for proc in procs:
+                out, err = proc.communicate(timeout=300)
+                assert proc.returncode == 0, err
+                results.append(json.loads(out.strip().splitlines()[-1]))
+            return results
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
 
     # Four processes at once on an empty cache: every one reads exactly the local batches, and
     # among them each shard is downloaded once (the others wait on its lock, then read it).
@@ -400,8 +405,9 @@ def test_processes_sharing_a_cache_dir_download_each_shard_once(corpus: dict, tm
         return [n for n in names if n.endswith(".parquet")]
 
     assert len(entries()) == len(files), entries()
-    # A process killed at a random moment of its download, then four more: still exact.
-    import random
+    # A process killed in the middle of a download (as soon as a partial file appears; at once
+    # if its downloads are too quick to catch), then four more: still exact, the shard whose
+    # download was cut is downloaded again, and no partial file is left.
     import signal
 
     ready = tmp_path / "ready-killed"
@@ -410,14 +416,24 @@ def test_processes_sharing_a_cache_dir_download_each_shard_once(corpus: dict, tm
         entry.unlink()
     victim = subprocess.Popen([sys.executable, "-c", CACHED_READER, url, str(cache), str(ready), "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
-    while not list(ready.iterdir()) and victim.poll() is None:
-        time.sleep(0.001)
-    time.sleep(random.uniform(0.0, 0.05))
+    torn = []
+    deadline = time.monotonic() + 60
+    while victim.poll() is None and time.monotonic() < deadline:
+        torn = [p.name for p in cache.iterdir()] if cache.exists() else []
+        torn = [n for n in torn if n.endswith(".partial")]
+        if torn:
+            break
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
+    # What the killed process committed; a torn download is at most a partial file.
+    committed = len([p for p in cache.iterdir() if p.name.endswith(".parquet")])
+    torn = [p.name for p in cache.iterdir() if p.name.endswith(".partial")]
+    print(f"killed with {committed} of {len(files)} shards committed, partial files {torn}")
     results = run(4)
     assert all(r["digest"] == local.hexdigest() for r in results), results
-    assert sum(r["downloads"] for r in results) <= len(files), results
+    # Every shard not committed by the killed process (the torn one included) is downloaded
+    # once more, and none that was.
+    assert sum(r["downloads"] for r in results) == len(files) - committed, (results, torn)
     assert len(entries()) == len(files), entries()
 
 

@@ -159,6 +159,8 @@ async fn sources_are_drawn_by_their_weights_and_a_resume_is_byte_identical() {
     // Interrupted and resumed through JSON at random points: the same batches.
     let full = common::hash_batches(&batches);
     let (seed, cuts) = random_cuts(batches.len(), 3);
+    // Printed (shown with any failure) so that a failing draw can be replayed.
+    eprintln!("resume points {cuts:?}: SEQWARM_TEST_SEED={seed}");
     for cut in cuts {
         let mut first = build(config(&dirs, extra()), None).await.unwrap();
         let mut got = Vec::new();
