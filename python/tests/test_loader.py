@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -296,7 +297,9 @@ def test_batches_of_mapped_shards_own_their_tokens(encoding: str, seqwarm_bin: s
         assert len(read) > 10 and edited == read, (encoding, dtype)
 
 
-def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, tmp_path: Path) -> None:
+def corpus_on_s3(corpus: dict, name: str) -> Tuple[str, str, List[Path]]:
+    """The corpus's shards uploaded to a new bucket of the S3 test server (scripts/test starts
+    one; skipped without it, except under CI): the endpoint, the shards' URL and the files."""
     endpoint = os.environ.get("SEQWARM_S3_ENDPOINT")
     if not endpoint:
         assert "CI" not in os.environ, "CI must start the S3 test server (scripts/test)"
@@ -306,19 +309,24 @@ def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, t
     s3 = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
     )
-    bucket = f"seqwarm-py-cache-{os.getpid()}"
+    bucket = f"seqwarm-py-{name}-{os.getpid()}"
     s3.create_bucket(Bucket=bucket)
     files = sorted(Path(corpus["dir"]).glob("*.parquet"))
     for f in files:
         s3.upload_file(str(f), bucket, f"shards/{f.name}")
+    return endpoint, f"s3://{bucket}/shards/", files
+
+
+def test_a_remote_run_with_a_cache_dir_downloads_each_shard_once(corpus: dict, tmp_path: Path) -> None:
+    _, url, files = corpus_on_s3(corpus, "cache")
     settings = dict(batch_rows=4, epochs=2, shuffle_units=False)
     local = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], linear(), **settings)]
     cache = tmp_path / "cache"
-    loader = seqwarm.Loader(f"s3://{bucket}/shards/", linear(), cache_dir=cache, cache_limit=10**9, **settings)
+    loader = seqwarm.Loader(url, linear(), cache_dir=cache, cache_limit=10**9, **settings)
     assert [fields_of(b) for b in loader] == local
     stats = loader.stats()
     assert stats["cache_downloads"] == len(files) and stats["cache_hits"] > 0, stats
-    again = seqwarm.Loader(f"s3://{bucket}/shards/", linear(), cache_dir=str(cache), **settings)
+    again = seqwarm.Loader(url, linear(), cache_dir=str(cache), **settings)
     assert [fields_of(b) for b in again] == local
     assert again.stats()["cache_downloads"] == 0
     plain = seqwarm.Loader(corpus["dir"], linear(), batch_rows=4)
@@ -352,21 +360,7 @@ def test_processes_sharing_a_cache_dir_download_each_shard_once(corpus: dict, tm
     import hashlib
     import sys
 
-    endpoint = os.environ.get("SEQWARM_S3_ENDPOINT")
-    if not endpoint:
-        assert "CI" not in os.environ, "CI must start the S3 test server (scripts/test)"
-        pytest.skip("SEQWARM_S3_ENDPOINT unset: no S3 test server (scripts/test starts one)")
-    import boto3
-
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-    bucket = f"seqwarm-py-procs-{os.getpid()}"
-    s3.create_bucket(Bucket=bucket)
-    files = sorted(Path(corpus["dir"]).glob("*.parquet"))
-    for f in files:
-        s3.upload_file(str(f), bucket, f"shards/{f.name}")
-    url = f"s3://{bucket}/shards/"
+    endpoint, url, files = corpus_on_s3(corpus, "procs")
     schedule = linear()
     local = hashlib.sha256()
     for batch in seqwarm.Loader(corpus["dir"], schedule, batch_rows=4, epochs=2, shuffle_units=False, format="numpy"):

@@ -751,11 +751,13 @@ mod tests {
         assert_eq!(counts, vec![25; 3]);
     }
 
-    #[test]
-    fn a_weight_change_at_step_k_draws_by_the_new_weights_from_step_k() {
+    /// Two sources, the first alone weighted until the change `at` gives all to the second:
+    /// per batch, its step, the tokens emitted before it, and each source's tokens drawn
+    /// after it.
+    fn drawn_around_a_change(at: ChangeAt) -> Vec<(u64, u64, u64, u64)> {
         let data = Data::new(&[(200, 50), (200, 50)]);
         let change = WeightChange {
-            at: ChangeAt::Step(10),
+            at,
             weights: vec![0.0, 1.0],
         };
         let mut plan = MixturePlan::new(
@@ -765,14 +767,22 @@ mod tests {
             core(Mode::Repack),
         )
         .unwrap();
-        let mut first_source_at = Vec::new();
+        let mut seen = Vec::new();
+        let mut begun = 0;
         drive(&mut plan, &data, usize::MAX, |plan, b| {
-            first_source_at.push((
-                b.step,
-                plan.source_stats()[0].tokens,
-                plan.source_stats()[1].tokens,
-            ));
+            let stats = plan.source_stats();
+            seen.push((b.step, begun, stats[0].tokens, stats[1].tokens));
+            begun = b.progress.tokens;
         });
+        seen
+    }
+
+    #[test]
+    fn a_weight_change_at_step_k_draws_by_the_new_weights_from_step_k() {
+        let first_source_at: Vec<(u64, u64, u64)> = drawn_around_a_change(ChangeAt::Step(10))
+            .into_iter()
+            .map(|(step, _, first, second)| (step, first, second))
+            .collect();
         // Up to the batch of step 9 only the first source is drawn; from step 10 on only the
         // second (its first documents are drawn for step 10's batch).
         let at = |step: u64| {
@@ -795,26 +805,11 @@ mod tests {
 
     #[test]
     fn a_weight_change_at_a_token_count_holds_from_the_first_batch_begun_past_it() {
-        let data = Data::new(&[(200, 50), (200, 50)]);
-        let change = WeightChange {
-            at: ChangeAt::Tokens(1_000),
-            weights: vec![0.0, 1.0],
-        };
-        let mut plan = MixturePlan::new(
-            data.infos(),
-            mixture(&[1.0, 0.0], vec![change]),
-            config(0, 1, 30),
-            core(Mode::Repack),
-        )
-        .unwrap();
         // (tokens emitted before the batch, first- and second-source tokens drawn after it)
-        let mut seen = Vec::new();
-        let mut begun = 0;
-        drive(&mut plan, &data, usize::MAX, |plan, b| {
-            let stats = plan.source_stats();
-            seen.push((begun, stats[0].tokens, stats[1].tokens));
-            begun = b.progress.tokens;
-        });
+        let seen: Vec<(u64, u64, u64)> = drawn_around_a_change(ChangeAt::Tokens(1_000))
+            .into_iter()
+            .map(|(_, begun, first, second)| (begun, first, second))
+            .collect();
         let first_after = seen.iter().position(|s| s.0 >= 1_000).unwrap();
         assert!(first_after > 1, "{seen:?}");
         // Before it only the first source; from it on no more of the first source.

@@ -437,14 +437,7 @@ impl<S: RowSink> EpochPlan<S> {
                 return Ok(Action::Finished);
             }
             if self.phase == Phase::Flushing {
-                // With several ranks, only up to the epoch's batch count (as when reading).
-                if self
-                    .steps_per_epoch
-                    .is_some_and(|n| self.step_in_epoch >= n)
-                {
-                    self.core.drop_buffered();
-                } else if let Some(batch) = self.core.finish()? {
-                    self.step_in_epoch += 1;
+                if let Some(batch) = self.finish_within_epoch()? {
                     return Ok(Action::Emit(batch));
                 }
                 // Everything of the epoch was emitted or dropped: the next starts afresh.
@@ -456,25 +449,13 @@ impl<S: RowSink> EpochPlan<S> {
                 continue;
             }
             if self.phase == Phase::Draining {
-                // Several ranks stop at the same batch here too: a rank whose reads ended
-                // before the epoch's last batch must not emit the rest of what it holds past
-                // it (the others would wait for that batch forever).
-                if self
-                    .steps_per_epoch
-                    .is_some_and(|n| self.step_in_epoch >= n)
-                {
-                    self.core.drop_buffered();
-                } else if let Some(batch) = self.core.finish()? {
-                    self.step_in_epoch += 1;
+                if let Some(batch) = self.finish_within_epoch()? {
                     return Ok(Action::Emit(batch));
                 }
                 self.phase = Phase::Done;
                 return Ok(Action::Finished);
             }
-            if self
-                .steps_per_epoch
-                .is_some_and(|n| self.step_in_epoch >= n)
-            {
+            if self.epoch_full() {
                 // Every rank stops the epoch at the same batch; what is left is dropped and
                 // counted (docs/loader.md).
                 self.core.drop_buffered();
@@ -497,6 +478,28 @@ impl<S: RowSink> EpochPlan<S> {
             }
             return Ok(Action::Await);
         }
+    }
+
+    /// Whether this rank emitted the epoch's batch count (several ranks; never with one).
+    fn epoch_full(&self) -> bool {
+        self.steps_per_epoch
+            .is_some_and(|n| self.step_in_epoch >= n)
+    }
+
+    /// After this rank's reads ended: the next batch of what it holds, or `None` once it is
+    /// all emitted, or dropped (and counted) when the epoch's batch count is reached first.
+    /// Several ranks stop at the same batch here too: a rank that emitted more would leave
+    /// the others waiting for that batch forever.
+    fn finish_within_epoch(&mut self) -> Result<Option<ScheduledBatch>> {
+        if self.epoch_full() {
+            self.core.drop_buffered();
+            return Ok(None);
+        }
+        let batch = self.core.finish()?;
+        if batch.is_some() {
+            self.step_in_epoch += 1;
+        }
+        Ok(batch)
     }
 
     /// Documents read for the current [`Reads`], their origin saying from which position
