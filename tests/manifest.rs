@@ -26,6 +26,10 @@ fn preprocessed(name: &str) -> std::path::PathBuf {
 }
 
 fn builder(location: &str, mode: Mode) -> LoaderBuilder {
+    builder_with_eos(location, mode, None)
+}
+
+fn builder_with_eos(location: &str, mode: Mode, eos: Option<i64>) -> LoaderBuilder {
     let schedule = ScheduleConfig::linear(16, 128, 0.5, 60).build().unwrap();
     let warmup = WarmupConfig::new(schedule)
         .with_mode(mode)
@@ -34,7 +38,7 @@ fn builder(location: &str, mode: Mode) -> LoaderBuilder {
         } else {
             BatchSize::Tokens(512)
         })
-        .with_eos_id(Some(50_256))
+        .with_eos_id(eos)
         .with_keep_last(true)
         .with_shuffle_buffer(8, 3);
     LoaderBuilder::new([location.to_string()], warmup)
@@ -116,6 +120,76 @@ async fn a_manifest_replaces_the_footers_at_startup_and_reads_the_same() {
         resumed.extend(drain(&mut second, None).await);
         assert_eq!(resumed, from_footers, "{mode:?} resumed at {cut}");
     }
+}
+
+/// The tokens of every batch, in order.
+fn tokens_of(batches: &[(u64, usize, Vec<i64>)]) -> Vec<i64> {
+    batches.iter().flat_map(|(_, _, ids)| ids.clone()).collect()
+}
+
+/// Adjacent pairs of `eos` in a token sequence.
+fn doubled(tokens: &[i64], eos: i64) -> usize {
+    tokens.windows(2).filter(|w| w[0] == eos && w[1] == eos).count()
+}
+
+/// The README used to pass `--eos-id 50256` on `seqwarm preprocess` output, whose documents
+/// already end with it: every boundary had two. The manifest's EOS is now read and not
+/// appended again; another id is refused; shards without a manifest get it appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
+    let dir = preprocessed("manifest-eos");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["settings"]["eos_id"], 50_256, "GPT-2's EOS by default");
+    let location = dir.display().to_string();
+    for mode in [Mode::Truncate, Mode::Repack, Mode::PackGreedy] {
+        let mut plain = builder(&location, mode).build().await.unwrap();
+        let plain = drain(&mut plain, None).await;
+        let mut told = builder_with_eos(&location, mode, Some(50_256))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(told.warmup().eos_id(), None, "{mode:?}: nothing to append");
+        let told = drain(&mut told, None).await;
+        assert_eq!(told, plain, "{mode:?}: eos_id of the manifest changes nothing");
+        let tokens = tokens_of(&told);
+        assert!(tokens.contains(&50_256), "{mode:?}: documents end with EOS");
+        assert_eq!(doubled(&tokens, 50_256), 0, "{mode:?}: no boundary has two");
+    }
+
+    let other = builder_with_eos(&location, Mode::Repack, Some(0))
+        .build()
+        .await
+        .expect_err("another EOS id is refused")
+        .to_string();
+    assert!(
+        other.contains("eos_id") && other.contains("50256") && other.contains("manifest.json"),
+        "{other}"
+    );
+
+    // Without the manifest nothing says the documents end with EOS: it is appended.
+    let bare = dir.with_file_name("bare-eos");
+    copy_without_manifest(&dir, &bare);
+    let mut loader = builder_with_eos(&bare.display().to_string(), Mode::Repack, Some(50_256))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(loader.warmup().eos_id(), Some(50_256));
+    let tokens = tokens_of(&drain(&mut loader, None).await);
+    assert!(doubled(&tokens, 50_256) > 0, "appended after the EOS already there");
+
+    // Shards of which only some end their documents with EOS are refused.
+    let mixed = dir.with_file_name("mixed-eos");
+    copy_without_manifest(&dir, &mixed);
+    std::fs::copy(dir.join("manifest.json"), mixed.join("manifest.json")).unwrap();
+    let extra = mixed.join("zz-other.parquet");
+    std::fs::copy(mixed.join("shard-w00000-00000.parquet"), &extra).unwrap();
+    let error = builder_with_eos(&mixed.display().to_string(), Mode::Repack, Some(50_256))
+        .build()
+        .await
+        .expect_err("mixed shards are refused")
+        .to_string();
+    assert!(error.contains("eos_id") && error.contains("others do not"), "{error}");
 }
 
 /// The error of the first failing batch, if any.

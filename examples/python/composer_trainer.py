@@ -63,6 +63,9 @@ def main(argv: Optional[List[str]] = None) -> List[float]:
             ids = batch["input_ids"]
             return F.cross_entropy(outputs[:, :-1].reshape(-1, outputs.shape[-1]), ids[:, 1:].reshape(-1))
 
+    # The demo corpus's documents have no EOS: the loader appends id 1. Shards from `seqwarm
+    # preprocess` end each document with the EOS their manifest names: nothing to append.
+    eos_id = 1 if args.shards is None else None
     scratch = tempfile.TemporaryDirectory(prefix="seqwarm-composer-")
     shards = args.shards
     if shards is None:
@@ -70,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> List[float]:
         demo_corpus(shards, args.vocab_size)
 
     schedule = seqwarm.Schedule.composer(min=args.min_len, max=args.max_len, step=8, duration=0.3, total=args.steps)
-    loader = seqwarm.Loader(shards, schedule, mode=args.mode, batch_rows=args.batch_rows, eos_id=1, dtype="i64", epochs=0, max_steps=args.steps)
+    loader = seqwarm.Loader(shards, schedule, mode=args.mode, batch_rows=args.batch_rows, eos_id=eos_id, dtype="i64", epochs=0, max_steps=args.steps)
     model = ComposerGPT()
     seqwarm.torch.warm_pass(model.gpt, args.batch_rows, args.max_len, args.vocab_size)
     # Whole batches: no sampler, no collation; Composer counts rows and tokens from them.

@@ -45,6 +45,9 @@ def main(argv: Optional[List[str]] = None) -> List[float]:
     parser.add_argument("--output", default=None, help="the Trainer's output_dir (default: a temporary one)")
     args = parser.parse_args(argv)
 
+    # The demo corpus's documents have no EOS: the loader appends id 1. Shards from `seqwarm
+    # preprocess` end each document with the EOS their manifest names: nothing to append.
+    eos_id = 1 if args.shards is None else None
     scratch = tempfile.TemporaryDirectory(prefix="seqwarm-hf-")
     shards = args.shards
     if shards is None:
@@ -53,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> List[float]:
         demo_corpus(shards, args.vocab_size)
 
     schedule = seqwarm.Schedule.linear(min=args.min_len, max=args.max_len, duration=0.3, total=args.steps)
-    loader = seqwarm.Loader(shards, schedule, batch_rows=args.batch_rows, eos_id=1, dtype="i64", epochs=0, max_steps=args.steps)
+    loader = seqwarm.Loader(shards, schedule, batch_rows=args.batch_rows, eos_id=eos_id, dtype="i64", epochs=0, max_steps=args.steps)
 
     config = GPT2Config(
         vocab_size=args.vocab_size, n_positions=args.max_len, n_embd=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=1

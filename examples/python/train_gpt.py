@@ -120,6 +120,9 @@ def train(argv: Optional[List[str]] = None) -> List[float]:
     total = args.total or args.steps
     torch.manual_seed(args.seed)
 
+    # The demo corpus's documents have no EOS: the loader appends id 1. Shards from `seqwarm
+    # preprocess` end each document with the EOS their manifest names: nothing to append.
+    eos_id = 1 if args.shards is None else None
     workdir = None
     shards = args.shards
     if shards is None:
@@ -135,7 +138,7 @@ def train(argv: Optional[List[str]] = None) -> List[float]:
         schedule,
         mode=args.mode,
         batch_rows=args.batch_rows,
-        eos_id=1,
+        eos_id=eos_id,
         seed=args.seed,
         epochs=0,  # as many epochs as the steps need
         max_steps=args.steps,

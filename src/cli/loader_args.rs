@@ -28,7 +28,9 @@ pub struct LoaderArgs {
     /// Token budget per batch: rows = budget / scheduled length.
     #[arg(long)]
     pub batch_tokens: Option<usize>,
-    /// Token appended after every document.
+    /// Token appended after every document. Not needed on `seqwarm preprocess` output, whose
+    /// documents end with the EOS its manifest names (the same id is then not appended again;
+    /// another id is refused).
     #[arg(long)]
     pub eos_id: Option<i64>,
     /// Padding id.

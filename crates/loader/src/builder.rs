@@ -321,15 +321,9 @@ impl LoaderBuilder {
     pub async fn build(self) -> Result<Loader> {
         self.config.check()?;
         let config = self.config.clone();
-        let seed = config.epochs.seed();
-        let warmup = config
-            .warmup
-            .clone()
-            .with_default_shuffle_seed(seed)
-            .build()?;
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
         if let Some(mixture) = config.mixture()? {
-            return self.build_mixture(config, warmup, runtime, mixture).await;
+            return self.build_mixture(config, runtime, mixture).await;
         }
         let (catalog, io) = if let Some(catalog) = &self.catalog {
             catalog.check_opened_with(&self.catalog_key())?;
@@ -340,7 +334,8 @@ impl LoaderBuilder {
             let io = self.io_runtime(listing.has_remote(), &runtime)?;
             (self.read_footers(listing, &runtime, &io).await?, io)
         };
-        let core = WarmupCore::new(warmup);
+        let eos = catalog.eos_to_append(config.warmup.eos_id())?;
+        let core = WarmupCore::new(stage_warmup(&config, eos)?);
         let units = catalog.unit_infos();
         let identity = Identity {
             settings: config.fingerprint()?,
@@ -380,7 +375,6 @@ impl LoaderBuilder {
     async fn build_mixture(
         &self,
         config: LoaderConfig,
-        warmup: seqwarm_stage::Warmup,
         runtime: Handle,
         mixture: seqwarm_stage::MixtureConfig,
     ) -> Result<Loader> {
@@ -422,7 +416,26 @@ impl LoaderBuilder {
             settings: config.fingerprint()?,
             data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
         };
-        let core = WarmupCore::new(warmup);
+        let mut eos = Vec::new();
+        for (source, catalog) in config.sources.iter().zip(&catalogs) {
+            let appended = catalog.eos_to_append(config.warmup.eos_id())?;
+            if eos.first().is_some_and(|(first, _)| *first != appended) {
+                return Err(LoaderError::Config {
+                    field: "eos_id",
+                    reason: format!(
+                        "source `{}` and source `{}` differ in whether their documents already \
+                         end with EOS id {} (their manifests say so for one only): one stage \
+                         cannot append it to some sources only; preprocess them alike",
+                        eos[0].1,
+                        source.name,
+                        config.warmup.eos_id().unwrap_or_default()
+                    ),
+                });
+            }
+            eos.push((appended, source.name.clone()));
+        }
+        let appended = eos.first().and_then(|(e, _)| *e);
+        let core = WarmupCore::new(stage_warmup(&config, appended)?);
         let mixture = mixture.build()?;
         let plan = match &self.state {
             Some(state) => {
@@ -451,6 +464,17 @@ impl LoaderBuilder {
             io,
         ))
     }
+}
+
+/// The stage's settings: the configured warmup, with the shuffle seed defaulting to the plan's
+/// and `eos` the id to append after each document ([`Catalog::eos_to_append`]).
+fn stage_warmup(config: &LoaderConfig, eos: Option<i64>) -> Result<seqwarm_stage::Warmup> {
+    Ok(config
+        .warmup
+        .clone()
+        .with_default_shuffle_seed(config.epochs.seed())
+        .with_eos_id(eos)
+        .build()?)
 }
 
 /// How the loader reads row groups, from its settings.

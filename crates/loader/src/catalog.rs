@@ -30,6 +30,9 @@ pub(crate) struct Shard {
     /// The row groups a manifest described (`(documents, tokens)` each), checked against the
     /// footer when it is read; empty when the footer was read at startup.
     promised: RowGroupCounts,
+    /// The id each of its documents already ends with, when the manifest beside it says the
+    /// run that wrote it appended one.
+    ends_with: Option<i64>,
 }
 
 /// What a shard's footer says, as the read path needs it.
@@ -175,6 +178,59 @@ impl Catalog {
             }
         }
         unread.into_iter().collect()
+    }
+
+    /// The end-of-document id the stage should append after each document, given the one
+    /// configured (`eos_id`): the configured id, unless the manifests beside the shards say
+    /// every document already ends with it, in which case `None`, so that no boundary gets a
+    /// second EOS (`seqwarm preprocess` appends one unless `--no-eos`). An id that differs
+    /// from the manifest's, or shards of which only some already end their documents with it,
+    /// are refused: either would put two different (or uneven) ends between documents.
+    pub fn eos_to_append(&self, configured: Option<i64>) -> Result<Option<i64>> {
+        let Some(eos) = configured else {
+            return Ok(None);
+        };
+        let refuse = |reason: String| LoaderError::Config {
+            field: "eos_id",
+            reason,
+        };
+        let mut ended = 0usize;
+        for shard in &self.shards {
+            match shard.ends_with {
+                Some(id) if id == eos => ended += 1,
+                Some(id) => {
+                    return Err(refuse(format!(
+                        "{}/{MANIFEST_FILE} says every document already ends with EOS id \
+                         {id}; eos_id {eos} would add a second, different end token after each \
+                         (leave eos_id out to read the documents as written)",
+                        self.shards_dir(shard)
+                    )));
+                }
+                None => {}
+            }
+        }
+        match ended {
+            0 => Ok(Some(eos)),
+            n if n == self.shards.len() => {
+                tracing::info!(
+                    "eos_id {eos}: the manifest says every document already ends with it; \
+                     none is appended"
+                );
+                Ok(None)
+            }
+            n => Err(refuse(format!(
+                "{n} of {} shards already end every document with EOS id {eos} (their \
+                 manifest says so) and the others do not: appending it would double it in \
+                 some documents, and not appending would leave others without; read them \
+                 as separate sources, or preprocess them alike",
+                self.shards.len()
+            ))),
+        }
+    }
+
+    /// The directory of a shard, for messages.
+    fn shards_dir<'a>(&self, shard: &'a Shard) -> &'a str {
+        parent(&shard.file.display)
     }
 
     /// The shard files, in catalog order.
@@ -600,11 +656,14 @@ pub(crate) async fn build_catalog(
     manifests: Vec<(String, Manifest)>,
     reads: &FooterReads<'_>,
 ) -> Result<Catalog> {
-    let promise = |file: &ShardFile| -> Option<RowGroupCounts> {
+    let manifest_of = |file: &ShardFile| -> Option<&Manifest> {
         let dir = parent(&file.display);
-        let (_, manifest) = manifests.iter().find(|(d, _)| d == dir)?;
-        manifest.row_groups(file.name(), file.size).cloned()
+        manifests.iter().find(|(d, _)| d == dir).map(|(_, m)| m)
     };
+    let promise = |file: &ShardFile| -> Option<RowGroupCounts> {
+        manifest_of(file)?.row_groups(file.name(), file.size).cloned()
+    };
+    let ends_with = |file: &ShardFile| manifest_of(file).and_then(|m| m.eos_of(file.name()));
     let mut deferred: Vec<(usize, ShardFile, RowGroupCounts)> = Vec::new();
     let mut now: Vec<(usize, ShardFile)> = Vec::new();
     for (index, file) in files.into_iter().enumerate() {
@@ -698,6 +757,7 @@ pub(crate) async fn build_catalog(
             Ok((footer, units, promised)) => {
                 let index = catalog.shards.len();
                 catalog.shards.push(Shard {
+                    ends_with: ends_with(&file),
                     file,
                     footer: footer
                         .map_or_else(OnceCell::new, |f| OnceCell::new_with(Some(Ok(Arc::new(f))))),

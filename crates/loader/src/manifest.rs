@@ -24,7 +24,17 @@ pub(crate) type RowGroupCounts = Vec<(u64, u64)>;
 #[derive(Deserialize)]
 struct File {
     format: String,
+    #[serde(default)]
+    settings: Option<Settings>,
     shards: Vec<Entry>,
+}
+
+/// The one setting of the run that wrote the shards that the loader must know.
+#[derive(Deserialize)]
+struct Settings {
+    /// The id the preprocessor appended after every document (`None`: `--no-eos`).
+    #[serde(default)]
+    eos_id: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +54,10 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Manifest {
     shards: HashMap<String, (u64, RowGroupCounts)>,
+    /// Every shard name the manifest lists, described well enough or not.
+    listed: std::collections::HashSet<String>,
+    /// The id every document of its shards already ends with, if the run appended one.
+    eos_id: Option<i64>,
 }
 
 impl Manifest {
@@ -56,6 +70,8 @@ impl Manifest {
                 file.format
             ));
         }
+        let listed = file.shards.iter().map(|e| e.file.clone()).collect();
+        let eos_id = file.settings.and_then(|s| s.eos_id);
         let shards = file
             .shards
             .into_iter()
@@ -77,7 +93,17 @@ impl Manifest {
                 })
             })
             .collect();
-        Ok(Self { shards })
+        Ok(Self {
+            shards,
+            listed,
+            eos_id,
+        })
+    }
+
+    /// The id that every document of shard `name` already ends with, when the manifest lists
+    /// the shard and its run appended one.
+    pub(crate) fn eos_of(&self, name: &str) -> Option<i64> {
+        self.eos_id.filter(|_| self.listed.contains(name))
     }
 
     /// The size the manifest gives shard `name`, when it describes its row groups.

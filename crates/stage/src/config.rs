@@ -112,7 +112,9 @@ impl WarmupConfig {
         self.batch_size = batch_size;
         self
     }
-    /// Appends this token after every document (Composer's and GPT-2's EOS convention).
+    /// Appends this token after every document (Composer's and GPT-2's EOS convention). The
+    /// loader leaves it out for shards whose manifest says their documents already end with
+    /// it (`seqwarm_loader::Catalog::eos_to_append`).
     #[must_use]
     pub fn with_eos_id(mut self, eos: Option<i64>) -> Self {
         self.eos_id = eos;
