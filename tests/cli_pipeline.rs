@@ -403,7 +403,8 @@ fn shard_paths_with_dot_dot_stream() {
 }
 
 /// Without --total, a Composer-mode run of one epoch is sized as Composer's
-/// `max_duration = "1ep"` is: exactly the batches the epoch fills, EOS tokens included.
+/// `max_duration = "1ep"` is: exactly the batches the epoch fills, EOS tokens included (the
+/// EOS the preprocessor wrote, which the manifest names: none is appended).
 #[test]
 fn one_epoch_in_a_composer_mode_is_sized_exactly() {
     let root = temp("exact-epoch");
@@ -427,8 +428,6 @@ fn one_epoch_in_a_composer_mode_is_sized_exactly() {
             out.to_str().unwrap(),
             "--mode",
             mode,
-            "--eos-id",
-            "0",
             "--batch-rows",
             "4",
         ]);
@@ -443,6 +442,37 @@ fn one_epoch_in_a_composer_mode_is_sized_exactly() {
         assert!(
             stdout.contains(&format!("summary: {total} batches")),
             "{mode}: total {total}\n{stdout}"
+        );
+        // `--eos-id` of the manifest's EOS (the README once showed it) appends no second one:
+        // the same total, the same batches.
+        let told = seqwarm(&[
+            "stream",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--batch-rows",
+            "4",
+            "--eos-id",
+            "256",
+            "--emit",
+            "jsonl",
+        ]);
+        let plain = seqwarm(&[
+            "stream",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--batch-rows",
+            "4",
+            "--emit",
+            "jsonl",
+        ]);
+        assert_eq!(ok(&told), ok(&plain), "{mode}");
+        let other = seqwarm(&["stream", out.to_str().unwrap(), "--eos-id", "0"]);
+        let said = String::from_utf8_lossy(&other.stderr);
+        assert!(
+            !other.status.success() && said.contains("eos_id") && said.contains("256"),
+            "{said}"
         );
     }
 }
@@ -599,6 +629,65 @@ fn merge_states_resumes_two_ranks_on_one_with_every_token_once() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seqwarm merge-states"), "{err}");
+}
+
+/// The documented elastic resume without `--total`: the automatic total depends on the number
+/// of ranks (one epoch per rank), so the 2-rank resume of a 4-rank run's merged state was
+/// refused ("settings differ ... total"). The total now comes from the checkpoint.
+#[test]
+fn an_elastic_resume_without_a_total_keeps_the_checkpoints_length() {
+    let root = temp("elastic-total");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 3, 40);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    let base = [
+        "stream",
+        shards.to_str().unwrap(),
+        "--min",
+        "16",
+        "--max",
+        "128",
+        "--step",
+        "16",
+        "--batch-rows",
+        "2",
+        "--emit",
+        "jsonl",
+    ];
+    let mut states = Vec::new();
+    let mut totals = Vec::new();
+    for rank in 0..4 {
+        let state = root.join(format!("state-{rank}.json"));
+        let rank = rank.to_string();
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--rank", &rank, "--world-size", "4", "--max-steps", "3"]);
+        args.extend_from_slice(&["--state-out", state.to_str().unwrap()]);
+        let run = seqwarm(&args);
+        ok(&run);
+        let said = String::from_utf8_lossy(&run.stderr).into_owned();
+        totals.push(said.split("schedule total: ").nth(1).unwrap().split(' ').next().unwrap().to_string());
+        states.push(state);
+    }
+    let merged = root.join("merged.json");
+    let mut args = vec!["merge-states"];
+    args.extend(states.iter().map(|s| s.to_str().unwrap()));
+    args.extend_from_slice(&["-o", merged.to_str().unwrap()]);
+    ok(&seqwarm(&args));
+    for world in ["2", "3"] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--rank", "0", "--world-size", world]);
+        args.extend_from_slice(&["--state-in", merged.to_str().unwrap()]);
+        let run = seqwarm(&args);
+        let rest = jsonl_steps(&ok(&run));
+        assert_eq!(rest[0]["step"], 3, "{world} ranks: the schedule continues at step 3");
+        let said = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            said.contains(&format!("schedule total: {} steps, the checkpoint's", totals[0])),
+            "{world} ranks: {said}"
+        );
+    }
 }
 
 #[test]

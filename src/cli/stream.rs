@@ -110,14 +110,16 @@ impl Resolved {
     }
 }
 
-/// Layers the library's defaults < the config file < the flags, and sizes the schedule to one
-/// epoch of the shards when its length of training was not given.
+/// Layers the library's defaults < the config file < the flags, and sizes the schedule when its
+/// length of training was not given: to the checkpoint's (`resumed`) when resuming, else to one
+/// epoch of the shards.
 pub async fn resolve(
     shards: &[String],
     file: &ConfigFile,
     schedule: &ScheduleArgs,
     loader: &LoaderArgs,
     demo_layout: DemoLayout,
+    resumed: Option<&LoaderState>,
 ) -> anyhow::Result<Resolved> {
     let mut keys = loader.over(&file.loader);
     let mut shards = if shards.is_empty() {
@@ -169,12 +171,21 @@ pub async fn resolve(
             );
         };
         schedule_config = schedule_config.with_total(steps);
+    } else if let Some(total) = resumed
+        .and_then(LoaderState::schedule_total)
+        .filter(|_| !sized && schedule_config.unit() == ProgressUnit::Steps)
+    {
+        // The epoch's steps depend on the number of ranks: a resume on another number (an
+        // elastic one) keeps the length the checkpoint was taken with.
+        note!("schedule total: {total} steps, the checkpoint's; --total sets it");
+        schedule_config = schedule_config.with_total(total);
     } else if !sized && schedule_config.unit() == ProgressUnit::Steps {
         // Every footer is read once: the catalog that sizes the schedule is the loader's.
         let opened = LoaderBuilder::from_config(shards.iter().cloned(), config.clone())
             .open_catalog()
             .await?;
-        let total = epoch_total(opened.token_count(), &config, &schedule_config)?;
+        let appended = opened.eos_to_append(config.warmup().eos_id())?;
+        let total = epoch_total(opened.token_count(), appended, &config, &schedule_config)?;
         schedule_config = schedule_config.with_total(total);
         catalog = Some(opened);
     }
@@ -188,10 +199,11 @@ pub async fn resolve(
 }
 
 /// The length of training when none is given: the steps the run's epochs of the shards fill,
-/// counted from their footers. Said on stderr, with whether it is exact (Composer's count for
+/// counted from their footers (with the EOS ids the stage appends, `appended_eos`). Said on stderr, with whether it is exact (Composer's count for
 /// `max_duration = "Nep"`) or an estimate, and why.
 fn epoch_total(
     count: TokenCount,
+    appended_eos: Option<i64>,
     config: &LoaderConfig,
     schedule: &ScheduleConfig,
 ) -> anyhow::Result<u64> {
@@ -200,7 +212,7 @@ fn epoch_total(
         .clone()
         .with_schedule(schedule.clone())
         .build()?;
-    let (tokens, counted) = count.with_eos(warmup.eos_id().is_some());
+    let (tokens, counted) = count.with_eos(appended_eos.is_some());
     let plan = config.epochs();
     let (epochs, world) = (plan.epochs().max(1), plan.world_size().max(1) as u64);
     let boundary = plan.epoch_boundary_for(warmup.mode());
@@ -252,20 +264,28 @@ fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
 pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let source = &args.source;
     let file = ConfigFile::read(source.config.as_ref())?;
+    let state = match &args.state_in {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read state {}", path.display()))?;
+            Some(
+                LoaderState::from_json(&text)
+                    .with_context(|| format!("invalid state file {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let resolved = resolve(
         &source.shards,
         &file,
         &source.schedule,
         &source.loader,
         args.demo_layout,
+        state.as_ref(),
     )
     .await?;
     let mut builder = resolved.builder();
-    if let Some(path) = &args.state_in {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read state {}", path.display()))?;
-        let state = LoaderState::from_json(&text)
-            .with_context(|| format!("invalid state file {}", path.display()))?;
+    if let Some(state) = state {
         builder = builder.with_state(state);
     }
     let mut loader = builder.build().await?;

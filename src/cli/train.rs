@@ -241,6 +241,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         &schedule_args,
         &source.loader,
         DemoLayout::Flat,
+        None,
     ))?;
     let config = &resolved.config;
     let schedule = resolved.schedule.clone();
