@@ -114,6 +114,10 @@ impl Body {
 pub struct LoaderState {
     format: String,
     version: u32,
+    /// SHA-256 (hex) of the body's JSON: an edited or damaged state (a position moved within
+    /// range, `finished` set, a counter changed) is refused instead of resuming somewhere else.
+    /// States written before it existed have none and are still read.
+    checksum: String,
     #[serde(flatten)]
     body: Body,
 }
@@ -137,6 +141,7 @@ impl LoaderState {
         Self {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
+            checksum: body_checksum(&body),
             body,
         }
     }
@@ -177,10 +182,38 @@ impl LoaderState {
         };
         map.remove("format");
         map.remove("version");
+        let recorded = match map.remove("checksum") {
+            None => None,
+            Some(Value::String(sum)) => Some(sum),
+            Some(other) => {
+                return Err(LoaderError::State {
+                    reason: format!("`checksum` is {other}, not a SHA-256 hex string"),
+                });
+            }
+        };
         let body: Body =
             serde_json::from_value(Value::Object(map)).map_err(|e| LoaderError::State {
                 reason: format!("unreadable: {e}"),
             })?;
+        if let Some(recorded) = recorded {
+            let computed = body_checksum(&body);
+            if recorded != computed {
+                return Err(LoaderError::State {
+                    reason: format!(
+                        "its checksum does not match its contents (recorded {}, computed {}): \
+                         the state was edited or damaged after it was written; resume from an \
+                         intact checkpoint",
+                        &recorded[..recorded.len().min(12)],
+                        &computed[..12]
+                    ),
+                });
+            }
+        } else {
+            tracing::warn!(
+                "the loader state has no checksum (written before seqwarm recorded one): read \
+                 without an integrity check"
+            );
+        }
         let parts = [
             body.plan.is_some(),
             body.merged.is_some(),
@@ -305,6 +338,14 @@ impl LoaderState {
         }
     }
 
+    /// The schedule's length of training (its `total`) that the checkpoint was taken with.
+    /// When the length is worked out from the data (`seqwarm stream` without `--total`), it
+    /// depends on the number of ranks; a resume, elastic or not, takes it from here, so that
+    /// the schedule keeps its meaning across the change.
+    pub fn schedule_total(&self) -> Option<u64> {
+        self.body.settings.get("schedule")?.get("total")?.as_u64()
+    }
+
     /// Whether the stream had ended (a resume emits nothing).
     pub fn is_done(&self) -> bool {
         self.body.plan.as_ref().is_some_and(PlanState::is_done)
@@ -372,6 +413,19 @@ impl TryFrom<Value> for LoaderState {
     }
 }
 
+/// SHA-256 (hex) of a body's JSON. A body read back from JSON serializes to the same text
+/// (settings keep their key order; numbers round-trip), so the sum is checked by recomputing it.
+fn body_checksum(body: &Body) -> String {
+    let text = serde_json::to_vec(body).unwrap_or_default();
+    Sha256::digest(&text)
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 /// Settings without the keys that say which rank a state is of.
 fn without_rank(settings: &Value) -> Value {
     let mut settings = settings.clone();
@@ -426,6 +480,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("version 3"), "{err}");
+    }
+
+    fn a_state() -> LoaderState {
+        let identity = Identity {
+            settings: serde_json::json!({"seed": 1, "mode": "repack", "rank": 0, "world_size": 1}),
+            data: DataIdentity::of(std::iter::empty()),
+        };
+        let merged: Value = serde_json::json!({
+            "epoch": 0, "step_in_epoch": 3, "positions": [[1, 0]], "cores": []
+        });
+        LoaderState::with_body(Body {
+            merged: Some(serde_json::from_value(merged).unwrap()),
+            ..Body::of(identity.settings, identity.data)
+        })
+    }
+
+    #[test]
+    fn an_edited_state_fails_its_checksum_and_an_intact_one_reads_back_equal() {
+        let state = a_state();
+        let text = state.to_json().unwrap();
+        assert!(text.contains("\"checksum\""), "{text}");
+        assert_eq!(LoaderState::from_json(&text).unwrap(), state);
+        // A position moved within range: still well-formed, no longer what was written.
+        let edited = text.replace("[[1,0]]", "[[2,0]]");
+        assert_ne!(edited, text);
+        let err = LoaderState::from_json(&edited).unwrap_err().to_string();
+        assert!(err.contains("checksum does not match"), "{err}");
+        // An older state without a checksum is still read.
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        value.as_object_mut().unwrap().remove("checksum");
+        let old = LoaderState::from_value(value).unwrap();
+        assert_eq!(old.body, state.body);
+        // A checksum of the wrong type is named.
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        value["checksum"] = Value::from(7);
+        let err = LoaderState::from_value(value).unwrap_err().to_string();
+        assert!(err.contains("`checksum`"), "{err}");
     }
 
     #[test]
