@@ -10,7 +10,12 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the
 /// directory).
+///
+/// `path` must be a regular file or not exist: anything else (a device such as `/dev/full`, a
+/// directory, a FIFO) is refused with `InvalidInput` before anything is written, since
+/// renaming over it would replace the device node with a file and report success.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    refuse_unless_regular(path)?;
     let partial = partial_name(path);
     let mut file = std::fs::File::create(&partial)?;
     file.write_all(bytes)?;
@@ -19,9 +24,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     finish_atomic(&partial, path)
 }
 
+/// Refuses a `path` that exists and is not a regular file (a symbolic link to one is fine).
+fn refuse_unless_regular(path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file (a device, directory or pipe): write to a file path",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Moves a completely written `partial` file to `path`: fsync of its data, rename, fsync of
-/// the directory.
+/// the directory. A `path` that exists and is not a regular file is refused, as in
+/// [`write_atomic`].
 pub fn finish_atomic(partial: &Path, path: &Path) -> std::io::Result<()> {
+    refuse_unless_regular(path)?;
     std::fs::File::open(partial)?.sync_all()?;
     std::fs::rename(partial, path)?;
     sync_directory(path)
@@ -70,6 +91,26 @@ mod tests {
             partial_name(&path).file_name().unwrap(),
             "record.json.partial"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_device_or_directory_is_refused_and_left_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("seqwarm-atomic-dev-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let err = write_atomic(&dir.join("sub"), b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(dir.join("sub").is_dir());
+        assert!(!partial_name(&dir.join("sub")).exists());
+        // A FIFO stands in for a device node (a rename replaces either with a file).
+        let fifo = dir.join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = write_atomic(&fifo, b"x").unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            assert!(!std::fs::metadata(&fifo).unwrap().is_file(), "still a pipe");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
