@@ -55,6 +55,14 @@ def main():
                 chunk = column.combine_chunks()
                 if pa.types.is_list(chunk.type) or pa.types.is_large_list(chunk.type):
                     chunk = chunk.flatten()
+                if pa.types.is_fixed_size_binary(chunk.type):
+                    # seqwarm's default `uint16` shards: 2 little-endian bytes a token
+                    # (docs/formats.md), not integers to Arrow.
+                    if chunk.type.byte_width != 2 or chunk.null_count:
+                        raise SystemExit(f"{path}: row group {i}: {chunk.type} tokens are not uint16")
+                    values = np.frombuffer(chunk.buffers()[1], dtype="<u2")
+                    yield values[chunk.offset : chunk.offset + len(chunk)]
+                    continue
                 yield chunk.to_numpy(zero_copy_only=False)
 
     def raw():
