@@ -47,6 +47,15 @@ pub struct CoreState<C = ModeCarry> {
     shuffle: Option<ShuffleState>,
     stats: Stats,
     finished: bool,
+    /// The epoch of the last documents taken in: what a batch made of held tokens says after
+    /// a resume, before anything new is read (left out at 0, as states before it were).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    epoch: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl<C> CoreState<C> {
@@ -57,6 +66,7 @@ impl<C> CoreState<C> {
         carry: C,
         shuffle: Option<ShuffleState>,
         stats: Stats,
+        epoch: u64,
     ) -> Self {
         Self {
             progress,
@@ -65,7 +75,12 @@ impl<C> CoreState<C> {
             shuffle,
             stats,
             finished: false,
+            epoch,
         }
+    }
+    /// The epoch of the last documents taken in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
     /// Batches emitted when the state was taken.
     pub fn step(&self) -> u64 {
@@ -128,6 +143,8 @@ pub struct WarmupCore<S: RowSink = ModeSink> {
     shuffle: Option<Shuffle>,
     stats: Stats,
     finished: bool,
+    /// The epoch of the last documents pushed: the epoch a batch says it was emitted in.
+    epoch: u64,
 }
 
 impl<S: RowSink> std::fmt::Debug for WarmupCore<S> {
@@ -164,6 +181,7 @@ impl<S: RowSink> WarmupCore<S> {
             shuffle,
             stats: Stats::default(),
             finished: false,
+            epoch: 0,
         }
     }
 
@@ -228,6 +246,7 @@ impl<S: RowSink> WarmupCore<S> {
             let cursor = std::mem::take(&mut self.cursor);
             self.take_documents(&previous, cursor, previous.len())?;
         }
+        self.epoch = documents.origin().epoch;
         self.current = Some(documents);
         self.cursor = 0;
         Ok(())
@@ -314,7 +333,7 @@ impl<S: RowSink> WarmupCore<S> {
         self.step += 1;
         ScheduledBatch {
             step,
-            epoch: self.position().map_or(0, |o| o.epoch),
+            epoch: self.epoch,
             seq_len,
             batch,
             tokens,
@@ -475,6 +494,7 @@ impl<S: RowSink> WarmupCore<S> {
             shuffle: self.shuffle.as_ref().map(Shuffle::state),
             stats: self.stats,
             finished: self.finished,
+            epoch: self.epoch,
         }
     }
 
@@ -503,6 +523,7 @@ impl<S: RowSink> WarmupCore<S> {
             ..state.stats
         };
         self.finished = state.finished;
+        self.epoch = state.epoch;
         self.sink
             .restore(&state.carry)
             .map_err(|e| StageError::State {

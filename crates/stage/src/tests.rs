@@ -151,8 +151,9 @@ fn plan(warmup: &WarmupConfig, epochs: EpochConfig, units: &Units) -> EpochPlan 
     EpochPlan::new(units.info(), epochs, core).unwrap()
 }
 
-/// A batch as comparable values: step, seq_len, and every field's rows by name.
-type Comparable = (u64, usize, Vec<(String, Vec<Vec<i64>>)>);
+/// A batch as comparable values: step, epoch, seq_len, and every field's rows by name. The
+/// epoch is part of it: a resume while the last epoch drained once said epoch 0.
+type Comparable = (u64, u64, usize, Vec<(String, Vec<Vec<i64>>)>);
 
 fn fingerprint(batches: &[ScheduledBatch]) -> Vec<Comparable> {
     batches
@@ -163,7 +164,7 @@ fn fingerprint(batches: &[ScheduledBatch]) -> Vec<Comparable> {
                 .iter()
                 .map(|(n, t)| (n.to_string(), t.to_rows_i64()))
                 .collect();
-            (b.step, b.seq_len, fields)
+            (b.step, b.epoch, b.seq_len, fields)
         })
         .collect()
 }
@@ -1061,4 +1062,65 @@ fn the_largest_step_of_a_token_budget_in_composers_cuts_is_at_the_shortest_lengt
         .build()
         .unwrap();
     assert_eq!(rows.largest_step_tokens(), 3 * 64);
+}
+
+/// Issue 22, point 7: a merged state resumed on a huge world size spun in a loop over
+/// `0..world_size` (2^40 never ended); it is now refused at once, as a plain state is.
+#[test]
+fn a_merged_state_on_more_ranks_than_units_is_refused_at_once() {
+    let docs = documents(200, 30, 5);
+    let units = Units::new(&docs, 9);
+    let config = warmup(Mode::Repack, BatchSize::Rows(4), None, 0);
+    let states: Vec<PlanState> = (0..2)
+        .map(|rank| {
+            let mut p = plan(&config, EpochConfig::default().with_rank(rank, 2), &units);
+            drive(&mut p, &units, 3).unwrap();
+            p.state()
+        })
+        .collect();
+    let merged = crate::MergedState::merge(&states).unwrap();
+    for world in [units.units.len() + 1, 1_000_000_000, 1 << 40] {
+        let core = WarmupCore::new(config.build().unwrap());
+        let epochs = EpochConfig::default().with_rank(0, world);
+        let err = EpochPlan::resume_merged(units.info(), epochs, core, &merged)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("row groups"), "{world}: {err}");
+    }
+}
+
+/// Issue 22, point 1: a merged state resumed on many ranks late in the last epoch emitted 0
+/// batches on every rank and exited 0, most of the epoch neither emitted nor counted. A rest
+/// that cannot give every rank one batch is an error that says to use fewer ranks.
+#[test]
+fn a_rest_that_cannot_feed_every_rank_in_the_last_epoch_is_an_error_not_an_empty_run() {
+    let docs = documents(240, 30, 7);
+    let units = Units::new(&docs, 6);
+    let config = warmup(Mode::Repack, BatchSize::Tokens(256), None, 0);
+    let states: Vec<PlanState> = (0..4)
+        .map(|rank| {
+            let mut p = plan(&config, EpochConfig::default().with_rank(rank, 4), &units);
+            let epoch_steps = p.steps_per_epoch().unwrap() as usize;
+            drive(&mut p, &units, epoch_steps - 1).unwrap();
+            p.state()
+        })
+        .collect();
+    let merged = crate::MergedState::merge(&states).unwrap();
+    let world = units.units.len();
+    let mut refused = 0;
+    for rank in 0..world {
+        let core = WarmupCore::new(config.build().unwrap());
+        let epochs = EpochConfig::default().with_rank(rank, world);
+        match EpochPlan::resume_merged(units.info(), epochs, core, &merged) {
+            Err(e) => {
+                assert!(e.to_string().contains("resume on fewer ranks"), "{e}");
+                refused += 1;
+            }
+            Ok(mut p) => {
+                let batches = drive(&mut p, &units, usize::MAX).unwrap();
+                assert!(!batches.is_empty(), "rank {rank} of {world}: resumed to nothing");
+            }
+        }
+    }
+    assert_eq!(refused, world, "every rank sees the same rest, so every rank refuses");
 }
