@@ -200,6 +200,7 @@ impl MergedState {
             carry,
             shuffle,
             stats,
+            donors.iter().map(|c| c.epoch()).max().unwrap_or(0),
         ))
     }
 }
@@ -240,6 +241,9 @@ impl EpochPlan<ModeSink> {
         merged: &MergedState,
     ) -> Result<Self> {
         let units: Arc<[UnitInfo]> = units.into();
+        // First, as for a plain state: a world larger than the units (2^40 ranks, say) is
+        // refused at once, and everything below is bounded by the units and the old ranks.
+        config.check(units.len())?;
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
         };
@@ -307,26 +311,17 @@ impl EpochPlan<ModeSink> {
             .collect();
         // With several ranks, the rest of the epoch's batch count: what the rank holding the
         // least is sure to fill, counting a partly read unit as empty.
-        let least = (0..world)
-            .map(|k| {
-                let share: u64 = rest
-                    .iter()
-                    .skip(k)
-                    .step_by(world)
-                    .filter(|r| r.taken == 0)
-                    .map(|r| units[r.unit].tokens)
-                    .fold(0, u64::saturating_add);
-                let inherited: u64 = merged
-                    .cores
-                    .iter()
-                    .enumerate()
-                    .filter(|(r, _)| r % world == k)
-                    .map(|(_, c)| buffered(&c.stats()))
-                    .fold(0, u64::saturating_add);
-                share.saturating_add(inherited)
-            })
-            .min()
-            .unwrap_or(0);
+        // One pass over the rest and one over the old ranks (`world` is at most the units).
+        let mut held = vec![0u64; world];
+        for (i, r) in rest.iter().enumerate() {
+            if r.taken == 0 {
+                held[i % world] = held[i % world].saturating_add(units[r.unit].tokens);
+            }
+        }
+        for (r, c) in merged.cores.iter().enumerate() {
+            held[r % world] = held[r % world].saturating_add(buffered(&c.stats()));
+        }
+        let least = held.into_iter().min().unwrap_or(0);
         Self::resume_rest(
             units,
             config,

@@ -715,7 +715,22 @@ impl<S: RowSink> EpochPlan<S> {
         // Tokens of the epoch were taken before the checkpoints.
         plan.epoch_took_tokens = true;
         if plan.cycles() {
-            plan.steps_per_epoch = Some(step_in_epoch.saturating_add(plan.supported_steps(least)));
+            let steps = plan.supported_steps(least);
+            let last_epoch = plan.config.epochs() > 0 && epoch + 1 >= plan.config.epochs();
+            if steps == 0 && last_epoch {
+                // Every rank would end the run at once with nothing emitted: say so instead.
+                return Err(StageError::Config {
+                    field: "world_size",
+                    reason: format!(
+                        "resumed on {} ranks, the rest of the last epoch leaves some rank \
+                         {least} tokens, less than one batch ({} tokens at the next step's \
+                         shape): no rank could emit another batch; resume on fewer ranks",
+                        plan.config.world_size(),
+                        plan.core.next_shape().tokens_in()
+                    ),
+                });
+            }
+            plan.steps_per_epoch = Some(step_in_epoch.saturating_add(steps));
         }
         Ok(plan)
     }
