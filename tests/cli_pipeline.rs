@@ -667,7 +667,15 @@ fn an_elastic_resume_without_a_total_keeps_the_checkpoints_length() {
         let run = seqwarm(&args);
         ok(&run);
         let said = String::from_utf8_lossy(&run.stderr).into_owned();
-        totals.push(said.split("schedule total: ").nth(1).unwrap().split(' ').next().unwrap().to_string());
+        totals.push(
+            said.split("schedule total: ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
         states.push(state);
     }
     let merged = root.join("merged.json");
@@ -681,10 +689,16 @@ fn an_elastic_resume_without_a_total_keeps_the_checkpoints_length() {
         args.extend_from_slice(&["--state-in", merged.to_str().unwrap()]);
         let run = seqwarm(&args);
         let rest = jsonl_steps(&ok(&run));
-        assert_eq!(rest[0]["step"], 3, "{world} ranks: the schedule continues at step 3");
+        assert_eq!(
+            rest[0]["step"], 3,
+            "{world} ranks: the schedule continues at step 3"
+        );
         let said = String::from_utf8_lossy(&run.stderr);
         assert!(
-            said.contains(&format!("schedule total: {} steps, the checkpoint's", totals[0])),
+            said.contains(&format!(
+                "schedule total: {} steps, the checkpoint's",
+                totals[0]
+            )),
             "{world} ranks: {said}"
         );
     }

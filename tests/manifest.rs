@@ -129,7 +129,10 @@ fn tokens_of(batches: &[(u64, usize, Vec<i64>)]) -> Vec<i64> {
 
 /// Adjacent pairs of `eos` in a token sequence.
 fn doubled(tokens: &[i64], eos: i64) -> usize {
-    tokens.windows(2).filter(|w| w[0] == eos && w[1] == eos).count()
+    tokens
+        .windows(2)
+        .filter(|w| w[0] == eos && w[1] == eos)
+        .count()
 }
 
 /// The README used to pass `--eos-id 50256` on `seqwarm preprocess` output, whose documents
@@ -140,7 +143,10 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
     let dir = preprocessed("manifest-eos");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["settings"]["eos_id"], 50_256, "GPT-2's EOS by default");
+    assert_eq!(
+        manifest["settings"]["eos_id"], 50_256,
+        "GPT-2's EOS by default"
+    );
     let location = dir.display().to_string();
     for mode in [Mode::Truncate, Mode::Repack, Mode::PackGreedy] {
         let mut plain = builder(&location, mode).build().await.unwrap();
@@ -151,7 +157,10 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
             .unwrap();
         assert_eq!(told.warmup().eos_id(), None, "{mode:?}: nothing to append");
         let told = drain(&mut told, None).await;
-        assert_eq!(told, plain, "{mode:?}: eos_id of the manifest changes nothing");
+        assert_eq!(
+            told, plain,
+            "{mode:?}: eos_id of the manifest changes nothing"
+        );
         let tokens = tokens_of(&told);
         assert!(tokens.contains(&50_256), "{mode:?}: documents end with EOS");
         assert_eq!(doubled(&tokens, 50_256), 0, "{mode:?}: no boundary has two");
@@ -176,7 +185,10 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
         .unwrap();
     assert_eq!(loader.warmup().eos_id(), Some(50_256));
     let tokens = tokens_of(&drain(&mut loader, None).await);
-    assert!(doubled(&tokens, 50_256) > 0, "appended after the EOS already there");
+    assert!(
+        doubled(&tokens, 50_256) > 0,
+        "appended after the EOS already there"
+    );
 
     // Shards of which only some end their documents with EOS are refused.
     let mixed = dir.with_file_name("mixed-eos");
@@ -189,7 +201,10 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
         .await
         .expect_err("mixed shards are refused")
         .to_string();
-    assert!(error.contains("eos_id") && error.contains("others do not"), "{error}");
+    assert!(
+        error.contains("eos_id") && error.contains("others do not"),
+        "{error}"
+    );
 }
 
 /// The error of the first failing batch, if any.

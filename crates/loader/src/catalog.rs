@@ -203,7 +203,7 @@ impl Catalog {
                         "{}/{MANIFEST_FILE} says every document already ends with EOS id \
                          {id}; eos_id {eos} would add a second, different end token after each \
                          (leave eos_id out to read the documents as written)",
-                        self.shards_dir(shard)
+                        parent(&shard.file.display)
                     )));
                 }
                 None => {}
@@ -226,11 +226,6 @@ impl Catalog {
                 self.shards.len()
             ))),
         }
-    }
-
-    /// The directory of a shard, for messages.
-    fn shards_dir<'a>(&self, shard: &'a Shard) -> &'a str {
-        parent(&shard.file.display)
     }
 
     /// The shard files, in catalog order.
@@ -661,7 +656,9 @@ pub(crate) async fn build_catalog(
         manifests.iter().find(|(d, _)| d == dir).map(|(_, m)| m)
     };
     let promise = |file: &ShardFile| -> Option<RowGroupCounts> {
-        manifest_of(file)?.row_groups(file.name(), file.size).cloned()
+        manifest_of(file)?
+            .row_groups(file.name(), file.size)
+            .cloned()
     };
     let ends_with = |file: &ShardFile| manifest_of(file).and_then(|m| m.eos_of(file.name()));
     let mut deferred: Vec<(usize, ShardFile, RowGroupCounts)> = Vec::new();

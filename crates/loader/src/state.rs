@@ -413,10 +413,24 @@ impl TryFrom<Value> for LoaderState {
     }
 }
 
-/// SHA-256 (hex) of a body's JSON. A body read back from JSON serializes to the same text
-/// (settings keep their key order; numbers round-trip), so the sum is checked by recomputing it.
+/// SHA-256 (hex) of a body's JSON with every object's keys sorted: a state that went through
+/// other hands (Python dicts, a `StatefulDataLoader`, a JSON tool) may come back with its
+/// tables' keys in another order, which changes nothing it says. Numbers round-trip, so the sum
+/// is checked by recomputing it.
 fn body_checksum(body: &Body) -> String {
-    let text = serde_json::to_vec(body).unwrap_or_default();
+    fn sorted(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    let canonical = serde_json::to_value(body).map(sorted).unwrap_or_default();
+    let text = serde_json::to_vec(&canonical).unwrap_or_default();
     Sha256::digest(&text)
         .iter()
         .fold(String::new(), |mut hex, b| {
@@ -507,6 +521,18 @@ mod tests {
         assert_ne!(edited, text);
         let err = LoaderState::from_json(&edited).unwrap_err().to_string();
         assert!(err.contains("checksum does not match"), "{err}");
+        // The same state with its tables' keys in another order (as a Python dict may give it
+        // back) is the same state.
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        let settings = value["settings"].as_object().unwrap().clone();
+        let mut reversed = serde_json::Map::new();
+        for (k, v) in settings.into_iter().rev() {
+            reversed.insert(k, v);
+        }
+        value["settings"] = Value::Object(reversed);
+        let reordered = serde_json::to_string(&value).unwrap();
+        assert_ne!(reordered, text);
+        assert_eq!(LoaderState::from_json(&reordered).unwrap().body, state.body);
         // An older state without a checksum is still read.
         let mut value: Value = serde_json::from_str(&text).unwrap();
         value.as_object_mut().unwrap().remove("checksum");

@@ -182,7 +182,9 @@ async fn a_state_of_other_data_or_settings_is_refused_with_the_difference() {
     let mut edited: serde_json::Value = serde_json::from_str(&state.to_json().unwrap()).unwrap();
     edited["plan"]["unit"] = 999_999.into();
     // The checksum catches the edit at once.
-    let err = LoaderState::from_value(edited.clone()).unwrap_err().to_string();
+    let err = LoaderState::from_value(edited.clone())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("checksum does not match"), "{err}");
     // A state without one (older than it) still has each field checked against the data.
     edited.as_object_mut().unwrap().remove("checksum");

@@ -1082,9 +1082,9 @@ fn a_merged_state_on_more_ranks_than_units_is_refused_at_once() {
     for world in [units.units.len() + 1, 1_000_000_000, 1 << 40] {
         let core = WarmupCore::new(config.build().unwrap());
         let epochs = EpochConfig::default().with_rank(0, world);
-        let err = EpochPlan::resume_merged(units.info(), epochs, core, &merged)
-            .err()
-            .expect("refused");
+        let Err(err) = EpochPlan::resume_merged(units.info(), epochs, core, &merged) else {
+            panic!("{world} ranks: accepted");
+        };
         assert!(err.to_string().contains("row groups"), "{world}: {err}");
     }
 }
@@ -1118,9 +1118,15 @@ fn a_rest_that_cannot_feed_every_rank_in_the_last_epoch_is_an_error_not_an_empty
             }
             Ok(mut p) => {
                 let batches = drive(&mut p, &units, usize::MAX).unwrap();
-                assert!(!batches.is_empty(), "rank {rank} of {world}: resumed to nothing");
+                assert!(
+                    !batches.is_empty(),
+                    "rank {rank} of {world}: resumed to nothing"
+                );
             }
         }
     }
-    assert_eq!(refused, world, "every rank sees the same rest, so every rank refuses");
+    assert_eq!(
+        refused, world,
+        "every rank sees the same rest, so every rank refuses"
+    );
 }
