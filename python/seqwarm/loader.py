@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import operator
 import os
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -13,7 +14,7 @@ import numpy as np
 
 from seqwarm import _seqwarm
 from seqwarm._defaults import default_settings
-from seqwarm._json import to_json
+from seqwarm._json import path_text, to_json
 from seqwarm.errors import ConfigError, StateError
 from seqwarm.schedule import Schedule, schedule_table
 
@@ -94,6 +95,22 @@ def _distributed_rank() -> "tuple[int, int]":
         return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     except ValueError as e:
         raise ConfigError(f"RANK / WORLD_SIZE in the environment are not integers: {e}") from None
+
+
+def _in_worker() -> bool:
+    """Whether this process is a PyTorch DataLoader worker."""
+    import sys
+
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and data.get_worker_info() is not None
+
+
+def _shared_flag() -> Any:
+    """A byte in shared memory: set by a DataLoader worker, seen by the process that made the
+    loader (forked workers share it; spawned ones get it through the spawn)."""
+    import multiprocessing
+
+    return multiprocessing.RawValue("b", 0)
 
 
 def _worker() -> "tuple[int, int]":
@@ -210,13 +227,17 @@ class Loader:
     ) -> None:
         if format not in ("torch", "numpy"):
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= _MAX_THREADS):
-            raise _config_error("threads", f"threads: expected an integer in 0..={_MAX_THREADS} or None, not {threads!r}")
+        if threads is not None:
+            # NumPy integers are integers too (operator.index); bools are not thread counts.
+            count = None if isinstance(threads, (bool, np.bool_)) or not hasattr(threads, "__index__") else operator.index(threads)
+            if count is None or not 0 <= count <= _MAX_THREADS:
+                raise _config_error("threads", f"threads: expected an integer in 0..={_MAX_THREADS} or None, not {threads!r}")
+            threads = count
         if shards is None:
             shards = []
         elif isinstance(shards, (str, bytes, os.PathLike)):
             shards = [shards]
-        self._shards: List[str] = [os.fsdecode(s) for s in shards]
+        self._shards: List[str] = [path_text(s, "shards") for s in shards]
         if rank is None or world_size is None:
             found_rank, found_world = _distributed_rank()
             rank = found_rank if rank is None else rank
@@ -254,7 +275,7 @@ class Loader:
             io_threads=io_threads,
             verify_checksums=verify_checksums,
             memory_map=memory_map,
-            cache_dir=None if cache_dir is None else os.fsdecode(cache_dir),
+            cache_dir=None if cache_dir is None else path_text(cache_dir, "cache_dir"),
             cache_limit=cache_limit,
             sources=None if sources is None else [_source_table(s) for s in sources],
             weight_changes=None if weight_changes is None else [dict(c) for c in weight_changes],
@@ -279,6 +300,9 @@ class Loader:
         # the steps base + w, base + w + N, ... (kept in its checkpoints).
         self._worker_base: Optional[int] = None
         self._lock = threading.Lock()
+        # Set once a DataLoader worker iterates this loader: the position is then in the
+        # workers, and this process's state_dict() would restart at step 0 (see state_dict).
+        self._fed_workers = _shared_flag()
         if state is not None:
             self.load_state_dict(state)
 
@@ -319,6 +343,9 @@ class Loader:
 
     def __iter__(self) -> Iterator[Batch]:
         raw = self._running()
+        if self._fed_workers is not None:
+            # In a worker: the position moves on there. In this process: it is ours again.
+            self._fed_workers.value = 1 if _in_worker() else 0
         worker, workers = _worker()
         turn = 0
         if workers > 1:
@@ -349,11 +376,24 @@ class Loader:
     def state_dict(self) -> Dict[str, Any]:
         """A checkpoint after the last batch yielded: a dict of plain values that
         ``torch.save`` and torchdata's ``StatefulDataLoader`` keep. Resuming from it yields
-        byte-identical batches. (With DataLoader workers, the position is in the workers:
-        take the checkpoint from a ``StatefulDataLoader``, which asks each worker.)"""
+        byte-identical batches.
+
+        With DataLoader workers (``num_workers > 0``) the position is in the workers, not in
+        this object: take the checkpoint from torchdata's ``StatefulDataLoader``
+        (``dataloader.state_dict()``, which asks each worker). Called here after workers
+        iterated the loader, it raises :class:`seqwarm.StateError` instead of returning a
+        checkpoint that would restart at step 0."""
         with self._lock:
-            if self._raw is not None and self._pid == os.getpid():
-                text: Optional[str] = self._raw.state_json()
+            own = self._raw is not None and self._pid == os.getpid()
+            if not _in_worker() and self._fed_workers is not None and self._fed_workers.value:
+                raise StateError(
+                    "this Loader was iterated by DataLoader workers (num_workers > 0), so its position is in the "
+                    "workers and this state_dict() would restart at step 0: checkpoint the DataLoader instead, "
+                    "with torchdata.stateful_dataloader.StatefulDataLoader (its state_dict() asks each worker), "
+                    "or iterate with num_workers=0"
+                )
+            if own:
+                text: Optional[str] = self._raw.state_json()  # type: ignore[union-attr]
             else:
                 text = self._pending
         state: Dict[str, Any] = {_STATE_KEY: json.loads(text) if text is not None else None}
@@ -427,6 +467,12 @@ class Loader:
             if self._raw is not None and self._pid == os.getpid():
                 state["_pending"] = self._raw.state_json()
         del state["_lock"]
+        from multiprocessing import context
+
+        if context.get_spawning_popen() is None:
+            # Shared memory travels only to a process being spawned (a DataLoader worker);
+            # a copy pickled otherwise gets a flag of its own.
+            state["_fed_workers"] = None
         state["_raw"] = None
         state["_pid"] = None
         # The class the user named (the IterableDataset mixed in at construction has no name
@@ -452,6 +498,8 @@ def _unpickle_loader(cls: type, format: str, state: Dict[str, Any]) -> Loader:
     loader = Loader.__new__(cls, format=format)
     loader.__dict__.update(state)
     loader._lock = threading.Lock()
+    if loader.__dict__.get("_fed_workers") is None:
+        loader._fed_workers = _shared_flag()
     return loader
 
 
@@ -499,9 +547,9 @@ def _source_table(source: Mapping[str, Any]) -> Dict[str, Any]:
     table = dict(source)
     shards = table.get("shards")
     if isinstance(shards, (str, bytes, os.PathLike)):
-        table["shards"] = [os.fsdecode(shards)]
+        table["shards"] = [path_text(shards, "sources")]
     elif shards is not None:
-        table["shards"] = [os.fsdecode(s) for s in shards]
+        table["shards"] = [path_text(s, "sources") for s in shards]
     return table
 
 

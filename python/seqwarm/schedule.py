@@ -70,7 +70,7 @@ class Schedule:
         """A schedule from its config table (``{"kind": "linear", "min": 8, ...}``)."""
         if not isinstance(config, Mapping):
             raise TypeError(f"a schedule's config is a mapping, not {type(config).__name__}")
-        info = json.loads(_seqwarm.check_schedule(to_json(dict(config))))
+        info = json.loads(_seqwarm.check_schedule(to_json(dict(config), "schedule")))
         self._config: Dict[str, Any] = info["config"]
         self._info: Dict[str, Any] = info
 

@@ -130,6 +130,12 @@ def test_a_state_of_another_loader_or_version_is_a_state_error(corpus: dict, tmp
     assert "version 99" in str(e.value)
     with pytest.raises(seqwarm.StateError):
         loader.load_state_dict({"something": "else"})
+    # An in-range edit (the checkpoint's step moved by one) fails the state's checksum.
+    edited = json.loads(json.dumps(state))
+    edited["seqwarm_loader_state"]["plan"]["step_in_epoch"] += 1
+    with pytest.raises(seqwarm.StateError) as e:
+        drain(seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, state=edited))
+    assert "checksum" in str(e.value)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -179,3 +185,36 @@ def test_hostile_settings_are_refused_or_run(corpus: dict, settings: dict) -> No
         drain(seqwarm.Loader(corpus["dir"], linear(), **settings))
     except (seqwarm.SeqwarmError, OverflowError, TypeError):
         pass
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), np.float64("nan")])
+def test_a_non_finite_number_names_its_keyword(corpus: dict, value: float) -> None:
+    for kwargs, field in [
+        ({"cache_limit": value, "cache_dir": "/tmp"}, "cache_limit"),
+        ({"retry": {"max_retries": 3, "initial_backoff_ms": value}}, "retry.initial_backoff_ms"),
+        ({"sources": [{"name": "a", "shards": [corpus["dir"]], "weight": value}]}, "sources[0].weight"),
+    ]:
+        with pytest.raises(seqwarm.ConfigError) as e:
+            seqwarm.Loader(None if "sources" in kwargs else corpus["dir"], linear(), **kwargs)  # type: ignore[arg-type]
+        assert e.value.field == field and "finite" in str(e.value), (kwargs, str(e.value))
+    schedule = {"kind": "linear", "min": 16, "max": 128, "duration": value, "total": 10}
+    with pytest.raises(seqwarm.ConfigError) as e:
+        seqwarm.Loader(corpus["dir"], schedule)
+    assert e.value.field == "schedule.duration", str(e.value)
+
+
+def test_numpy_integers_are_thread_counts(corpus: dict) -> None:
+    for threads in [np.int64(1), np.int32(0), np.uint8(2)]:
+        assert sum(1 for _ in seqwarm.Loader(corpus["dir"], linear(), batch_rows=4, threads=threads)) > 0
+    for threads in [np.bool_(True), np.float64(1.0)]:
+        with pytest.raises(seqwarm.ConfigError) as e:
+            seqwarm.Loader(corpus["dir"], linear(), threads=threads)  # type: ignore[arg-type]
+        assert e.value.field == "threads"
+
+
+def test_a_path_that_is_not_utf8_is_a_config_error_naming_it() -> None:
+    for kwargs, field in [({}, "shards"), ({"cache_dir": b"/tmp/\xff"}, "cache_dir")]:
+        shards = b"/tmp/\xffshards" if field == "shards" else "/tmp"
+        with pytest.raises(seqwarm.ConfigError) as e:
+            seqwarm.Loader(shards, linear(), **kwargs)  # type: ignore[arg-type]
+        assert e.value.field == field and "UTF-8" in str(e.value), str(e.value)

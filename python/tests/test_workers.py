@@ -50,9 +50,28 @@ def test_a_loader_resumed_or_started_in_the_parent_continues_in_its_workers(corp
     iterator = iter(started)
     for _ in range(5):
         next(iterator)
+    at_five = started.state_dict()
     assert run(started, 2, multiprocessing_context=context) == reference[5:]
-    resumed = make(corpus, state=started.state_dict())
+    resumed = make(corpus, state=at_five)
     assert run(resumed, 2, multiprocessing_context=context) == reference[5:]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_a_plain_dataloader_with_workers_never_gives_a_checkpoint_that_restarts_at_step_0(corpus: dict, context: str) -> None:
+    """Family: resume restarting from sample 0 (MosaicML Streaming #437, #880). After a plain
+    DataLoader's workers iterated the loader, its state_dict() returned ``None`` for the state,
+    and loading that started again at step 0 without a word. It now raises, naming the fix."""
+    loader = make(corpus)
+    batches = iter(DataLoader(loader, batch_size=None, num_workers=2, multiprocessing_context=context))
+    for _ in range(4):
+        next(batches)
+    with pytest.raises(seqwarm.StateError, match="StatefulDataLoader"):
+        loader.state_dict()
+    del batches
+    # Iterated here again, the position is this process's own: checkpoints work as before.
+    again = iter(loader)
+    next(again)
+    assert loader.state_dict()["seqwarm_loader_state"] is not None
 
 
 def test_a_loader_pickles_with_its_settings_and_position(corpus: dict) -> None:
