@@ -167,8 +167,18 @@ impl ShardCache {
             return Ok(None);
         }
         // One download per shard: whoever held the lock before us may have made the entry.
-        let lock = lock_file(&self.dir.join(format!("{key}.lock")))?;
-        lock.lock().map_err(|e| cache_error(&self.dir, e))?;
+        let lock_path = self.dir.join(format!("{key}.lock"));
+        let lock = lock_file(&lock_path)?;
+        wait_for_lock(&lock, &lock_path, NOTICE_AFTER, |waited| {
+            tracing::warn!(
+                "waiting {:.0} s for the cache lock {} (another process is downloading {} \
+                 into the cache, or holds the lock without doing so: a process stopped in a \
+                 debugger, say)",
+                waited.as_secs_f64(),
+                lock_path.display(),
+                shard.display
+            );
+        })?;
         match self.find(&key, shard.size)? {
             Found::Intact(file) => {
                 self.used(&data, &file);
@@ -302,8 +312,16 @@ impl ShardCache {
         seqwarm_format::atomic::write_atomic(&record_path, &record_bytes)
             .map_err(|e| cache_error(&record_path, e))?;
         {
-            let dir_lock = lock_file(&self.dir.join(".lock"))?;
-            dir_lock.lock().map_err(|e| cache_error(&self.dir, e))?;
+            let dir_lock_path = self.dir.join(".lock");
+            let dir_lock = lock_file(&dir_lock_path)?;
+            wait_for_lock(&dir_lock, &dir_lock_path, NOTICE_AFTER, |waited| {
+                tracing::warn!(
+                    "waiting {:.0} s for the cache directory's lock {} (held by another \
+                     process making room in the cache)",
+                    waited.as_secs_f64(),
+                    dir_lock_path.display()
+                );
+            })?;
             self.make_room(shard.size, data)?;
             seqwarm_format::atomic::finish_atomic(&partial, data)
                 .map_err(|e| cache_error(data, e))?;
@@ -411,6 +429,38 @@ fn entry_key(shard: &ShardFile) -> String {
         })
 }
 
+/// How long a wait for a cache lock goes before it is reported, and between reports.
+const NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the exclusive lock on `file` (at `path`), calling `notice` with the time waited once
+/// `every` has passed and again each `every` after, so that a lock held forever by another
+/// process is a message naming it, not a silent hang. (No bound: a download another process
+/// is making may rightly take long.)
+fn wait_for_lock(
+    file: &File,
+    path: &Path,
+    every: std::time::Duration,
+    mut notice: impl FnMut(std::time::Duration),
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut next_notice = every;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(cache_error(path, e)),
+        }
+        let waited = started.elapsed();
+        if waited >= next_notice {
+            notice(waited);
+            next_notice = waited + every;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 fn lock_file(path: &Path) -> Result<File> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -448,6 +498,34 @@ fn cache_error(path: &Path, e: impl std::fmt::Display) -> LoaderError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lock_held_elsewhere_is_reported_while_waited_for_then_taken() {
+        let dir = std::env::temp_dir().join(format!("seqwarm-lock-wait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.lock");
+        let holder = super::lock_file(&path).unwrap();
+        holder.lock().unwrap();
+        let waiter = super::lock_file(&path).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(holder);
+        });
+        let mut notices = Vec::new();
+        super::wait_for_lock(
+            &waiter,
+            &path,
+            std::time::Duration::from_millis(50),
+            |waited| {
+                notices.push(waited);
+            },
+        )
+        .unwrap();
+        release.join().unwrap();
+        assert!(notices.len() >= 2, "{notices:?}");
+        assert!(notices.windows(2).all(|w| w[0] < w[1]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use object_store::PutPayload;
     use object_store::memory::InMemory;
     use object_store::path::Path as ObjectPath;
