@@ -101,7 +101,11 @@ async fn resume_restarting_from_sample_0_family_streaming_437_880() {
         assert!(whole.len() > 20, "{mode:?}: {}", whole.len());
         for cut in [1, whole.len() / 3, whole.len() - 1] {
             let (_, rest) = interrupted(b, cut).await;
-            assert_eq!(rest.first().map(|s| s.0), Some(cut as u64), "{mode:?} at {cut}");
+            assert_eq!(
+                rest.first().map(|s| s.0),
+                Some(cut as u64),
+                "{mode:?} at {cut}"
+            );
             assert_eq!(rest, whole[cut..], "{mode:?} resumed at {cut}");
         }
     }
@@ -123,7 +127,11 @@ async fn packing_plus_resume_repeating_data_family_llm_foundry_1277() {
             let mut got = tokens(&before);
             got.extend(tokens(&rest));
             let unique: HashSet<i64> = got.iter().copied().collect();
-            assert_eq!(unique.len(), got.len(), "{mode:?} at {cut}: a token repeated");
+            assert_eq!(
+                unique.len(),
+                got.len(),
+                "{mode:?} at {cut}: a token repeated"
+            );
             got.sort_unstable();
             assert_eq!(got, all, "{mode:?} at {cut}");
         }
@@ -146,7 +154,11 @@ async fn a_resume_dropping_an_epoch_family_torchdata_1437() {
             counts
         };
         let counts = per_epoch(&whole);
-        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{mode:?}");
+        assert_eq!(
+            counts.keys().copied().collect::<Vec<_>>(),
+            [0, 1, 2],
+            "{mode:?}"
+        );
         let mut boundaries = Vec::new();
         let mut at = 0;
         for n in counts.values().take(2) {
@@ -195,7 +207,10 @@ async fn workers_or_ranks_silently_getting_no_data_family_hf_datasets_8669() {
                 assert!(seen.insert(t), "rank {rank} of {world}: token {t} twice");
             }
         }
-        assert!(counts.iter().all(|&c| c == counts[0] && c > 0), "{world}: {counts:?}");
+        assert!(
+            counts.iter().all(|&c| c == counts[0] && c > 0),
+            "{world}: {counts:?}"
+        );
     }
 }
 
@@ -231,7 +246,11 @@ async fn skip_divided_across_ranks_family_torchtitan_1082() {
             let whole = take(&mut b().build().await.unwrap(), usize::MAX).await;
             let cut = whole.len() / 2;
             let (_, rest) = interrupted(b, cut).await;
-            assert_eq!(rest.first().map(|s| s.0), Some(cut as u64), "{mode:?} rank {rank}");
+            assert_eq!(
+                rest.first().map(|s| s.0),
+                Some(cut as u64),
+                "{mode:?} rank {rank}"
+            );
             assert_eq!(rest, whole[cut..], "{mode:?} rank {rank}");
         }
     }
@@ -250,7 +269,10 @@ async fn resampling_losing_and_repeating_files_family_webdataset_453() {
     assert_eq!(got, thrice, "every token three times over three epochs");
     let mut by_epoch: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
     for rank in 0..2 {
-        let mut loader = builder(&dir, Mode::Repack, rank, 2, 3).build().await.unwrap();
+        let mut loader = builder(&dir, Mode::Repack, rank, 2, 3)
+            .build()
+            .await
+            .unwrap();
         for (step, epoch, rows) in take(&mut loader, usize::MAX).await {
             let _ = step;
             let real = rows.into_iter().flatten().filter(|&t| t != 0);
@@ -260,7 +282,16 @@ async fn resampling_losing_and_repeating_files_family_webdataset_453() {
     assert_eq!(by_epoch.len(), 3);
     for (epoch, tokens) in by_epoch {
         let unique: HashSet<i64> = tokens.iter().copied().collect();
-        assert_eq!(unique.len(), tokens.len(), "epoch {epoch}: a token read twice");
-        assert!(tokens.len() * 10 >= all.len() * 8, "epoch {epoch}: {} of {}", tokens.len(), all.len());
+        assert_eq!(
+            unique.len(),
+            tokens.len(),
+            "epoch {epoch}: a token read twice"
+        );
+        assert!(
+            tokens.len() * 10 >= all.len() * 8,
+            "epoch {epoch}: {} of {}",
+            tokens.len(),
+            all.len()
+        );
     }
 }

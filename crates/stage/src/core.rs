@@ -324,6 +324,30 @@ impl<S: RowSink> WarmupCore<S> {
         self.stats.tokens_dropped += dropped;
     }
 
+    /// Counts `documents` documents of `tokens` tokens (EOS not counted) that were never read
+    /// (what a rank had not reached of its share when a multi-rank epoch ended) as taken in
+    /// and dropped, so that every token of the epoch is emitted or counted and the counters
+    /// still add up.
+    pub(crate) fn drop_unread(&mut self, documents: u64, tokens: u64) {
+        let eos = if self.warmup.eos_id().is_some() {
+            documents
+        } else {
+            0
+        };
+        let tokens = tokens.saturating_add(eos);
+        self.stats.documents = self.stats.documents.saturating_add(documents);
+        self.stats.tokens_in = self.stats.tokens_in.saturating_add(tokens);
+        self.stats.tokens_dropped = self.stats.tokens_dropped.saturating_add(tokens);
+    }
+
+    /// The documents of the current run not yet taken in, and their tokens (EOS not counted).
+    pub(crate) fn unread_in_run(&self) -> (u64, u64) {
+        self.current.as_ref().map_or((0, 0), |d| {
+            let from = self.cursor.min(d.len());
+            ((d.len() - from) as u64, d.tokens_in(from, d.len()) as u64)
+        })
+    }
+
     fn emit(&mut self, batch: Batch, seq_len: usize) -> ScheduledBatch {
         let tokens = batch.token_count() as u64;
         self.progress.advance(batch.rows() as u64, tokens);

@@ -11,13 +11,17 @@
 //! - **What each old rank held**: its carried tokens (the sink's), its shuffle buffer, its
 //!   counters and its progress. These are tokens taken from the data but not yet emitted.
 //!
-//! A resumed rank `j` of `M` then reads every `M`-th unit of the epoch's rest (the untouched
-//! and partly read units, in the epoch's order, each skipping the documents already taken),
-//! and starts with the carried tokens and shuffle buffers of the old ranks `r` with
-//! `r % M == j`, their counters summed (so every rank's counters still add up, and the
-//! counters of all ranks together are those of the old ranks). A rank of a larger world that
-//! inherits no old rank starts empty. From the next epoch on, units are dealt to `M` ranks as
-//! usual.
+//! What the old ranks leave is dealt to the `M` new ranks by load (`deal`): each old rank's
+//! held tokens (carry and shuffle buffer, handed over whole) and each unit of the epoch's rest
+//! (the untouched and partly read units, in the epoch's order, each skipping the documents
+//! already taken), largest first, to the new rank holding the least so far. A new rank starts
+//! with the carried tokens and shuffle buffers it took over, their counters summed (so every
+//! rank's counters still add up, and the counters of all ranks together are those of the old
+//! ranks); one that took over none starts empty. Each rank reads its units in the rest's
+//! order. Every rank
+//! computes the same deal from the merged state, and each entry of the rest names its rank,
+//! so that a checkpoint of the resumed ranks resumes, and merges, the same way. From the next
+//! epoch on, units are dealt to `M` ranks as usual.
 //!
 //! **Progress.** The schedule continues from the same step: every rank resumes at step `k`
 //! (the ranks were in lockstep). Samples and tokens, which each rank counts for itself, resume
@@ -27,10 +31,15 @@
 //!
 //! **The epoch's end.** With several new ranks, the batches each emits in the rest of the
 //! epoch are what the rank with the least data is sure to fill (as at an epoch's start): the
-//! tokens of its untouched units (a partly read unit counts as empty, a lower bound) and of
-//! what it inherits. What is left when the epoch ends is dropped and counted, as always with
-//! several ranks.
+//! tokens of its units by their footers (a partly read unit's less the tokens its old rank
+//! had taken, which every checkpoint records; as empty for a state written before that) and
+//! of what it inherits. What is left when the epoch ends, the units a rank did not reach
+//! included, is dropped and counted, as always with several ranks. A rest that leaves some
+//! rank less than one batch is refused when no epoch follows (every rank would emit nothing);
+//! with a later epoch, that rest is dropped and counted, and the next epoch dealt anew.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +59,15 @@ pub struct RestUnit {
     pub unit: usize,
     /// Documents already taken from its start.
     pub taken: u64,
+    /// Tokens of those documents (EOS not counted), when known: the unit's rest holds at least
+    /// its footer's count less these. `None` in states written before they were recorded (the
+    /// rest of such a unit then counts as empty in the batch count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_tokens: Option<u64>,
+    /// The rank that reads it, when the rest was dealt by load; `None`: entry `i` of the list
+    /// goes to rank `i % world_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
 }
 
 /// The checkpoints of all ranks at one step, as one state that any number of ranks resumes
@@ -66,6 +84,10 @@ pub struct MergedState {
     /// Each old rank's position in its share of the list, and the documents it had taken from
     /// the unit there.
     positions: Vec<(u64, u64)>,
+    /// Each old rank's tokens (EOS not counted) of the documents it had taken from the unit at
+    /// its position, when known; empty in states merged before they were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unit_tokens: Vec<Option<u64>>,
     /// Each old rank's core: progress, carried tokens, shuffle buffer, counters.
     cores: Vec<CoreState>,
 }
@@ -114,6 +136,7 @@ impl MergedState {
             step_in_epoch: first.step_in_epoch(),
             rest: first.rest().map(<[RestUnit]>::to_vec),
             positions: states.iter().map(PlanState::position).collect(),
+            unit_tokens: states.iter().map(PlanState::unit_tokens).collect(),
             cores: states.iter().map(|s| s.core().clone()).collect(),
         })
     }
@@ -133,37 +156,48 @@ impl MergedState {
         self.cores.first().map_or(0, CoreState::step)
     }
 
-    /// The epoch's rest: `list` (the units in the order the old ranks dealt them) without
-    /// what the old ranks had read, in the same order.
+    /// The epoch's rest: `list` (the units in the order the old ranks dealt them, each to the
+    /// rank it names, or entry `i` to rank `i % N`) without what the old ranks had read, in
+    /// the same order, each with the documents (and their tokens) already taken. The ranks
+    /// `list` names must be below `N` (checked by `resume_merged`).
     fn rest_of(&self, list: &[RestUnit]) -> Vec<RestUnit> {
         let n = self.positions.len().max(1);
+        // How many entries of its share each old rank has passed so far.
+        let mut seen = vec![0u64; n];
         list.iter()
             .enumerate()
             .filter_map(|(i, item)| {
-                let (position, taken) = self.positions[i % n];
-                let at = (i / n) as u64;
+                let r = item.rank.unwrap_or(i % n);
+                let at = seen[r];
+                seen[r] += 1;
+                let (position, taken) = self.positions[r];
+                let unread = RestUnit {
+                    rank: None,
+                    ..*item
+                };
                 match at.cmp(&position) {
                     std::cmp::Ordering::Less => None,
-                    std::cmp::Ordering::Equal => Some(RestUnit {
-                        unit: item.unit,
-                        taken: item.taken.max(taken),
+                    std::cmp::Ordering::Equal if taken > item.taken => Some(RestUnit {
+                        taken,
+                        taken_tokens: self.unit_tokens.get(r).copied().flatten(),
+                        ..unread
                     }),
-                    std::cmp::Ordering::Greater => Some(*item),
+                    std::cmp::Ordering::Equal | std::cmp::Ordering::Greater => Some(unread),
                 }
             })
             .collect()
     }
 
-    /// The core rank `rank` of `world` resumes with: the old ranks `r` with
-    /// `r % world == rank` handed over (carry, shuffle buffer, counters summed), the progress
+    /// The core rank `rank` resumes with: the old ranks `r` with `owners[r] == rank` handed
+    /// over (carry, shuffle buffer, counters summed; [`deal`] picks the owners), the progress
     /// at the step, samples and tokens the old ranks' mean.
-    fn core_for(&self, rank: usize, world: usize) -> Result<CoreState> {
+    fn core_for(&self, rank: usize, owners: &[usize]) -> Result<CoreState> {
         let donors: Vec<&CoreState> = self
             .cores
             .iter()
-            .enumerate()
-            .filter(|(r, _)| r % world.max(1) == rank)
-            .map(|(_, core)| core)
+            .zip(owners)
+            .filter(|(_, owner)| **owner == rank)
+            .map(|(core, _)| core)
             .collect();
         let Some(first) = self.cores.first() else {
             return Err(StageError::State {
@@ -230,10 +264,74 @@ fn add(a: Stats, b: Stats) -> Stats {
     }
 }
 
+/// Deals what the old ranks leave of the epoch to `world` ranks by load, and says the least
+/// any rank then holds: the tokens each old rank held (its carry and shuffle buffer, handed
+/// over whole) and the units of the rest are taken largest first (held tokens before units on
+/// ties, then in order), each going to the rank holding the least so far (the lowest rank on
+/// ties). This keeps the least any rank holds, and so the rest's batch count, as high as whole
+/// pieces allow (what every other rank holds beyond it is dropped at the epoch's end). Each
+/// rank still reads its units in the list's order. Lower bounds throughout: a unit's rest is
+/// its footer's tokens less those already taken, and a partly read unit whose taken tokens are
+/// not known (a state written before they were recorded) counts as empty. Returns the rest
+/// with each unit's rank, each old rank's new owner, and the least. O((units + old ranks) log)
+/// whatever the number of new ranks, and the same on every rank.
+fn deal(
+    units: &[UnitInfo],
+    merged: &MergedState,
+    mut rest: Vec<RestUnit>,
+    world: usize,
+) -> (Vec<RestUnit>, Vec<usize>, u64) {
+    /// A piece to deal: an old rank's held tokens, or an entry of the rest.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Piece {
+        Held(usize),
+        Unit(usize),
+    }
+    let world = world.max(1);
+    let left = |item: &RestUnit| match (item.taken, item.taken_tokens) {
+        (0, _) => units[item.unit].tokens,
+        (_, Some(taken)) => units[item.unit].tokens.saturating_sub(taken),
+        (_, None) => 0,
+    };
+    let mut pieces: Vec<(u64, Piece)> = merged
+        .cores
+        .iter()
+        .enumerate()
+        .map(|(r, core)| (buffered(&core.stats()), Piece::Held(r)))
+        .chain(
+            rest.iter()
+                .enumerate()
+                .map(|(i, item)| (left(item), Piece::Unit(i))),
+        )
+        .collect();
+    pieces.sort_by_key(|&(tokens, piece)| (Reverse(tokens), piece));
+    let mut least_first: BinaryHeap<Reverse<(u64, usize)>> =
+        (0..world).map(|rank| Reverse((0, rank))).collect();
+    let mut owners = vec![0usize; merged.cores.len()];
+    for (tokens, piece) in pieces {
+        let Some(Reverse((held, rank))) = least_first.pop() else {
+            break;
+        };
+        match piece {
+            Piece::Held(r) => owners[r] = rank,
+            Piece::Unit(i) => rest[i].rank = Some(rank),
+        }
+        least_first.push(Reverse((held.saturating_add(tokens), rank)));
+    }
+    let least = least_first
+        .into_iter()
+        .map(|Reverse((tokens, _))| tokens)
+        .min()
+        .unwrap_or(0);
+    (rest, owners, least)
+}
+
 impl EpochPlan<ModeSink> {
     /// Rank `config.rank()` of `config.world_size()` resuming from the merged checkpoints of
     /// another number of ranks (or the same); see the module documentation. `units` and the
-    /// settings other than the rank and the number of ranks must be the old ranks'.
+    /// settings other than the rank and the number of ranks must be the old ranks'. A rest of
+    /// the last epoch that leaves some rank less than one batch is an error (every rank would
+    /// emit nothing), as more ranks than units is.
     pub fn resume_merged(
         units: impl Into<Arc<[UnitInfo]>>,
         config: EpochConfig,
@@ -241,8 +339,9 @@ impl EpochPlan<ModeSink> {
         merged: &MergedState,
     ) -> Result<Self> {
         let units: Arc<[UnitInfo]> = units.into();
-        // First, as for a plain state: a world larger than the units (2^40 ranks, say) is
-        // refused at once, and everything below is bounded by the units and the old ranks.
+        // The rank and the number of ranks first, as for a plain state: more ranks than units
+        // is refused at once, and everything below is bounded by the units, not by the number
+        // of ranks (looping over the ranks, 2^40 of them never returned).
         config.check(units.len())?;
         let out_of_range = |what: String| StageError::State {
             reason: format!("{what} (a checkpoint of another data set, or edited by hand?)"),
@@ -254,6 +353,19 @@ impl EpochPlan<ModeSink> {
                 merged.epoch
             )));
         }
+        let n = merged.positions.len();
+        if n == 0 || merged.cores.len() != n {
+            return Err(out_of_range(format!(
+                "{n} ranks' positions and {} ranks' cores",
+                merged.cores.len()
+            )));
+        }
+        if !merged.unit_tokens.is_empty() && merged.unit_tokens.len() != n {
+            return Err(out_of_range(format!(
+                "{n} ranks' positions and {} ranks' unit tokens",
+                merged.unit_tokens.len()
+            )));
+        }
         if let Some(bad) = merged.rest.iter().flatten().find(|r| r.unit >= units.len()) {
             return Err(out_of_range(format!(
                 "unit {} of {}",
@@ -261,11 +373,14 @@ impl EpochPlan<ModeSink> {
                 units.len()
             )));
         }
-        let n = merged.positions.len();
-        if n == 0 || merged.cores.len() != n {
+        if let Some(rank) = merged
+            .rest
+            .iter()
+            .flatten()
+            .find_map(|r| r.rank.filter(|&k| k >= n))
+        {
             return Err(out_of_range(format!(
-                "{n} ranks' positions and {} ranks' cores",
-                merged.cores.len()
+                "a unit of the epoch's list dealt to rank {rank} of {n}"
             )));
         }
         if merged.step_in_epoch > merged.step() {
@@ -276,23 +391,31 @@ impl EpochPlan<ModeSink> {
             )));
         }
         let (rank, world) = (config.rank(), config.world_size().max(1));
-        core.restore(&merged.core_for(rank, world)?)?;
         let list = match &merged.rest {
             Some(rest) => rest.clone(),
             None => Self::epoch_order(&units, &config, merged.epoch)
                 .into_iter()
-                .map(|unit| RestUnit { unit, taken: 0 })
+                .map(|unit| RestUnit {
+                    unit,
+                    taken: 0,
+                    taken_tokens: None,
+                    rank: None,
+                })
                 .collect(),
         };
-        // Each old rank's position within its share of the list (just past it when the rank
-        // read all of it), and the documents within that unit.
-        for (r, &(position, document)) in merged.positions.iter().enumerate() {
-            let share = list.iter().skip(r).step_by(n);
-            let len = share.clone().count() as u64;
-            let documents = share
-                .clone()
-                .nth(usize::try_from(position).unwrap_or(usize::MAX))
-                .map_or(0, |item| units[item.unit].documents);
+        // Each old rank's share of the list, its position within it (just past it when the
+        // rank read all of it), and the documents within that unit.
+        let mut shares: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, item) in list.iter().enumerate() {
+            shares[item.rank.unwrap_or(i % n)].push(item.unit);
+        }
+        for (r, (&(position, document), share)) in merged.positions.iter().zip(&shares).enumerate()
+        {
+            let len = share.len() as u64;
+            let documents = usize::try_from(position)
+                .ok()
+                .and_then(|at| share.get(at))
+                .map_or(0, |&unit| units[unit].documents);
             let read_again = position >= len;
             if (!read_again && document > documents) || position > crate::stats::MAX_COUNT {
                 return Err(out_of_range(format!(
@@ -301,27 +424,15 @@ impl EpochPlan<ModeSink> {
                 )));
             }
         }
-        // A unit an old rank had read to its end is not dealt again as an empty entry: it
-        // would shift every later unit to the next rank, and leave the ranks that get such
-        // entries less to read.
+        // A unit an old rank had read to its end is not dealt again as an empty entry: the
+        // rank given it would have less to read than the deal counts on.
         let rest: Vec<RestUnit> = merged
             .rest_of(&list)
             .into_iter()
             .filter(|r| r.taken < units[r.unit].documents)
             .collect();
-        // With several ranks, the rest of the epoch's batch count: what the rank holding the
-        // least is sure to fill, counting a partly read unit as empty.
-        // One pass over the rest and one over the old ranks (`world` is at most the units).
-        let mut held = vec![0u64; world];
-        for (i, r) in rest.iter().enumerate() {
-            if r.taken == 0 {
-                held[i % world] = held[i % world].saturating_add(units[r.unit].tokens);
-            }
-        }
-        for (r, c) in merged.cores.iter().enumerate() {
-            held[r % world] = held[r % world].saturating_add(buffered(&c.stats()));
-        }
-        let least = held.into_iter().min().unwrap_or(0);
+        let (rest, owners, least) = deal(&units, merged, rest, world);
+        core.restore(&merged.core_for(rank, &owners)?)?;
         Self::resume_rest(
             units,
             config,
@@ -344,30 +455,83 @@ mod tests {
             step_in_epoch: 0,
             rest: None,
             positions,
+            unit_tokens: Vec::new(),
             cores: Vec::new(),
+        }
+    }
+
+    fn at(unit: usize, taken: u64) -> RestUnit {
+        RestUnit {
+            unit,
+            taken,
+            taken_tokens: None,
+            rank: None,
         }
     }
 
     #[test]
     fn the_rest_leaves_out_what_each_rank_read_and_keeps_the_order() {
-        let list: Vec<RestUnit> = (0..10).map(|unit| RestUnit { unit, taken: 0 }).collect();
+        let list: Vec<RestUnit> = (0..10).map(|unit| at(unit, 0)).collect();
         // Two ranks: rank 0 read 0, 2 and 3 documents of 4; rank 1 read 1 and nothing of 3.
-        let rest = merged(vec![(2, 3), (1, 0)]).rest_of(&list);
+        let mut two = merged(vec![(2, 3), (1, 0)]);
+        two.unit_tokens = vec![Some(42), Some(0)];
+        let rest = two.rest_of(&list);
         let got: Vec<(usize, u64)> = rest.iter().map(|r| (r.unit, r.taken)).collect();
         assert_eq!(
             got,
             vec![(3, 0), (4, 3), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0)]
         );
+        // With the tokens of the documents taken.
+        assert_eq!(rest[1].taken_tokens, Some(42));
+        // Dealt by rank rather than round-robin: rank 1 of 2 reads units 0, 1 and 2.
+        let dealt: Vec<RestUnit> = (0..5)
+            .map(|unit| RestUnit {
+                rank: Some(usize::from(unit < 3)),
+                ..at(unit, 0)
+            })
+            .collect();
+        let rest = merged(vec![(0, 0), (2, 0)]).rest_of(&dealt);
+        let units: Vec<usize> = rest.iter().map(|r| r.unit).collect();
+        assert_eq!(units, vec![2, 3, 4]);
         // A rank that read its whole share (and went round again) leaves none of it.
         let rest = merged(vec![(7, 0), (0, 0)]).rest_of(&list);
         let units: Vec<usize> = rest.iter().map(|r| r.unit).collect();
         assert_eq!(units, vec![1, 3, 5, 7, 9]);
         // Documents taken from a unit before (an earlier elastic resume) still count.
-        let earlier = vec![
-            RestUnit { unit: 4, taken: 5 },
-            RestUnit { unit: 6, taken: 0 },
-        ];
+        let earlier = vec![at(4, 5), at(6, 0)];
         let rest = merged(vec![(0, 2), (0, 0)]).rest_of(&earlier);
         assert_eq!(rest, earlier);
+    }
+
+    #[test]
+    fn the_rest_is_dealt_by_load_and_a_partly_read_unit_counts_what_is_left_of_it() {
+        let units: Vec<UnitInfo> = [100, 10, 10, 10, 10, 60]
+            .into_iter()
+            .map(|tokens| UnitInfo {
+                documents: 5,
+                tokens,
+            })
+            .collect();
+        let all: Vec<RestUnit> = (0..6).map(|unit| at(unit, 0)).collect();
+        // Round-robin would leave rank 1 with 80 tokens (and rank 0 with 120): by load, 100
+        // each, and each rank reads its units in the list's order.
+        let (dealt, _, least) = deal(&units, &merged(vec![(0, 0)]), all, 2);
+        let ranks: Vec<Option<usize>> = dealt.iter().map(|r| r.rank).collect();
+        assert_eq!(
+            ranks,
+            vec![Some(0), Some(1), Some(1), Some(1), Some(1), Some(1)]
+        );
+        assert_eq!(least, 100);
+        // A partly read unit counts its footer's tokens less those taken, or nothing when
+        // those are not known.
+        let partly = vec![
+            RestUnit {
+                taken_tokens: Some(45),
+                ..at(5, 2)
+            },
+            at(0, 2),
+        ];
+        let (_, _, least) = deal(&units, &merged(vec![(0, 0)]), partly, 1);
+        assert_eq!(least, 15);
     }
 }

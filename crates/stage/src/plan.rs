@@ -134,6 +134,12 @@ pub struct PlanState<C = crate::sink::ModeCarry> {
     /// (`elastic.rs`), not the epoch's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rest: Option<Vec<RestUnit>>,
+    /// Tokens (EOS not counted) of the documents before `document` of the unit at `unit`, when
+    /// known and `document > 0`: what an elastic resume counts on of a partly read unit is its
+    /// footer's tokens less these (states written before them have none: such a unit's rest
+    /// then counts as empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit_tokens: Option<u64>,
 }
 
 impl<C> PlanState<C> {
@@ -154,6 +160,15 @@ impl<C> PlanState<C> {
     pub(crate) fn position(&self) -> (u64, u64) {
         (self.unit, self.document)
     }
+    /// Tokens (EOS not counted) of the documents taken from the unit at the position, when
+    /// known.
+    pub(crate) fn unit_tokens(&self) -> Option<u64> {
+        if self.document == 0 {
+            Some(0)
+        } else {
+            self.unit_tokens
+        }
+    }
     /// The core's part.
     pub fn core(&self) -> &CoreState<C> {
         &self.core
@@ -168,6 +183,16 @@ impl<C> PlanState<C> {
     }
 }
 
+/// How far a rank's reads have reached in its share of an epoch: the unit at `position` of
+/// its order, up to document `documents`, whose documents before that hold `tokens` tokens
+/// (EOS not counted) when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadTo {
+    position: u64,
+    documents: u64,
+    tokens: Option<u64>,
+}
+
 /// The sans-IO epoch plan around a [`WarmupCore`]; see the module documentation.
 // Four independent facts of the epoch in progress (reads asked for, stopped, tokens taken,
 // share read), not a state an enum would name better.
@@ -180,12 +205,19 @@ pub struct EpochPlan<S: RowSink = ModeSink> {
     order: Arc<[usize]>,
     /// The current epoch's list when it is the rest of an elastic resume (`elastic.rs`).
     rest: Option<Arc<[RestUnit]>>,
-    /// With `rest`: the documents already taken from the unit at each position of `order`.
-    taken: Arc<[u64]>,
+    /// With `rest`: the documents already taken from the unit at each position of `order`,
+    /// and their tokens when known.
+    taken: Arc<[(u64, Option<u64>)]>,
     steps_per_epoch: Option<u64>,
     step_in_epoch: u64,
     start: u64,
     skip: u64,
+    /// The tokens of the `skip` documents (a checkpoint's `unit_tokens`), when known.
+    skip_tokens: Option<u64>,
+    /// How far this epoch's reads have reached in this rank's share (`None` before its first
+    /// documents): where what the rank never read starts when the epoch ends by the batch
+    /// count.
+    read_to: Option<ReadTo>,
     phase: Phase,
     reads_started: bool,
     /// Stopped by a limit or an error (not part of a checkpoint: a resume with a larger limit
@@ -249,6 +281,8 @@ impl<S: RowSink> EpochPlan<S> {
             step_in_epoch: 0,
             start: 0,
             skip: 0,
+            skip_tokens: Some(0),
+            read_to: None,
             phase,
             reads_started: false,
             stopped: false,
@@ -317,12 +351,19 @@ impl<S: RowSink> EpochPlan<S> {
         let mut plan = Self::at_epoch_start(units.into(), config, core, state.epoch, phase)?;
         (plan.start, plan.skip, plan.step_in_epoch) =
             (state.unit, state.document, state.step_in_epoch);
+        plan.skip_tokens = state.unit_tokens();
         if let Some(rest) = &state.rest {
             if let Some(bad) = rest.iter().find(|r| r.unit >= plan.units.len()) {
                 return Err(out_of_range(format!(
                     "unit {} of {}",
                     bad.unit,
                     plan.units.len()
+                )));
+            }
+            let world = plan.config.world_size();
+            if let Some(rank) = rest.iter().find_map(|r| r.rank.filter(|&k| k >= world)) {
+                return Err(out_of_range(format!(
+                    "a unit of the epoch's list dealt to rank {rank} of {world}"
                 )));
             }
             plan.rest = Some(Arc::from(rest.as_slice()));
@@ -334,6 +375,7 @@ impl<S: RowSink> EpochPlan<S> {
         plan.share_ended = state.unit >= plan.order.len() as u64;
         if phase != state.phase {
             (plan.start, plan.skip, plan.step_in_epoch) = (0, 0, 0);
+            plan.skip_tokens = Some(0);
             plan.rest = None;
             plan.order_epoch();
             plan.steps_per_epoch = plan.count_steps()?;
@@ -457,8 +499,9 @@ impl<S: RowSink> EpochPlan<S> {
             }
             if self.epoch_full() {
                 // Every rank stops the epoch at the same batch; what is left is dropped and
-                // counted (docs/loader.md).
+                // counted (docs/loader.md), the part of its share the rank never read included.
                 self.core.drop_buffered();
+                self.drop_unread_share();
                 if !self.next_epoch()? {
                     self.phase = Phase::Done;
                 }
@@ -515,14 +558,7 @@ impl<S: RowSink> EpochPlan<S> {
             });
         }
         // Documents already taken: by an elastic resume's old ranks, and before a checkpoint.
-        let mut taken = usize::try_from(origin.unit)
-            .ok()
-            .and_then(|at| self.taken.get(at))
-            .copied()
-            .unwrap_or(0);
-        if origin.unit == self.start {
-            taken = taken.max(self.skip);
-        }
+        let (taken, _) = self.taken_at(origin.unit);
         let documents = if taken > origin.first_document {
             let skip = taken - origin.first_document;
             documents.skip(usize::try_from(skip).unwrap_or(usize::MAX))
@@ -547,6 +583,7 @@ impl<S: RowSink> EpochPlan<S> {
             self.repeat = Some(documents);
             return Ok(());
         }
+        self.note_read(&documents);
         self.take_in(documents)
     }
 
@@ -564,9 +601,113 @@ impl<S: RowSink> EpochPlan<S> {
         self.core.push(documents)
     }
 
+    /// The documents taken from the unit at `position` of this rank's order before this
+    /// epoch's reads (by an elastic resume's old ranks, or before a checkpoint), and their
+    /// tokens when known.
+    fn taken_at(&self, position: u64) -> (u64, Option<u64>) {
+        let (mut taken, mut tokens) = usize::try_from(position)
+            .ok()
+            .and_then(|at| self.taken.get(at))
+            .copied()
+            .unwrap_or((0, Some(0)));
+        if taken == 0 {
+            tokens = Some(0);
+        }
+        if position == self.start && self.skip > taken {
+            (taken, tokens) = (self.skip, self.skip_tokens);
+        }
+        (taken, tokens)
+    }
+
+    /// The tokens of the documents before `document` of the unit at `position`, when known:
+    /// from this epoch's reads of the unit, or from what was taken of it before them.
+    fn tokens_before(&self, position: u64, document: u64) -> Option<u64> {
+        if document == 0 {
+            return Some(0);
+        }
+        match self.read_to {
+            Some(r) if r.position == position && r.documents == document => r.tokens,
+            _ => match self.taken_at(position) {
+                (taken, tokens) if taken == document => tokens,
+                _ => None,
+            },
+        }
+    }
+
+    /// The tokens of the documents before `document` of the unit at `position` that the
+    /// stage has taken in, when known (a checkpoint there): what the reads of the unit gave,
+    /// less what the core has not yet taken of the current run.
+    fn tokens_taken(&self, position: u64, document: u64) -> Option<u64> {
+        let (documents, tokens) = self.core.unread_in_run();
+        match self.read_to {
+            Some(r)
+                if r.position == position && r.documents == document.saturating_add(documents) =>
+            {
+                r.tokens.map(|t| t.saturating_sub(tokens))
+            }
+            _ => self.tokens_before(position, document),
+        }
+    }
+
+    /// Notes how far the reads of this rank's share reached: `documents` are about to be taken
+    /// in.
+    fn note_read(&mut self, documents: &Documents) {
+        let origin = documents.origin();
+        let before = self.tokens_before(origin.unit, origin.first_document);
+        let count = documents.len();
+        self.read_to = Some(ReadTo {
+            position: origin.unit,
+            documents: origin.first_document.saturating_add(count as u64),
+            tokens: before.map(|t| t.saturating_add(documents.tokens_in(0, count) as u64)),
+        });
+    }
+
+    /// At an epoch's end by the batch count (several ranks): what this rank never read of its
+    /// share, from where its reads stopped (the rest of that unit, then the units after it),
+    /// counted as dropped by the units' footers, so that every token of the epoch is emitted
+    /// or counted. A unit whose taken tokens are not known (a state written before they were
+    /// recorded) is left out.
+    fn drop_unread_share(&mut self) {
+        let (from, documents, tokens) = match self.read_to {
+            Some(r) => (r.position, r.documents, r.tokens),
+            None => {
+                let (documents, tokens) = self.taken_at(self.start);
+                (self.start, documents, tokens)
+            }
+        };
+        let (mut unread_documents, mut unread_tokens) = (0u64, 0u64);
+        for position in from..self.order.len() as u64 {
+            let info = self.units[self.order[position as usize]];
+            let (taken, taken_tokens) = if position == from {
+                (documents, tokens)
+            } else {
+                self.taken_at(position)
+            };
+            let Some(taken_tokens) = taken_tokens else {
+                continue;
+            };
+            unread_documents =
+                unread_documents.saturating_add(info.documents.saturating_sub(taken));
+            unread_tokens = unread_tokens.saturating_add(info.tokens.saturating_sub(taken_tokens));
+        }
+        self.core.drop_unread(unread_documents, unread_tokens);
+    }
+
     /// A unit of the current reads was skipped under a skip-and-count policy, for `reason`.
     pub fn push_skipped(&mut self, position: u64, reason: String) -> Result<()> {
         self.core.stats_mut().units_skipped += 1;
+        // Passed (and counted as skipped, not again as unread at the epoch's end).
+        if let Some(&unit) = usize::try_from(position)
+            .ok()
+            .and_then(|at| self.order.get(at))
+        {
+            let info = self.units[unit];
+            self.read_to = Some(ReadTo {
+                position,
+                documents: info.documents,
+                tokens: Some(info.tokens),
+            });
+        }
         self.skipped.push(reason);
         self.skipped_in_a_row += 1;
         if self.cycles() && self.skipped_in_a_row > self.order.len() as u64 {
@@ -634,6 +775,11 @@ impl<S: RowSink> EpochPlan<S> {
             phase: self.phase,
             core: self.core.state(),
             rest: self.rest.as_ref().map(|r| r.to_vec()),
+            unit_tokens: if document == 0 {
+                None
+            } else {
+                self.tokens_taken(unit, document)
+            },
         }
     }
 
@@ -644,6 +790,8 @@ impl<S: RowSink> EpochPlan<S> {
         self.share_ended = false;
         self.start = 0;
         self.skip = 0;
+        self.skip_tokens = Some(0);
+        self.read_to = None;
         self.step_in_epoch = 0;
         self.reads_started = false;
         self.skipped_in_a_row = 0;
@@ -664,13 +812,19 @@ impl<S: RowSink> EpochPlan<S> {
 
     /// This rank's units for the epoch: a permutation of all units drawn from (seed, epoch)
     /// alone, then every `world_size`-th from `rank`; in the rest of an elastically resumed
-    /// epoch, every `world_size`-th of the rest, with the documents taken from each.
+    /// epoch, the entries of the rest dealt to `rank` (entry `i` by the rank it names, or to
+    /// rank `i % world_size`), in the rest's order, with the documents taken from each.
     fn order_epoch(&mut self) {
         let (rank, world) = (self.config.rank(), self.config.world_size().max(1));
         if let Some(rest) = &self.rest {
-            let mine = rest.iter().skip(rank).step_by(world);
-            self.order = mine.clone().map(|r| r.unit).collect();
-            self.taken = mine.map(|r| r.taken).collect();
+            let mine: Vec<&RestUnit> = rest
+                .iter()
+                .enumerate()
+                .filter(|&(i, r)| r.rank.unwrap_or(i % world) == rank)
+                .map(|(_, r)| r)
+                .collect();
+            self.order = mine.iter().map(|r| r.unit).collect();
+            self.taken = mine.iter().map(|r| (r.taken, r.taken_tokens)).collect();
             return;
         }
         self.order = self
@@ -698,7 +852,9 @@ impl<S: RowSink> EpochPlan<S> {
 
     /// A plan reading `rest`, the rest of `epoch` after an elastic resume, from `core` (already
     /// restored), `step_in_epoch` batches into the epoch; with several ranks, the epoch ends
-    /// after the batches `least` tokens (the least any rank holds) are sure to fill.
+    /// after the batches `least` tokens (the least any rank holds) are sure to fill. None, in
+    /// the last epoch, is an error: every rank would stop at once, and the run end with
+    /// nothing (with a later epoch, the rest is dropped and counted, and that epoch runs).
     pub(crate) fn resume_rest(
         units: Arc<[UnitInfo]>,
         config: EpochConfig,
@@ -716,16 +872,14 @@ impl<S: RowSink> EpochPlan<S> {
         plan.epoch_took_tokens = true;
         if plan.cycles() {
             let steps = plan.supported_steps(least);
-            let last_epoch = plan.config.epochs() > 0 && epoch + 1 >= plan.config.epochs();
-            if steps == 0 && last_epoch {
-                // Every rank would end the run at once with nothing emitted: say so instead.
+            let last = plan.config.epochs() > 0 && epoch.saturating_add(1) >= plan.config.epochs();
+            if steps == 0 && last {
                 return Err(StageError::Config {
                     field: "world_size",
                     reason: format!(
-                        "resumed on {} ranks, the rest of the last epoch leaves some rank \
-                         {least} tokens, less than one batch ({} tokens at the next step's \
-                         shape): no rank could emit another batch; resume on fewer ranks",
-                        plan.config.world_size(),
+                        "the rest of epoch {epoch} leaves the rank with the least of it {least} \
+                         tokens, less than one batch ({} tokens at the next step's shape), so no \
+                         rank would emit a batch; resume on fewer ranks",
                         plan.core.next_shape().tokens_in()
                     ),
                 });

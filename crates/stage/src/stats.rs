@@ -22,7 +22,8 @@ pub struct Stats {
     /// Tokens cut by Composer's truncate and reshape (as Composer does).
     pub tokens_cut: u64,
     /// Tokens left over at the end (the final partial batch dropped, or an epoch boundary in
-    /// a multi-rank run).
+    /// a multi-rank run: what a rank held, and the rest of its share it never read, by the
+    /// footers' counts, which is then counted in `tokens_in` and `documents` too).
     pub tokens_dropped: u64,
     /// Tokens taken in and not yet emitted, cut or dropped: the carry and the shuffle buffer.
     /// A reading, not a counter: recomputed whenever stats are taken.
