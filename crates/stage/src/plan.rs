@@ -668,12 +668,11 @@ impl<S: RowSink> EpochPlan<S> {
     /// or counted. A unit whose taken tokens are not known (a state written before they were
     /// recorded) is left out.
     fn drop_unread_share(&mut self) {
-        let (from, documents, tokens) = match self.read_to {
-            Some(r) => (r.position, r.documents, r.tokens),
-            None => {
-                let (documents, tokens) = self.taken_at(self.start);
-                (self.start, documents, tokens)
-            }
+        let (from, documents, tokens) = if let Some(r) = self.read_to {
+            (r.position, r.documents, r.tokens)
+        } else {
+            let (documents, tokens) = self.taken_at(self.start);
+            (self.start, documents, tokens)
         };
         let (mut unread_documents, mut unread_tokens) = (0u64, 0u64);
         for position in from..self.order.len() as u64 {
