@@ -782,3 +782,44 @@ fn a_mixture_streams_from_source_flags_and_from_a_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }
+
+/// `--keep-last full-rows` is Composer's `drop_last=False`: the final batch has the complete
+/// rows only, one fewer than `--keep-last` (which pads the remainder into a row).
+#[test]
+fn keep_last_full_rows_ends_with_the_complete_rows_only() {
+    let root = temp("keep-last-full-rows");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 2, 40);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    let last_rows = |how: &str| {
+        let run = seqwarm(&[
+            "stream",
+            shards.to_str().unwrap(),
+            "--mode",
+            "truncate",
+            "--batch-rows",
+            "7",
+            "--keep-last",
+            how,
+            "--emit",
+            "jsonl",
+        ]);
+        let steps = jsonl_steps(&ok(&run));
+        steps.last().unwrap()["rows"].as_u64().unwrap()
+    };
+    let (padded, full) = (last_rows("true"), last_rows("full-rows"));
+    assert!(padded < 7, "a partial last batch: {padded}");
+    assert_eq!(full + 1, padded);
+    let refused = seqwarm(&[
+        "stream",
+        shards.to_str().unwrap(),
+        "--mode",
+        "repack",
+        "--keep-last",
+        "full-rows",
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("keep_last"), "{said}");
+}

@@ -191,7 +191,7 @@ class Loader:
         batch_tokens: Optional[int] = None,
         eos_id: Optional[int] = None,
         pad_id: Optional[int] = None,
-        keep_last: Optional[bool] = None,
+        keep_last: Optional[Union[bool, str]] = None,
         mask_document_boundaries: Optional[bool] = None,
         pack_window: Optional[int] = None,
         max_segments_per_row: Optional[int] = None,

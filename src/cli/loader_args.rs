@@ -36,9 +36,11 @@ pub struct LoaderArgs {
     /// Padding id.
     #[arg(long)]
     pub pad_id: Option<i64>,
-    /// Emit the final partial batch (padded) instead of dropping it.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub keep_last: Option<bool>,
+    /// Emit the final partial batch instead of dropping it: padded (`--keep-last`), or
+    /// `--keep-last full-rows`, Composer's drop_last=False over group_texts (the complete
+    /// rows only; Composer's modes).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "HOW")]
+    pub keep_last: Option<seqwarm::loader::LastBatch>,
     /// Seed of the row-group order and the document shuffle.
     #[arg(long)]
     pub seed: Option<u64>,

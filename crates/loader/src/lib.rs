@@ -56,6 +56,6 @@ pub use warmup::{WarmupStream, WarmupStreamExt};
 
 /// The stage's types, so that a loader's user needs one crate.
 pub use seqwarm_stage::{
-    BatchSize, Documents, EpochBoundary, Mode, Origin, ScheduledBatch, SourceStats, Stats,
-    StepShape, Warmup, WarmupConfig, WarmupCore,
+    BatchSize, Documents, EpochBoundary, LastBatch, Mode, Origin, ScheduledBatch, SourceStats,
+    Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
 };

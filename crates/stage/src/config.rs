@@ -5,6 +5,7 @@ use seqwarm_schedule::{Schedule, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StageError};
+use crate::last_batch::LastBatch;
 use crate::mode::Mode;
 use crate::sizing::BatchSize;
 
@@ -43,7 +44,7 @@ pub struct WarmupConfig {
     batch_size: BatchSize,
     eos_id: Option<i64>,
     pad_id: i64,
-    keep_last: bool,
+    keep_last: LastBatch,
     mask_document_boundaries: bool,
     shuffle_buffer: usize,
     shuffle_seed: Option<u64>,
@@ -62,7 +63,7 @@ impl Default for WarmupConfig {
             batch_size: BatchSize::default(),
             eos_id: None,
             pad_id: 0,
-            keep_last: false,
+            keep_last: LastBatch::Drop,
             mask_document_boundaries: true,
             shuffle_buffer: 0,
             shuffle_seed: None,
@@ -126,10 +127,18 @@ impl WarmupConfig {
         self.pad_id = pad;
         self
     }
-    /// Emit the final partial batch (padded) instead of dropping it.
+    /// Emit the final partial batch (padded) instead of dropping it
+    /// ([`LastBatch::Padded`] or [`LastBatch::Drop`]).
     #[must_use]
     pub fn with_keep_last(mut self, keep: bool) -> Self {
-        self.keep_last = keep;
+        self.keep_last = keep.into();
+        self
+    }
+    /// What becomes of the tokens left at the end, fewer than a batch ([`LastBatch`]; Composer's
+    /// `drop_last=False` is [`LastBatch::FullRows`]).
+    #[must_use]
+    pub fn with_last_batch(mut self, last: LastBatch) -> Self {
+        self.keep_last = last;
         self
     }
     /// Mask labels across document boundaries in the pack modes.
@@ -235,6 +244,17 @@ impl WarmupConfig {
                 });
             }
         }
+        if self.keep_last == LastBatch::FullRows && !self.mode.is_composer() {
+            return Err(StageError::Config {
+                field: "keep_last",
+                reason: format!(
+                    "\"full-rows\" is Composer's drop_last=False, for its modes (truncate, \
+                     truncate-keep-eos, reshape); mode {} has no rows of the maximum length to \
+                     complete (use true to emit the last batch padded)",
+                    self.mode
+                ),
+            });
+        }
         for (field, id) in [("eos_id", self.eos_id), ("pad_id", Some(self.pad_id))] {
             if let Some(id) = id.filter(|&id| id < 0) {
                 return Err(StageError::Config {
@@ -289,8 +309,12 @@ impl Warmup {
     pub fn pad_id(&self) -> i64 {
         self.config.pad_id
     }
-    /// Whether the final partial batch is emitted (padded).
+    /// Whether anything of the final partial batch is emitted.
     pub fn keep_last(&self) -> bool {
+        self.config.keep_last.keeps()
+    }
+    /// What becomes of the tokens left at the end, fewer than a batch.
+    pub fn last_batch(&self) -> LastBatch {
         self.config.keep_last
     }
     /// Whether packed rows mask labels across document boundaries.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Warmup;
 use crate::documents::{Documents, Origin};
 use crate::error::{Result, StageError};
+use crate::last_batch::LastBatch;
 use crate::mode::Mode;
 use crate::shape::StepShape;
 use crate::shuffle::{Doc, Shuffle, ShuffleState};
@@ -280,15 +281,38 @@ impl<S: RowSink> WarmupCore<S> {
             return Ok(Some(batch));
         }
         let shape = self.next_shape();
-        if !self.warmup.keep_last() {
-            self.finished = true;
-            self.stats.tokens_dropped += self.sink.clear() as u64;
-            return Ok(None);
-        }
-        let Some(last) = self.sink.finish(shape.row_len_in, shape.rows_in)? else {
-            self.finished = true;
-            return Ok(None);
+        let last = match self.warmup.last_batch() {
+            LastBatch::Drop => None,
+            LastBatch::Padded => {
+                let Some(last) = self.sink.finish(shape.row_len_in, shape.rows_in)? else {
+                    self.finished = true;
+                    return Ok(None);
+                };
+                // More may follow (`finish` is called until it gives nothing).
+                return self.emit_last(last);
+            }
+            LastBatch::FullRows => {
+                // Composer's drop_last=False over group_texts: the complete rows, fewer than a
+                // batch (a whole batch would have been popped above); the rest is dropped.
+                let rows = self.sink.buffered_tokens() / shape.row_len_in.max(1);
+                if rows > 0 {
+                    self.sink.pop(shape.row_len_in, rows)?
+                } else {
+                    None
+                }
+            }
         };
+        self.finished = true;
+        self.stats.tokens_dropped += self.sink.clear() as u64;
+        match last {
+            Some(last) => self.emit_last(last),
+            None => Ok(None),
+        }
+    }
+
+    /// The final partial batch, cut as every batch of the mode, emitted.
+    fn emit_last(&mut self, last: Batch) -> Result<Option<ScheduledBatch>> {
+        let shape = self.next_shape();
         let batch = match self.warmup.mode().composer_cut() {
             Some(cut) => self.cut(&last, shape.seq_len, cut)?,
             None => last,

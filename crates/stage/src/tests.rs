@@ -1272,3 +1272,91 @@ fn a_checkpoint_inside_a_unit_records_the_tokens_taken_from_it() {
         }
     }
 }
+
+/// Issue 22, point 6: `keep_last` padded the sub-row remainder into one more row than
+/// Composer's `drop_last=False` over Hugging Face's `group_texts` (which drops it).
+/// `LastBatch::FullRows` is Composer's: the complete rows as a final batch of fewer rows.
+#[test]
+fn full_rows_is_composers_drop_last_false_over_group_texts() {
+    let docs = documents(101, 90, 8);
+    let units = Units::new(&docs, 10);
+    let (eos, rows, max) = (99_999i64, 3usize, 64usize);
+    let stream: Vec<i64> = docs
+        .iter()
+        .flat_map(|d| d.iter().map(|&t| i64::from(t)).chain([eos]))
+        .collect();
+    let blocks = stream.len() / max;
+    assert_ne!(
+        blocks % rows,
+        0,
+        "a partial last batch, or the test proves nothing"
+    );
+    assert_ne!(
+        stream.len() % max,
+        0,
+        "a sub-row remainder, or the test proves nothing"
+    );
+    for mode in [Mode::Truncate, Mode::Reshape] {
+        let config = |last: crate::LastBatch| {
+            WarmupConfig::new(ScheduleConfig::composer(8, 64, 0.6, 100).with_step(8))
+                .with_mode(mode)
+                .with_batch_size(BatchSize::Rows(rows))
+                .with_eos_id(Some(eos))
+                .with_last_batch(last)
+        };
+        let run = |last| {
+            let epochs = EpochConfig::default().with_shuffle_units(false);
+            drive(&mut plan(&config(last), epochs, &units), &units, usize::MAX).unwrap()
+        };
+        let warmup = config(crate::LastBatch::FullRows).build().unwrap();
+        let full = run(crate::LastBatch::FullRows);
+        assert_eq!(full.len(), blocks.div_ceil(rows), "{mode}");
+        // Composer: group_texts' blocks, batched by `rows` with the last batch short, each
+        // batch cut at its step's length.
+        for (step, b) in full.iter().enumerate() {
+            let first = step * rows;
+            let chunk = &stream[first * max..(first + rows).min(blocks) * max];
+            let len = warmup.schedule().seq_len_at(step as u64) as usize;
+            let expected: Vec<Vec<i64>> = match mode {
+                Mode::Truncate => chunk.chunks(max).map(|r| r[..len].to_vec()).collect(),
+                _ => chunk[..chunk.len() / len * len]
+                    .chunks(len)
+                    .map(<[i64]>::to_vec)
+                    .collect(),
+            };
+            assert_eq!(
+                b.batch.input_ids().unwrap().to_rows_i64(),
+                expected,
+                "{mode} step {step}"
+            );
+        }
+        let last = full.last().unwrap();
+        let padded = run(crate::LastBatch::Padded);
+        let padded_last = padded.last().unwrap();
+        if mode == Mode::Truncate {
+            assert_eq!(last.batch.rows(), blocks % rows);
+            assert_eq!(
+                padded_last.batch.rows(),
+                blocks % rows + 1,
+                "one padded row more"
+            );
+        }
+        // Everything accounted: the remainder after the last complete row is dropped.
+        let mut p = plan(
+            &config(crate::LastBatch::FullRows),
+            EpochConfig::default().with_shuffle_units(false),
+            &units,
+        );
+        drive(&mut p, &units, usize::MAX).unwrap();
+        let stats = p.stats();
+        assert!(stats.is_balanced());
+        assert_eq!(stats.tokens_dropped, (stream.len() % max) as u64, "{mode}");
+    }
+    // Only Composer's modes have rows of the maximum length to complete.
+    let err = WarmupConfig::new(ScheduleConfig::linear(8, 64, 0.5, 40))
+        .with_mode(Mode::Repack)
+        .with_last_batch(crate::LastBatch::FullRows)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("keep_last"), "{err}");
+}
