@@ -137,6 +137,15 @@ pub struct PackerCarry {
 }
 
 impl PackerCarry {
+    /// The token ids of every piece held (pending or in ready rows), for checking a
+    /// checkpoint against a vocabulary.
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.pending
+            .iter()
+            .chain(self.ready.iter().flatten())
+            .flat_map(|piece| piece.tokens.iter().copied())
+    }
+
     /// The carries of several packers as one, in the order given: their pending pieces one
     /// carry after another, and their ready rows likewise (what an elastic resume gives a
     /// rank that takes over several ranks' tokens). Ready rows packed for different lengths,

@@ -78,6 +78,15 @@ pub struct RepackerCarry {
 }
 
 impl RepackerCarry {
+    /// The carried token ids (the `input_ids` field), for checking a checkpoint against a
+    /// vocabulary.
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.fields
+            .iter()
+            .filter(|(name, _, _)| name == crate::fields::INPUT_IDS)
+            .flat_map(|(_, _, tokens)| tokens.iter().copied())
+    }
+
     /// The carries of several repackers as one, in the order given: each field's tokens one
     /// carry after another (what an elastic resume gives a rank that takes over several
     /// ranks' tokens). Carries with other fields or dtypes than the first non-empty one are

@@ -344,6 +344,7 @@ impl LoaderBuilder {
         let plan = match &self.state {
             Some(state) => {
                 state.check(&identity)?;
+                state.check_vocabulary(config.vocab_size)?;
                 match (state.plan(), state.merged()) {
                     (Some(plan), _) => EpochPlan::resume(units, config.epochs.clone(), core, plan)?,
                     (None, Some(merged)) => {
@@ -440,6 +441,7 @@ impl LoaderBuilder {
         let plan = match &self.state {
             Some(state) => {
                 state.check(&identity)?;
+                state.check_vocabulary(config.vocab_size)?;
                 let Some(saved) = state.mixture() else {
                     return Err(LoaderError::State {
                         reason: "the checkpoint is of a loader without `sources`".into(),

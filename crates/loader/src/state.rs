@@ -369,6 +369,31 @@ impl LoaderState {
         self.body.mixture.as_ref()
     }
 
+    /// Refuses a state holding a token id outside `[0, vocab_size)` (carried, or in a shuffle
+    /// buffer): a resume emits those without reading them again, so the check the read path
+    /// makes on every id must be made here.
+    pub(crate) fn check_vocabulary(&self, vocab_size: Option<u64>) -> Result<()> {
+        let ids: Box<dyn Iterator<Item = i64> + '_> =
+            match (&self.body.plan, &self.body.merged, &self.body.mixture) {
+                (Some(plan), _, _) => Box::new(plan.token_ids()),
+                (None, Some(merged), _) => Box::new(merged.token_ids()),
+                (None, None, Some(mixture)) => Box::new(mixture.token_ids()),
+                (None, None, None) => Box::new(std::iter::empty()),
+            };
+        let outside =
+            |id: i64| u64::try_from(id).map_or(true, |id| vocab_size.is_some_and(|v| id >= v));
+        if let Some(id) = ids.into_iter().find(|&id| outside(id)) {
+            let range = vocab_size.map_or_else(
+                || "ids are >= 0".to_string(),
+                |v| format!("the vocabulary is [0, {v})"),
+            );
+            return Err(LoaderError::State {
+                reason: format!("it holds token id {id} to emit, and {range} (edited by hand?)"),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that this state fits a loader of `identity`: its settings (a merged state's
     /// without the rank keys, which it leaves to the resuming ranks) and its data.
     pub(crate) fn check(&self, identity: &Identity) -> Result<()> {

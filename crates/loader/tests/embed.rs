@@ -196,6 +196,32 @@ async fn a_state_of_other_data_or_settings_is_refused_with_the_difference() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("row group position 999999"), "{err}");
+    // A carried token id is checked against the vocabulary, as every id read is.
+    let mut carrying: serde_json::Value = serde_json::from_str(&state.to_json().unwrap()).unwrap();
+    carrying.as_object_mut().unwrap().remove("checksum");
+    let carry = &mut carrying["plan"]["core"]["carry"];
+    let tokens = carry.to_string();
+    *first_number(carry).expect("the repacker carries tokens after one batch") = 1_000_000.into();
+    assert_ne!(carry.to_string(), tokens);
+    let edited = LoaderState::from_value(carrying).unwrap();
+    let err = LoaderBuilder::new([dir.display().to_string()], warmup(Mode::Repack))
+        .with_vocab_size(Some(50_000))
+        .with_state(edited)
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("token id 1000000"), "{err}");
+}
+
+/// The first number in a JSON value, depth first.
+fn first_number(value: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+    match value {
+        serde_json::Value::Number(_) => Some(value),
+        serde_json::Value::Array(items) => items.iter_mut().find_map(first_number),
+        serde_json::Value::Object(map) => map.values_mut().find_map(first_number),
+        _ => None,
+    }
 }
 
 /// A catalog opened once sizes the schedule and then serves the loader: the batches are those

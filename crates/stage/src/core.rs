@@ -59,6 +59,16 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+impl CoreState<ModeCarry> {
+    /// The token ids the state holds (carried, and in the shuffle buffer): what a resume
+    /// emits without reading them again, so a loader checks them against its vocabulary.
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.carry
+            .token_ids()
+            .chain(self.shuffle.iter().flat_map(ShuffleState::token_ids))
+    }
+}
+
 impl<C> CoreState<C> {
     /// A state from its parts (an elastic resume's combination of several ranks' states).
     pub(crate) fn from_parts(

@@ -93,6 +93,11 @@ pub struct MergedState {
 }
 
 impl MergedState {
+    /// The token ids every old rank held (see [`CoreState::token_ids`]).
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.cores.iter().flat_map(CoreState::token_ids)
+    }
+
     /// Combines the states of ranks `0..N` (`states[r]` is rank `r`'s), taken at the same step
     /// of the same epoch by ranks in lockstep. States of different steps, epochs or phases
     /// are refused by name.

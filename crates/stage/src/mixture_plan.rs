@@ -87,6 +87,11 @@ pub struct MixturePlanState {
 }
 
 impl MixturePlanState {
+    /// The token ids the state holds (see [`CoreState::token_ids`]).
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.core.token_ids()
+    }
+
     /// Batches emitted up to this state.
     pub fn step(&self) -> u64 {
         self.core.step()
@@ -216,6 +221,23 @@ impl MixturePlan {
         core.restore(&state.core)?;
         let mut mixture = mixture;
         mixture.restore(&state.mixture)?;
+        // Every token drawn from a source went into the core: the mixture's counts and the
+        // core's must agree, or the shares drawn from here on would follow made-up counts.
+        let drawn = state
+            .mixture
+            .lifetime
+            .iter()
+            .try_fold(0u64, |sum, &t| sum.checked_add(t));
+        if drawn != Some(core.stats().tokens_in) {
+            return Err(StageError::State {
+                reason: format!(
+                    "the mixture counts {} tokens drawn from its sources, the stage {} taken in \
+                     (edited by hand?)",
+                    drawn.map_or_else(|| "more than 2^64".to_string(), |d| d.to_string()),
+                    core.stats().tokens_in
+                ),
+            });
+        }
         let mut plan = Self::new(units, mixture, config, core)?;
         if state.sources.len() != plan.sources.len() {
             return Err(StageError::State {
@@ -673,6 +695,42 @@ mod tests {
             err.to_string().contains("source `s0` has 5 row groups"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn counts_that_contradict_the_stage_are_refused_on_resume() {
+        // Issue 22, point 12: a state's mixture counts (up to 2^64) were taken as they were,
+        // and changed the shares drawn from there on.
+        let data = Data::new(&[(100, 90), (30, 20)]);
+        let make = |state: Option<&MixturePlanState>| {
+            let (m, c, k) = (
+                mixture(&[0.5, 0.5], vec![]),
+                config(1, 2, 30),
+                core(Mode::Repack),
+            );
+            match state {
+                None => MixturePlan::new(data.infos(), m, c, k),
+                Some(s) => MixturePlan::resume(data.infos(), m, c, k, s),
+            }
+        };
+        let mut first = make(None).unwrap();
+        drive(&mut first, &data, 7, |_, _| {});
+        let state = serde_json::to_value(first.state()).unwrap();
+        let resume = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut value = state.clone();
+            edit(&mut value);
+            let state: MixturePlanState = serde_json::from_value(value).unwrap();
+            make(Some(&state)).map(|_| ())
+        };
+        assert!(resume(&|_| {}).is_ok());
+        for big in [1_000_000u64, 1 << 62] {
+            let err = resume(&|v| {
+                v["mixture"]["lifetime"][0] = serde_json::json!(big);
+                v["mixture"]["drawn"][0] = serde_json::json!(big);
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("tokens drawn"), "{err}");
+        }
     }
 
     #[test]

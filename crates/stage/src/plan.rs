@@ -142,6 +142,13 @@ pub struct PlanState<C = crate::sink::ModeCarry> {
     unit_tokens: Option<u64>,
 }
 
+impl PlanState<crate::sink::ModeCarry> {
+    /// The token ids the state holds (see [`CoreState::token_ids`]).
+    pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.core.token_ids()
+    }
+}
+
 impl<C> PlanState<C> {
     /// Batches emitted in the current epoch.
     pub fn step_in_epoch(&self) -> u64 {

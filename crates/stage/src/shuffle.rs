@@ -30,6 +30,13 @@ pub(crate) struct ShuffleState {
 }
 
 impl ShuffleState {
+    /// The token ids of the buffered documents.
+    pub(crate) fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.documents
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().copied())
+    }
+
     /// Several ranks' shuffle buffers as one (an elastic resume's rank taking over their
     /// documents): the documents one buffer after another, and a generator drawn from all of
     /// theirs and `salt` (the new rank), so that the order stays a function of the seed.

@@ -33,6 +33,14 @@ pub enum ModeCarry {
 }
 
 impl ModeCarry {
+    /// The carried token ids.
+    pub fn token_ids(&self) -> Box<dyn Iterator<Item = i64> + '_> {
+        match self {
+            Self::Rows(rows) => Box::new(rows.token_ids()),
+            Self::Pack(pack) => Box::new(pack.token_ids()),
+        }
+    }
+
     /// Several sinks' carries as one, in the order given (an elastic resume's rank taking
     /// over several ranks' tokens); with none, the empty carry of `like`'s sink.
     pub fn concat<'a>(
