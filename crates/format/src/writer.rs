@@ -19,6 +19,11 @@ use crate::flat::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_docum
 
 type Result<T> = std::result::Result<T, FormatError>;
 
+/// The flat layout hands tokens to the Parquet writer in pieces of at most this many, so that a
+/// huge document (one 49 MB line) is not copied whole into Arrow arrays: the open row group's
+/// encoded page is then what grows with it, at the encoding's bytes per token.
+const FLAT_CHUNK_TOKENS: usize = 1 << 20;
+
 /// Which layout a [`ShardWriter`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,7 +114,11 @@ pub struct ShardWriter<W: Write + Send> {
     layout: OutputLayout,
     encoding: ShardEncoding,
     row_group_tokens: usize,
+    /// Tokens of the open row group not yet handed to the Parquet writer (flat layout: at
+    /// most [`FLAT_CHUNK_TOKENS`]; rows layout: the whole row group).
     tokens: Vec<i32>,
+    /// Tokens in the open row group, handed over or not.
+    in_row_group: usize,
     lengths: Vec<u64>,
     all_lengths: Vec<Vec<u64>>,
     crcs: Vec<u32>,
@@ -197,6 +206,7 @@ impl<W: Write + Send> ShardWriter<W> {
             encoding,
             row_group_tokens: row_group_tokens.max(1),
             tokens: Vec::new(),
+            in_row_group: 0,
             lengths: Vec::new(),
             all_lengths: Vec::new(),
             crcs: Vec::new(),
@@ -220,14 +230,51 @@ impl<W: Write + Send> ShardWriter<W> {
                 ),
             ));
         }
-        self.tokens.extend_from_slice(tokens);
+        if self.layout == OutputLayout::Flat && self.tokens.len() + tokens.len() > FLAT_CHUNK_TOKENS
+        {
+            // Into the open row group piece by piece, without a copy of the whole document.
+            let held = std::mem::take(&mut self.tokens);
+            self.write_flat_piece(&held)?;
+            for piece in tokens.chunks(FLAT_CHUNK_TOKENS) {
+                self.write_flat_piece(piece)?;
+            }
+        } else {
+            self.tokens.extend_from_slice(tokens);
+        }
+        self.in_row_group += tokens.len();
         self.lengths.push(tokens.len() as u64);
         self.summary.documents += 1;
         self.summary.tokens += tokens.len() as u64;
-        if self.tokens.len() >= self.row_group_tokens {
+        if self.in_row_group >= self.row_group_tokens {
             self.flush_row_group()?;
         }
         Ok(())
+    }
+
+    /// Tokens of the open row group (flat layout) to the Parquet writer, which encodes them
+    /// into the row group's page; the row group stays open.
+    fn write_flat_piece(&mut self, tokens: &[i32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let array: ArrayRef = if self.encoding.is_uint16() {
+            // Checked in write_document: every id fits.
+            let bytes: Vec<u8> = tokens
+                .iter()
+                .flat_map(|&t| (t as u16).to_le_bytes())
+                .collect();
+            Arc::new(
+                FixedSizeBinaryArray::try_new(2, bytes.into(), None)
+                    .map_err(|e| write_error(&self.file, e))?,
+            )
+        } else {
+            Arc::new(Int32Array::from(tokens.to_vec()))
+        };
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![array])
+            .map_err(|e| write_error(&self.file, e))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| write_error(&self.file, e))
     }
 
     /// Tokens written so far (buffered included).
@@ -241,19 +288,9 @@ impl<W: Write + Send> ShardWriter<W> {
         }
         let tokens = std::mem::take(&mut self.tokens);
         let lengths = std::mem::take(&mut self.lengths);
-        let array: ArrayRef = match self.layout {
-            OutputLayout::Flat if self.encoding.is_uint16() => {
-                // Checked in write_document: every id fits.
-                let bytes: Vec<u8> = tokens
-                    .iter()
-                    .flat_map(|&t| (t as u16).to_le_bytes())
-                    .collect();
-                Arc::new(
-                    FixedSizeBinaryArray::try_new(2, bytes.into(), None)
-                        .map_err(|e| write_error(&self.file, e))?,
-                )
-            }
-            OutputLayout::Flat => Arc::new(Int32Array::from(tokens)),
+        self.in_row_group = 0;
+        match self.layout {
+            OutputLayout::Flat => self.write_flat_piece(&tokens)?,
             OutputLayout::Rows => {
                 let mut builder = ListBuilder::new(Int32Builder::with_capacity(tokens.len()));
                 let mut at = 0;
@@ -263,14 +300,14 @@ impl<W: Write + Send> ShardWriter<W> {
                     builder.append(true);
                     at += len;
                 }
-                Arc::new(builder.finish())
+                let array: ArrayRef = Arc::new(builder.finish());
+                let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![array])
+                    .map_err(|e| write_error(&self.file, e))?;
+                self.writer
+                    .write(&batch)
+                    .map_err(|e| write_error(&self.file, e))?;
             }
-        };
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![array])
-            .map_err(|e| write_error(&self.file, e))?;
-        self.writer
-            .write(&batch)
-            .map_err(|e| write_error(&self.file, e))?;
+        }
         self.writer
             .flush()
             .map_err(|e| write_error(&self.file, e))?;
@@ -329,5 +366,80 @@ impl<W: Write + Send> ShardWriter<W> {
             .close()
             .map_err(|e| write_error(&self.file, e))?;
         Ok(self.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// Issue 22, point 9: one huge document (a 49 MB line) was copied whole into Arrow arrays
+    /// (about 32 bytes a token at once). It now goes to the open row group in pieces: the
+    /// shard still holds each row group as one page of whole documents, the same tokens.
+    #[test]
+    fn a_document_larger_than_a_piece_is_written_in_pieces_into_one_page() {
+        let huge: Vec<i32> = (0..(FLAT_CHUNK_TOKENS * 2 + 12_345))
+            .map(|i| (i % 50_000) as i32)
+            .collect();
+        let docs: Vec<Vec<i32>> = vec![vec![1, 2, 3], huge, vec![7; 10], vec![9; 5]];
+        for encoding in [
+            ShardEncoding::Uint16,
+            ShardEncoding::Plain,
+            ShardEncoding::Zstd,
+        ] {
+            let mut out = Vec::new();
+            let mut writer =
+                ShardWriter::with_encoding(&mut out, OutputLayout::Flat, 1_000, encoding, "t")
+                    .unwrap();
+            for doc in &docs {
+                writer.write_document(doc).unwrap();
+            }
+            let summary = writer.finish().unwrap();
+            // Row groups close at the first document boundary past 1 000 tokens.
+            assert_eq!(summary.row_group_documents, vec![2, 2], "{encoding:?}");
+            let bytes = bytes::Bytes::from(out);
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .unwrap()
+                .build()
+                .unwrap();
+            let mut tokens = Vec::new();
+            for batch in reader {
+                let column = batch.unwrap().column(0).clone();
+                if let Some(fixed) = column.as_any().downcast_ref::<FixedSizeBinaryArray>() {
+                    tokens.extend((0..fixed.len()).map(|i| {
+                        i32::from(u16::from_le_bytes([fixed.value(i)[0], fixed.value(i)[1]]))
+                    }));
+                } else {
+                    let ints = column.as_any().downcast_ref::<Int32Array>().unwrap();
+                    tokens.extend(ints.values().iter().copied());
+                }
+            }
+            assert_eq!(tokens, docs.concat(), "{encoding:?}");
+            if encoding != ShardEncoding::Zstd {
+                // One data page per row group, as the loader's fast path reads it.
+                let file = SerializedFileReader::new(bytes).unwrap();
+                for g in 0..file.num_row_groups() {
+                    let mut pages = file
+                        .get_row_group(g)
+                        .unwrap()
+                        .get_column_page_reader(0)
+                        .unwrap();
+                    let mut data_pages = 0;
+                    while let Some(page) = pages.get_next_page().unwrap() {
+                        if matches!(
+                            page.page_type(),
+                            parquet::basic::PageType::DATA_PAGE
+                                | parquet::basic::PageType::DATA_PAGE_V2
+                        ) {
+                            data_pages += 1;
+                        }
+                    }
+                    assert_eq!(data_pages, 1, "{encoding:?} row group {g}");
+                }
+            }
+        }
     }
 }
