@@ -18,7 +18,10 @@ pub enum LoaderError {
         reason: String,
     },
     /// A location that matched no Parquet files.
-    #[error("{location}: no Parquet shards found")]
+    #[error(
+        "{location}: no Parquet shards found (to make shards from text, JSON Lines or a Parquet \
+         text column: `seqwarm preprocess {location} -o SHARDS_DIR`, then read SHARDS_DIR)"
+    )]
     NoShards {
         /// The path, glob or URL given.
         location: String,

@@ -58,6 +58,8 @@ async fn empty_directory_has_no_shards() {
     let dir = common::temp_dir("empty-dir");
     let err = error_for(&dir).await;
     assert!(matches!(err, LoaderError::NoShards { .. }), "{err:?}");
+    // A folder of text says how to make shards of it.
+    assert!(err.to_string().contains("seqwarm preprocess"), "{err}");
 }
 
 #[tokio::test]
