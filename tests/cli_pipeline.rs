@@ -821,5 +821,47 @@ fn keep_last_full_rows_ends_with_the_complete_rows_only() {
         "full-rows",
     ]);
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && said.contains("keep_last"), "{said}");
+    assert!(
+        !refused.status.success() && said.contains("keep_last"),
+        "{said}"
+    );
+}
+
+/// Issue 23's CLI details: a flag the schedule's kind has no field for is named as the flag; a
+/// schedule warning is printed once, without colour codes into a pipe; `plan --total 0` is
+/// refused; `train` in a build without it says how to get it.
+#[test]
+fn cli_errors_name_flags_and_warnings_come_once() {
+    let out = seqwarm(&[
+        "stream",
+        "--kind",
+        "constant",
+        "--min",
+        "1024",
+        "--max-steps",
+        "1",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("--min does not apply to a `constant` schedule") && said.contains("--max"),
+        "{said}"
+    );
+    let root = temp("plan-warning");
+    let svg = root.join("p.svg");
+    let out = seqwarm(&["plan", "--step", "7", "--svg", svg.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("not a multiple of 8").count(), 1, "{said}");
+    assert!(!said.contains('\u{1b}'), "colour codes into a pipe: {said}");
+    let out = seqwarm(&["plan", "--total", "0", "--svg", svg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--total 0"));
+    if !cfg!(feature = "train") {
+        let out = seqwarm(&["train", "--vocab-size", "5"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("--features train"),
+            "{said}"
+        );
+    }
 }

@@ -53,6 +53,19 @@ enum Command {
     #[cfg(feature = "train")]
     #[command(after_help = train::EXAMPLES)]
     Train(Box<train::TrainArgs>),
+    /// Train a GPT from the warmup stream: not in this build, which has no `train` feature
+    /// (it links libtorch); `cargo run --release --features train -- train --help`.
+    #[cfg(not(feature = "train"))]
+    #[command(disable_help_flag = true)]
+    Train(NotBuilt),
+}
+
+/// The arguments of a command this build does not have, whatever they are.
+#[cfg(not(feature = "train"))]
+#[derive(Debug, clap::Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 /// Parses arguments, sets up logging and runs the chosen command.
@@ -71,6 +84,12 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(&args),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),
+        #[cfg(not(feature = "train"))]
+        Command::Train(_) => Err(anyhow::anyhow!(
+            "this seqwarm was built without the `train` feature (training links libtorch): \
+             build it with `cargo build --release --features train` (docs/trainer.md says how \
+             to point it at PyTorch's libtorch), then run `seqwarm train`"
+        )),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -117,6 +136,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

@@ -201,7 +201,11 @@ impl ShapeSummary {
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
-    let schedule = build_logged(&args.schedule.config()?)?;
+    let config = args.schedule.config()?;
+    if config.total() == Some(0) {
+        anyhow::bail!("--total 0: a plan needs a length of training of at least one step");
+    }
+    let schedule = build_logged(&config)?;
     let points: Vec<ChangePoint> = schedule
         .change_points()
         .take(MAX_CHANGE_POINTS + 1)

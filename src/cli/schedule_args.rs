@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind, ShapePolicy};
 use serde::Serialize;
@@ -81,9 +80,40 @@ impl ScheduleArgs {
                 (map, "the flags".into())
             }
         };
-        map.extend(given(self));
-        serde_json::from_value(Value::Object(map))
-            .with_context(|| format!("invalid schedule from {source}"))
+        let flags = given(self);
+        let kind = flags
+            .get("kind")
+            .or_else(|| map.get("kind"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        map.extend(flags.clone());
+        serde_json::from_value(Value::Object(map)).map_err(|e| {
+            // A flag the kind has no field for is named as the flag, not as a field.
+            let text = e.to_string();
+            let unknown = text
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, rest)| (field.to_owned(), rest.to_owned()));
+            match unknown {
+                Some((field, rest)) if flags.contains_key(&field) => {
+                    let takes: Vec<String> = rest
+                        .split_once("expected one of ")
+                        .map(|(_, list)| {
+                            list.split(", ")
+                                .map(|f| format!("--{}", f.trim_matches('`').replace('_', "-")))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    anyhow::anyhow!(
+                        "--{} does not apply to a `{}` schedule (it takes {})",
+                        field.replace('_', "-"),
+                        kind.as_deref().unwrap_or("?"),
+                        takes.join(", ")
+                    )
+                }
+                _ => anyhow::Error::new(e).context(format!("invalid schedule from {source}")),
+            }
+        })
     }
 
     /// [`ScheduleArgs::config_over`] with no table and the defaults as they are.
@@ -106,8 +136,8 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
 /// Builds a schedule, printing its warnings.
 pub fn build_logged(config: &ScheduleConfig) -> anyhow::Result<Schedule> {
     let schedule = config.build()?;
+    // Once, on stderr, as every note (not again through the log).
     for warning in schedule.warnings() {
-        tracing::warn!("{warning}");
         note!("warning: {warning}");
     }
     Ok(schedule)
