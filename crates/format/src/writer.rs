@@ -19,9 +19,10 @@ use crate::flat::{DOCUMENT_LENGTHS_KEY, FLAT_LAYOUT_V1, LAYOUT_KEY, encode_docum
 
 type Result<T> = std::result::Result<T, FormatError>;
 
-/// The flat layout hands tokens to the Parquet writer in pieces of at most this many, so that a
-/// huge document (one 49 MB line) is not copied whole into Arrow arrays: the open row group's
-/// encoded page is then what grows with it, at the encoding's bytes per token.
+/// The flat layout hands tokens to the Parquet writer in pieces of this many (the last of a
+/// row group shorter), so that a huge document (one 49 MB line) is not copied whole into Arrow
+/// arrays: the open row group's encoded page is then what grows with it, at the encoding's
+/// bytes per token. A multiple of Parquet's 1 024-value mini-batch (see `write_document`).
 const FLAT_CHUNK_TOKENS: usize = 1 << 20;
 
 /// Which layout a [`ShardWriter`] writes.
@@ -114,11 +115,13 @@ pub struct ShardWriter<W: Write + Send> {
     layout: OutputLayout,
     encoding: ShardEncoding,
     row_group_tokens: usize,
-    /// Tokens of the open row group not yet handed to the Parquet writer (flat layout: at
-    /// most [`FLAT_CHUNK_TOKENS`]; rows layout: the whole row group).
+    /// Tokens of the open row group not yet handed to the Parquet writer (flat layout: fewer
+    /// than [`FLAT_CHUNK_TOKENS`]; rows layout: the whole row group).
     tokens: Vec<i32>,
     /// Tokens in the open row group, handed over or not.
     in_row_group: usize,
+    /// [`FLAT_CHUNK_TOKENS`] (tests set another to compare with one write per row group).
+    piece_tokens: usize,
     lengths: Vec<u64>,
     all_lengths: Vec<Vec<u64>>,
     crcs: Vec<u32>,
@@ -207,6 +210,7 @@ impl<W: Write + Send> ShardWriter<W> {
             row_group_tokens: row_group_tokens.max(1),
             tokens: Vec::new(),
             in_row_group: 0,
+            piece_tokens: FLAT_CHUNK_TOKENS,
             lengths: Vec::new(),
             all_lengths: Vec::new(),
             crcs: Vec::new(),
@@ -230,13 +234,21 @@ impl<W: Write + Send> ShardWriter<W> {
                 ),
             ));
         }
-        if self.layout == OutputLayout::Flat && self.tokens.len() + tokens.len() > FLAT_CHUNK_TOKENS
-        {
-            // Into the open row group piece by piece, without a copy of the whole document.
-            let held = std::mem::take(&mut self.tokens);
-            self.write_flat_piece(&held)?;
-            for piece in tokens.chunks(FLAT_CHUNK_TOKENS) {
-                self.write_flat_piece(piece)?;
+        if self.layout == OutputLayout::Flat {
+            // Into the open row group in whole pieces, never a copy of the whole document. The
+            // pieces are multiples of Parquet's mini-batch of 1 024 values counted from the row
+            // group's start, so page boundaries (dictionary encoding) fall where one write of
+            // the whole row group puts them: the bytes are the same.
+            let mut rest = tokens;
+            while !rest.is_empty() {
+                let room = self.piece_tokens - self.tokens.len();
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                self.tokens.extend_from_slice(now);
+                rest = later;
+                if self.tokens.len() == self.piece_tokens {
+                    let piece = std::mem::take(&mut self.tokens);
+                    self.write_flat_piece(&piece)?;
+                }
             }
         } else {
             self.tokens.extend_from_slice(tokens);
@@ -379,6 +391,44 @@ mod tests {
     /// Issue 22, point 9: one huge document (a 49 MB line) was copied whole into Arrow arrays
     /// (about 32 bytes a token at once). It now goes to the open row group in pieces: the
     /// shard still holds each row group as one page of whole documents, the same tokens.
+    /// Pieces change no byte: the same documents written in pieces and in one write per row
+    /// group (the writer before pieces) give the same file, in every encoding (dictionary
+    /// encoding cuts its pages by Parquet's 1 024-value mini-batches).
+    #[test]
+    fn pieces_give_the_same_bytes_as_one_write_per_row_group() {
+        let docs: Vec<Vec<i32>> = (0..40)
+            .map(|d| {
+                (0..(d * 7_919 % 60_000 + 1))
+                    .map(|i| ((i * 31 + d) % 40_000) as i32)
+                    .collect()
+            })
+            .collect();
+        for encoding in [
+            ShardEncoding::Uint16,
+            ShardEncoding::Plain,
+            ShardEncoding::Zstd,
+        ] {
+            let write = |piece_tokens: usize| {
+                let mut out = Vec::new();
+                let mut writer = ShardWriter::with_encoding(
+                    &mut out,
+                    OutputLayout::Flat,
+                    900_000,
+                    encoding,
+                    "t",
+                )
+                .unwrap();
+                writer.piece_tokens = piece_tokens;
+                for doc in &docs {
+                    writer.write_document(doc).unwrap();
+                }
+                writer.finish().unwrap();
+                out
+            };
+            assert_eq!(write(3 * 1024), write(usize::MAX), "{encoding:?}");
+        }
+    }
+
     #[test]
     fn a_document_larger_than_a_piece_is_written_in_pieces_into_one_page() {
         let huge: Vec<i32> = (0..(FLAT_CHUNK_TOKENS * 2 + 12_345))
