@@ -12,9 +12,13 @@ use crate::source::ShardFile;
 
 /// What a [`LoaderState`] says it is, in its `format` field.
 pub const STATE_FORMAT: &str = "seqwarm-loader-state";
-/// The version of [`LoaderState`] this build writes and reads. Version 1 was the format before
-/// the stage became its own crate; its states cannot be resumed.
-pub const STATE_VERSION: u32 = 2;
+/// The version of [`LoaderState`] this build writes. Version 3 states carry a checksum, which
+/// reading requires; version 2 states (before it) are still read, field by field; version 1 was
+/// the format before the stage became its own crate, and its states cannot be resumed.
+pub const STATE_VERSION: u32 = 3;
+
+/// The oldest version this build reads.
+const OLDEST_VERSION: u32 = 2;
 
 /// Which data a checkpoint was taken on: the shard files' names and sizes, in catalog order
 /// (names, not paths, so that a data set mounted elsewhere still resumes).
@@ -164,17 +168,18 @@ impl LoaderState {
                 ),
             });
         }
-        match value.get("version").and_then(Value::as_u64) {
-            Some(v) if v == u64::from(STATE_VERSION) => {}
+        let version = match value.get("version").and_then(Value::as_u64) {
+            Some(v) if (u64::from(OLDEST_VERSION)..=u64::from(STATE_VERSION)).contains(&v) => v,
             v => {
                 return Err(LoaderError::State {
                     reason: format!(
-                        "version {} (this build reads version {STATE_VERSION})",
+                        "version {} (this build reads versions {OLDEST_VERSION} to \
+                         {STATE_VERSION})",
                         v.map_or_else(|| "missing".into(), |v| v.to_string())
                     ),
                 });
             }
-        }
+        };
         let Value::Object(mut map) = value else {
             return Err(LoaderError::State {
                 reason: "not a table".into(),
@@ -183,6 +188,13 @@ impl LoaderState {
         map.remove("format");
         map.remove("version");
         let recorded = match map.remove("checksum") {
+            None if version >= 3 => {
+                return Err(LoaderError::State {
+                    reason: format!(
+                        "a version {version} state without its `checksum` (removed by hand?)"
+                    ),
+                });
+            }
             None => None,
             Some(Value::String(sum)) => Some(sum),
             Some(other) => {
@@ -210,8 +222,8 @@ impl LoaderState {
             }
         } else {
             tracing::warn!(
-                "the loader state has no checksum (written before seqwarm recorded one): read \
-                 without an integrity check"
+                "a version {version} loader state (written before seqwarm recorded a checksum): \
+                 read without an integrity check"
             );
         }
         let parts = [
@@ -511,19 +523,22 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("version 1 (this build reads version 2)"),
+                .contains("version 1 (this build reads versions 2 to 3)"),
             "{err}"
         );
         let err = serde_json::from_str::<LoaderState>(
-            r#"{"format": "seqwarm-loader-state", "version": 3}"#,
+            r#"{"format": "seqwarm-loader-state", "version": 4}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("version 3"), "{err}");
+        assert!(err.to_string().contains("version 4"), "{err}");
     }
 
     fn a_state() -> LoaderState {
         let identity = Identity {
-            settings: serde_json::json!({"seed": 1, "mode": "repack", "rank": 0, "world_size": 1}),
+            // Floats of 17 significant digits (a duration from TOML or a flag): they must read
+            // back as written, or an untouched state fails its checksum.
+            settings: serde_json::json!({"seed": 1, "mode": "repack", "rank": 0, "world_size": 1,
+                "schedule": {"duration": 0.1 + 0.2, "other": [1.0 / 3.0, 2.0 / 7.0, 0.123_456_789_012_345_68]}}),
             data: DataIdentity::of(std::iter::empty()),
         };
         let merged: Value = serde_json::json!({
@@ -558,9 +573,15 @@ mod tests {
         let reordered = serde_json::to_string(&value).unwrap();
         assert_ne!(reordered, text);
         assert_eq!(LoaderState::from_json(&reordered).unwrap().body, state.body);
-        // An older state without a checksum is still read.
+        // Removing the checksum does not switch the check off: version 3 requires it.
         let mut value: Value = serde_json::from_str(&text).unwrap();
         value.as_object_mut().unwrap().remove("checksum");
+        let err = LoaderState::from_value(value.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without its `checksum`"), "{err}");
+        // A version 2 state (before the checksum) is still read.
+        value["version"] = Value::from(2);
         let old = LoaderState::from_value(value).unwrap();
         assert_eq!(old.body, state.body);
         // A checksum of the wrong type is named.

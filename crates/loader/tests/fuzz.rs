@@ -230,9 +230,10 @@ fn real_state(after: usize) -> Value {
             loader.next().await.unwrap().unwrap();
         }
         let mut state: Value = serde_json::from_str(&loader.state().to_json().unwrap()).unwrap();
-        // Without its checksum, as a state written before it existed: an edit then reaches the
-        // field checks instead of stopping at the checksum (which catches every edit).
+        // A version 2 state, written before the checksum: an edit then reaches the field checks
+        // instead of stopping at the checksum (which catches every edit).
         state.as_object_mut().unwrap().remove("checksum");
+        state["version"] = 2.into();
         state
     })
 }
