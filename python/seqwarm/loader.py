@@ -107,10 +107,14 @@ def _in_worker() -> bool:
 
 def _shared_flag() -> Any:
     """A byte in shared memory: set by a DataLoader worker, seen by the process that made the
-    loader (forked workers share it; spawned ones get it through the spawn)."""
+    loader (forked workers share it; spawned ones get it through the spawn). ``None`` where
+    shared memory cannot be had (no ``/dev/shm``): the check it serves is then skipped."""
     import multiprocessing
 
-    return multiprocessing.RawValue("b", 0)
+    try:
+        return multiprocessing.RawValue("b", 0)
+    except OSError:
+        return None
 
 
 def _worker() -> "tuple[int, int]":
@@ -410,6 +414,9 @@ class Loader:
         self.close()
         self._pending = json.dumps(state) if state is not None else None
         self._worker_base = state_dict.get(_WORKER_BASE_KEY)
+        if self._fed_workers is not None and not _in_worker():
+            # The position is this process's again: the one just loaded.
+            self._fed_workers.value = 0
 
     # -- reports and lifetime ------------------------------------------------------------
 
@@ -470,8 +477,17 @@ class Loader:
         from multiprocessing import context
 
         if context.get_spawning_popen() is None:
-            # Shared memory travels only to a process being spawned (a DataLoader worker);
-            # a copy pickled otherwise gets a flag of its own.
+            # Pickled, copied or saved as an object (not for a process being spawned): after
+            # DataLoader workers iterated it, its position is in them, and a copy would
+            # silently start over from an old one.
+            fed = self._fed_workers
+            if fed is not None and fed.value and not _in_worker():
+                raise StateError(
+                    "this Loader was iterated by DataLoader workers (num_workers > 0), so its position is in the "
+                    "workers: a copy of it would restart from an old one; checkpoint the DataLoader with "
+                    "torchdata.stateful_dataloader.StatefulDataLoader instead"
+                )
+            # Shared memory travels only to a process being spawned; a copy gets its own.
             state["_fed_workers"] = None
         state["_raw"] = None
         state["_pid"] = None

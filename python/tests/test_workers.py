@@ -67,11 +67,18 @@ def test_a_plain_dataloader_with_workers_never_gives_a_checkpoint_that_restarts_
         next(batches)
     with pytest.raises(seqwarm.StateError, match="StatefulDataLoader"):
         loader.state_dict()
+    with pytest.raises(seqwarm.StateError, match="StatefulDataLoader"):
+        pickle.dumps(loader)  # torch.save(loader), copy.deepcopy(loader): a stale position
     del batches
     # Iterated here again, the position is this process's own: checkpoints work as before.
     again = iter(loader)
     next(again)
     assert loader.state_dict()["seqwarm_loader_state"] is not None
+    # So it is after a checkpoint is loaded here.
+    fed = make(corpus)
+    next(iter(DataLoader(fed, batch_size=None, num_workers=2, multiprocessing_context=context)))
+    fed.load_state_dict(loader.state_dict())
+    assert fed.state_dict()["seqwarm_loader_state"] is not None
 
 
 def test_a_loader_pickles_with_its_settings_and_position(corpus: dict) -> None:
