@@ -166,6 +166,30 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
         assert_eq!(doubled(&tokens, 50_256), 0, "{mode:?}: no boundary has two");
     }
 
+    // However the shards are named: a glob, one file, a list of files.
+    let glob = format!("{location}/*.parquet");
+    let one = format!("{location}/shard-w00000-00000.parquet");
+    for (what, locations) in [
+        ("a glob", vec![glob]),
+        ("one file", vec![one.clone()]),
+        (
+            "a list",
+            vec![one, format!("{location}/shard-w00000-00001.parquet")],
+        ),
+    ] {
+        let loader = LoaderBuilder::new(
+            locations,
+            builder_with_eos(&location, Mode::Repack, Some(50_256))
+                .config()
+                .warmup()
+                .clone(),
+        )
+        .build()
+        .await
+        .unwrap();
+        assert_eq!(loader.warmup().eos_id(), None, "{what}: nothing to append");
+    }
+
     let other = builder_with_eos(&location, Mode::Repack, Some(0))
         .build()
         .await
@@ -189,6 +213,38 @@ async fn the_eos_a_manifest_records_is_not_appended_a_second_time() {
         doubled(&tokens, 50_256) > 0,
         "appended after the EOS already there"
     );
+
+    // A checkpoint taken when the EOS was appended a second time (as without the manifest
+    // here) cannot continue exactly now: refused by name, saying why. One taken now resumes.
+    let mut doubled = builder_with_eos(&bare.display().to_string(), Mode::Repack, Some(50_256))
+        .build()
+        .await
+        .unwrap();
+    drain(&mut doubled, Some(3)).await;
+    let err = builder_with_eos(&location, Mode::Repack, Some(50_256))
+        .with_state(doubled.state())
+        .build()
+        .await
+        .expect_err("the old meaning is refused")
+        .to_string();
+    assert!(
+        err.contains("eos_id_in_data") && err.contains("two EOS"),
+        "{err}"
+    );
+    let mut now = builder_with_eos(&location, Mode::Repack, Some(50_256))
+        .build()
+        .await
+        .unwrap();
+    let head = drain(&mut now, Some(3)).await;
+    let mut resumed = builder_with_eos(&location, Mode::Repack, Some(50_256))
+        .with_state(now.state())
+        .build()
+        .await
+        .unwrap();
+    let mut all = head;
+    all.extend(drain(&mut resumed, None).await);
+    let mut plain = builder(&location, Mode::Repack).build().await.unwrap();
+    assert_eq!(all, drain(&mut plain, None).await);
 
     // Shards of which only some end their documents with EOS are refused.
     let mixed = dir.with_file_name("mixed-eos");

@@ -158,8 +158,9 @@ pub(crate) async fn list_shards_and_manifests(
             list_url(location, retry, stores).await?
         } else {
             let owned = location.clone();
+            let known: Vec<String> = out.manifests.iter().map(|(d, _)| d.clone()).collect();
             runtime
-                .spawn_blocking(move || list_local(&owned))
+                .spawn_blocking(move || list_local(&owned, &known))
                 .await
                 .map_err(|e| location_error(location, e))??
         };
@@ -174,7 +175,7 @@ pub(crate) async fn list_shards_and_manifests(
     Ok(out)
 }
 
-/// [`list_shards`] with the default stores and retries, on the current runtime: what the
+/// `list_shards` with the default stores and retries, on the current runtime: what the
 /// benchmarks and tools use to find files.
 pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
     list_shards(
@@ -189,16 +190,36 @@ pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
 /// The shards at a location, and its manifest (with the directory its shards are in).
 type Listed = (Vec<ShardFile>, Option<(String, Manifest)>);
 
-fn list_local(location: &str) -> Result<Listed> {
+/// The shards at a local location, and the manifest of the directory they are in: the
+/// location's own for a directory, else (a file, a glob) the one beside the shards when they
+/// all sit in one directory, so that its EOS and row groups count however the shards are
+/// named. `known`: directories whose manifest an earlier location of the same list read.
+fn list_local(location: &str, known: &[String]) -> Result<Listed> {
     let found = paths::expand(location, is_parquet).map_err(|e| location_error(location, e))?;
-    let manifest = if paths::is_glob(location) {
-        None
+    let dir = if std::path::Path::new(location).is_dir() {
+        Some(std::path::PathBuf::from(location))
     } else {
-        let path = std::path::Path::new(location).join(MANIFEST_FILE);
-        // No manifest is the usual case for other tools' shards: nothing to warn about.
-        std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| parse_manifest(&path.display().to_string(), Ok(bytes)))
+        let mut parents = found
+            .iter()
+            .map(|p| p.parent().unwrap_or(std::path::Path::new("")));
+        let first = parents.next();
+        first
+            .filter(|&first| parents.all(|p| p == first))
+            .map(std::path::Path::to_path_buf)
+    };
+    let shards_dir = found
+        .first()
+        .map(|f| parent(&f.display().to_string()).to_string());
+    let manifest = match (dir, &shards_dir) {
+        (Some(_), Some(shown)) if known.contains(shown) => None,
+        (Some(dir), _) => {
+            let path = dir.join(MANIFEST_FILE);
+            // No manifest is the usual case for other tools' shards: nothing to warn about.
+            std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| parse_manifest(&path.display().to_string(), Ok(bytes)))
+        }
+        _ => None,
     };
     // The working directory once, not once per file (`std::path::absolute` asks each time).
     let cwd = if found.iter().any(|p| p.is_relative()) {
@@ -232,8 +253,7 @@ fn list_local(location: &str) -> Result<Listed> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let dir = shards.first().map(|f| parent(&f.display).to_string());
-    Ok((shards, manifest.zip(dir).map(|(m, d)| (d, m))))
+    Ok((shards, manifest.zip(shards_dir).map(|(m, d)| (d, m))))
 }
 
 async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result<Listed> {
