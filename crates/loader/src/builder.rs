@@ -338,7 +338,7 @@ impl LoaderBuilder {
         let core = WarmupCore::new(stage_warmup(&config, eos)?);
         let units = catalog.unit_infos();
         let identity = Identity {
-            settings: config.fingerprint()?,
+            settings: settings_of(&config, eos)?,
             data: DataIdentity::of(catalog.files()),
         };
         let plan = match &self.state {
@@ -413,10 +413,6 @@ impl LoaderBuilder {
         }
         let units: Vec<Arc<[UnitInfo]>> =
             catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
-        let identity = Identity {
-            settings: config.fingerprint()?,
-            data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
-        };
         let mut eos = Vec::new();
         for (source, catalog) in config.sources.iter().zip(&catalogs) {
             let appended = catalog.eos_to_append(config.warmup.eos_id())?;
@@ -436,6 +432,10 @@ impl LoaderBuilder {
             eos.push((appended, source.name.clone()));
         }
         let appended = eos.first().and_then(|(e, _)| *e);
+        let identity = Identity {
+            settings: settings_of(&config, appended)?,
+            data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
+        };
         let core = WarmupCore::new(stage_warmup(&config, appended)?);
         let mixture = mixture.build()?;
         let plan = match &self.state {
@@ -466,6 +466,20 @@ impl LoaderBuilder {
             io,
         ))
     }
+}
+
+/// The settings a checkpoint records (see [`LoaderConfig`]'s fingerprint), with
+/// `eos_id_in_data` when the configured `eos_id` is not appended because the documents already
+/// end with it: a checkpoint taken before seqwarm read the manifest's EOS appended it a second
+/// time, and resuming it now would change its batches, so such a state is refused by that key.
+fn settings_of(config: &LoaderConfig, appended: Option<i64>) -> Result<serde_json::Value> {
+    let mut settings = config.fingerprint()?;
+    if let (Some(eos), None) = (config.warmup.eos_id(), appended)
+        && let serde_json::Value::Object(map) = &mut settings
+    {
+        map.insert("eos_id_in_data".into(), serde_json::Value::from(eos));
+    }
+    Ok(settings)
 }
 
 /// The stage's settings: the configured warmup, with the shuffle seed defaulting to the plan's

@@ -251,9 +251,10 @@ impl LoaderState {
     /// Combines the states that every rank of one run took at the same step (one state per
     /// rank, in any order) into one that any number of ranks resumes from
     /// ([`crate::LoaderBuilder::with_state`] with the new rank and number of ranks): elastic
-    /// resume. No token of the epoch is lost or read twice across the change; what each rank
-    /// carried goes to the new rank `r % new_world_size` (`docs/loader.md`, "Elastic
-    /// resume"). States of different runs, data, settings, steps or epochs are refused by name.
+    /// resume. Every token of the epoch is emitted once or counted as dropped across the
+    /// change; what the old ranks held and the rest of the epoch are dealt to the new ranks by
+    /// load (`docs/loader.md`, "Elastic resume"). States of different runs, data, settings,
+    /// steps or epochs are refused by name.
     ///
     /// ```no_run
     /// # async fn f(paths: Vec<std::path::PathBuf>, config: seqwarm_loader::WarmupConfig) -> seqwarm_loader::Result<()> {
@@ -427,6 +428,14 @@ impl LoaderState {
                 reason.push_str(
                     "; to resume on another number of ranks, merge the states of every rank \
                      first (`LoaderState::merge`, `seqwarm merge-states`)",
+                );
+            }
+            if self.body.settings.get("eos_id_in_data") != settings.get("eos_id_in_data") {
+                reason.push_str(
+                    "; the checkpoint was taken when seqwarm appended eos_id after documents \
+                     that already end with it (two EOS at every boundary), which it no longer \
+                     does: its batches cannot continue exactly. Start afresh, or read the shards \
+                     without their manifest.json to continue as then",
                 );
             }
             return Err(LoaderError::State { reason });
