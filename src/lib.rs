@@ -4,7 +4,7 @@
 //! - [`schedule`]: training progress to sequence length (Composer- and DeepSpeed-exact).
 //! - [`batcher`]: token batches cut, reshaped, repacked or document-packed to that length.
 //! - [`stage`]: the sans-IO warmup stage: documents to batches, epoch plans, checkpoints.
-//! - [`format`]: the shard formats and the shard writer.
+//! - [`format`](mod@format): the shard formats and the shard writer.
 //! - [`loader`]: async Parquet shards to warmup-scheduled batches.
 //! - [`preprocess`]: text to token shards, resumable and split across workers.
 //! - `trainer` (feature `train`): a tch GPT trained from the stream, with the warm pass.

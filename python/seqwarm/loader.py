@@ -145,7 +145,9 @@ class Loader:
             ``pack-greedy`` or ``pack-bestfit``.
         batch_rows: rows per batch, or
         batch_tokens: a token budget per batch (rows = budget / length).
-        eos_id: the EOS id appended after every document, if any.
+        eos_id: the EOS id appended after every document, if any; not needed on ``seqwarm
+            preprocess`` output, whose documents already end with the EOS its manifest names
+            (the same id is then not appended again, another is refused).
         pad_id: the padding id.
         seed: seed of the shard order and document shuffle.
         rank, world_size: this process's share of the data. ``None``: from
@@ -572,10 +574,11 @@ def _source_table(source: Mapping[str, Any]) -> Dict[str, Any]:
 def merge_states(state_dicts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     """Elastic resume: the :meth:`Loader.state_dict` of every rank, taken at the same step,
     combined into one state_dict that any number of ranks resumes from (``Loader(...,
-    rank=r, world_size=n, state=merged)`` or ``load_state_dict``). No token of the epoch is
-    lost or read twice across the change; what each old rank carried goes to the new rank
-    ``old_rank % world_size``. Give each rank's state_dict once, in any order; states of
-    different steps, settings or data raise :class:`seqwarm.StateError`."""
+    rank=r, world_size=n, state=merged)`` or ``load_state_dict``). Every token of the epoch is
+    emitted once or counted as dropped across the change; what the old ranks held and the rest
+    of the epoch are dealt to the new ranks by load (``docs/loader.md``, "Elastic resume"). Give
+    each rank's state_dict once, in any order; states of different steps, settings or data raise
+    :class:`seqwarm.StateError`."""
     texts = []
     bases = set()
     for i, state_dict in enumerate(state_dicts):

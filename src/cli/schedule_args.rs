@@ -96,10 +96,14 @@ impl ScheduleArgs {
                 .map(|(field, rest)| (field.to_owned(), rest.to_owned()));
             match unknown {
                 Some((field, rest)) if flags.contains_key(&field) => {
+                    // serde says "expected `a`", "expected `a` or `b`" or "expected one of
+                    // `a`, `b`, ...".
                     let takes: Vec<String> = rest
-                        .split_once("expected one of ")
+                        .split_once("expected ")
                         .map(|(_, list)| {
-                            list.split(", ")
+                            list.trim_start_matches("one of ")
+                                .split(", ")
+                                .flat_map(|f| f.split(" or "))
                                 .map(|f| format!("--{}", f.trim_matches('`').replace('_', "-")))
                                 .collect()
                         })

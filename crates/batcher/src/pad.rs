@@ -2,7 +2,7 @@
 
 use crate::batch::{IGNORE_INDEX, fields};
 
-/// Values used to pad the final partial row handed back by [`RowSink::finish`] (and the
+/// Values used to pad the final partial row handed back by [`crate::RowSink::finish`] (and the
 /// padding of [`crate::DocumentPacker`]'s rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PadValues {

@@ -398,8 +398,8 @@ mod tests {
     fn pieces_give_the_same_bytes_as_one_write_per_row_group() {
         let docs: Vec<Vec<i32>> = (0..40)
             .map(|d| {
-                (0..(d * 7_919 % 60_000 + 1))
-                    .map(|i| ((i * 31 + d) % 40_000) as i32)
+                (0..=(d * 7_919 % 60_000))
+                    .map(|i| (i * 31 + d) % 40_000)
                     .collect()
             })
             .collect();

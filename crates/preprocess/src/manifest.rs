@@ -102,7 +102,7 @@ pub struct ShardEntry {
 /// A worker's manifest (or, merged, the whole data set's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// [`MANIFEST_FORMAT`].
+    /// `seqwarm-manifest-v1`, this crate's manifest format.
     pub format: String,
     /// The settings of the run.
     pub settings: Settings,

@@ -1,6 +1,7 @@
 //! Elastic resume: the checkpoints that `N` ranks took at one step, combined into one state
 //! that does not depend on the number of ranks ([`MergedState::merge`]), from which any number
-//! of ranks resume ([`EpochPlan::resume_merged`]) with no token of the epoch lost or read twice.
+//! of ranks resume ([`EpochPlan::resume_merged`]): every token of the epoch emitted once or
+//! counted as dropped.
 //!
 //! What the merged state holds, and why it is enough:
 //!
