@@ -137,6 +137,31 @@ pub struct PackerCarry {
 }
 
 impl PackerCarry {
+    /// The carry as pieces that can go separately (an elastic resume spreading what one rank
+    /// held over several): each pending piece, and each ready row, as a carry of its own, with
+    /// its token count. [`PackerCarry::concat`] of any of them, in this order, is lossless.
+    pub fn items(&self) -> Vec<(usize, PackerCarry)> {
+        let pending = self.pending.iter().map(|piece| {
+            let carry = PackerCarry {
+                dtype: self.dtype,
+                pending: vec![piece.clone()],
+                ready: Vec::new(),
+                ready_len: 0,
+            };
+            (piece.tokens.len(), carry)
+        });
+        let ready = self.ready.iter().map(|row| {
+            let carry = PackerCarry {
+                dtype: self.dtype,
+                pending: Vec::new(),
+                ready: vec![row.clone()],
+                ready_len: self.ready_len,
+            };
+            (row.iter().map(|p| p.tokens.len()).sum(), carry)
+        });
+        ready.chain(pending).collect()
+    }
+
     /// The token ids of every piece held (pending or in ready rows), for checking a
     /// checkpoint against a vocabulary.
     pub fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {

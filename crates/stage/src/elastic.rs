@@ -12,14 +12,15 @@
 //! - **What each old rank held**: its carried tokens (the sink's), its shuffle buffer, its
 //!   counters and its progress. These are tokens taken from the data but not yet emitted.
 //!
-//! What the old ranks leave is dealt to the `M` new ranks by load (`deal`): each old rank's
-//! held tokens (carry and shuffle buffer, handed over whole) and each unit of the epoch's rest
-//! (the untouched and partly read units, in the epoch's order, each skipping the documents
-//! already taken), largest first, to the new rank holding the least so far. A new rank starts
-//! with the carried tokens and shuffle buffers it took over, their counters summed (so every
-//! rank's counters still add up, and the counters of all ranks together are those of the old
-//! ranks); one that took over none starts empty. Each rank reads its units in the rest's
-//! order. Every rank
+//! What the old ranks leave is dealt to the `M` new ranks by load (`deal`): the pieces each old
+//! rank held (its packer's pieces and ready rows and its shuffle buffer's documents one by one;
+//! a repacker's carried run whole) and each unit of the epoch's rest (the untouched and partly
+//! read units, in the epoch's order, each skipping the documents already taken), largest
+//! first, to the new rank holding the least so far. A new rank starts with the pieces it took
+//! over; each old rank's counters go to one new rank, and the tokens of pieces that changed
+//! hands move between `tokens_in`s with them (so every rank's counters still add up, and the
+//! counters of all ranks together are those of the old ranks). Each rank reads its units in the
+//! rest's order. Every rank
 //! computes the same deal from the merged state, and each entry of the rest names its rank,
 //! so that a checkpoint of the resumed ranks resumes, and merges, the same way. From the next
 //! epoch on, units are dealt to `M` ranks as usual.
@@ -194,17 +195,12 @@ impl MergedState {
             .collect()
     }
 
-    /// The core rank `rank` resumes with: the old ranks `r` with `owners[r] == rank` handed
-    /// over (carry, shuffle buffer, counters summed; [`deal`] picks the owners), the progress
-    /// at the step, samples and tokens the old ranks' mean.
-    fn core_for(&self, rank: usize, owners: &[usize]) -> Result<CoreState> {
-        let donors: Vec<&CoreState> = self
-            .cores
-            .iter()
-            .zip(owners)
-            .filter(|(_, owner)| **owner == rank)
-            .map(|(core, _)| core)
-            .collect();
+    /// The core rank `rank` resumes with, as [`deal`] dealt it: the held pieces it took over
+    /// (carries and shuffle buffers combined, in the old ranks' order), the counters of the
+    /// old ranks it took those of, summed, with the tokens of the pieces that changed hands
+    /// moved between `tokens_in`s (so every rank's counters add up, and all ranks' together
+    /// are the old ones), the progress at the step, samples and tokens the old ranks' mean.
+    fn core_for(&self, rank: usize, dealt: &Dealt, eos: bool) -> Result<CoreState> {
         let Some(first) = self.cores.first() else {
             return Err(StageError::State {
                 reason: "a merged state of no ranks".into(),
@@ -218,29 +214,37 @@ impl MergedState {
         let mut progress = first.progress();
         progress.samples = mean(|c| c.progress().samples);
         progress.tokens = mean(|c| c.progress().tokens);
-        let carry =
-            ModeCarry::concat(donors.iter().map(|c| c.carry()), first.carry()).map_err(|e| {
-                StageError::State {
-                    reason: format!("the ranks' carried tokens do not combine: {e}"),
-                }
-            })?;
+        let (mut carries, mut shuffles) = (Vec::new(), Vec::new());
+        let mut stats = Stats::default();
+        for (r, core) in self.cores.iter().enumerate() {
+            let pieces = held_pieces(core, eos);
+            if dealt.counters.get(r) == Some(&rank) {
+                let held: u64 = pieces.iter().map(|p| p.tokens).sum();
+                let mut own = core.stats();
+                own.tokens_in = own.tokens_in.saturating_sub(held);
+                stats = add(stats, own);
+            }
+            let owners = dealt.held.get(r).map_or(&[][..], Vec::as_slice);
+            for (piece, _) in pieces.into_iter().zip(owners).filter(|(_, o)| **o == rank) {
+                stats.tokens_in = stats.tokens_in.saturating_add(piece.tokens);
+                carries.extend(piece.carry);
+                shuffles.extend(piece.shuffle);
+            }
+        }
+        let carry = ModeCarry::concat(&carries, first.carry()).map_err(|e| StageError::State {
+            reason: format!("the ranks' carried tokens do not combine: {e}"),
+        })?;
         let shuffle = match first.shuffle() {
-            Some(_) => Some(ShuffleState::concat(
-                donors.iter().filter_map(|c| c.shuffle()),
-                rank as u64,
-            )?),
+            Some(_) => Some(ShuffleState::concat(&shuffles, rank as u64)?),
             None => None,
         };
-        let stats = donors
-            .iter()
-            .fold(Stats::default(), |sum, c| add(sum, c.stats()));
         Ok(CoreState::from_parts(
             progress,
             first.step(),
             carry,
             shuffle,
             stats,
-            donors.iter().map(|c| c.epoch()).max().unwrap_or(0),
+            self.cores.iter().map(CoreState::epoch).max().unwrap_or(0),
         ))
     }
 }
@@ -270,27 +274,85 @@ fn add(a: Stats, b: Stats) -> Stats {
     }
 }
 
+/// One piece of what an old rank held, which one new rank takes over: a packed piece or ready
+/// row of its carry, a document of its shuffle buffer, or (the repacker's run, or a hold
+/// whose pieces do not add up to its counters) all of it.
+struct HeldPiece {
+    tokens: u64,
+    carry: Option<ModeCarry>,
+    shuffle: Option<ShuffleState>,
+}
+
+/// What `core` held, as pieces (`eos`: the stage appends an EOS to each document, which a
+/// shuffled document's count includes). The same on every rank, so that indices agree.
+fn held_pieces(core: &CoreState, eos: bool) -> Vec<HeldPiece> {
+    let carry = core
+        .carry()
+        .items()
+        .into_iter()
+        .map(|(tokens, carry)| HeldPiece {
+            tokens,
+            carry: Some(carry),
+            shuffle: None,
+        });
+    let shuffle = core
+        .shuffle()
+        .map(|s| s.items(eos))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(tokens, state)| HeldPiece {
+            tokens,
+            carry: None,
+            shuffle: Some(state),
+        });
+    let pieces: Vec<HeldPiece> = carry.chain(shuffle).collect();
+    let held = buffered(&core.stats());
+    if pieces.iter().map(|p| p.tokens).sum::<u64>() == held {
+        pieces
+    } else {
+        // The pieces do not account for the counters (a state edited by hand, say): handed
+        // over whole, as one piece, which keeps the counters exactly as they were.
+        vec![HeldPiece {
+            tokens: held,
+            carry: Some(core.carry().clone()),
+            shuffle: core.shuffle().cloned(),
+        }]
+    }
+}
+
+/// Which new rank takes each thing the old ranks leave ([`deal`]).
+pub(crate) struct Dealt {
+    /// Each old rank's counters (emitted, cut, dropped, documents...).
+    counters: Vec<usize>,
+    /// Each old rank's held pieces ([`held_pieces`]), in order.
+    held: Vec<Vec<usize>>,
+}
+
 /// Deals what the old ranks leave of the epoch to `world` ranks by load, and says the least
-/// any rank then holds: the tokens each old rank held (its carry and shuffle buffer, handed
-/// over whole) and the units of the rest are taken largest first (held tokens before units on
-/// ties, then in order), each going to the rank holding the least so far (the lowest rank on
-/// ties). This keeps the least any rank holds, and so the rest's batch count, as high as whole
-/// pieces allow (what every other rank holds beyond it is dropped at the epoch's end). Each
-/// rank still reads its units in the list's order. Lower bounds throughout: a unit's rest is
-/// its footer's tokens less those already taken, and a partly read unit whose taken tokens are
-/// not known (a state written before they were recorded) counts as empty. Returns the rest
-/// with each unit's rank, each old rank's new owner, and the least. O((units + old ranks) log)
-/// whatever the number of new ranks, and the same on every rank.
+/// any rank then holds: the pieces the old ranks held (their carries' packed pieces and ready
+/// rows, their shuffle buffers' documents; a repacker's carried run whole) and the units of
+/// the rest are taken largest first (held pieces before units on ties, then in order), each
+/// going to the rank holding the least so far (the lowest rank on ties); each old rank's
+/// counters go to some rank too, at no weight. This keeps the least any rank holds, and so the
+/// rest's batch count, as high as the pieces allow (what every other rank holds beyond it is
+/// dropped at the epoch's end). Each rank still reads its units in the list's order. Lower
+/// bounds throughout: a unit's rest is its footer's tokens less those already taken, and a
+/// partly read unit whose taken tokens are not known (a state written before they were
+/// recorded) counts as empty. Returns the rest with each unit's rank, where everything held
+/// went, and the least. O(pieces log pieces) whatever the number of new ranks, and the same on
+/// every rank.
 fn deal(
     units: &[UnitInfo],
     merged: &MergedState,
     mut rest: Vec<RestUnit>,
     world: usize,
-) -> (Vec<RestUnit>, Vec<usize>, u64) {
-    /// A piece to deal: an old rank's held tokens, or an entry of the rest.
+    eos: bool,
+) -> (Vec<RestUnit>, Dealt, u64) {
+    /// A piece to deal, ordered for ties: held pieces, then counters, then units.
     #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
     enum Piece {
-        Held(usize),
+        Held(usize, usize),
+        Counters(usize),
         Unit(usize),
     }
     let world = world.max(1);
@@ -299,37 +361,49 @@ fn deal(
         (_, Some(taken)) => units[item.unit].tokens.saturating_sub(taken),
         (_, None) => 0,
     };
-    let mut pieces: Vec<(u64, Piece)> = merged
+    let held: Vec<Vec<HeldPiece>> = merged
         .cores
         .iter()
-        .enumerate()
-        .map(|(r, core)| (buffered(&core.stats()), Piece::Held(r)))
-        .chain(
-            rest.iter()
-                .enumerate()
-                .map(|(i, item)| (left(item), Piece::Unit(i))),
-        )
+        .map(|core| held_pieces(core, eos))
         .collect();
+    let mut pieces: Vec<(u64, Piece)> = Vec::new();
+    for (r, held) in held.iter().enumerate() {
+        pieces.push((0, Piece::Counters(r)));
+        pieces.extend(
+            held.iter()
+                .enumerate()
+                .map(|(i, piece)| (piece.tokens, Piece::Held(r, i))),
+        );
+    }
+    pieces.extend(
+        rest.iter()
+            .enumerate()
+            .map(|(i, item)| (left(item), Piece::Unit(i))),
+    );
     pieces.sort_by_key(|&(tokens, piece)| (Reverse(tokens), piece));
     let mut least_first: BinaryHeap<Reverse<(u64, usize)>> =
         (0..world).map(|rank| Reverse((0, rank))).collect();
-    let mut owners = vec![0usize; merged.cores.len()];
+    let mut dealt = Dealt {
+        counters: vec![0; held.len()],
+        held: held.iter().map(|h| vec![0; h.len()]).collect(),
+    };
     for (tokens, piece) in pieces {
-        let Some(Reverse((held, rank))) = least_first.pop() else {
+        let Some(Reverse((load, rank))) = least_first.pop() else {
             break;
         };
         match piece {
-            Piece::Held(r) => owners[r] = rank,
+            Piece::Held(r, i) => dealt.held[r][i] = rank,
+            Piece::Counters(r) => dealt.counters[r] = rank,
             Piece::Unit(i) => rest[i].rank = Some(rank),
         }
-        least_first.push(Reverse((held.saturating_add(tokens), rank)));
+        least_first.push(Reverse((load.saturating_add(tokens), rank)));
     }
     let least = least_first
         .into_iter()
         .map(|Reverse((tokens, _))| tokens)
         .min()
         .unwrap_or(0);
-    (rest, owners, least)
+    (rest, dealt, least)
 }
 
 impl EpochPlan<ModeSink> {
@@ -437,8 +511,9 @@ impl EpochPlan<ModeSink> {
             .into_iter()
             .filter(|r| r.taken < units[r.unit].documents)
             .collect();
-        let (rest, owners, least) = deal(&units, merged, rest, world);
-        core.restore(&merged.core_for(rank, &owners)?)?;
+        let eos = core.warmup().eos_id().is_some();
+        let (rest, dealt, least) = deal(&units, merged, rest, world, eos);
+        core.restore(&merged.core_for(rank, &dealt, eos)?)?;
         Self::resume_rest(
             units,
             config,
@@ -521,7 +596,7 @@ mod tests {
         let all: Vec<RestUnit> = (0..6).map(|unit| at(unit, 0)).collect();
         // Round-robin would leave rank 1 with 80 tokens (and rank 0 with 120): by load, 100
         // each, and each rank reads its units in the list's order.
-        let (dealt, _, least) = deal(&units, &merged(vec![(0, 0)]), all, 2);
+        let (dealt, _, least) = deal(&units, &merged(vec![(0, 0)]), all, 2, false);
         let ranks: Vec<Option<usize>> = dealt.iter().map(|r| r.rank).collect();
         assert_eq!(
             ranks,
@@ -537,7 +612,7 @@ mod tests {
             },
             at(0, 2),
         ];
-        let (_, _, least) = deal(&units, &merged(vec![(0, 0)]), partly, 1);
+        let (_, _, least) = deal(&units, &merged(vec![(0, 0)]), partly, 1, false);
         assert_eq!(least, 15);
     }
 }

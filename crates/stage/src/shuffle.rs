@@ -30,6 +30,24 @@ pub(crate) struct ShuffleState {
 }
 
 impl ShuffleState {
+    /// The buffer as one state a document (each with this generator), with its tokens (`eos`:
+    /// one more each, the EOS the stage appends): what an elastic resume may spread over
+    /// several ranks.
+    pub(crate) fn items(&self, eos: bool) -> Vec<(u64, ShuffleState)> {
+        self.documents
+            .iter()
+            .map(|document| {
+                let state = ShuffleState {
+                    rng: self.rng,
+                    dtype: self.dtype,
+                    labels_dtype: self.labels_dtype,
+                    documents: vec![document.clone()],
+                };
+                (document.0.len() as u64 + u64::from(eos), state)
+            })
+            .collect()
+    }
+
     /// The token ids of the buffered documents.
     pub(crate) fn token_ids(&self) -> impl Iterator<Item = i64> + '_ {
         self.documents

@@ -33,6 +33,28 @@ pub enum ModeCarry {
 }
 
 impl ModeCarry {
+    /// The carry as pieces that can go to different ranks, with their token counts: the
+    /// packer's pieces and ready rows one by one ([`seqwarm_batcher::PackerCarry::items`]);
+    /// the repacker's carried run whole (less than a batch, and a run: its order is its
+    /// meaning).
+    pub(crate) fn items(&self) -> Vec<(u64, ModeCarry)> {
+        match self {
+            Self::Rows(rows) => {
+                let tokens = rows.token_ids().count() as u64;
+                if tokens == 0 {
+                    Vec::new()
+                } else {
+                    vec![(tokens, self.clone())]
+                }
+            }
+            Self::Pack(pack) => pack
+                .items()
+                .into_iter()
+                .map(|(tokens, carry)| (tokens as u64, Self::Pack(carry)))
+                .collect(),
+        }
+    }
+
     /// The carried token ids.
     pub fn token_ids(&self) -> Box<dyn Iterator<Item = i64> + '_> {
         match self {

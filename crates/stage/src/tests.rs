@@ -1360,3 +1360,44 @@ fn full_rows_is_composers_drop_last_false_over_group_texts() {
         .unwrap_err();
     assert!(err.to_string().contains("keep_last"), "{err}");
 }
+
+/// Late in an epoch most of what is left is held rather than unread (best fit's window): the
+/// old ranks' held pieces are dealt one by one, not each rank's whole, so more new ranks still
+/// each get a batch and the ranks end evenly (4 -> 5 late in the epoch was refused, and
+/// 4 -> 3 dropped four times what an uninterrupted 3-rank run drops).
+#[test]
+fn what_old_ranks_held_is_spread_over_the_new_ranks() {
+    let docs: Vec<Vec<i32>> = documents(400, 50, 12)
+        .into_iter()
+        .map(|d| d.into_iter().map(|t| t + 1).collect())
+        .collect();
+    let units = Units::new(&docs, 9);
+    let total: u64 = docs.iter().map(|d| d.len() as u64).sum();
+    let config = warmup(Mode::PackBestfit, BatchSize::Rows(2), None, 0).with_pack_window(60);
+    let steps = plan(
+        &config,
+        EpochConfig::default().with_rank(0, 4).with_seed(4),
+        &units,
+    )
+    .steps_per_epoch()
+    .unwrap() as usize;
+    for to in [3, 5] {
+        let late = steps - 2;
+        let (_, plain, _) = elastic_run(&config, true, &units, &[to], &[]);
+        let (emitted, stats, counts) = elastic_run(&config, true, &units, &[4, to], &[late]);
+        assert!(
+            counts[1].iter().all(|&n| n == counts[1][0] && n > 0),
+            "{to}: {counts:?}"
+        );
+        let unique: std::collections::BTreeSet<i64> = emitted.iter().copied().collect();
+        assert_eq!(unique.len(), emitted.len(), "{to}: a token twice");
+        assert_eq!(accounted(&stats), total, "{to}: {stats:?}");
+        let dropped = |s: &[Stats]| s.iter().map(|s| s.tokens_dropped).sum::<u64>();
+        assert!(
+            dropped(&stats) <= dropped(&plain) + to as u64 * 2 * 64,
+            "{to}: {} dropped, {} uninterrupted",
+            dropped(&stats),
+            dropped(&plain)
+        );
+    }
+}
