@@ -30,8 +30,7 @@ use crate::stores::Stores;
 /// ```
 /// use futures_util::StreamExt;
 /// use seqwarm_format::{OutputLayout, ShardWriter};
-/// use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
-/// use seqwarm_schedule::ScheduleConfig;
+/// use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, ScheduleConfig, WarmupConfig};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// // A directory with one shard of 200 documents.

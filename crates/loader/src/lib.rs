@@ -54,8 +54,13 @@ pub use state::{LoaderState, STATE_FORMAT, STATE_VERSION};
 pub use stores::store_for_url;
 pub use warmup::{WarmupStream, WarmupStreamExt};
 
-/// The stage's types, so that a loader's user needs one crate.
+// What the builder and its settings take, from the crates that define it, so that a loader's
+// user needs this one crate (each item keeps its own documentation).
+/// The `object_store` crate, at the version [`LoaderBuilder::with_object_store`] takes stores
+/// of (`InMemory`, `AmazonS3Builder`, ...): no version to guess.
+pub use object_store;
+pub use seqwarm_schedule::{Progress, ProgressUnit, Schedule, ScheduleConfig, ShapePolicy};
 pub use seqwarm_stage::{
-    BatchSize, Documents, EpochBoundary, LastBatch, Mode, Origin, ScheduledBatch, SourceStats,
-    Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
+    BatchSize, Documents, EpochBoundary, EpochConfig, LastBatch, Mode, Origin, ScheduledBatch,
+    SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
 };
