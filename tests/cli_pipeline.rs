@@ -5,7 +5,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{corpus, ok, preprocess, seqwarm, temp};
+use common::{corpus, ok, preprocess, preprocessed_corpus, seqwarm, temp};
 
 fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     seqwarm_testkit::parquet_files(dir)
@@ -112,12 +112,7 @@ fn jsonl_steps(stdout: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn stream_resumes_from_a_state_file_identically() {
-    let root = temp("stream");
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 3, 40);
-    let shards = root.join("shards");
-    ok(&preprocess(&input, &shards, &[]));
+    let (root, shards) = preprocessed_corpus("stream", 3, 40);
     let base = [
         "stream",
         shards.to_str().unwrap(),
@@ -181,12 +176,7 @@ fn stream_runs_on_the_demo_corpus_with_a_config_file() {
 
 #[test]
 fn bench_runs_on_a_tiny_input_and_writes_json() {
-    let root = temp("bench");
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 2, 30);
-    let shards = root.join("shards");
-    ok(&preprocess(&input, &shards, &[]));
+    let (root, shards) = preprocessed_corpus("bench", 2, 30);
     let json = root.join("bench.json");
     let out = ok(&seqwarm(&[
         "bench",
@@ -558,12 +548,7 @@ fn real_tokens_of(steps: &[serde_json::Value]) -> Vec<i64> {
 
 #[test]
 fn merge_states_resumes_two_ranks_on_one_with_every_token_once() {
-    let root = temp("elastic");
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 3, 40);
-    let shards = root.join("shards");
-    ok(&preprocess(&input, &shards, &[]));
+    let (root, shards) = preprocessed_corpus("elastic", 3, 40);
     let base = [
         "stream",
         shards.to_str().unwrap(),
@@ -636,12 +621,7 @@ fn merge_states_resumes_two_ranks_on_one_with_every_token_once() {
 /// refused ("settings differ ... total"). The total now comes from the checkpoint.
 #[test]
 fn an_elastic_resume_without_a_total_keeps_the_checkpoints_length() {
-    let root = temp("elastic-total");
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 3, 40);
-    let shards = root.join("shards");
-    ok(&preprocess(&input, &shards, &[]));
+    let (root, shards) = preprocessed_corpus("elastic-total", 3, 40);
     let base = [
         "stream",
         shards.to_str().unwrap(),
@@ -787,12 +767,7 @@ fn a_mixture_streams_from_source_flags_and_from_a_config_file() {
 /// rows only, one fewer than `--keep-last` (which pads the remainder into a row).
 #[test]
 fn keep_last_full_rows_ends_with_the_complete_rows_only() {
-    let root = temp("keep-last-full-rows");
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 2, 40);
-    let shards = root.join("shards");
-    ok(&preprocess(&input, &shards, &[]));
+    let (_, shards) = preprocessed_corpus("keep-last-full-rows", 2, 40);
     let last_rows = |how: &str| {
         let run = seqwarm(&[
             "stream",

@@ -12,17 +12,11 @@ use seqwarm::schedule::ScheduleConfig;
 
 mod common;
 
-use common::{corpus, ok, preprocess, temp};
+use common::preprocessed_corpus;
 
 /// A preprocessed corpus: several shards of several row groups each.
 fn preprocessed(name: &str) -> std::path::PathBuf {
-    let root = temp(name);
-    let input = root.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    corpus(&input, 4, 40);
-    let out = root.join("shards");
-    ok(&preprocess(&input, &out, &[]));
-    out
+    preprocessed_corpus(name, 4, 40).1
 }
 
 fn builder(location: &str, mode: Mode) -> LoaderBuilder {

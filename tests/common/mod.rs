@@ -55,6 +55,18 @@ pub fn corpus(dir: &Path, files: usize, documents: usize) {
     }
 }
 
+/// A [`corpus`] of `files` files of `documents` documents, preprocessed with the default
+/// settings: the scratch directory `name` and the shards directory in it.
+pub fn preprocessed_corpus(name: &str, files: usize, documents: usize) -> (PathBuf, PathBuf) {
+    let root = temp(name);
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, files, documents);
+    let shards = root.join("shards");
+    ok(&preprocess(&input, &shards, &[]));
+    (root, shards)
+}
+
 /// `seqwarm preprocess` of a [`corpus`] directory into `output`: several shards of 6 000
 /// tokens, row groups of 1 500, and the `extra` flags.
 pub fn preprocess(input: &Path, output: &Path, extra: &[&str]) -> Output {

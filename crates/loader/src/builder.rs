@@ -342,8 +342,7 @@ impl LoaderBuilder {
         };
         let plan = match &self.state {
             Some(state) => {
-                state.check(&identity)?;
-                state.check_vocabulary(config.vocab_size)?;
+                state.check(&identity, config.vocab_size)?;
                 match (state.plan(), state.merged()) {
                     (Some(plan), _) => EpochPlan::resume(units, config.epochs.clone(), core, plan)?,
                     (None, Some(merged)) => {
@@ -439,8 +438,7 @@ impl LoaderBuilder {
         let mixture = mixture.build()?;
         let plan = match &self.state {
             Some(state) => {
-                state.check(&identity)?;
-                state.check_vocabulary(config.vocab_size)?;
+                state.check(&identity, config.vocab_size)?;
                 let Some(saved) = state.mixture() else {
                     return Err(LoaderError::State {
                         reason: "the checkpoint is of a loader without `sources`".into(),

@@ -323,16 +323,7 @@ impl ShardCache {
         seqwarm_format::atomic::write_atomic(&record_path, &record_bytes)
             .map_err(|e| cache_error(&record_path, e))?;
         {
-            let dir_lock_path = self.dir.join(".lock");
-            let dir_lock = lock_file(&dir_lock_path)?;
-            wait_for_lock(&dir_lock, &dir_lock_path, NOTICE_AFTER, |waited| {
-                tracing::warn!(
-                    "waiting {:.0} s for the cache directory's lock {} (held by another \
-                     process making room in the cache)",
-                    waited.as_secs_f64(),
-                    dir_lock_path.display()
-                );
-            })?;
+            let _dir_lock = self.lock_directory()?;
             // Its room was made when the download was reserved.
             seqwarm_format::atomic::finish_atomic(partial, data)
                 .map_err(|e| cache_error(data, e))?;
@@ -345,22 +336,29 @@ impl ShardCache {
         Ok(file)
     }
 
+    /// Takes the directory's lock (`.lock`: room is made, and entries committed, under it),
+    /// held until the returned file is dropped.
+    fn lock_directory(&self) -> Result<File> {
+        let path = self.dir.join(".lock");
+        let lock = lock_file(&path)?;
+        wait_for_lock(&lock, &path, NOTICE_AFTER, |waited| {
+            tracing::warn!(
+                "waiting {:.0} s for the cache directory's lock {} (held by another process \
+                 making room in the cache)",
+                waited.as_secs_f64(),
+                path.display()
+            );
+        })?;
+        Ok(lock)
+    }
+
     /// Under the directory's lock, makes room for `size` more bytes and reserves them: the
     /// partial file of the download is created at its full size, so that every other
     /// process's count of the directory includes it. `false` when the entries that can be
     /// evicted do not make room (downloads in flight hold the rest): the shard is then read
     /// without caching it, and the limit holds.
     fn reserve(&self, size: u64, partial: &Path) -> Result<bool> {
-        let dir_lock_path = self.dir.join(".lock");
-        let dir_lock = lock_file(&dir_lock_path)?;
-        wait_for_lock(&dir_lock, &dir_lock_path, NOTICE_AFTER, |waited| {
-            tracing::warn!(
-                "waiting {:.0} s for the cache directory's lock {} (held by another process \
-                 making room in the cache)",
-                waited.as_secs_f64(),
-                dir_lock_path.display()
-            );
-        })?;
+        let _dir_lock = self.lock_directory()?;
         if !self.make_room(size, partial)? {
             return Ok(false);
         }

@@ -385,7 +385,7 @@ impl LoaderState {
     /// Refuses a state holding a token id outside `[0, vocab_size)` (carried, or in a shuffle
     /// buffer): a resume emits those without reading them again, so the check the read path
     /// makes on every id must be made here.
-    pub(crate) fn check_vocabulary(&self, vocab_size: Option<u64>) -> Result<()> {
+    fn check_vocabulary(&self, vocab_size: Option<u64>) -> Result<()> {
         let ids: Box<dyn Iterator<Item = i64> + '_> =
             match (&self.body.plan, &self.body.merged, &self.body.mixture) {
                 (Some(plan), _, _) => Box::new(plan.token_ids()),
@@ -408,8 +408,9 @@ impl LoaderState {
     }
 
     /// Checks that this state fits a loader of `identity`: its settings (a merged state's
-    /// without the rank keys, which it leaves to the resuming ranks) and its data.
-    pub(crate) fn check(&self, identity: &Identity) -> Result<()> {
+    /// without the rank keys, which it leaves to the resuming ranks), its data, and the token
+    /// ids it holds against `vocab_size`.
+    pub(crate) fn check(&self, identity: &Identity, vocab_size: Option<u64>) -> Result<()> {
         let Identity { settings, data } = identity;
         let settings = if self.body.merged.is_some() {
             &without_rank(settings)
@@ -448,7 +449,7 @@ impl LoaderState {
                 ),
             });
         }
-        Ok(())
+        self.check_vocabulary(vocab_size)
     }
 }
 

@@ -90,6 +90,19 @@ async fn interrupted(b: impl Fn() -> LoaderBuilder, head: usize) -> (Vec<Seen>, 
     (before, take(&mut second, usize::MAX).await)
 }
 
+/// Resumed from the state after `cut` batches, the run continues at step `cut` with exactly
+/// the batches `whole` (the uninterrupted run) has from there.
+async fn resumes_identically(
+    b: impl Fn() -> LoaderBuilder,
+    whole: &[Seen],
+    cut: usize,
+    what: &str,
+) {
+    let (_, rest) = interrupted(b, cut).await;
+    assert_eq!(rest.first().map(|s| s.0), Some(cut as u64), "{what}");
+    assert_eq!(rest, whole[cut..], "{what}");
+}
+
 /// Family: a resume restarts from sample 0 (MosaicML Streaming #437, #880). A resume continues
 /// at the step it was taken at, with the batches an uninterrupted run has there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +113,7 @@ async fn resume_restarting_from_sample_0_family_streaming_437_880() {
         let whole = take(&mut b().build().await.unwrap(), usize::MAX).await;
         assert!(whole.len() > 20, "{mode:?}: {}", whole.len());
         for cut in [1, whole.len() / 3, whole.len() - 1] {
-            let (_, rest) = interrupted(b, cut).await;
-            assert_eq!(
-                rest.first().map(|s| s.0),
-                Some(cut as u64),
-                "{mode:?} at {cut}"
-            );
-            assert_eq!(rest, whole[cut..], "{mode:?} resumed at {cut}");
+            resumes_identically(b, &whole, cut, &format!("{mode:?} at {cut}")).await;
         }
     }
 }
@@ -245,13 +252,7 @@ async fn skip_divided_across_ranks_family_torchtitan_1082() {
             let b = || builder(&dir, mode, rank, world, 2);
             let whole = take(&mut b().build().await.unwrap(), usize::MAX).await;
             let cut = whole.len() / 2;
-            let (_, rest) = interrupted(b, cut).await;
-            assert_eq!(
-                rest.first().map(|s| s.0),
-                Some(cut as u64),
-                "{mode:?} rank {rank}"
-            );
-            assert_eq!(rest, whole[cut..], "{mode:?} rank {rank}");
+            resumes_identically(b, &whole, cut, &format!("{mode:?} rank {rank}")).await;
         }
     }
 }

@@ -64,16 +64,8 @@ impl<'de> Deserialize<'de> for LastBatch {
                 "expected true, false, or one of \"drop\", \"padded\", \"full-rows\"",
             )
         })? {
-            Given::Flag(false) => Ok(Self::Drop),
-            Given::Flag(true) => Ok(Self::Padded),
-            Given::Name(name) => match name.as_str() {
-                "drop" => Ok(Self::Drop),
-                "padded" => Ok(Self::Padded),
-                "full-rows" => Ok(Self::FullRows),
-                other => Err(serde::de::Error::custom(format!(
-                    "unknown keep_last `{other}`: expected true, false, \"drop\", \"padded\" or \"full-rows\""
-                ))),
-            },
+            Given::Flag(keep) => Ok(keep.into()),
+            Given::Name(name) => name.parse().map_err(serde::de::Error::custom),
         }
     }
 }

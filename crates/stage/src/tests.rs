@@ -1139,6 +1139,21 @@ fn accounted(stats: &[Stats]) -> u64 {
         .sum()
 }
 
+/// Tokens dropped by all ranks.
+fn dropped(stats: &[Stats]) -> u64 {
+    stats.iter().map(|s| s.tokens_dropped).sum()
+}
+
+/// 400 documents of tokens >= 1 (0 is padding) in units of 9, and their tokens.
+fn elastic_corpus() -> (Units, u64) {
+    let docs: Vec<Vec<i32>> = documents(400, 50, 12)
+        .into_iter()
+        .map(|d| d.into_iter().map(|t| t + 1).collect())
+        .collect();
+    let total = docs.iter().map(|d| d.len() as u64).sum();
+    (Units::new(&docs, 9), total)
+}
+
 #[test]
 fn an_elastic_resume_emits_or_counts_every_token_of_the_epoch() {
     // Issue 22, point 1. Merged and resumed on another number of ranks, the ranks left units
@@ -1147,13 +1162,7 @@ fn an_elastic_resume_emits_or_counts_every_token_of_the_epoch() {
     // reached when the epoch ended was not counted. Now every token of the epoch is emitted
     // once or counted as dropped, as in an uninterrupted multi-rank run (checked too), and
     // about as few are dropped as such a run on the new ranks drops.
-    let docs: Vec<Vec<i32>> = documents(400, 50, 12)
-        .into_iter()
-        .map(|d| d.into_iter().map(|t| t + 1).collect())
-        .collect();
-    let units = Units::new(&docs, 9);
-    let total: u64 = docs.iter().map(|d| d.len() as u64).sum();
-    let dropped = |stats: &[Stats]| stats.iter().map(|s| s.tokens_dropped).sum::<u64>();
+    let (units, total) = elastic_corpus();
     let (mut elastic, mut uninterrupted) = (0u64, 0u64);
     for mode in [Mode::Repack, Mode::PackGreedy, Mode::PackBestfit] {
         for shuffle_buffer in [0, 5] {
@@ -1367,12 +1376,7 @@ fn full_rows_is_composers_drop_last_false_over_group_texts() {
 /// 4 -> 3 dropped four times what an uninterrupted 3-rank run drops).
 #[test]
 fn what_old_ranks_held_is_spread_over_the_new_ranks() {
-    let docs: Vec<Vec<i32>> = documents(400, 50, 12)
-        .into_iter()
-        .map(|d| d.into_iter().map(|t| t + 1).collect())
-        .collect();
-    let units = Units::new(&docs, 9);
-    let total: u64 = docs.iter().map(|d| d.len() as u64).sum();
+    let (units, total) = elastic_corpus();
     let config = warmup(Mode::PackBestfit, BatchSize::Rows(2), None, 0).with_pack_window(60);
     let steps = plan(
         &config,
@@ -1392,7 +1396,6 @@ fn what_old_ranks_held_is_spread_over_the_new_ranks() {
         let unique: std::collections::BTreeSet<i64> = emitted.iter().copied().collect();
         assert_eq!(unique.len(), emitted.len(), "{to}: a token twice");
         assert_eq!(accounted(&stats), total, "{to}: {stats:?}");
-        let dropped = |s: &[Stats]| s.iter().map(|s| s.tokens_dropped).sum::<u64>();
         assert!(
             dropped(&stats) <= dropped(&plain) + to as u64 * 2 * 64,
             "{to}: {} dropped, {} uninterrupted",
