@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use seqwarm_batcher::DType;
-use seqwarm_stage::{EpochBoundary, EpochPlan, MixturePlan, UnitInfo, WarmupConfig, WarmupCore};
+use seqwarm_stage::{
+    EpochBoundary, EpochPlan, MixturePlan, Plan, UnitInfo, WarmupConfig, WarmupCore,
+};
 use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
@@ -16,7 +18,6 @@ use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
 use crate::loader::{IoRuntime, Loader};
-use crate::loader::{MixtureDriver, Plans};
 use crate::mapped::MappedFiles;
 use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
@@ -316,67 +317,89 @@ impl LoaderBuilder {
     }
 
     /// Lists the shards, reads their footers (or takes the catalog given), checks layouts and
-    /// the checkpoint, and builds the loader.
+    /// the checkpoint, and builds the loader: one driver over the plan of these settings (the
+    /// epoch plan, or a mixture with `sources`), one reader per source.
     pub async fn build(self) -> Result<Loader> {
         self.config.check()?;
         let config = self.config.clone();
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
-        if let Some(mixture) = config.mixture()? {
-            return self.build_mixture(config, runtime, mixture).await;
-        }
-        let (catalog, io) = if let Some(catalog) = &self.catalog {
-            catalog.check_opened_with(&self.catalog_key())?;
-            let remote = catalog.has_remote_shards();
-            (Arc::clone(catalog), self.io_runtime(remote, &runtime)?)
-        } else {
-            let listing = self.list(&runtime).await?;
-            let io = self.io_runtime(listing.has_remote(), &runtime)?;
-            (self.read_footers(listing, &runtime, &io).await?, io)
+        let mixture = config.mixture()?;
+        let (catalogs, io) = match &mixture {
+            Some(_) => self.source_catalogs(&config, &runtime).await?,
+            None => {
+                let (catalog, io) = self.shards_catalog(&runtime).await?;
+                (vec![catalog], io)
+            }
         };
-        let eos = catalog.eos_to_append(config.warmup.eos_id())?;
-        let core = WarmupCore::new(stage_warmup(&config, eos)?);
-        let units = catalog.unit_infos();
+        let appended = eos_to_append(&config, &catalogs)?;
         let identity = Identity {
-            settings: settings_of(&config, eos)?,
-            data: DataIdentity::of(catalog.files()),
+            settings: settings_of(&config, appended)?,
+            data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
         };
-        let plan = match &self.state {
-            Some(state) => {
-                state.check(&identity, config.vocab_size)?;
-                match (state.plan(), state.merged()) {
-                    (Some(plan), _) => EpochPlan::resume(units, config.epochs.clone(), core, plan)?,
-                    (None, Some(merged)) => {
-                        EpochPlan::resume_merged(units, config.epochs.clone(), core, merged)?
+        let core = WarmupCore::new(stage_warmup(&config, appended)?);
+        if let Some(state) = &self.state {
+            state.check(&identity, config.vocab_size)?;
+        }
+        let state = self.state.as_ref();
+        let epochs = config.epochs.clone();
+        let plan: Box<dyn Plan> = match mixture {
+            Some(mixture) => {
+                let units: Vec<Arc<[UnitInfo]>> =
+                    catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
+                let mixture = mixture.build()?;
+                Box::new(match state {
+                    Some(state) => {
+                        let Some(saved) = state.mixture() else {
+                            return Err(LoaderError::State {
+                                reason: "the checkpoint is of a loader without `sources`".into(),
+                            });
+                        };
+                        MixturePlan::resume(units, mixture, epochs, core, saved)?
                     }
-                    (None, None) => {
+                    None => MixturePlan::new(units, mixture, epochs, core)?,
+                })
+            }
+            None => {
+                let units = catalogs[0].unit_infos();
+                Box::new(match state.map(|s| (s.plan(), s.merged())) {
+                    Some((Some(plan), _)) => EpochPlan::resume(units, epochs, core, plan)?,
+                    Some((None, Some(merged))) => {
+                        EpochPlan::resume_merged(units, epochs, core, merged)?
+                    }
+                    Some((None, None)) => {
                         return Err(LoaderError::State {
                             reason: "the checkpoint is of a mixture (a loader with `sources`)"
                                 .into(),
                         });
                     }
-                }
+                    None => EpochPlan::new(units, epochs, core)?,
+                })
             }
-            None => EpochPlan::new(units, config.epochs.clone(), core)?,
         };
         let read = read_settings(&config, runtime, &io)?;
-        Ok(Loader::new(
-            catalog,
-            Plans::Epochs(plan),
-            read,
-            &config,
-            identity,
-            io,
-        ))
+        Ok(Loader::new(catalogs, plan, read, &config, identity, io))
     }
 
-    /// [`LoaderBuilder::build`] for a weighted mixture: each source's shards listed and
-    /// cataloged with its layout, one plan interleaving them.
-    async fn build_mixture(
+    /// The catalog of this builder's shard locations (or the one given), and the I/O runtime
+    /// that reads them.
+    async fn shards_catalog(&self, runtime: &Handle) -> Result<(Arc<Catalog>, IoRuntime)> {
+        if let Some(catalog) = &self.catalog {
+            catalog.check_opened_with(&self.catalog_key())?;
+            let io = self.io_runtime(catalog.has_remote_shards(), runtime)?;
+            return Ok((Arc::clone(catalog), io));
+        }
+        let listing = self.list(runtime).await?;
+        let io = self.io_runtime(listing.has_remote(), runtime)?;
+        Ok((self.read_footers(listing, runtime, &io).await?, io))
+    }
+
+    /// Each mixture source's shards listed and cataloged with its layout, and the I/O runtime
+    /// that reads them all.
+    async fn source_catalogs(
         &self,
-        config: LoaderConfig,
-        runtime: Handle,
-        mixture: seqwarm_stage::MixtureConfig,
-    ) -> Result<Loader> {
+        config: &LoaderConfig,
+        runtime: &Handle,
+    ) -> Result<(Vec<Arc<Catalog>>, IoRuntime)> {
         let invalid = |reason: &str| LoaderError::Config {
             field: "sources",
             reason: reason.into(),
@@ -389,80 +412,58 @@ impl LoaderBuilder {
                 "a catalog given with with_catalog does not apply to `sources`",
             ));
         }
+        if config.sources.is_empty() {
+            return Err(invalid("a mixture needs at least one source"));
+        }
         let mut listings = Vec::new();
         for source in &config.sources {
             listings.push(
-                list_shards_and_manifests(&source.shards, config.retry, &self.stores, &runtime)
+                list_shards_and_manifests(&source.shards, config.retry, &self.stores, runtime)
                     .await?,
             );
         }
-        let io = self.io_runtime(listings.iter().any(Listing::has_remote), &runtime)?;
+        let io = self.io_runtime(listings.iter().any(Listing::has_remote), runtime)?;
         let mut catalogs = Vec::new();
         for (source, listing) in config.sources.iter().zip(listings) {
             let reads = FooterReads {
                 layout: source.layout.as_ref().unwrap_or(&config.layout),
                 policy: config.on_error,
                 retry: config.retry,
-                runtime: &runtime,
+                runtime,
                 io: &io.handle(),
             };
             let catalog = build_catalog(listing.shards, listing.manifests, &reads).await?;
             catalogs.push(Arc::new(catalog));
         }
-        let units: Vec<Arc<[UnitInfo]>> =
-            catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
-        let mut eos = Vec::new();
-        for (source, catalog) in config.sources.iter().zip(&catalogs) {
-            let appended = catalog.eos_to_append(config.warmup.eos_id())?;
-            if eos.first().is_some_and(|(first, _)| *first != appended) {
+        Ok((catalogs, io))
+    }
+}
+
+/// The EOS id the stage appends after each document ([`Catalog::eos_to_append`]): the same for
+/// every source, since one stage cannot append it to some sources only.
+fn eos_to_append(config: &LoaderConfig, catalogs: &[Arc<Catalog>]) -> Result<Option<i64>> {
+    let mut first: Option<(Option<i64>, &str)> = None;
+    for (i, catalog) in catalogs.iter().enumerate() {
+        let name = config.sources.get(i).map_or("shards", |s| s.name.as_str());
+        let appended = catalog.eos_to_append(config.warmup.eos_id())?;
+        match first {
+            None => first = Some((appended, name)),
+            Some((earlier, earlier_name)) if earlier != appended => {
                 return Err(LoaderError::Config {
                     field: "eos_id",
                     reason: format!(
-                        "source `{}` and source `{}` differ in whether their documents already \
-                         end with EOS id {} (their manifests say so for one only): one stage \
-                         cannot append it to some sources only; preprocess them alike",
-                        eos[0].1,
-                        source.name,
+                        "source `{earlier_name}` and source `{name}` differ in whether their \
+                         documents already end with EOS id {} (their manifests say so for one \
+                         only): one stage cannot append it to some sources only; preprocess \
+                         them alike",
                         config.warmup.eos_id().unwrap_or_default()
                     ),
                 });
             }
-            eos.push((appended, source.name.clone()));
+            Some(_) => {}
         }
-        let appended = eos.first().and_then(|(e, _)| *e);
-        let identity = Identity {
-            settings: settings_of(&config, appended)?,
-            data: DataIdentity::of(catalogs.iter().flat_map(|c| c.files())),
-        };
-        let core = WarmupCore::new(stage_warmup(&config, appended)?);
-        let mixture = mixture.build()?;
-        let plan = match &self.state {
-            Some(state) => {
-                state.check(&identity, config.vocab_size)?;
-                let Some(saved) = state.mixture() else {
-                    return Err(LoaderError::State {
-                        reason: "the checkpoint is of a loader without `sources`".into(),
-                    });
-                };
-                MixturePlan::resume(units, mixture, config.epochs.clone(), core, saved)?
-            }
-            None => MixturePlan::new(units, mixture, config.epochs.clone(), core)?,
-        };
-        let read = read_settings(&config, runtime, &io)?;
-        let first = catalogs
-            .first()
-            .cloned()
-            .ok_or_else(|| invalid("a mixture needs at least one source"))?;
-        let driver = MixtureDriver::new(plan, catalogs);
-        Ok(Loader::new(
-            first,
-            Plans::Mixture(driver),
-            read,
-            &config,
-            identity,
-            io,
-        ))
     }
+    Ok(first.and_then(|(appended, _)| appended))
 }
 
 /// The settings a checkpoint records (see [`LoaderConfig`]'s fingerprint), with

@@ -73,7 +73,7 @@ pub struct Catalog {
     pub(crate) shards: Vec<Shard>,
     pub(crate) units: Vec<Unit>,
     /// Shards skipped under [`OnError::Skip`], with the reason.
-    pub skipped: Vec<String>,
+    skipped: Vec<String>,
     /// The layout footers are read with (also later, for shards a manifest described).
     layout: ShardLayout,
     /// What it was opened with, when a builder opened it (checked when it is reused).
@@ -100,6 +100,11 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
+    /// Shards skipped under [`OnError::Skip`], each with the reason.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
     pub(crate) fn opened_with(mut self, key: CatalogKey) -> Self {
         self.opened = Some(key);
         self

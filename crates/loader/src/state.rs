@@ -2,7 +2,7 @@
 //! the loader's internals can change without breaking the API, and a checkpoint of another
 //! version, another data set or other settings is a typed error, not a silent misread.
 
-use seqwarm_stage::{MergedState, MixturePlanState, PlanState};
+use seqwarm_stage::{MergedState, MixturePlanState, PlanCheckpoint, PlanState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -127,17 +127,18 @@ pub struct LoaderState {
 }
 
 impl LoaderState {
-    pub(crate) fn new(identity: &Identity, plan: PlanState) -> Self {
-        Self::with_body(Body {
-            plan: Some(plan),
-            ..Body::of(identity.settings.clone(), identity.data.clone())
-        })
-    }
-
-    pub(crate) fn of_mixture(identity: &Identity, mixture: MixturePlanState) -> Self {
-        Self::with_body(Body {
-            mixture: Some(mixture),
-            ..Body::of(identity.settings.clone(), identity.data.clone())
+    /// The state of a loader of `identity` whose plan is at `checkpoint`.
+    pub(crate) fn new(identity: &Identity, checkpoint: PlanCheckpoint) -> Self {
+        let body = Body::of(identity.settings.clone(), identity.data.clone());
+        Self::with_body(match checkpoint {
+            PlanCheckpoint::Epochs(plan) => Body {
+                plan: Some(plan),
+                ..body
+            },
+            PlanCheckpoint::Mixture(mixture) => Body {
+                mixture: Some(mixture),
+                ..body
+            },
         })
     }
 

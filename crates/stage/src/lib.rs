@@ -12,14 +12,18 @@
 //! - [`EpochPlan`]: unit order per epoch and rank, the per-rank batch cap, limits, the drain
 //!   at the end, and checkpoints ([`PlanState`]).
 //! - [`Stats`]: where every token went; they always add up.
-//! - [`Mixture`]: which source of a weighted mixture the next document comes from (by tokens,
-//!   deficit-based, with weight changes by step); the loader does not drive it yet.
+//! - [`MixturePlan`]: one core over several sources, interleaved by a [`Mixture`] (which
+//!   source the next document comes from, by tokens, deficit-based, with weight changes by
+//!   step).
+//! - [`Plan`]: what both plans offer their driver ([`Action`]s naming a source, pushes per
+//!   source, a [`PlanCheckpoint`]), so that one driver reads for either.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod core;
 mod documents;
+mod driven;
 mod elastic;
 mod epochs;
 mod error;
@@ -38,14 +42,15 @@ mod stats;
 pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use documents::{Documents, Origin};
+pub use driven::{Action, Plan, PlanCheckpoint};
 pub use elastic::{MergedState, RestUnit};
 pub use epochs::{EpochBoundary, EpochConfig};
 pub use error::{Result, StageError};
 pub use last_batch::LastBatch;
 pub use mixture::{ChangeAt, Mixture, MixtureConfig, MixtureSource, MixtureState, WeightChange};
-pub use mixture_plan::{MixtureAction, MixturePlan, MixturePlanState, SourceStats};
+pub use mixture_plan::{MixturePlan, MixturePlanState, SourceStats};
 pub use mode::Mode;
-pub use plan::{Action, EpochPlan, PlanState, Reads, UnitInfo};
+pub use plan::{EpochPlan, PlanState, Reads, UnitInfo};
 pub use shape::{EpochSteps, StepShape};
 pub use sink::{ModeCarry, ModeSink};
 pub use sizing::BatchSize;

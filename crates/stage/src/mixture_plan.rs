@@ -19,37 +19,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{CoreState, ScheduledBatch, WarmupCore};
+use crate::core::{CoreState, WarmupCore};
 use crate::documents::Documents;
+use crate::driven::{Action, Plan, PlanCheckpoint};
 use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
 use crate::mixture::{Mixture, MixtureState};
 use crate::plan::{Reads, UnitInfo};
 use crate::rng::SplitMix64;
 use crate::sink::ModeSink;
-use crate::stats::Stats;
-
-/// What a mixture's driver does next.
-#[derive(Debug)]
-pub enum MixtureAction {
-    /// Hand this batch on.
-    Emit(ScheduledBatch),
-    /// Drop any reads in flight for `source` and start these; push what they give with
-    /// [`MixturePlan::push`] (and [`MixturePlan::push_skipped`], [`MixturePlan::end_of_reads`]).
-    Read {
-        /// The source.
-        source: usize,
-        /// Its units to read, in order.
-        reads: Reads,
-    },
-    /// Push the next documents of `source`'s current reads (or say they ended).
-    Await {
-        /// The source.
-        source: usize,
-    },
-    /// The stream has ended (a limit was reached).
-    Finished,
-}
 
 /// What was drawn from one source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,16 +282,6 @@ impl MixturePlan {
         }
     }
 
-    /// The core (schedule progress, next shape, stats).
-    pub fn core(&self) -> &WarmupCore<ModeSink> {
-        &self.core
-    }
-
-    /// Counters so far (all sources together).
-    pub fn stats(&self) -> Stats {
-        self.core.stats()
-    }
-
     /// What was drawn from each source.
     pub fn source_stats(&self) -> Vec<SourceStats> {
         self.mixture
@@ -331,33 +299,19 @@ impl MixturePlan {
             .collect()
     }
 
-    /// Why each skipped unit was skipped.
-    pub fn skipped(&self) -> &[String] {
-        &self.skipped
-    }
-
-    /// What to do next.
-    pub fn next_action(&mut self) -> Result<MixtureAction> {
-        let action = self.decide();
-        if action.is_err() {
-            self.stopped = true;
-        }
-        action
-    }
-
-    fn decide(&mut self) -> Result<MixtureAction> {
+    fn decide(&mut self) -> Result<Action> {
         loop {
             if self.stopped {
-                return Ok(MixtureAction::Finished);
+                return Ok(Action::Finished);
             }
             let p = self.core.progress();
             if self.config.limits_reached(&p) {
                 self.stopped = true;
-                return Ok(MixtureAction::Finished);
+                return Ok(Action::Finished);
             }
             self.mixture.at_progress(&p);
             if let Some(batch) = self.core.next_batch()? {
-                return Ok(MixtureAction::Emit(batch));
+                return Ok(Action::Emit(batch));
             }
             let index = self.mixture.next_source();
             if let Some(document) = self.take_document(index) {
@@ -382,7 +336,7 @@ impl MixturePlan {
                     start: source.unit,
                     cycle: false,
                 };
-                return Ok(MixtureAction::Read {
+                return Ok(Action::Read {
                     source: index,
                     reads,
                 });
@@ -407,7 +361,7 @@ impl MixturePlan {
                 self.sources[index] = next;
                 continue;
             }
-            return Ok(MixtureAction::Await { source: index });
+            return Ok(Action::Await { source: index });
         }
     }
 
@@ -428,9 +382,37 @@ impl MixturePlan {
         }
     }
 
-    /// Documents read for `source`'s current reads, their origin saying from which position
-    /// (and, for a unit read in several runs, from which document).
-    pub fn push(&mut self, source: usize, documents: Documents) -> Result<()> {
+    /// A checkpoint at the current batch boundary.
+    pub fn state(&self) -> MixturePlanState {
+        MixturePlanState {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| SourceState {
+                    epoch: s.epoch,
+                    unit: s.unit,
+                    document: s.document,
+                    documents: s.documents,
+                    units_skipped: s.units_skipped,
+                })
+                .collect(),
+            mixture: self.mixture.state(),
+            core: self.core.state(),
+        }
+    }
+}
+
+/// A mixture is a plan of one source per entry, in the mixture's order.
+impl Plan for MixturePlan {
+    fn next_action(&mut self) -> Result<Action> {
+        let action = self.decide();
+        if action.is_err() {
+            self.stopped = true;
+        }
+        action
+    }
+
+    fn push(&mut self, source: usize, documents: Documents) -> Result<()> {
         let Some(s) = self.sources.get_mut(source) else {
             return Err(StageError::Documents {
                 reason: format!(
@@ -460,8 +442,7 @@ impl MixturePlan {
         Ok(())
     }
 
-    /// A unit of `source`'s current reads was skipped under a skip-and-count policy.
-    pub fn push_skipped(&mut self, source: usize, reason: String) -> Result<()> {
+    fn push_skipped(&mut self, source: usize, _position: u64, reason: String) -> Result<()> {
         let Some(s) = self.sources.get_mut(source) else {
             return Ok(());
         };
@@ -471,31 +452,35 @@ impl MixturePlan {
         Ok(())
     }
 
-    /// `source`'s current reads have ended: every unit was pushed or skipped.
-    pub fn end_of_reads(&mut self, source: usize) -> Result<()> {
+    fn end_of_reads(&mut self, source: usize) -> Result<()> {
         if let Some(s) = self.sources.get_mut(source) {
             s.reads_ended = true;
         }
         Ok(())
     }
 
-    /// A checkpoint at the current batch boundary.
-    pub fn state(&self) -> MixturePlanState {
-        MixturePlanState {
-            sources: self
-                .sources
-                .iter()
-                .map(|s| SourceState {
-                    epoch: s.epoch,
-                    unit: s.unit,
-                    document: s.document,
-                    documents: s.documents,
-                    units_skipped: s.units_skipped,
-                })
-                .collect(),
-            mixture: self.mixture.state(),
-            core: self.core.state(),
-        }
+    fn core(&self) -> &WarmupCore<ModeSink> {
+        &self.core
+    }
+
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    fn steps_per_epoch(&self) -> Option<u64> {
+        None
+    }
+
+    fn source_stats(&self) -> Option<Vec<SourceStats>> {
+        Some(MixturePlan::source_stats(self))
+    }
+
+    fn checkpoint(&self) -> PlanCheckpoint {
+        PlanCheckpoint::Mixture(self.state())
     }
 }
 
@@ -503,6 +488,7 @@ impl MixturePlan {
 mod tests {
     use std::collections::BTreeSet;
 
+    use crate::core::ScheduledBatch;
     use seqwarm_batcher::Tensor;
     use seqwarm_schedule::ScheduleConfig;
 
@@ -568,15 +554,15 @@ mod tests {
         let mut out = Vec::new();
         while out.len() < limit {
             match plan.next_action().unwrap() {
-                MixtureAction::Emit(b) => {
+                Action::Emit(b) => {
                     after(plan, &b);
                     out.push(b);
                 }
-                MixtureAction::Read { source, reads: r } => {
+                Action::Read { source, reads: r } => {
                     let start = r.start;
                     reads[source] = Some((r, start));
                 }
-                MixtureAction::Await { source } => {
+                Action::Await { source } => {
                     let (r, next) = reads[source].as_mut().unwrap();
                     match r.unit_at(*next) {
                         None => plan.end_of_reads(source).unwrap(),
@@ -601,7 +587,7 @@ mod tests {
                         }
                     }
                 }
-                MixtureAction::Finished => break,
+                Action::Finished => break,
             }
         }
         out

@@ -26,8 +26,8 @@
 //! loop {
 //!     match plan.next_action()? {
 //!         Action::Emit(_) => batches += 1,
-//!         Action::Read(r) => reads = Some((r, 0)),
-//!         Action::Await => match &mut reads {
+//!         Action::Read { reads: r, .. } => reads = Some((r, 0)),
+//!         Action::Await { .. } => match &mut reads {
 //!             Some((r, next)) if (*next as usize) < r.order.len() => {
 //!                 plan.push(read(r.epoch, *next, r.order[*next as usize])?)?;
 //!                 *next += 1;
@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{CoreState, ScheduledBatch, WarmupCore};
 use crate::documents::Documents;
+use crate::driven::{Action, Plan, PlanCheckpoint};
 use crate::elastic::RestUnit;
 use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
@@ -89,20 +90,6 @@ impl Reads {
         }
         self.order.get((position % len) as usize).copied()
     }
-}
-
-/// What the driver does next.
-#[derive(Debug)]
-pub enum Action {
-    /// Hand this batch on.
-    Emit(ScheduledBatch),
-    /// Drop any reads in flight and start these; push what they give with
-    /// [`EpochPlan::push`] and [`EpochPlan::push_skipped`], then [`EpochPlan::end_of_reads`].
-    Read(Reads),
-    /// Push the next documents of the current reads (or say they ended).
-    Await,
-    /// The stream has ended.
-    Finished,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -524,9 +511,12 @@ impl<S: RowSink> EpochPlan<S> {
             }
             if !self.reads_started {
                 self.reads_started = true;
-                return Ok(Action::Read(self.reads()));
+                return Ok(Action::Read {
+                    source: 0,
+                    reads: self.reads(),
+                });
             }
-            return Ok(Action::Await);
+            return Ok(Action::Await { source: 0 });
         }
     }
 
@@ -970,5 +960,62 @@ impl<S: RowSink> EpochPlan<S> {
             progress.advance(shape.rows_out as u64, shape.tokens_out());
             steps += 1;
         }
+    }
+}
+
+/// The epoch plan is a plan of one source (index 0).
+impl Plan for EpochPlan<ModeSink> {
+    fn next_action(&mut self) -> Result<Action> {
+        EpochPlan::next_action(self)
+    }
+
+    fn push(&mut self, source: usize, documents: Documents) -> Result<()> {
+        one_source(source)?;
+        EpochPlan::push(self, documents)
+    }
+
+    fn push_skipped(&mut self, source: usize, position: u64, reason: String) -> Result<()> {
+        one_source(source)?;
+        EpochPlan::push_skipped(self, position, reason)
+    }
+
+    fn end_of_reads(&mut self, source: usize) -> Result<()> {
+        one_source(source)?;
+        EpochPlan::end_of_reads(self)
+    }
+
+    fn core(&self) -> &WarmupCore<ModeSink> {
+        &self.core
+    }
+
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn steps_per_epoch(&self) -> Option<u64> {
+        self.steps_per_epoch
+    }
+
+    fn source_stats(&self) -> Option<Vec<crate::SourceStats>> {
+        None
+    }
+
+    fn checkpoint(&self) -> PlanCheckpoint {
+        PlanCheckpoint::Epochs(self.state())
+    }
+}
+
+/// An epoch plan has one source: anything pushed for another is a driver's bug, reported.
+fn one_source(source: usize) -> Result<()> {
+    if source == 0 {
+        Ok(())
+    } else {
+        Err(StageError::Documents {
+            reason: format!("documents of source {source} for a plan of one source"),
+        })
     }
 }

@@ -85,11 +85,11 @@ impl<'a> Driver<'a> {
         while out.len() < limit {
             match plan.next_action()? {
                 Action::Emit(batch) => out.push(batch),
-                Action::Read(r) => {
+                Action::Read { reads: r, .. } => {
                     self.next = (r.start, 0);
                     self.reads = Some(r);
                 }
-                Action::Await => self.read_next(plan)?,
+                Action::Await { .. } => self.read_next(plan)?,
                 Action::Finished => break,
             }
         }
@@ -917,11 +917,11 @@ fn drive_skipping(
     while out.len() < limit {
         match plan.next_action().unwrap() {
             Action::Emit(b) => out.push(b),
-            Action::Read(r) => {
+            Action::Read { reads: r, .. } => {
                 next = r.start;
                 reads = Some(r);
             }
-            Action::Await => {
+            Action::Await { .. } => {
                 let r = reads.as_ref().unwrap();
                 let Some(unit) = r.unit_at(next) else {
                     plan.end_of_reads().unwrap();
