@@ -5,7 +5,7 @@
 //! sigma 1.2, clipped to [1, 16 384]), with a fixed seed, so the table is reproducible.
 
 use seqwarm::batcher::{PackStrategy, PackerConfig, RowSink, Tensor, Tokens};
-use seqwarm::stage::rng::SplitMix64;
+use seqwarm::stage::SplitMix64;
 
 /// Standard normal by Box-Muller, from seqwarm's generator.
 fn normal(rng: &mut SplitMix64) -> f64 {
@@ -15,7 +15,7 @@ fn normal(rng: &mut SplitMix64) -> f64 {
 }
 
 fn document_lengths(count: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..count)
         .map(|_| ((300f64.ln() + 1.2 * normal(&mut rng)).exp().round() as usize).clamp(1, 16_384))
         .collect()

@@ -1,8 +1,7 @@
-//! The `seqwarm` command line.
+//! The `seqwarm` command line (the Python package's `seqwarm` console script runs the same
+//! [`seqwarm::cli`]).
 
 #![forbid(unsafe_code)]
-
-mod cli;
 
 /// mimalloc, as the Python extension uses: preprocess and the stream allocate and free
 /// multi-MiB buffers many times a second, which glibc's malloc hands back to the kernel and
@@ -11,5 +10,5 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    std::process::ExitCode::from(seqwarm::cli::run(std::env::args_os()))
 }

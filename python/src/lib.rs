@@ -4,6 +4,7 @@
 //! (`python/seqwarm/`) shapes that into a PyTorch data source.
 
 mod array;
+mod cli;
 mod errors;
 mod loader;
 mod schedule;
@@ -23,6 +24,7 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<array::TokenArray>()?;
     m.add_class::<loader::RawLoader>()?;
+    m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::merge_states, m)?)?;

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::format::{OutputLayout, ShardEncoding};
+use crate::loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig, find_shards};
+use crate::schedule::ScheduleConfig;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use seqwarm::format::{OutputLayout, ShardEncoding};
-use seqwarm::loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig, find_shards};
-use seqwarm::schedule::ScheduleConfig;
 use serde::Serialize;
 
 use super::demo;

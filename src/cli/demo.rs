@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::format::{OutputLayout, ShardEncoding, ShardWriter};
+use crate::stage::SplitMix64;
 use anyhow::Context;
-use seqwarm::format::{OutputLayout, ShardEncoding, ShardWriter};
-use seqwarm::stage::rng::SplitMix64;
 
 /// Documents in the demo corpus.
 pub const DOCUMENTS: usize = 16_000;
@@ -23,7 +23,7 @@ const FORMAT_VERSION: u32 = 2;
 /// Document `index`: a log-normal length (median 300 tokens, sigma 1.0, 8..8192) and
 /// Zipf-like token ids (frequent ids small), as in tokenized English.
 pub fn document(index: usize) -> Vec<i32> {
-    let mut rng = SplitMix64(0xDE30_0000 ^ index as u64);
+    let mut rng = SplitMix64::new(0xDE30_0000 ^ index as u64);
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
     let u2 = rng.next_f64();
     let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();

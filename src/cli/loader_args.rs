@@ -2,8 +2,8 @@
 //! [`LoaderConfig`], set over the config file's value, which is set over the library's
 //! default. No default is restated here: `--help` shows the library's ([`annotate_defaults`]).
 
+use crate::loader::{EpochBoundary, LoaderConfig, Mode, OnError};
 use clap::Args;
-use seqwarm::loader::{EpochBoundary, LoaderConfig, Mode, OnError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -40,7 +40,7 @@ pub struct LoaderArgs {
     /// `--keep-last full-rows`, Composer's drop_last=False over group_texts (the complete
     /// rows only; Composer's modes).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "HOW")]
-    pub keep_last: Option<seqwarm::loader::LastBatch>,
+    pub keep_last: Option<crate::loader::LastBatch>,
     /// Seed of the row-group order and the document shuffle.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -189,7 +189,7 @@ impl LoaderArgs {
 /// [`LoaderConfig`].
 pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     let defaults = table(&LoaderConfig::default());
-    let sizing = seqwarm::loader::BatchSize::default().to_string();
+    let sizing = crate::loader::BatchSize::default().to_string();
     annotate(command, &defaults, |id| {
         matches!(id, "batch_rows" | "batch_tokens").then(|| sizing.clone())
     })
@@ -222,7 +222,7 @@ mod tests {
             let config = LoaderConfig::from_value(Value::Object(keys)).unwrap();
             assert_eq!(
                 config.warmup().batch_size(),
-                seqwarm::loader::BatchSize::Rows(4)
+                crate::loader::BatchSize::Rows(4)
             );
         }
     }

@@ -1,4 +1,5 @@
-//! Command-line front end: argument parsing, logging, dispatch.
+//! The `seqwarm` command line as a function: argument parsing, logging, dispatch. The
+//! `seqwarm` binary and the Python package's console script both call [`run`].
 
 mod bench;
 mod config_file;
@@ -68,11 +69,25 @@ struct NotBuilt {
     args: Vec<String>,
 }
 
-/// Parses arguments, sets up logging and runs the chosen command.
-pub fn main() -> std::process::ExitCode {
-    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+/// Runs the command line `args` (the program's name first, as in [`std::env::args_os`]):
+/// parses them, sets up logging and runs the chosen command. Returns the exit status: 0 on
+/// success (and for `--help`), 1 when the command failed (the error is on stderr), 2 for
+/// arguments it cannot parse.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => {
+            // What clap's `exit` does, without ending the process under a caller (Python).
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
     };
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -92,12 +107,12 @@ pub fn main() -> std::process::ExitCode {
         )),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => 0,
         // The reader of our output went away (`seqwarm plan | head`): done, as Unix tools are.
-        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {
             output::note!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            1
         }
     }
 }
@@ -134,9 +149,11 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    // `try_init`: a second run in one process (the Python console script called twice) keeps
+    // the first run's logging instead of panicking.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 }

@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::loader::{BatchSize, Mode};
+use crate::schedule::{ChangePoint, ProgressUnit, Schedule};
+use crate::stage::shape::{step_shape, tokens_given_up, tokens_over_steps};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
-use seqwarm::loader::{BatchSize, Mode};
-use seqwarm::schedule::{ChangePoint, ProgressUnit, Schedule};
-use seqwarm::stage::shape::{step_shape, tokens_given_up, tokens_over_steps};
 
 use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
@@ -76,7 +76,7 @@ fn step_tokens(sizing: BatchSize, len: u64, max: u64) -> (u64, u64, u64, u64) {
 /// Tokens trained over `0..total` steps under the cutting modes and reshape, and the constant
 /// baseline at the maximum length.
 fn totals(schedule: &Schedule, total: u64, sizing: BatchSize) -> Option<(u64, u64, u64)> {
-    let baseline = seqwarm::schedule::ScheduleConfig::constant(schedule.max_len())
+    let baseline = crate::schedule::ScheduleConfig::constant(schedule.max_len())
         .build()
         .ok()?;
     Some((

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use seqwarm::format::{OnError, OutputLayout, ShardEncoding};
-use seqwarm::preprocess::{
+use crate::format::{OnError, OutputLayout, ShardEncoding};
+use crate::preprocess::{
     HuggingFace, InputFormat, Preprocess, Progress, Tokenizer, merge_manifests,
 };
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::flags::{annotate, named, table};
 use super::output::note;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind, ShapePolicy};
 use clap::Args;
-use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig, ScheduleKind, ShapePolicy};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::loader::LoaderState;
 use anyhow::Context;
 use clap::Args;
-use seqwarm::loader::LoaderState;
 
 use super::output::note;
 
@@ -38,7 +38,7 @@ pub fn run(args: &MergeStatesArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let merged = LoaderState::merge(&states).context("cannot merge the states")?;
-    seqwarm::format::atomic::write_atomic(&args.output, merged.to_json()?.as_bytes())
+    crate::format::atomic::write_atomic(&args.output, merged.to_json()?.as_bytes())
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     note!(
         "merged the states of {} ranks at step {} (epoch {}) -> {}; resume it with --state-in \

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::format::OutputLayout;
+use crate::loader::{
+    Catalog, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, TokenCount,
+};
+use crate::schedule::{ProgressUnit, Schedule, ScheduleConfig};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
-use seqwarm::format::OutputLayout;
-use seqwarm::loader::{
-    Catalog, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, TokenCount,
-};
-use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig};
 use serde_json::Value;
 
 use super::config_file::ConfigFile;
@@ -243,7 +243,7 @@ fn epoch_total(
 
 /// Writes a checkpoint so that a crash at any moment leaves the previous one or this one.
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
-    seqwarm::format::atomic::write_atomic(path, state.to_json()?.as_bytes())
+    crate::format::atomic::write_atomic(path, state.to_json()?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

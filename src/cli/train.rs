@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
+use crate::schedule::{ProgressUnit, Schedule, ScheduleConfig};
+use crate::stage::shape::tokens_over_steps;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
-use seqwarm::loader::{BatchSize, LoaderBuilder, Mode, WarmupConfig};
-use seqwarm::schedule::{ProgressUnit, Schedule, ScheduleConfig};
-use seqwarm::stage::shape::tokens_over_steps;
 use seqwarm_trainer::tch;
 use seqwarm_trainer::{
     GptConfig, ModelInput, Positions, RunOptions, StepRecord, Trainer, TrainerConfig,
@@ -188,7 +188,7 @@ async fn eval_batches(
     max_len: u64,
     rows: usize,
     batches: u64,
-    training: &seqwarm::loader::LoaderConfig,
+    training: &crate::loader::LoaderConfig,
 ) -> anyhow::Result<Vec<ModelInput>> {
     let warmup = WarmupConfig::new(ScheduleConfig::constant(max_len))
         .with_mode(Mode::Repack)
@@ -333,11 +333,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
 
     let builder = resolved.builder();
-    let mut trainer = Trainer::new(
-        config.clone(),
-        device,
-        kind_of(seqwarm::batcher::DType::I32),
-    )?;
+    let mut trainer = Trainer::new(config.clone(), device, kind_of(crate::batcher::DType::I32))?;
     let run_dir = options
         .run_dir
         .clone()

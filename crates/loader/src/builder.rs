@@ -17,11 +17,12 @@ use crate::catalog::{Catalog, CatalogKey, FooterReads, TokenCount, build_catalog
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
 use crate::layout::{DecodeOptions, ShardLayout};
-use crate::loader::{IoRuntime, Loader};
+use crate::loader::Loader;
 use crate::mapped::MappedFiles;
 use crate::prefetch::Prefetch;
 use crate::read::ReadSettings;
 use crate::retry::RetryPolicy;
+use crate::runtime::{IoRuntime, current_runtime};
 use crate::source::{Listing, list_shards_and_manifests};
 use crate::state::{DataIdentity, Identity, LoaderState};
 use crate::stores::Stores;
@@ -535,13 +536,4 @@ pub async fn count_tokens(locations: &[String], layout: &ShardLayout) -> Result<
     )
     .await?;
     Ok(catalog.token_count())
-}
-
-/// The tokio runtime `caller` is polled on: an error, not a panic, when polled by another
-/// executor.
-pub(crate) fn current_runtime(caller: &str) -> Result<Handle> {
-    Handle::try_current().map_err(|e| LoaderError::Config {
-        field: "runtime",
-        reason: format!("{caller} needs a tokio runtime: {e}"),
-    })
 }

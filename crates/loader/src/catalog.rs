@@ -10,6 +10,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder};
 use seqwarm_format::OnError;
+use seqwarm_format::checksum::{ROW_GROUP_CRC32_KEY, decode_row_group_crcs};
 use seqwarm_format::flat::{DOCUMENT_LENGTHS_KEY, decode_document_lengths};
 use seqwarm_stage::UnitInfo;
 use tokio::runtime::Handle;
@@ -343,7 +344,7 @@ async fn open_footer(
     } else {
         None
     };
-    let crcs = crate::checksum::row_group_crcs(&display, parquet)?;
+    let crcs = row_group_crcs(&display, parquet)?;
     if lengths.is_some() {
         // The footer has the boundaries; the boolean column need not be decoded.
         resolved.document_start_column = None;
@@ -805,4 +806,31 @@ pub(crate) async fn build_catalog(
         }
     }
     Ok(catalog)
+}
+
+/// The footer's row-group CRCs, one per row group; `None` when the file has none.
+pub(crate) fn row_group_crcs(file: &str, parquet: &ParquetMetaData) -> Result<Option<Vec<u32>>> {
+    let Some(text) = parquet
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == ROW_GROUP_CRC32_KEY))
+        .and_then(|k| k.value.as_deref())
+    else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| LoaderError::Metadata {
+        file: file.into(),
+        key: ROW_GROUP_CRC32_KEY,
+        reason,
+    };
+    let crcs = decode_row_group_crcs(text)
+        .ok_or_else(|| invalid("not comma-separated 8-digit hexadecimal CRCs".into()))?;
+    if crcs.len() != parquet.num_row_groups() {
+        return Err(invalid(format!(
+            "{} row groups described, the file has {}",
+            crcs.len(),
+            parquet.num_row_groups()
+        )));
+    }
+    Ok(Some(crcs))
 }

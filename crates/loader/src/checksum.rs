@@ -7,41 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaData;
 use parquet::file::serialized_reader::SerializedPageReader;
 pub(crate) use seqwarm_format::checksum::row_group_range;
-use seqwarm_format::checksum::{ROW_GROUP_CRC32_KEY, crc32, decode_row_group_crcs};
+use seqwarm_format::checksum::{ROW_GROUP_CRC32_KEY, crc32};
 
 use crate::catalog::{Shard, Unit};
 use crate::error::{LoaderError, Result};
 use crate::plain::ChunkAt;
-
-/// The footer's row-group CRCs, one per row group; `None` when the file has none.
-pub(crate) fn row_group_crcs(file: &str, parquet: &ParquetMetaData) -> Result<Option<Vec<u32>>> {
-    let Some(text) = parquet
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == ROW_GROUP_CRC32_KEY))
-        .and_then(|k| k.value.as_deref())
-    else {
-        return Ok(None);
-    };
-    let invalid = |reason: String| LoaderError::Metadata {
-        file: file.into(),
-        key: ROW_GROUP_CRC32_KEY,
-        reason,
-    };
-    let crcs = decode_row_group_crcs(text)
-        .ok_or_else(|| invalid("not comma-separated 8-digit hexadecimal CRCs".into()))?;
-    if crcs.len() != parquet.num_row_groups() {
-        return Err(invalid(format!(
-            "{} row groups described, the file has {}",
-            crcs.len(),
-            parquet.num_row_groups()
-        )));
-    }
-    Ok(Some(crcs))
-}
 
 /// Checks `bytes`, the row group's bytes, against the footer's CRC.
 pub(crate) fn verify_row_group(

@@ -131,9 +131,9 @@ impl Default for LoaderConfig {
 
 /// Row groups read ahead (in flight, and waiting) at the most: far more than any machine's
 /// memory holds at about 4 MiB each, so a larger value is a mistake, not a setting.
-pub const MAX_PREFETCH: usize = 4096;
+pub(crate) const MAX_PREFETCH: usize = 4096;
 /// Threads of the I/O runtime at the most.
-pub const MAX_IO_THREADS: usize = 1024;
+pub(crate) const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.

@@ -200,9 +200,6 @@ pub enum LoaderError {
         /// What stopped it.
         reason: String,
     },
-    /// The input stream of a [`crate::WarmupStream`] failed.
-    #[error("input stream: {0}")]
-    Input(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A batch transform failed.
     #[error(transparent)]
     Batch(#[from] BatchError),

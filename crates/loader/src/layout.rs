@@ -74,7 +74,7 @@ pub(crate) struct ResolvedLayout {
 
 impl ResolvedLayout {
     /// Top-level columns to read.
-    pub fn columns(&self) -> Vec<&str> {
+    pub(crate) fn columns(&self) -> Vec<&str> {
         let mut out = vec![self.token_column.as_str()];
         out.extend(self.labels_column.as_deref());
         out.extend(self.attention_mask_column.as_deref());

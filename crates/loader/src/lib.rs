@@ -6,7 +6,8 @@
 //!   or packed to the scheduled length. Deterministic in (seed, epoch), rank-aware, resumable
 //!   from an opaque, versioned [`LoaderState`]. Every setting lives in [`LoaderConfig`].
 //! - [`WarmupStreamExt::warmup`]: the same stage as an adapter over any stream of
-//!   [`Documents`].
+//!   [`Documents`] (re-exported from `seqwarm-stage`, whose `futures` feature is all a pipeline
+//!   that brings its own documents needs).
 //!
 //! The decisions are made by the sans-IO stage (`seqwarm-stage`: [`WarmupCore`], the epoch
 //! plan); this crate reads shards for it. Runtimes and object stores can be injected
@@ -34,10 +35,10 @@ mod plain;
 mod prefetch;
 mod read;
 mod retry;
+mod runtime;
 mod source;
 mod state;
 mod stores;
-mod warmup;
 
 pub use builder::{LoaderBuilder, count_tokens};
 pub use cache::CacheStats;
@@ -49,10 +50,10 @@ pub use loader::Loader;
 pub use prefetch::Prefetch;
 pub use retry::RetryPolicy;
 pub use seqwarm_format::OnError;
+pub use seqwarm_stage::{WarmupStream, WarmupStreamExt};
 pub use source::{ShardFile, find_shards};
 pub use state::{LoaderState, STATE_FORMAT, STATE_VERSION};
 pub use stores::store_for_url;
-pub use warmup::{WarmupStream, WarmupStreamExt};
 
 // What the builder and its settings take, from the crates that define it, so that a loader's
 // user needs this one crate (each item keeps its own documentation).

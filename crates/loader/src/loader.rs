@@ -10,7 +10,6 @@ use futures_util::Stream;
 use futures_util::ready;
 use futures_util::stream::FusedStream;
 use seqwarm_stage::{Action, Plan, ScheduledBatch, Stats, Warmup};
-use tokio::runtime::Handle;
 
 use seqwarm_format::OnError;
 
@@ -20,52 +19,8 @@ use crate::error::{LoaderError, Result};
 use crate::narrow::NarrowRun;
 use crate::prefetch::{Item, Prefetch, Prefetcher, spawn};
 use crate::read::ReadSettings;
+use crate::runtime::IoRuntime;
 use crate::state::{Identity, LoaderState};
-
-/// The runtime object-store requests run on: one the loader started (and shuts down without
-/// blocking, so dropping a loader inside async code is safe), or the caller's.
-pub(crate) struct IoRuntime {
-    owned: Option<tokio::runtime::Runtime>,
-    handle: Handle,
-}
-
-impl IoRuntime {
-    pub(crate) fn start(threads: usize) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("seqwarm-io")
-            .enable_all()
-            .build()
-            .map_err(|e| LoaderError::Config {
-                field: "io_threads",
-                reason: format!("cannot start the I/O runtime: {e}"),
-            })?;
-        let handle = runtime.handle().clone();
-        Ok(Self {
-            owned: Some(runtime),
-            handle,
-        })
-    }
-
-    pub(crate) fn borrowed(handle: Handle) -> Self {
-        Self {
-            owned: None,
-            handle,
-        }
-    }
-
-    pub(crate) fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-}
-
-impl Drop for IoRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.owned.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
 
 /// A stream of warmup-scheduled batches read from Parquet shards.
 ///

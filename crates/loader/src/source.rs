@@ -182,7 +182,7 @@ pub async fn find_shards(locations: &[String]) -> Result<Vec<ShardFile>> {
         locations,
         RetryPolicy::default(),
         &Stores::default(),
-        &crate::builder::current_runtime("find_shards")?,
+        &crate::runtime::current_runtime("find_shards")?,
     )
     .await
 }

@@ -1,7 +1,7 @@
-#![cfg(feature = "aws")]
 //! Shards read through `object_store` from a real S3-compatible server on 127.0.0.1 (moto,
 //! started by `.ci/run`, which also exports `SEQWARM_S3_ENDPOINT` and the `AWS_*` settings).
 //! Without the server the test prints a notice and skips, except under CI.
+#![cfg(feature = "aws")]
 
 mod common;
 

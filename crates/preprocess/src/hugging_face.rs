@@ -126,7 +126,7 @@ impl HuggingFace {
         };
         Ok(Self {
             path: path.display().to_string(),
-            sha256: crate::manifest::sha256_hex(&bytes),
+            sha256: crate::digest::sha256_hex(&bytes),
             vocab_size: u64::from(largest) + 1,
             eos,
             bos,

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod digest;
 mod error;
 mod hugging_face;
 pub mod input;

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use seqwarm_format::{OutputLayout, ShardEncoding};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::sha256_hex;
 use crate::error::{PreprocessError, Result, io_at};
 use crate::input::InputFormat;
 use crate::tokenizer::Tokenizer;
 
 /// `format` of every manifest this crate writes.
-pub const MANIFEST_FORMAT: &str = "seqwarm-manifest-v1";
+pub(crate) const MANIFEST_FORMAT: &str = "seqwarm-manifest-v1";
 
 /// The settings that decide the output bytes; a resumed run must use the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,18 +52,6 @@ impl Settings {
     pub fn digest(&self) -> String {
         sha256_hex(&serde_json::to_vec(self).unwrap_or_default())
     }
-}
-
-/// SHA-256 of `bytes`, as lowercase hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            use std::fmt::Write;
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
 }
 
 /// Where in the inputs a shard ends: the next document to read. Ordered as the inputs are read.

@@ -4,7 +4,7 @@ use seqwarm_batcher::BatchError;
 use seqwarm_schedule::ScheduleError;
 
 /// Why the warmup stage refused a setting, an input or a checkpoint.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StageError {
     /// An invalid setting, or settings that contradict each other.
@@ -27,6 +27,9 @@ pub enum StageError {
         /// What does not fit.
         reason: String,
     },
+    /// The input stream of a `WarmupStream` (feature `futures`) failed.
+    #[error("input stream: {0}")]
+    Input(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A batch transform failed.
     #[error(transparent)]
     Batch(#[from] BatchError),

@@ -3,7 +3,8 @@
 //! No I/O, no async, no threads: every decision (which length, which rows, which tokens are
 //! carried, cut or dropped, which units a rank reads, when the stream ends, what a checkpoint
 //! holds) is made here, by state machines that tests drive with in-memory documents. The
-//! async loader (`seqwarm-loader`) and the `WarmupStream` adapter are thin drivers around it.
+//! async loader (`seqwarm-loader`) and the `WarmupStream` adapter (feature `futures`: any
+//! `futures::Stream` of documents in, batches out) are thin drivers around it.
 //!
 //! - [`WarmupConfig`] → [`Warmup`]: the stage's settings, with the library's defaults, checked.
 //! - [`shape`]: the one shape rule (rows and row length per step, per mode and batch sizing).
@@ -32,18 +33,21 @@ mod mixture;
 mod mixture_plan;
 mod mode;
 mod plan;
-pub mod rng;
+mod rest;
+mod rng;
 pub mod shape;
 mod shuffle;
 mod sink;
 mod sizing;
 mod stats;
+#[cfg(feature = "futures")]
+mod stream;
 
 pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use documents::{Documents, Origin};
 pub use driven::{Action, Plan, PlanCheckpoint};
-pub use elastic::{MergedState, RestUnit};
+pub use elastic::MergedState;
 pub use epochs::{EpochBoundary, EpochConfig};
 pub use error::{Result, StageError};
 pub use last_batch::LastBatch;
@@ -51,10 +55,14 @@ pub use mixture::{ChangeAt, Mixture, MixtureConfig, MixtureSource, MixtureState,
 pub use mixture_plan::{MixturePlan, MixturePlanState, SourceStats};
 pub use mode::Mode;
 pub use plan::{EpochPlan, PlanState, Reads, UnitInfo};
+pub use rest::RestUnit;
+pub use rng::SplitMix64;
 pub use shape::{EpochSteps, StepShape};
 pub use sink::{ModeCarry, ModeSink};
 pub use sizing::BatchSize;
 pub use stats::Stats;
+#[cfg(feature = "futures")]
+pub use stream::{WarmupStream, WarmupStreamExt};
 
 #[cfg(test)]
 mod tests;

@@ -212,18 +212,27 @@ pub struct Mixture {
     lifetime: Vec<u64>,
 }
 
-/// Where a mixture stands, for checkpoints.
+/// Where a mixture stands, for checkpoints. Opaque; serialize it with serde.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureState {
     /// The sources' names, in order: a checkpoint resumes only the same sources.
-    pub sources: Vec<String>,
+    sources: Vec<String>,
     /// The phase in effect (0: the sources' weights; `i`: after the `i`-th change).
-    pub phase: usize,
+    phase: usize,
     /// Tokens drawn from each source since that phase began.
-    pub drawn: Vec<u64>,
+    drawn: Vec<u64>,
     /// Tokens drawn from each source over the whole run.
-    pub lifetime: Vec<u64>,
+    lifetime: Vec<u64>,
+}
+
+impl MixtureState {
+    /// Tokens drawn from all sources over the whole run (`None` past `u64`).
+    pub(crate) fn tokens_drawn(&self) -> Option<u64> {
+        self.lifetime
+            .iter()
+            .try_fold(0u64, |sum, &t| sum.checked_add(t))
+    }
 }
 
 impl Mixture {

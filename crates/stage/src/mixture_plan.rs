@@ -201,11 +201,7 @@ impl MixturePlan {
         mixture.restore(&state.mixture)?;
         // Every token drawn from a source went into the core: the mixture's counts and the
         // core's must agree, or the shares drawn from here on would follow made-up counts.
-        let drawn = state
-            .mixture
-            .lifetime
-            .iter()
-            .try_fold(0u64, |sum, &t| sum.checked_add(t));
+        let drawn = state.mixture.tokens_drawn();
         if drawn != Some(core.stats().tokens_in) {
             return Err(StageError::State {
                 reason: format!(
@@ -500,7 +496,7 @@ mod tests {
     /// Source `s`'s units: `count` documents of 1..=`max_len` tokens, 8 a unit; token
     /// `1 + s * 10^7 + document * 1000 + position`, unique across sources.
     fn source_units(s: usize, count: usize, max_len: usize) -> Vec<Vec<Vec<i32>>> {
-        let mut rng = SplitMix64(s as u64 + 77);
+        let mut rng = SplitMix64::new(s as u64 + 77);
         let docs: Vec<Vec<i32>> = (0..count)
             .map(|d| {
                 let len = 1 + rng.below(max_len);

@@ -1,13 +1,23 @@
 //! SplitMix64 (Steele, Lea and Flood 2014): the deterministic generator behind the shard order
 //! and the document shuffle. Those must be pure functions of (seed, epoch), reproducible across
-//! machines and versions, so no external RNG crate whose stream might change. Public so that
-//! data generators (the demo corpus, examples) draw from the same, documented stream.
+//! machines and versions, so no external RNG crate whose stream might change. Re-exported so
+//! that data generators (the demo corpus, examples) draw from the same, documented stream.
 
-/// A SplitMix64 generator; the state is the `u64` inside.
+/// A SplitMix64 generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SplitMix64(pub u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose state starts at `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The state, for a checkpoint ([`SplitMix64::new`] of it continues the stream).
+    pub(crate) fn state(self) -> u64 {
+        self.0
+    }
+
     /// A generator for one purpose, seeded from several values.
     pub fn from_parts(parts: &[u64]) -> Self {
         let mut state = 0x5EE0_AA57_0000_0001u64;

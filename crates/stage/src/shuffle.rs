@@ -87,7 +87,7 @@ impl ShuffleState {
             }
             out.documents.extend(state.documents.iter().cloned());
         }
-        out.rng = SplitMix64::from_parts(&parts).0;
+        out.rng = SplitMix64::from_parts(&parts).state();
         Ok(out)
     }
 }
@@ -142,7 +142,7 @@ impl Shuffle {
 
     pub(crate) fn state(&self) -> ShuffleState {
         ShuffleState {
-            rng: self.rng.0,
+            rng: self.rng.state(),
             dtype: self.documents.first().map(|(t, _)| t.dtype()),
             labels_dtype: self
                 .documents
@@ -159,7 +159,7 @@ impl Shuffle {
     pub(crate) fn restore(&mut self, state: &ShuffleState) -> Result<()> {
         let dtype = state.dtype.unwrap_or(DType::I32);
         let labels_dtype = state.labels_dtype.unwrap_or(dtype);
-        self.rng = SplitMix64(state.rng);
+        self.rng = SplitMix64::new(state.rng);
         self.documents = state
             .documents
             .iter()

@@ -40,7 +40,7 @@ pub struct Stats {
 /// The largest count a checkpoint may hold: 2^62 tokens is millions of times more than any
 /// run reads, and leaves room to count on without overflowing, so a larger value can only be
 /// a state edited by hand or corrupted.
-pub const MAX_COUNT: u64 = 1 << 62;
+pub(crate) const MAX_COUNT: u64 = 1 << 62;
 
 impl Stats {
     /// The counters by name (`tokens_buffered`, a reading, left out).

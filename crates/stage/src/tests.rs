@@ -12,7 +12,7 @@ use crate::{
 /// Deterministic documents: `count` documents of 1..=`max_len` tokens, each token unique
 /// (document index * 10_000 + position), so that any loss, repeat or reorder is visible.
 fn documents(count: usize, max_len: usize, seed: u64) -> Vec<Vec<i32>> {
-    let mut rng = crate::rng::SplitMix64(seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     (0..count)
         .map(|d| {
             let len = 1 + rng.below(max_len);

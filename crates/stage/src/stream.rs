@@ -1,15 +1,21 @@
-//! [`WarmupStream`]: the warmup stage as an adapter over any stream of documents.
+//! [`WarmupStream`] (feature `futures`): the warmup stage as an adapter over any stream of
+//! documents, as futures-util's adapters are: a pipeline that brings its own documents needs
+//! this crate and `futures-core`, not the loader's Parquet and object-store stack.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::Stream;
-use futures_util::stream::FusedStream;
+use futures_core::Stream;
+use futures_core::stream::FusedStream;
 use pin_project_lite::pin_project;
 use seqwarm_batcher::RowSink;
-use seqwarm_stage::{Documents, ModeSink, ScheduledBatch, Stats, Warmup, WarmupCore};
 
-use crate::error::{LoaderError, Result};
+use crate::config::Warmup;
+use crate::core::{ScheduledBatch, WarmupCore};
+use crate::documents::Documents;
+use crate::error::{Result, StageError};
+use crate::sink::ModeSink;
+use crate::stats::Stats;
 
 pin_project! {
     /// Wraps a stream of [`Documents`] (or anything convertible into them) and yields batches
@@ -105,19 +111,19 @@ where
                 Ok(None) => {}
                 Err(e) => {
                     *this.terminated = true;
-                    return Poll::Ready(Some(Err(e.into())));
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(documents))) => {
                     if let Err(e) = this.core.push(documents.into()) {
                         *this.terminated = true;
-                        return Poll::Ready(Some(Err(e.into())));
+                        return Poll::Ready(Some(Err(e)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     *this.terminated = true;
-                    return Poll::Ready(Some(Err(LoaderError::Input(e.into()))));
+                    return Poll::Ready(Some(Err(StageError::Input(e.into().into()))));
                 }
                 Poll::Ready(None) => *this.inner_done = true,
                 Poll::Pending => return Poll::Pending,
@@ -151,7 +157,7 @@ pub trait WarmupStreamExt: Stream + Sized {
     ///
     /// ```
     /// use futures_util::{StreamExt, stream};
-    /// use seqwarm_loader::{BatchSize, Documents, Mode, WarmupConfig, WarmupStreamExt};
+    /// use seqwarm_stage::{BatchSize, Documents, Mode, WarmupConfig, WarmupStreamExt};
     /// use seqwarm_schedule::ScheduleConfig;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -163,7 +169,7 @@ pub trait WarmupStreamExt: Stream + Sized {
     /// let batches: Vec<_> = stream::iter(docs).warmup(warmup).collect().await;
     /// let first = batches[0].as_ref().unwrap();
     /// assert_eq!((first.seq_len, first.batch.rows()), (8, 4));
-    /// # Ok::<(), seqwarm_loader::LoaderError>(())
+    /// # Ok::<(), seqwarm_stage::StageError>(())
     /// # }).unwrap();
     /// ```
     fn warmup(self, warmup: Warmup) -> WarmupStream<Self> {
