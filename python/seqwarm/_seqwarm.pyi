@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``seqwarm._seqwarm`` (internal: use the ``seqwarm``
-package's names)."""
+package's names). ``python/tests/test_stubs.py`` checks them against the built extension: the
+same names, and the same parameters in the same order with the same defaults."""
 
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -44,8 +45,9 @@ class RawLoader:
 def default_settings() -> str:
     """Every loader setting with its default, as JSON text."""
 
-def check_settings(settings_json: str) -> None:
-    """Checks settings as the loader would, without reading a shard."""
+def check_settings(settings_json: str, threads: Optional[int] = None, pad_cu_seqlens: bool = False) -> None:
+    """Checks settings as the loader would, without reading a shard, with the runtime's
+    ``threads`` and ``pad_cu_seqlens``."""
 
 def merge_states(states_json: List[str]) -> str:
     """Combines the loader states every rank took at one step into one (elastic resume)."""
@@ -56,8 +58,11 @@ def check_schedule(schedule_json: str) -> str:
 def parse_shapes(text: str) -> str:
     """A shape policy in the command line's spelling, as its config value (JSON text)."""
 
-def plan(schedule_json: str, mode_json: str, batch_size_json: str) -> str:
+def plan(schedule_json: str, settings_json: str) -> str:
     """A schedule's change points with the step shape at each, as JSON text."""
 
 def read_table(path: str) -> str:
     """A TOML or JSON file's table, as JSON text."""
+
+def run_cli(argv: List[str]) -> int:
+    """Runs the ``seqwarm`` command line ``argv`` (the program's name first); its exit status."""

@@ -235,10 +235,9 @@ class Loader:
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
         if threads is not None:
             # NumPy integers are integers too (operator.index); bools are not thread counts.
-            count = None if isinstance(threads, (bool, np.bool_)) or not hasattr(threads, "__index__") else operator.index(threads)
-            if count is None or not 0 <= count <= _MAX_THREADS:
-                raise _config_error("threads", f"threads: expected an integer in 0..={_MAX_THREADS} or None, not {threads!r}")
-            threads = count
+            if isinstance(threads, (bool, np.bool_)) or not hasattr(threads, "__index__"):
+                raise _config_error("threads", f"threads: expected an integer or None, not {threads!r}")
+            threads = operator.index(threads)
         if shards is None:
             shards = []
         elif isinstance(shards, (str, bytes, os.PathLike)):
@@ -248,8 +247,6 @@ class Loader:
             found_rank, found_world = _distributed_rank()
             rank = found_rank if rank is None else rank
             world_size = found_world if world_size is None else world_size
-        if batch_rows is not None and batch_tokens is not None:
-            raise _config_error("batch_size", "give batch_rows or batch_tokens, not both")
         given = dict(
             mode=mode,
             batch_rows=batch_rows,
@@ -292,12 +289,10 @@ class Loader:
         # Checked now, with the library's rules, so that a bad setting fails here and not in
         # a DataLoader worker.
         text = to_json(settings)
-        _seqwarm.check_settings(text)
+        _seqwarm.check_settings(text, threads, bool(pad_cu_seqlens))
         self._settings = json.loads(text)
         self._format = format
         self._threads = threads
-        if pad_cu_seqlens and self._settings.get("mode", default_settings()["mode"]) not in ("pack-greedy", "pack-bestfit"):
-            raise _config_error("pad_cu_seqlens", "pad_cu_seqlens: only the pack modes (pack-greedy, pack-bestfit) make cu_seqlens")
         self._pad_cu_seqlens = bool(pad_cu_seqlens)
         self._raw: Optional[_seqwarm.RawLoader] = None
         self._pid: Optional[int] = None
@@ -500,10 +495,6 @@ class Loader:
 
     def __repr__(self) -> str:
         return f"seqwarm.Loader({len(self._shards)} location(s), rank {self.rank} of {self.world_size}, format={self._format!r})"
-
-
-#: Worker threads of a loader's runtime at the most (as the library's I/O threads).
-_MAX_THREADS = 1024
 
 
 def _config_error(field: str, message: str) -> ConfigError:

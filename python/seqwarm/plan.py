@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, List, Mapping, Optional, Tuple, Union
 
 from seqwarm import _seqwarm
-from seqwarm._defaults import default_settings
 from seqwarm._json import to_json
 from seqwarm.errors import ConfigError
 from seqwarm.schedule import Schedule, schedule_table
@@ -90,18 +89,6 @@ class Plan:
         return f"Plan({len(self.points)} change points, unit={self.unit!r}, total={self.total})"
 
 
-def _batch_size(batch_rows: Optional[int], batch_tokens: Optional[int]) -> Any:
-    if batch_rows is not None and batch_tokens is not None:
-        error = ConfigError("give batch_rows or batch_tokens, not both")
-        error.field = "batch_size"
-        raise error
-    if batch_rows is not None:
-        return {"rows": batch_rows}
-    if batch_tokens is not None:
-        return {"tokens": batch_tokens}
-    return default_settings()["batch_size"]
-
-
 def plan(
     schedule: Union[Schedule, Mapping[str, Any], str, "os.PathLike[str]"],
     *,
@@ -121,8 +108,8 @@ def plan(
     True
     """
     table = schedule_table(schedule)
-    mode = mode if mode is not None else default_settings()["mode"]
-    text = _seqwarm.plan(to_json(table), to_json(mode), to_json(_batch_size(batch_rows, batch_tokens)))
+    given = dict(mode=mode, batch_rows=batch_rows, batch_tokens=batch_tokens)
+    text = _seqwarm.plan(to_json(table), to_json({k: v for k, v in given.items() if v is not None}))
     result = json.loads(text)
     points = [ChangePoint(**p) for p in result["points"]]
     return Plan(result["unit"], result["total"], points, result["tokens_given_up"])

@@ -46,7 +46,7 @@ enum Polled {
 }
 
 /// Reads settings given as JSON text (Python's keyword arguments, `json.dumps`-ed).
-fn settings(py: Python<'_>, json: &str) -> PyResult<LoaderConfig> {
+pub(crate) fn settings(py: Python<'_>, json: &str) -> PyResult<LoaderConfig> {
     let value: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| config_error(py, "settings", format!("settings are not JSON: {e}")))?;
     LoaderConfig::from_value(value).map_err(|e| loader_error(py, &e))
@@ -322,12 +322,43 @@ pub fn default_settings(py: Python<'_>) -> PyResult<String> {
         .map_err(|e| config_error(py, "settings", e.to_string()))
 }
 
-/// Checks settings (JSON text) as the loader would, without reading any shard.
+/// Worker threads of a Python loader's runtime at the most (as the library's I/O threads).
+const MAX_THREADS: i64 = 1024;
+
+/// Checks settings (JSON text) as the loader would, without reading any shard, and the
+/// package's own two: the runtime's `threads` and `pad_cu_seqlens` (which only the pack modes'
+/// `cu_seqlens` have).
 #[pyfunction]
-pub fn check_settings(py: Python<'_>, settings_json: &str) -> PyResult<()> {
-    settings(py, settings_json)?
-        .validate()
-        .map_err(|e| loader_error(py, &e))
+#[pyo3(signature = (settings_json, threads = None, pad_cu_seqlens = false))]
+pub fn check_settings(
+    py: Python<'_>,
+    settings_json: &str,
+    threads: Option<i64>,
+    pad_cu_seqlens: bool,
+) -> PyResult<()> {
+    if let Some(count) = threads
+        && !(0..=MAX_THREADS).contains(&count)
+    {
+        return Err(config_error(
+            py,
+            "threads",
+            format!("threads: expected an integer in 0..={MAX_THREADS} or None, not {count}"),
+        ));
+    }
+    let config = settings(py, settings_json)?;
+    config.validate().map_err(|e| loader_error(py, &e))?;
+    if pad_cu_seqlens && !config.warmup().mode().is_packing() {
+        return Err(config_error(
+            py,
+            "pad_cu_seqlens",
+            format!(
+                "pad_cu_seqlens: only the pack modes (pack-greedy, pack-bestfit) make \
+                 cu_seqlens; the mode is {}",
+                config.warmup().mode()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Combines the loader states (JSON text) that every rank took at one step into one that any

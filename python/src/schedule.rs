@@ -2,7 +2,7 @@
 //! through [`check_schedule`], `seqwarm.plan` lists change points through [`plan`].
 
 use pyo3::prelude::*;
-use seqwarm_loader::{BatchSize, Mode, WarmupConfig};
+use seqwarm_loader::WarmupConfig;
 use seqwarm_schedule::ProgressUnit;
 use seqwarm_schedule::{Schedule, ScheduleConfig, ShapePolicy};
 use seqwarm_stage::shape::tokens_given_up;
@@ -50,21 +50,16 @@ pub fn check_schedule(py: Python<'_>, schedule_json: &str) -> PyResult<String> {
 /// `batch_size_json` (`{"rows": n}` or `{"tokens": n}`), and the tokens emitted before it when
 /// the schedule counts steps (`null` otherwise, or past 2^64); as JSON text.
 #[pyfunction]
-pub fn plan(
-    py: Python<'_>,
-    schedule_json: &str,
-    mode_json: &str,
-    batch_size_json: &str,
-) -> PyResult<String> {
+pub fn plan(py: Python<'_>, schedule_json: &str, settings_json: &str) -> PyResult<String> {
     let config: ScheduleConfig = parse(py, "schedule", schedule_json)?;
-    let mode: Mode = parse(py, "mode", mode_json)?;
-    let batch_size: BatchSize = parse(py, "batch_size", batch_size_json)?;
-    // Built as the loader builds its stage: the same checks of the schedule and of the batch
-    // size against it (rows >= 1, a budget that holds a row at the maximum length, a step that
-    // fits in memory), and the same shape rule.
+    // The mode and batch size as the loader reads them (its defaults, and its rule for
+    // `batch_rows` / `batch_tokens`), then built as the loader builds its stage: the same
+    // checks of the schedule and of the batch size against it (rows >= 1, a budget that holds
+    // a row at the maximum length, a step that fits in memory), and the same shape rule.
+    let loader = crate::loader::settings(py, settings_json)?;
     let warmup = WarmupConfig::new(config)
-        .with_mode(mode)
-        .with_batch_size(batch_size)
+        .with_mode(loader.warmup().mode())
+        .with_batch_size(loader.warmup().batch_size())
         .build()
         .map_err(|e| loader_error(py, &e.into()))?;
     let schedule = warmup.schedule();
@@ -106,7 +101,7 @@ pub fn plan(
         .and_then(|total| {
             tokens_given_up(
                 schedule,
-                mode,
+                warmup.mode(),
                 warmup.batch_size(),
                 total,
                 MAX_CHANGE_POINTS,

@@ -14,9 +14,69 @@
 //! ([`LoaderBuilder::with_runtime`], [`LoaderBuilder::with_object_store`]); the cloud backends
 //! are cargo features (`aws`, `gcp`, `azure`, `http`). See `docs/loader.md` and
 //! `docs/formats.md`.
+//!
+//! # Example
+//!
+//! Shards from an object store (here an in-memory one standing in for `s3://bucket`), on a
+//! runtime the caller owns, through a schedule from 32 to 128 tokens, checkpointed and resumed:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use futures_util::StreamExt;
+//! use seqwarm_format::{OutputLayout, ShardWriter};
+//! use seqwarm_loader::object_store::{ObjectStoreExt, PutPayload, memory::InMemory, path::Path};
+//! use seqwarm_loader::{BatchSize, LoaderBuilder, Mode, ScheduleConfig, WarmupConfig};
+//!
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! let store = Arc::new(InMemory::new());
+//! // Two shards of 100 documents of 50 tokens each, written where `s3://bucket/shards/` is.
+//! for shard in 0..2 {
+//!     let mut bytes = Vec::new();
+//!     let mut writer = ShardWriter::new(&mut bytes, OutputLayout::Flat, 1000, "shard")?;
+//!     for doc in 0..100 {
+//!         writer.write_document(&vec![shard * 100 + doc; 50])?;
+//!     }
+//!     writer.finish()?;
+//!     let path = Path::from(format!("shards/shard-{shard}.parquet"));
+//!     runtime.block_on(store.put(&path, PutPayload::from(bytes)))?;
+//! }
+//!
+//! let warmup = WarmupConfig::new(ScheduleConfig::linear(32, 128, 0.5, 20).with_step(32))
+//!     .with_mode(Mode::Repack)
+//!     .with_batch_size(BatchSize::Tokens(1024));
+//! let builder = LoaderBuilder::new(["s3://bucket/shards/"], warmup)
+//!     .with_runtime(runtime.handle().clone())
+//!     .with_object_store("s3://bucket", store)?
+//!     .with_seed(7);
+//! let (first_three, state) = runtime.block_on(async {
+//!     let mut loader = builder.clone().build().await?;
+//!     let mut seen = Vec::new();
+//!     for _ in 0..3 {
+//!         let batch = loader.next().await.unwrap()?;
+//!         seen.push((batch.step, batch.seq_len, batch.batch.rows()));
+//!     }
+//!     Ok::<_, seqwarm_loader::LoaderError>((seen, loader.state()))
+//! })?;
+//! assert_eq!(first_three[0], (0, 32, 32)); // 1024 tokens at length 32
+//!
+//! // A checkpoint (JSON text) resumes at the next batch, on any later run.
+//! let resumed = seqwarm_loader::LoaderState::from_json(&state.to_json()?)?;
+//! let next = runtime.block_on(async {
+//!     let mut loader = builder.with_state(resumed).build().await?;
+//!     loader.next().await.unwrap()
+//! })?;
+//! assert_eq!(next.step, 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 // `deny`, not `forbid`: `mapped.rs`, the memory map of local row groups, opts out.
 #![deny(unsafe_code)]
+
+// docs/loader.md's Rust example runs as a doctest of this crate.
+#[doc = include_str!("../../../docs/loader.md")]
+#[cfg(doctest)]
+struct LoaderDocDoctests;
 
 mod buffers;
 mod builder;
