@@ -3,10 +3,12 @@ tensors (or NumPy arrays) that share the Rust loader's memory."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import operator
 import os
+import sys
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -86,7 +88,6 @@ def _rebuild_batch(
 def _distributed_rank() -> "tuple[int, int]":
     """``torch.distributed``'s rank and world size when it is initialized, else ``RANK`` and
     ``WORLD_SIZE`` from the environment (as ``torchrun`` sets them), else 0 of 1."""
-    import sys
 
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
@@ -99,7 +100,6 @@ def _distributed_rank() -> "tuple[int, int]":
 
 def _in_worker() -> bool:
     """Whether this process is a PyTorch DataLoader worker."""
-    import sys
 
     data = sys.modules.get("torch.utils.data")
     return data is not None and data.get_worker_info() is not None
@@ -120,7 +120,6 @@ def _shared_flag() -> Any:
 def _worker() -> "tuple[int, int]":
     """This process's PyTorch DataLoader worker id and the number of workers (0 of 1 outside
     a worker)."""
-    import sys
 
     data = sys.modules.get("torch.utils.data")
     info = data.get_worker_info() if data is not None else None
@@ -233,6 +232,12 @@ class Loader:
     ) -> None:
         if format not in ("torch", "numpy"):
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
+        if format == "torch" and not _torch_installed():
+            raise _config_error(
+                "format",
+                "format='torch' (the default) needs PyTorch, which is not installed: "
+                "pip install 'seqwarm[torch]' (or torch), or pass format='numpy' for NumPy arrays",
+            )
         if threads is not None:
             # NumPy integers are integers too (operator.index); bools are not thread counts.
             if isinstance(threads, (bool, np.bool_)) or not hasattr(threads, "__index__"):
@@ -495,6 +500,10 @@ class Loader:
 
     def __repr__(self) -> str:
         return f"seqwarm.Loader({len(self._shards)} location(s), rank {self.rank} of {self.world_size}, format={self._format!r})"
+
+
+def _torch_installed() -> bool:
+    return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
 
 
 def _config_error(field: str, message: str) -> ConfigError:

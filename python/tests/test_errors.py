@@ -218,3 +218,13 @@ def test_a_path_that_is_not_utf8_is_a_config_error_naming_it() -> None:
         with pytest.raises(seqwarm.ConfigError) as e:
             seqwarm.Loader(shards, linear(), **kwargs)  # type: ignore[arg-type]
         assert e.value.field == field and "UTF-8" in str(e.value), str(e.value)
+
+
+def test_a_torch_loader_without_torch_says_which_extra_to_install(monkeypatch, corpus):
+    import seqwarm.loader
+
+    monkeypatch.setattr(seqwarm.loader, "_torch_installed", lambda: False)
+    with pytest.raises(seqwarm.ConfigError, match=r"seqwarm\[torch\]") as raised:
+        seqwarm.Loader(corpus["dir"], batch_rows=4)
+    assert raised.value.field == "format"
+    assert seqwarm.Loader(corpus["dir"], batch_rows=4, format="numpy") is not None

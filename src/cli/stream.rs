@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use crate::format::OutputLayout;
 use crate::loader::{
-    Catalog, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, TokenCount,
+    Catalog, Loader, LoaderBuilder, LoaderConfig, LoaderState, ScheduledBatch, TokenCount,
 };
 use crate::schedule::{ProgressUnit, Schedule, ScheduleConfig};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use super::config_file::ConfigFile;
@@ -241,6 +242,28 @@ fn epoch_total(
     Ok(total)
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal (indicatif hides it
+/// otherwise): over the steps left when the run's length is known in steps (the schedule's
+/// total, or `--max-steps`), else a spinner.
+fn progress_bar(loader: &Loader, schedule: &Schedule) -> ProgressBar {
+    let done = loader.stats().batches;
+    let total = match schedule.unit() {
+        ProgressUnit::Steps => schedule.total(),
+        _ => None,
+    };
+    let bar = match total {
+        Some(total) => ProgressBar::new(total.saturating_sub(done)),
+        None => ProgressBar::no_length(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {per_sec} {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Writes a checkpoint so that a crash at any moment leaves the previous one or this one.
 fn write_state(path: &Path, state: &LoaderState) -> anyhow::Result<()> {
     crate::format::atomic::write_atomic(path, state.to_json()?.as_bytes())
@@ -315,6 +338,7 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         "step", "seq_len", "batch shape", "tokens", "total tokens", "tokens/s"
     )?;
     let started = Instant::now();
+    let bar = progress_bar(&loader, schedule);
     let mut last: Option<ScheduledBatch> = None;
     let mut emitted = 0u64;
     let mut tokens = 0u64;
@@ -348,8 +372,9 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
             out.write_all(b"\n")?;
         }
         if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
-            report(&mut info, &batch, tokens, started)?;
+            bar.suspend(|| report(&mut info, &batch, tokens, started))?;
         }
+        bar.inc(1);
         if let Some(path) = &args.state_out
             && (batch.step + 1) % args.state_every.max(1) == 0
         {
@@ -357,6 +382,7 @@ pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
         }
         last = Some(batch);
     }
+    bar.finish_and_clear();
     if let Some(b) = &last
         && emitted > 1
         && b.step % args.print_every.max(1) != 0
