@@ -325,12 +325,11 @@ impl LoaderBuilder {
         let config = self.config.clone();
         let runtime = self.runtime_handle("LoaderBuilder::build()")?;
         let mixture = config.mixture()?;
-        let (catalogs, io) = match &mixture {
-            Some(_) => self.source_catalogs(&config, &runtime).await?,
-            None => {
-                let (catalog, io) = self.shards_catalog(&runtime).await?;
-                (vec![catalog], io)
-            }
+        let (catalogs, io) = if mixture.is_some() {
+            self.source_catalogs(&config, &runtime).await?
+        } else {
+            let (catalog, io) = self.shards_catalog(&runtime).await?;
+            (vec![catalog], io)
         };
         let appended = eos_to_append(&config, &catalogs)?;
         let identity = Identity {
@@ -343,39 +342,35 @@ impl LoaderBuilder {
         }
         let state = self.state.as_ref();
         let epochs = config.epochs.clone();
-        let plan: Box<dyn Plan> = match mixture {
-            Some(mixture) => {
-                let units: Vec<Arc<[UnitInfo]>> =
-                    catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
-                let mixture = mixture.build()?;
-                Box::new(match state {
-                    Some(state) => {
-                        let Some(saved) = state.mixture() else {
-                            return Err(LoaderError::State {
-                                reason: "the checkpoint is of a loader without `sources`".into(),
-                            });
-                        };
-                        MixturePlan::resume(units, mixture, epochs, core, saved)?
-                    }
-                    None => MixturePlan::new(units, mixture, epochs, core)?,
-                })
-            }
-            None => {
-                let units = catalogs[0].unit_infos();
-                Box::new(match state.map(|s| (s.plan(), s.merged())) {
-                    Some((Some(plan), _)) => EpochPlan::resume(units, epochs, core, plan)?,
-                    Some((None, Some(merged))) => {
-                        EpochPlan::resume_merged(units, epochs, core, merged)?
-                    }
-                    Some((None, None)) => {
+        let plan: Box<dyn Plan> = if let Some(mixture) = mixture {
+            let units: Vec<Arc<[UnitInfo]>> =
+                catalogs.iter().map(|c| Arc::from(c.unit_infos())).collect();
+            let mixture = mixture.build()?;
+            Box::new(match state {
+                Some(state) => {
+                    let Some(saved) = state.mixture() else {
                         return Err(LoaderError::State {
-                            reason: "the checkpoint is of a mixture (a loader with `sources`)"
-                                .into(),
+                            reason: "the checkpoint is of a loader without `sources`".into(),
                         });
-                    }
-                    None => EpochPlan::new(units, epochs, core)?,
-                })
-            }
+                    };
+                    MixturePlan::resume(units, mixture, epochs, core, saved)?
+                }
+                None => MixturePlan::new(units, mixture, epochs, core)?,
+            })
+        } else {
+            let units = catalogs[0].unit_infos();
+            Box::new(match state.map(|s| (s.plan(), s.merged())) {
+                Some((Some(plan), _)) => EpochPlan::resume(units, epochs, core, plan)?,
+                Some((None, Some(merged))) => {
+                    EpochPlan::resume_merged(units, epochs, core, merged)?
+                }
+                Some((None, None)) => {
+                    return Err(LoaderError::State {
+                        reason: "the checkpoint is of a mixture (a loader with `sources`)".into(),
+                    });
+                }
+                None => EpochPlan::new(units, epochs, core)?,
+            })
         };
         let read = read_settings(&config, runtime, &io)?;
         Ok(Loader::new(catalogs, plan, read, &config, identity, io))
