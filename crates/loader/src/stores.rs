@@ -85,8 +85,6 @@ fn not_compiled(url: &Url, feature: &str) -> LoaderError {
 }
 
 fn remote_store(url: &Url, scheme: &str) -> Result<Arc<dyn ObjectStore>> {
-    #[cfg(feature = "remote")]
-    use_ring_for_tls();
     #[allow(unused_variables)]
     let fail = |e: object_store::Error| location_error(url.as_str(), e);
     match scheme {
@@ -135,19 +133,6 @@ fn remote_store(url: &Url, scheme: &str) -> Result<Arc<dyn ObjectStore>> {
             format!("unsupported scheme `{other}`"),
         )),
     }
-}
-
-/// Makes ring the process's rustls provider, unless the process chose one already: reqwest is
-/// built without a provider of its own (see `Cargo.toml`) and needs one before any client is.
-#[cfg(feature = "remote")]
-fn use_ring_for_tls() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Err only when another thread installed one meanwhile: that one serves as well.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-    });
 }
 
 #[cfg(test)]
