@@ -23,6 +23,7 @@
 
 mod config;
 mod core;
+mod decompose;
 mod documents;
 mod driven;
 mod elastic;
@@ -45,6 +46,10 @@ mod stream;
 
 pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
+pub use decompose::{
+    Curriculum, DecomposeConfig, DecomposedEpoch, DecomposedStep, Decomposition, PieceIndex,
+    piece_lengths,
+};
 pub use documents::{Documents, Origin};
 pub use driven::{Action, Plan, PlanCheckpoint};
 pub use elastic::MergedState;
