@@ -12,9 +12,10 @@ use super::flags::{annotate, given, named, table};
 /// Loader flags, named as the config keys (`--batch-tokens` is `batch_tokens`).
 #[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct LoaderArgs {
-    /// Mode: truncate, truncate-keep-eos, reshape, repack, pack-greedy, pack-bestfit.
-    #[arg(long, value_parser = named::<Mode>)]
-    pub mode: Option<Mode>,
+    /// Mode: truncate, truncate-keep-eos, reshape, repack, pack-greedy, pack-bestfit, or
+    /// decompose (dataset decomposition over raw token files, `stream` only).
+    #[arg(long, value_parser = mode_flag)]
+    pub mode: Option<ModeFlag>,
     /// Documents per best-fit window (pack-bestfit).
     #[arg(long)]
     pub pack_window: Option<usize>,
@@ -119,6 +120,34 @@ pub struct LoaderArgs {
     #[arg(long = "source", value_name = "NAME=WEIGHT:SHARDS", value_parser = source_table)]
     #[serde(skip)]
     pub sources: Vec<Value>,
+}
+
+/// `--mode`: one of the warmup stage's modes, or dataset decomposition, which is a plan of its
+/// own rather than a way to shape rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeFlag {
+    /// A mode of the warmup stage (the `mode` key).
+    Stage(Mode),
+    /// `decompose`: OLMo-core's variable-sequence-length curricula.
+    Decompose,
+}
+
+impl Serialize for ModeFlag {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Stage(mode) => mode.serialize(serializer),
+            Self::Decompose => serializer.serialize_str("decompose"),
+        }
+    }
+}
+
+fn mode_flag(value: &str) -> Result<ModeFlag, String> {
+    if value == "decompose" {
+        return Ok(ModeFlag::Decompose);
+    }
+    named::<Mode>(value)
+        .map(ModeFlag::Stage)
+        .map_err(|e| format!("{e}, or `decompose`"))
 }
 
 /// `NAME=WEIGHT:SHARDS` as a `sources` table.

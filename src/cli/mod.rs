@@ -3,6 +3,7 @@
 
 mod bench;
 mod config_file;
+mod decompose;
 mod demo;
 mod flags;
 mod loader_args;

@@ -18,8 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use super::config_file::ConfigFile;
+use super::decompose::DecomposeArgs;
 use super::demo;
 use super::loader_args::LoaderArgs;
+use super::loader_args::ModeFlag;
 use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
 
@@ -28,7 +30,9 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm stream data/shards/ --mode truncate --batch-rows 8 --eos-id 50256
   seqwarm stream s3://bucket/shards/ --rank 3 --world-size 8 --state-out state.json
   seqwarm stream data/ --state-in state.json       # continue where state.json left off
-  seqwarm stream data/ --emit jsonl --max-steps 2 | jq .seq_len";
+  seqwarm stream data/ --emit jsonl --max-steps 2 | jq .seq_len
+  seqwarm stream olmo-npy/ --token-dtype uint16 --eos-id 50256 --mode decompose \\
+      --curriculum grow-p2 --cycles 4 --min 64 --max 2048 --batch-tokens 4096";
 
 /// Output of `stream`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,6 +83,8 @@ pub struct StreamArgs {
     /// Steps between state writes.
     #[arg(long, default_value_t = 100)]
     pub state_every: u64,
+    #[command(flatten)]
+    pub decompose: DecomposeArgs,
 }
 
 /// Demo corpus layouts.
@@ -286,6 +292,14 @@ fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
 
 pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let source = &args.source;
+    if source.loader.mode == Some(ModeFlag::Decompose) {
+        return super::decompose::run(args);
+    }
+    if args.decompose.any() {
+        anyhow::bail!(
+            "--token-dtype, --curriculum, --cycles and --balanced belong to --mode decompose"
+        );
+    }
     let file = ConfigFile::read(source.config.as_ref())?;
     let state = match &args.state_in {
         Some(path) => {

@@ -20,4 +20,14 @@ pub enum FormatError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A raw token file (or its header) that does not hold what it says.
+    #[error("{file} at byte {offset}: {reason}")]
+    RawTokens {
+        /// The file.
+        file: String,
+        /// The byte offset where the problem is.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }

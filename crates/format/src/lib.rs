@@ -8,6 +8,8 @@
 //!   local shards, the preprocessor's inputs).
 //! - [`OnError`]: what readers of shards and inputs do with what they cannot read.
 //! - [`checksum`]: the CRC32 of every row group that the shard writer records in the footer.
+//! - [`raw_token_layout`], [`scan_tokens`]: raw token files (headerless `uint16`/`uint32`
+//!   arrays and NumPy `.npy` files) and the vectorised EOS scan that finds their documents.
 //! - [`atomic`]: crash-safe writes (temporary file, fsync, rename, fsync of the directory).
 //!
 //! See `docs/formats.md`.
@@ -20,8 +22,10 @@ mod error;
 pub mod flat;
 mod on_error;
 pub mod paths;
+mod raw_tokens;
 mod writer;
 
 pub use error::FormatError;
 pub use on_error::OnError;
+pub use raw_tokens::{RawTokenLayout, TokenDtype, TokenScan, raw_token_layout, scan_tokens};
 pub use writer::{OutputLayout, ShardEncoding, ShardSummary, ShardWriter};

@@ -200,6 +200,19 @@ pub enum LoaderError {
         /// What stopped it.
         reason: String,
     },
+    /// A local file that cannot be opened or mapped.
+    #[error("{file}: cannot read: {source}")]
+    LocalIo {
+        /// The file.
+        file: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A raw token file that does not hold what it says (size, header, ids over the
+    /// vocabulary), or a location that cannot be listed.
+    #[error(transparent)]
+    Format(#[from] seqwarm_format::FormatError),
     /// A batch transform failed.
     #[error(transparent)]
     Batch(#[from] BatchError),

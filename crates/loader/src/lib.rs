@@ -84,6 +84,7 @@ mod cache;
 mod catalog;
 mod checksum;
 mod config;
+mod decomposed;
 mod error;
 mod fetch;
 mod layout;
@@ -93,6 +94,7 @@ mod mapped;
 mod narrow;
 mod plain;
 mod prefetch;
+mod raw_files;
 mod read;
 mod retry;
 mod runtime;
@@ -104,10 +106,12 @@ pub use builder::{LoaderBuilder, count_tokens};
 pub use cache::CacheStats;
 pub use catalog::{Catalog, TokenCount};
 pub use config::{LoaderConfig, SourceConfig, WeightChangeConfig};
+pub use decomposed::{DecomposeSettings, DecomposedBatch, DecomposedLoader, DecomposedState};
 pub use error::{LoaderError, Result};
 pub use layout::{LayoutKind, ShardLayout};
 pub use loader::Loader;
 pub use prefetch::Prefetch;
+pub use raw_files::RawTokenFiles;
 pub use retry::RetryPolicy;
 pub use seqwarm_format::OnError;
 pub use seqwarm_stage::{WarmupStream, WarmupStreamExt};
@@ -120,8 +124,9 @@ pub use stores::store_for_url;
 /// The `object_store` crate, at the version [`LoaderBuilder::with_object_store`] takes stores
 /// of (`InMemory`, `AmazonS3Builder`, ...): no version to guess.
 pub use object_store;
+pub use seqwarm_format::TokenDtype;
 pub use seqwarm_schedule::{Progress, ProgressUnit, Schedule, ScheduleConfig, ShapePolicy};
 pub use seqwarm_stage::{
-    BatchSize, Documents, EpochBoundary, EpochConfig, LastBatch, Mode, Origin, ScheduledBatch,
-    SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
+    BatchSize, Curriculum, DecomposeConfig, Documents, EpochBoundary, EpochConfig, LastBatch, Mode,
+    Origin, ScheduledBatch, SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
 };

@@ -177,6 +177,12 @@ impl MappedFiles {
 }
 
 /// The whole file at `path`, mapped read-only, as map `generation`.
+/// A whole local file, mapped read-only (empty files as empty bytes): the raw token files a
+/// decomposition run reads, immutable while it runs like shards.
+pub(crate) fn map_whole(path: &Path) -> io::Result<Bytes> {
+    Ok(map_file(path, 0)?.bytes)
+}
+
 fn map_file(path: &Path, generation: u64) -> io::Result<Mapped> {
     let file = File::open(path)?;
     let stamp = Stamp::of(&file.metadata()?);

@@ -1,0 +1,252 @@
+//! `seqwarm stream --mode decompose`: dataset decomposition over raw token files, batch for
+//! batch OLMo-core's `NumpyVSLDataLoader` on the same rank.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::loader::{
+    Curriculum, DecomposeConfig, DecomposeSettings, DecomposedBatch, DecomposedLoader,
+    DecomposedState, TokenDtype,
+};
+
+use super::stream::{Emit, StreamArgs};
+
+/// Flags of `--mode decompose` (refused with any other mode).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DecomposeArgs {
+    /// Raw token files' id width (`--mode decompose`): uint16 or uint32. A file with a NumPy
+    /// `.npy` header must agree with it; one without is read raw, whatever its name.
+    #[arg(long, value_parser = clap::value_parser!(TokenDtype))]
+    pub token_dtype: Option<TokenDtype>,
+    /// The curriculum of `--mode decompose` [default: natural].
+    #[arg(long, value_enum)]
+    pub curriculum: Option<CurriculumName>,
+    /// Cycles of a grow curriculum [default: 8, as OLMo-core].
+    #[arg(long)]
+    pub cycles: Option<u64>,
+    /// The same number of batches for every length (grow curricula; drops more data).
+    #[arg(long)]
+    pub balanced: bool,
+}
+
+/// The curricula, by their command-line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CurriculumName {
+    /// Every batch of every length, shuffled.
+    Natural,
+    /// Grow-P2: odds that are powers of two, short to long, per cycle.
+    GrowP2,
+    /// Grow-Linear: odds growing linearly, short to long, per cycle.
+    GrowLinear,
+}
+
+impl DecomposeArgs {
+    /// Whether any flag of decomposition was given (they mean nothing in another mode).
+    pub fn any(&self) -> bool {
+        self.token_dtype.is_some()
+            || self.curriculum.is_some()
+            || self.cycles.is_some()
+            || self.balanced
+    }
+
+    fn curriculum(&self) -> anyhow::Result<Curriculum> {
+        let cycles = self.cycles.unwrap_or(8);
+        let balanced = self.balanced;
+        Ok(match self.curriculum.unwrap_or(CurriculumName::Natural) {
+            CurriculumName::Natural => {
+                if self.cycles.is_some() || balanced {
+                    bail!(
+                        "--cycles and --balanced belong to the grow curricula (grow-p2, grow-linear), not natural"
+                    );
+                }
+                Curriculum::Natural
+            }
+            CurriculumName::GrowP2 => Curriculum::GrowP2 { cycles, balanced },
+            CurriculumName::GrowLinear => Curriculum::GrowLinear { cycles, balanced },
+        })
+    }
+}
+
+/// The settings from the flags: every one `decompose` needs, and none it would ignore.
+fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
+    let source = &args.source;
+    let loader = &source.loader;
+    let schedule = &source.schedule;
+    if source.config.is_some() {
+        bail!("--mode decompose takes its settings from flags only, not --config");
+    }
+    if source.shards.is_empty() {
+        bail!("--mode decompose reads raw token files: give their files or directories");
+    }
+    let ignored = [
+        ("--batch-rows", loader.batch_rows.is_some()),
+        ("--kind", schedule.kind.is_some()),
+        ("--total", schedule.total.is_some()),
+        ("--duration", schedule.duration.is_some()),
+        ("--shuffle-buffer", loader.shuffle_buffer.is_some()),
+        ("--keep-last", loader.keep_last.is_some()),
+        ("--max-tokens", loader.max_tokens.is_some()),
+        ("--source", !loader.sources.is_empty()),
+    ];
+    if let Some((flag, _)) = ignored.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} does not apply to --mode decompose: its curriculum fixes every step's length \
+             and rows (see docs/decomposition.md)"
+        );
+    }
+    let token_dtype = args.decompose.token_dtype.context(
+        "--mode decompose needs --token-dtype uint16 or uint32 (the files carry no width)",
+    )?;
+    let eos_id = loader
+        .eos_id
+        .context("--mode decompose needs --eos-id: the id that ends every document in the files")?;
+    let eos_id = u32::try_from(eos_id).context("--eos-id must be a token id in [0, 2^32)")?;
+    let batch_tokens = loader
+        .batch_tokens
+        .context("--mode decompose needs --batch-tokens: tokens per step on each rank")?;
+    let max = schedule
+        .max
+        .context("--mode decompose needs --max: the longest piece, a power of 2")?;
+    let settings = DecomposeSettings {
+        token_dtype,
+        eos_id,
+        // OLMo-core's default minimum.
+        min: schedule.min.unwrap_or(256),
+        max,
+        vocab_size: loader.vocab_size,
+        run: DecomposeConfig {
+            curriculum: args.decompose.curriculum()?,
+            batch_tokens: batch_tokens as u64,
+            seed: loader.seed.unwrap_or(0),
+            rank: loader.rank.unwrap_or(0) as u64,
+            world_size: loader.world_size.unwrap_or(1) as u64,
+        },
+    };
+    Ok((settings, loader.epochs.unwrap_or(1)))
+}
+
+fn batch_json(batch: &DecomposedBatch) -> serde_json::Value {
+    let len = batch.seq_len as usize;
+    let rows: Vec<&[i64]> = batch.input_ids.chunks(len.max(1)).collect();
+    serde_json::json!({
+        "step": batch.step,
+        "epoch": batch.epoch,
+        "epoch_step": batch.epoch_step,
+        "seq_len": batch.seq_len,
+        "rows": batch.pieces.len(),
+        "tokens": batch.input_ids.len(),
+        "pieces": batch.pieces,
+        "fields": {"input_ids": rows},
+    })
+}
+
+fn write_state(path: &Path, state: &DecomposedState) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(state)?;
+    crate::format::atomic::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs `stream --mode decompose`.
+pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
+    let (settings, epochs) = settings(args)?;
+    let started = Instant::now();
+    let mut loader = DecomposedLoader::open(&args.source.shards, settings, epochs)?;
+    let indexed = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.state_in {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read state {}", path.display()))?;
+        let state: DecomposedState = serde_json::from_str(&text)
+            .with_context(|| format!("invalid state file {}", path.display()))?;
+        loader = loader.with_state(&state)?;
+    }
+    let mut info: Box<dyn Write> = match args.emit {
+        Emit::Table => Box::new(std::io::stdout().lock()),
+        Emit::Jsonl => Box::new(std::io::stderr()),
+    };
+    let mut out = std::io::stdout().lock();
+    let plan = loader.decomposition();
+    let index = plan.index();
+    let config = plan.config();
+    writeln!(
+        info,
+        "seqwarm stream: {} token files, {} tokens, {} documents -> {} pieces of {}..={} in {indexed:.2} s; mode decompose, curriculum {}, {} tokens per step on rank {} of {}, {} steps per epoch, {} epochs",
+        loader.files().len(),
+        loader.files().tokens(),
+        index.documents(),
+        index.len(),
+        index.min(),
+        index.max(),
+        config.curriculum.name(),
+        config.batch_tokens,
+        config.rank,
+        config.world_size,
+        plan.steps_per_epoch(),
+        loader.epochs(),
+    )?;
+    for (&(len, pieces), &(_, batches)) in index
+        .pieces_per_length()
+        .iter()
+        .zip(plan.batches_per_length())
+    {
+        writeln!(
+            info,
+            "  length {len:>6}: {pieces:>9} pieces, {batches:>6} batches per epoch"
+        )?;
+    }
+    writeln!(
+        info,
+        "  tokens no batch uses per epoch: {} of {} ({} under the minimum or after a file's last EOS)",
+        plan.tokens_unused_per_epoch(),
+        loader.files().tokens(),
+        index.tokens_dropped()
+    )?;
+    writeln!(
+        info,
+        "{:>8}  {:>5}  {:>7}  {:>12}  {:>12}",
+        "step", "epoch", "seq_len", "batch shape", "total tokens"
+    )?;
+    let max_steps = args.source.loader.max_steps.unwrap_or(u64::MAX);
+    let mut emitted = 0u64;
+    let mut tokens = 0u64;
+    while emitted < max_steps {
+        let Some(batch) = loader.next() else { break };
+        let batch = batch?;
+        emitted += 1;
+        tokens += batch.input_ids.len() as u64;
+        if args.emit == Emit::Jsonl {
+            serde_json::to_writer(&mut out, &batch_json(&batch))?;
+            out.write_all(b"\n")?;
+        }
+        if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
+            writeln!(
+                info,
+                "{:>8}  {:>5}  {:>7}  {:>12}  {:>12}",
+                batch.step,
+                batch.epoch,
+                batch.seq_len,
+                format!("{}x{}", batch.pieces.len(), batch.seq_len),
+                tokens
+            )?;
+        }
+        if let Some(path) = &args.state_out
+            && (batch.step + 1) % args.state_every.max(1) == 0
+        {
+            write_state(path, &loader.state())?;
+        }
+    }
+    if let Some(path) = &args.state_out {
+        write_state(path, &loader.state())?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    writeln!(
+        info,
+        "summary: {emitted} batches, {tokens} tokens in {elapsed:.2} s ({:.1} M tokens/s)",
+        tokens as f64 / elapsed.max(1e-9) / 1e6
+    )?;
+    out.flush()?;
+    Ok(())
+}
