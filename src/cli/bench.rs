@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Only measure the document scan of raw `uint16` token files (`--mode decompose`'s index)
+    /// against the plain loop, on one core.
+    #[arg(long)]
+    pub scan: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -173,6 +177,9 @@ fn timed<T>(
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.scan {
+        return scan_bench(args.repeat);
+    }
     let sets: Vec<(String, Vec<String>)> = if args.shards.is_empty() {
         let mut sets = vec![
             (
@@ -432,6 +439,83 @@ fn widening_rate(threads: usize, repeat: usize) -> f64 {
         }
     }
     (threads * TOKENS) as f64 / best
+}
+
+/// The EOS scan of raw `uint16` token files (`scan_tokens`, which builds `--mode decompose`'s
+/// index) against the loop one would write (`filter` over the ids, which the compiler does not
+/// turn into vector code), on one core, over 2^27 tokens (256 MiB, far out of cache) with a
+/// document end every 1,000 tokens on average: median and range of `repeat` runs after one
+/// untimed pass each.
+fn scan_bench(repeat: usize) -> anyhow::Result<()> {
+    use crate::format::{TokenDtype, scan_tokens};
+    const TOKENS: usize = 1 << 27;
+    const EOS: u16 = 50256;
+    let mut rng = crate::stage::SplitMix64::new(7);
+    let bytes: Vec<u8> = (0..TOKENS)
+        .flat_map(|i| {
+            let id = if rng.next_u64() % 1000 == 0 {
+                EOS
+            } else {
+                ((i * 40503) % 50000) as u16
+            };
+            id.to_le_bytes()
+        })
+        .collect();
+    let plain = |bytes: &[u8]| -> Vec<u64> {
+        bytes
+            .chunks_exact(2)
+            .enumerate()
+            .filter(|(_, b)| u16::from_le_bytes([b[0], b[1]]) == EOS)
+            .map(|(i, _)| i as u64 + 1)
+            .collect()
+    };
+    let expected = plain(&bytes);
+    let found = scan_tokens(&bytes, TokenDtype::Uint16, u32::from(EOS)).document_ends;
+    if found != expected {
+        bail!("the scan and the plain loop disagree");
+    }
+    let rates = |f: &dyn Fn(&[u8]) -> usize| {
+        let mut rates: Vec<f64> = (0..repeat.max(1))
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(f(std::hint::black_box(&bytes)));
+                TOKENS as f64 / started.elapsed().as_secs_f64()
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates
+    };
+    let ours = rates(&|b| {
+        scan_tokens(b, TokenDtype::Uint16, u32::from(EOS))
+            .document_ends
+            .len()
+    });
+    let theirs = rates(&|b| plain(b).len());
+    let median = |r: &[f64]| r[r.len() / 2];
+    outln!(
+        "EOS scan, uint16, one core, {} M tokens, {} documents, {} runs:",
+        TOKENS >> 20,
+        expected.len(),
+        ours.len()
+    )?;
+    for (name, r) in [
+        ("seqwarm scan_tokens", &ours),
+        ("plain filter loop", &theirs),
+    ] {
+        outln!(
+            "  {name:<20} {:>7.2} G tokens/s (range {:.2}-{:.2})",
+            median(r) / 1e9,
+            r[0] / 1e9,
+            r[r.len() - 1] / 1e9
+        )?;
+    }
+    outln!(
+        "  seqwarm / plain = {:.2}x (median; range {:.2}-{:.2}x)",
+        median(&ours) / median(&theirs),
+        ours[0] / theirs[theirs.len() - 1],
+        ours[ours.len() - 1] / theirs[0]
+    )?;
+    Ok(())
 }
 
 fn has_column(path: &Path, column: &str) -> bool {

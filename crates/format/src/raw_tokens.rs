@@ -207,55 +207,70 @@ pub struct TokenScan {
 /// Tokens compared per step of the scan: wide enough for the compiler's vector compares.
 const SCAN_LANES: usize = 64;
 
-/// Finds every EOS and the largest id in `tokens` (the bytes after the header) in one pass,
-/// 64 tokens at a time, so that the compares and the maximum compile to vector instructions.
+/// Finds every EOS and the largest id in `tokens` (the bytes after the header) in one pass.
+/// Documents are long next to a chunk of 64 tokens, so most chunks hold no EOS: each chunk is
+/// first reduced (any EOS? the largest id?) with branch-free operations the compiler turns into
+/// vector instructions, and only a chunk with an EOS is walked token by token.
 pub fn scan_tokens(tokens: &[u8], dtype: TokenDtype, eos: u32) -> TokenScan {
     match dtype {
         TokenDtype::Uint16 => {
-            scan::<2>(tokens, eos, |b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+            // An EOS id that does not fit 16 bits is never found in uint16 files.
+            let eos16 = u16::try_from(eos).ok();
+            let (ends, max_id) =
+                scan::<2, u16>(tokens, eos16, |b| u16::from_le_bytes([b[0], b[1]]));
+            TokenScan {
+                document_ends: ends,
+                max_id: u32::from(max_id),
+            }
         }
-        TokenDtype::Uint32 => scan::<4>(tokens, eos, |b| {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        }),
+        TokenDtype::Uint32 => {
+            let (ends, max_id) = scan::<4, u32>(tokens, Some(eos), |b| {
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            });
+            TokenScan {
+                document_ends: ends,
+                max_id,
+            }
+        }
     }
 }
 
-fn scan<const W: usize>(
+fn scan<const W: usize, T: Copy + Ord + Default>(
     tokens: &[u8],
-    eos: u32,
-    read: impl Fn(&[u8; W]) -> u32 + Copy,
-) -> TokenScan {
+    eos: Option<T>,
+    read: impl Fn(&[u8; W]) -> T + Copy,
+) -> (Vec<u64>, T) {
+    let id = |b: &[u8]| read(b.try_into().expect("W bytes"));
     let mut ends = Vec::new();
-    let mut max_id = 0u32;
-    let chunk_bytes = SCAN_LANES * W;
-    let mut chunks = tokens.chunks_exact(chunk_bytes);
+    let mut max_id = T::default();
+    let mut chunks = tokens.chunks_exact(SCAN_LANES * W);
     let mut base = 0u64;
     for chunk in &mut chunks {
-        let mut mask = 0u64;
-        let mut chunk_max = 0u32;
-        for (i, token) in chunk.chunks_exact(W).enumerate() {
-            let id = read(token.try_into().expect("W bytes"));
-            mask |= u64::from(id == eos) << i;
-            chunk_max = chunk_max.max(id);
+        let mut hit = false;
+        let mut chunk_max = T::default();
+        for token in chunk.chunks_exact(W) {
+            let t = id(token);
+            hit |= Some(t) == eos;
+            chunk_max = chunk_max.max(t);
         }
         max_id = max_id.max(chunk_max);
-        while mask != 0 {
-            ends.push(base + u64::from(mask.trailing_zeros()) + 1);
-            mask &= mask - 1;
+        if hit {
+            for (i, token) in chunk.chunks_exact(W).enumerate() {
+                if Some(id(token)) == eos {
+                    ends.push(base + i as u64 + 1);
+                }
+            }
         }
         base += SCAN_LANES as u64;
     }
     for (i, token) in chunks.remainder().chunks_exact(W).enumerate() {
-        let id = read(token.try_into().expect("W bytes"));
-        max_id = max_id.max(id);
-        if id == eos {
+        let t = id(token);
+        max_id = max_id.max(t);
+        if Some(t) == eos {
             ends.push(base + i as u64 + 1);
         }
     }
-    TokenScan {
-        document_ends: ends,
-        max_id,
-    }
+    (ends, max_id)
 }
 
 #[cfg(test)]

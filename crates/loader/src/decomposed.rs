@@ -85,6 +85,15 @@ impl DecomposedLoader {
                 reason: "decomposition runs whole epochs: give at least 1".into(),
             });
         }
+        if settings.token_dtype == TokenDtype::Uint16 && settings.eos_id > u32::from(u16::MAX) {
+            return Err(LoaderError::Config {
+                field: "eos_id",
+                reason: format!(
+                    "{} does not fit the files' uint16 ids: no document would ever end",
+                    settings.eos_id
+                ),
+            });
+        }
         let files = RawTokenFiles::open(locations, settings.token_dtype)?;
         let index = files.piece_index(
             settings.eos_id,
