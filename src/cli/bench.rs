@@ -453,7 +453,7 @@ fn scan_bench(repeat: usize) -> anyhow::Result<()> {
     let mut rng = crate::stage::SplitMix64::new(7);
     let bytes: Vec<u8> = (0..TOKENS)
         .flat_map(|i| {
-            let id = if rng.next_u64() % 1000 == 0 {
+            let id = if rng.next_u64().is_multiple_of(1000) {
                 EOS
             } else {
                 ((i * 40503) % 50000) as u16
