@@ -30,6 +30,8 @@ pub struct Decomposition {
     index: PieceIndex,
     config: DecomposeConfig,
     batches_per_length: Vec<(u64, u64)>,
+    /// Per length (shortest first), the piece ids ascending; each epoch shuffles a copy.
+    buckets: Vec<Vec<u32>>,
 }
 
 impl Decomposition {
@@ -75,14 +77,17 @@ impl Decomposition {
         let batches_per_length = config
             .curriculum
             .batches_per_length(&index.pieces_per_length(), global);
-        let decomposition = Self {
+        // Refuse up front what would fail at the first epoch: only the batch counts decide it.
+        config
+            .curriculum
+            .batch_order(&batches_per_length, config.seed)?;
+        let buckets = index.buckets();
+        Ok(Self {
             index,
             config,
             batches_per_length,
-        };
-        // Refuse up front what would fail at the first epoch.
-        decomposition.epoch(0)?;
-        Ok(decomposition)
+            buckets,
+        })
     }
 
     /// The piece index.
@@ -134,8 +139,9 @@ impl Decomposition {
         let pieces = self
             .index
             .lengths()
-            .map(|len| {
-                let mut ids = self.index.bucket(len);
+            .zip(&self.buckets)
+            .map(|(len, bucket)| {
+                let mut ids = bucket.clone();
                 NumpyRandom::new(seed.wrapping_add(len)).shuffle(&mut ids);
                 ids
             })

@@ -141,12 +141,15 @@ impl PieceIndex {
         (self.files[i], self.starts[i], 1u64 << self.log_lengths[i])
     }
 
-    /// The ids of the pieces of `length`, ascending.
-    pub fn bucket(&self, length: u64) -> Vec<u32> {
-        let log = length.trailing_zeros() as u8;
-        (0..self.starts.len() as u32)
-            .filter(|&i| self.log_lengths[i as usize] == log)
-            .collect()
+    /// The ids of the pieces of each length (shortest first), each ascending: OLMo-core's
+    /// bucket files, in one pass over the pieces.
+    pub fn buckets(&self) -> Vec<Vec<u32>> {
+        let min_log = self.min.trailing_zeros() as u8;
+        let mut buckets = vec![Vec::new(); self.lengths().count()];
+        for (id, &log) in self.log_lengths.iter().enumerate() {
+            buckets[usize::from(log - min_log)].push(id as u32);
+        }
+        buckets
     }
 
     /// Pieces per length, shortest first (OLMo-core's `instances_per_bucket`).
@@ -210,8 +213,7 @@ mod tests {
         assert_eq!(index.piece(1), (0, 8, 2));
         assert_eq!(index.piece(2), (0, 11, 2));
         assert_eq!(index.piece(3), (1, 0, 8));
-        assert_eq!(index.bucket(8), [0, 3]);
-        assert_eq!(index.bucket(2), [1, 2]);
+        assert_eq!(index.buckets(), [vec![1, 2], vec![], vec![0, 3]]);
         assert_eq!(index.pieces_per_length(), [(2, 2), (4, 0), (8, 2)]);
         // 1 + 1 under the minimum, 2 after the last EOS.
         assert_eq!(index.tokens_dropped(), 4);
