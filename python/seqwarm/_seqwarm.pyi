@@ -42,12 +42,34 @@ class RawLoader:
     @property
     def closed(self) -> bool: ...
 
+class RawDecomposedLoader:
+    """The decomposition driver (``mode="decompose"``) over raw token files."""
+
+    def __init__(self, files: List[str], settings_json: str, epochs: int, state_json: Optional[str] = None) -> None: ...
+    def next(
+        self, stride: int = 1, offset: int = 0
+    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int]]]:
+        """The next batch whose step is ``offset`` modulo ``stride``, shaped as
+        ``RawLoader.next`` gives one (the last two always ``None``), or ``None`` at the end."""
+    def next_step(self) -> int: ...
+    def state_json(self) -> str: ...
+    def steps_per_epoch(self) -> Optional[int]: ...
+    def plan_json(self) -> str:
+        """The bucket table: per length the pieces and batches per epoch, and the totals."""
+    def close(self) -> None: ...
+    def abandon(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
 def default_settings() -> str:
     """Every loader setting with its default, as JSON text."""
 
 def check_settings(settings_json: str, threads: Optional[int] = None, pad_cu_seqlens: bool = False) -> None:
     """Checks settings as the loader would, without reading a shard, with the runtime's
     ``threads`` and ``pad_cu_seqlens``."""
+
+def check_decompose_settings(settings_json: str) -> None:
+    """Checks decomposition settings as the loader would, without reading a file."""
 
 def merge_states(states_json: List[str]) -> str:
     """Combines the loader states every rank took at one step into one (elastic resume)."""

@@ -141,7 +141,8 @@ class Loader:
             ``az://``, ``http(s)://``, ``file://``), one or a list.
         schedule: a :class:`Schedule`, its dict, or a TOML/JSON file.
         mode: ``repack`` (lossless), ``truncate``, ``truncate-keep-eos``, ``reshape``,
-            ``pack-greedy`` or ``pack-bestfit``.
+            ``pack-greedy`` or ``pack-bestfit``; or ``decompose``: dataset decomposition over
+            raw token files, batch for batch OLMo-core's ``NumpyVSLDataLoader`` (see below).
         batch_rows: rows per batch, or
         batch_tokens: a token budget per batch (rows = budget / length).
         eos_id: the EOS id appended after every document, if any; not needed on ``seqwarm
@@ -167,6 +168,23 @@ class Loader:
             workers) or benchmarks.
         state: a ``state_dict()`` to resume from (or call :meth:`load_state_dict`).
         (the rest): see ``docs/python.md`` and ``docs/loader.md``.
+
+    With ``mode="decompose"`` the locations are raw token files (headerless little-endian
+    arrays or ``.npy``; directories are listed), documents end with ``eos_id`` (required), and
+    each step is one length of OLMo-core's decomposition (``docs/decomposition.md``):
+
+        token_dtype: ``"uint16"`` or ``"uint32"`` (required: raw files carry no width).
+        curriculum: ``"natural"`` (default), ``"grow-p2"`` or ``"grow-linear"``.
+        cycles: cycles of a grow curriculum (default 8); balanced: the same number of
+            batches for every length.
+        schedule: ``{"min": 256, "max": ...}``: the shortest and longest piece, powers of 2
+            (``max`` required, ``min`` 256 by default, as OLMo-core), and nothing else.
+        batch_tokens: tokens per step on each rank (required; a multiple of ``max``).
+        seed, rank, world_size, epochs (default 1), vocab_size: as above.
+
+    Every batch has one field, ``input_ids`` (``batch_tokens / seq_len`` rows of ``seq_len``);
+    the other keywords do not apply and are refused. :meth:`decomposition` gives the bucket
+    table.
 
     Iterating runs the whole plan (every epoch) once; iterating again continues where it
     stopped (also after :meth:`close`). Row groups are read and decoded ahead on the loader's
@@ -229,6 +247,10 @@ class Loader:
         format: str = "torch",
         threads: Optional[int] = None,
         state: Optional[Mapping[str, Any]] = None,
+        token_dtype: Optional[str] = None,
+        curriculum: Optional[str] = None,
+        cycles: Optional[int] = None,
+        balanced: Optional[bool] = None,
     ) -> None:
         if format not in ("torch", "numpy"):
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
@@ -289,17 +311,39 @@ class Loader:
             weight_changes=None if weight_changes is None else [dict(c) for c in weight_changes],
         )
         settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if schedule is not None:
-            settings["schedule"] = schedule_table(schedule)
-        # Checked now, with the library's rules, so that a bad setting fails here and not in
-        # a DataLoader worker.
-        text = to_json(settings)
-        _seqwarm.check_settings(text, threads, bool(pad_cu_seqlens))
+        decomposition = dict(token_dtype=token_dtype, curriculum=curriculum, cycles=cycles, balanced=balanced)
+        self._epochs = 1
+        if mode == "decompose":
+            if pad_cu_seqlens:
+                raise _config_error("pad_cu_seqlens", "pad_cu_seqlens does not apply to mode='decompose' (no packing)")
+            if threads not in (None, 0):
+                raise _config_error(
+                    "threads", "mode='decompose' reads mapped files on the iterating thread: threads must be None or 0"
+                )
+            self._epochs = int(settings.get("epochs", 1))
+            # Checked now, with the library's rules, so that a bad setting fails here and not
+            # in a DataLoader worker.
+            text = to_json(_decompose_settings(settings, schedule, decomposition))
+            _seqwarm.check_decompose_settings(text)
+        else:
+            given_decomposition = [k for k, v in decomposition.items() if v is not None]
+            if given_decomposition:
+                raise _config_error(
+                    given_decomposition[0],
+                    f"{given_decomposition[0]} belongs to mode='decompose' (the mode is {mode or 'the default'})",
+                )
+            if schedule is not None:
+                settings["schedule"] = schedule_table(schedule)
+            # Checked now, with the library's rules, so that a bad setting fails here and not
+            # in a DataLoader worker.
+            text = to_json(settings)
+            _seqwarm.check_settings(text, threads, bool(pad_cu_seqlens))
+        self._decompose = mode == "decompose"
         self._settings = json.loads(text)
         self._format = format
         self._threads = threads
         self._pad_cu_seqlens = bool(pad_cu_seqlens)
-        self._raw: Optional[_seqwarm.RawLoader] = None
+        self._raw: Optional[Union[_seqwarm.RawLoader, _seqwarm.RawDecomposedLoader]] = None
         self._pid: Optional[int] = None
         self._pending: Optional[str] = None
         # In a DataLoader worker: the step the workers started from, so that worker w takes
@@ -322,16 +366,30 @@ class Loader:
     @property
     def rank(self) -> int:
         """This process's rank."""
-        return int(self._settings["rank"])
+        return int(self._run_settings["rank"])
 
     @property
     def world_size(self) -> int:
         """The number of ranks."""
-        return int(self._settings["world_size"])
+        return int(self._run_settings["world_size"])
+
+    @property
+    def _run_settings(self) -> Dict[str, Any]:
+        return self._settings["run"] if self._decompose else self._settings
+
+    def decomposition(self) -> Dict[str, Any]:
+        """With ``mode="decompose"``, the plan: per length (``lengths``) its ``pieces`` and
+        ``batches`` per epoch, ``steps_per_epoch``, ``documents``, ``tokens``,
+        ``tokens_dropped`` (under the minimum or after a file's last EOS) and
+        ``tokens_unused_per_epoch``. Maps and scans the files if not yet iterated."""
+        if not self._decompose:
+            raise _config_error("mode", "decomposition() needs mode='decompose'")
+        raw: Any = self._running()
+        return json.loads(raw.plan_json())  # type: ignore[no-any-return]
 
     # -- the Rust loader ----------------------------------------------------------------
 
-    def _running(self) -> "_seqwarm.RawLoader":
+    def _running(self) -> "Union[_seqwarm.RawLoader, _seqwarm.RawDecomposedLoader]":
         with self._lock:
             if self._raw is not None and self._pid != os.getpid():
                 # Forked (a DataLoader worker, say): the threads stayed in the parent, the
@@ -339,6 +397,10 @@ class Loader:
                 self._pending = self._raw.state_json()
                 self._raw.abandon()
                 self._raw = None
+            if self._raw is None and self._decompose:
+                self._raw = _seqwarm.RawDecomposedLoader(self._shards, json.dumps(self._settings), self._epochs, self._pending)
+                self._pid = os.getpid()
+                self._pending = None
             if self._raw is None:
                 self._raw = _seqwarm.RawLoader(
                     self._shards, json.dumps(self._settings), self._pending, self._threads, self._pad_cu_seqlens
@@ -428,9 +490,13 @@ class Loader:
         ``cache_downloads``, ``cache_bytes_downloaded``, ``cache_refetched``,
         ``cache_evicted``, ``cache_bypassed``); for a mixture (``sources=``), ``sources``:
         each source's counts by name, as :meth:`source_stats` gives them."""
+        if self._decompose:
+            raise _config_error(
+                "mode", "stats() counts the stage's tokens; mode='decompose' reports its plan with decomposition()"
+            )
         if self._raw is None:
             return {}
-        stats: Dict[str, Any] = json.loads(self._raw.stats_json())
+        stats: Dict[str, Any] = json.loads(self._raw.stats_json())  # type: ignore[union-attr]
         per_source = self.source_stats()
         if per_source is not None:
             stats["sources"] = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in per_source}
@@ -440,14 +506,14 @@ class Loader:
         """For a mixture (``sources=``), what was drawn from each source so far: ``name``,
         ``documents``, ``tokens``, ``epoch`` (the source's own), ``units_skipped``; ``None``
         otherwise."""
-        if self._raw is None:
+        if self._raw is None or self._decompose:
             return None
-        text = self._raw.source_stats_json()
+        text = self._raw.source_stats_json()  # type: ignore[union-attr]
         return None if text is None else json.loads(text)
 
     def skipped(self) -> List[str]:
         """Why each skipped shard or row group was skipped (``on_error="skip"``)."""
-        return [] if self._raw is None else list(self._raw.skipped())
+        return [] if self._raw is None or self._decompose else list(self._raw.skipped())  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Stop the loader's threads (and join them). The position is kept: iterating again
@@ -558,6 +624,59 @@ def _document_defaults() -> None:
 
 
 _document_defaults()
+
+
+#: The keywords mode="decompose" takes (besides its own four); the others are refused.
+_DECOMPOSE_KEYWORDS = {"mode", "batch_tokens", "eos_id", "seed", "rank", "world_size", "epochs", "vocab_size"}
+
+
+def _decompose_settings(
+    settings: Mapping[str, Any],
+    schedule: Union[Schedule, Mapping[str, Any], PathLike, None],
+    decomposition: Mapping[str, Any],
+) -> Dict[str, Any]:
+    """The Rust ``DecomposeSettings`` table from the keywords of ``mode="decompose"``."""
+    for key in settings:
+        if key not in _DECOMPOSE_KEYWORDS:
+            raise _config_error(
+                key,
+                f"{key} does not apply to mode='decompose': its curriculum fixes every step's length and rows "
+                "(see docs/decomposition.md)",
+            )
+    for key in ("token_dtype", "eos_id", "batch_tokens"):
+        if decomposition.get(key, settings.get(key)) is None:
+            raise _config_error(key, f"mode='decompose' needs {key}")
+    if not isinstance(schedule, Mapping) or "max" not in schedule:
+        raise _config_error(
+            "schedule", "mode='decompose' needs schedule={'max': ...} (and 'min', 256 by default): the piece lengths"
+        )
+    extra = sorted(set(schedule) - {"min", "max"})
+    if extra:
+        raise _config_error("schedule", f"mode='decompose' takes only min and max from the schedule, not {extra}")
+    name = decomposition.get("curriculum") or "natural"
+    if name not in ("natural", "grow-p2", "grow-linear"):
+        raise _config_error("curriculum", f"curriculum: expected 'natural', 'grow-p2' or 'grow-linear', not {name!r}")
+    cycles, balanced = decomposition.get("cycles"), decomposition.get("balanced")
+    if name == "natural":
+        if cycles is not None or balanced is not None:
+            raise _config_error("cycles", "cycles and balanced belong to the grow curricula (grow-p2, grow-linear), not natural")
+        curriculum: Any = "natural"
+    else:
+        curriculum = {name: {"cycles": 8 if cycles is None else cycles, "balanced": bool(balanced)}}
+    return {
+        "token_dtype": decomposition["token_dtype"],
+        "eos_id": settings["eos_id"],
+        "min": schedule.get("min", 256),
+        "max": schedule["max"],
+        "vocab_size": settings.get("vocab_size"),
+        "run": {
+            "curriculum": curriculum,
+            "batch_tokens": settings["batch_tokens"],
+            "seed": settings.get("seed", 0),
+            "rank": settings["rank"],
+            "world_size": settings["world_size"],
+        },
+    }
 
 
 def _source_table(source: Mapping[str, Any]) -> Dict[str, Any]:

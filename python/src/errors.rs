@@ -65,7 +65,11 @@ fn classify(e: &LoaderError) -> (Class, Place) {
         E::Io { file: f, .. }
         | E::NotParquet { file: f, .. }
         | E::Metadata { file: f, .. }
-        | E::EmptyShard { file: f } => (Class::Data, file(f)),
+        | E::EmptyShard { file: f }
+        | E::LocalIo { file: f, .. }
+        | E::Format(seqwarm_format::FormatError::RawTokens { file: f, .. }) => {
+            (Class::Data, file(f))
+        }
         E::MissingColumn {
             file: f, column, ..
         }

@@ -4,7 +4,7 @@
 //! settings they hold for.
 
 use seqwarm_format::TokenDtype;
-use seqwarm_stage::{DecomposeConfig, DecomposedEpoch, Decomposition};
+use seqwarm_stage::{DecomposeConfig, DecomposedEpoch, Decomposition, PieceIndex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoaderError, Result};
@@ -26,6 +26,25 @@ pub struct DecomposeSettings {
     pub vocab_size: Option<u64>,
     /// The curriculum, batch size, seed and rank.
     pub run: DecomposeConfig,
+}
+
+impl DecomposeSettings {
+    /// Checks what needs no data: the lengths, the batch, the rank, the curriculum's cycles,
+    /// and an EOS id that the files' width can hold.
+    pub fn validate(&self) -> Result<()> {
+        if self.token_dtype == TokenDtype::Uint16 && self.eos_id > u32::from(u16::MAX) {
+            return Err(LoaderError::Config {
+                field: "eos_id",
+                reason: format!(
+                    "{} does not fit the files' uint16 ids: no document would ever end",
+                    self.eos_id
+                ),
+            });
+        }
+        PieceIndex::new(self.min, self.max)?;
+        self.run.global_batch_tokens(self.max)?;
+        Ok(())
+    }
 }
 
 /// A decomposition run's position, for a checkpoint.
@@ -85,15 +104,7 @@ impl DecomposedLoader {
                 reason: "decomposition runs whole epochs: give at least 1".into(),
             });
         }
-        if settings.token_dtype == TokenDtype::Uint16 && settings.eos_id > u32::from(u16::MAX) {
-            return Err(LoaderError::Config {
-                field: "eos_id",
-                reason: format!(
-                    "{} does not fit the files' uint16 ids: no document would ever end",
-                    settings.eos_id
-                ),
-            });
-        }
+        settings.validate()?;
         let files = RawTokenFiles::open(locations, settings.token_dtype)?;
         let index = files.piece_index(
             settings.eos_id,
@@ -174,6 +185,31 @@ impl DecomposedLoader {
         &self.decomposition
     }
 
+    /// The step of the next batch since the start of training (all epochs).
+    pub fn next_step(&self) -> u64 {
+        self.epoch * self.decomposition.steps_per_epoch() + self.step
+    }
+
+    /// Passes over the next batch without reading its tokens (a DataLoader worker skips the
+    /// other workers' steps so). False at the end of the run.
+    pub fn skip(&mut self) -> bool {
+        self.roll_over();
+        if self.epoch >= self.epochs {
+            return false;
+        }
+        self.step += 1;
+        true
+    }
+
+    /// Moves to the next epoch once this one's steps are done.
+    fn roll_over(&mut self) {
+        if self.step >= self.decomposition.steps_per_epoch() {
+            self.epoch += 1;
+            self.step = 0;
+            self.current = None;
+        }
+    }
+
     /// The files read.
     pub fn files(&self) -> &RawTokenFiles {
         &self.files
@@ -190,11 +226,7 @@ impl Iterator for DecomposedLoader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let steps = self.decomposition.steps_per_epoch();
-        if self.step >= steps {
-            self.epoch += 1;
-            self.step = 0;
-            self.current = None;
-        }
+        self.roll_over();
         if self.epoch >= self.epochs {
             return None;
         }

@@ -24,6 +24,48 @@ pub struct DecomposeConfig {
     pub world_size: u64,
 }
 
+impl DecomposeConfig {
+    /// Checks the settings that need no data, for pieces up to `max` tokens, and gives the
+    /// global batch (all ranks' tokens per step): a rank below the world size, a batch of
+    /// whole rows of every length on every rank (a multiple of `max`, which OLMo-core needs
+    /// for its batch check), at least one cycle.
+    pub fn global_batch_tokens(&self, max: u64) -> Result<u64> {
+        if self.world_size == 0 || self.rank >= self.world_size {
+            return Err(StageError::Config {
+                field: "rank",
+                reason: format!(
+                    "must be below world_size ({}), got {}",
+                    self.world_size, self.rank
+                ),
+            });
+        }
+        if self.batch_tokens == 0 || !self.batch_tokens.is_multiple_of(max) {
+            return Err(StageError::Config {
+                field: "batch_tokens",
+                reason: format!(
+                    "must be a positive multiple of max ({}) so that every step fills each \
+                     rank's batch with whole rows, got {}",
+                    max, self.batch_tokens
+                ),
+            });
+        }
+        if let Curriculum::GrowP2 { cycles: 0, .. } | Curriculum::GrowLinear { cycles: 0, .. } =
+            self.curriculum
+        {
+            return Err(StageError::Config {
+                field: "cycles",
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.batch_tokens
+            .checked_mul(self.world_size)
+            .ok_or_else(|| StageError::Config {
+                field: "batch_tokens",
+                reason: "batch_tokens x world_size overflows".into(),
+            })
+    }
+}
+
 /// A decomposition run over one piece index.
 #[derive(Debug, Clone)]
 pub struct Decomposition {
@@ -35,45 +77,10 @@ pub struct Decomposition {
 }
 
 impl Decomposition {
-    /// Checks the settings against the index: the batch holds whole rows of every length on
-    /// every rank (a multiple of the maximum length, which OLMo-core needs for its batch
-    /// check), and every epoch has a batch.
+    /// Checks the settings ([`DecomposeConfig::global_batch_tokens`]) against the index, and
+    /// that every epoch has a batch.
     pub fn new(index: PieceIndex, config: DecomposeConfig) -> Result<Self> {
-        if config.world_size == 0 || config.rank >= config.world_size {
-            return Err(StageError::Config {
-                field: "rank",
-                reason: format!(
-                    "must be below world_size ({}), got {}",
-                    config.world_size, config.rank
-                ),
-            });
-        }
-        if config.batch_tokens == 0 || !config.batch_tokens.is_multiple_of(index.max()) {
-            return Err(StageError::Config {
-                field: "batch_tokens",
-                reason: format!(
-                    "must be a positive multiple of max ({}) so that every step fills each \
-                     rank's batch with whole rows, got {}",
-                    index.max(),
-                    config.batch_tokens
-                ),
-            });
-        }
-        if let Curriculum::GrowP2 { cycles: 0, .. } | Curriculum::GrowLinear { cycles: 0, .. } =
-            config.curriculum
-        {
-            return Err(StageError::Config {
-                field: "cycles",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let global = config
-            .batch_tokens
-            .checked_mul(config.world_size)
-            .ok_or_else(|| StageError::Config {
-                field: "batch_tokens",
-                reason: "batch_tokens x world_size overflows".into(),
-            })?;
+        let global = config.global_batch_tokens(index.max())?;
         let batches_per_length = config
             .curriculum
             .batches_per_length(&index.pieces_per_length(), global);
