@@ -14,22 +14,81 @@ use sha2::{Digest, Sha256};
 
 const EOS: u64 = 50256;
 
+/// The corpus `scripts/olmo-core-vectors` generates: per file, its `uint16` tokens and its
+/// document lengths (the last file's 37 trailing tokens without an EOS are in neither).
+fn olmo_core_documents() -> Vec<(Vec<u16>, Vec<u64>)> {
+    let mut rng = seqwarm::stage::SplitMix64::new(2024);
+    (0..3u64)
+        .map(|f| {
+            let lengths: Vec<u64> = (0..400).map(|_| 1 + rng.next_u64() % 2500).collect();
+            let total: u64 = lengths.iter().sum::<u64>() + if f == 2 { 37 } else { 0 };
+            let mut tokens: Vec<u16> = (0..total)
+                .map(|p| ((p * 40503 + f * 7) % 50000) as u16)
+                .collect();
+            let mut end = 0;
+            for &len in &lengths {
+                end += len;
+                tokens[end as usize - 1] = EOS as u16;
+            }
+            (tokens, lengths)
+        })
+        .collect()
+}
+
+fn le_bytes(tokens: &[u16]) -> Vec<u8> {
+    tokens.iter().flat_map(|t| t.to_le_bytes()).collect()
+}
+
 /// The corpus `scripts/olmo-core-vectors` generates, written as raw `uint16` files.
 fn olmo_core_corpus(dir: &Path) {
-    let mut rng = seqwarm::stage::SplitMix64::new(2024);
-    for f in 0..3u64 {
-        let lengths: Vec<u64> = (0..400).map(|_| 1 + rng.next_u64() % 2500).collect();
-        let total: u64 = lengths.iter().sum::<u64>() + if f == 2 { 37 } else { 0 };
-        let mut tokens: Vec<u16> = (0..total)
-            .map(|p| ((p * 40503 + f * 7) % 50000) as u16)
+    for (f, (tokens, _)) in olmo_core_documents().iter().enumerate() {
+        std::fs::write(dir.join(format!("part-{f}.npy")), le_bytes(tokens)).unwrap();
+    }
+}
+
+/// The same corpus as Megatron-LM indexed datasets (`part-N.bin` + `part-N.idx`, `uint16`),
+/// each document two sequences where it can be (as `--split-sentences` makes them), the last
+/// file's trailing tokens a document of their own. The index is laid out as Megatron's
+/// builder writes it (`tests/megatron_conformance.rs` in the format crate reads real ones).
+fn olmo_core_corpus_as_megatron(dir: &Path) {
+    for (f, (tokens, lengths)) in olmo_core_documents().iter().enumerate() {
+        let mut documents: Vec<Vec<i32>> = lengths
+            .iter()
+            .map(|&len| {
+                let len = len as i32;
+                if len >= 2 {
+                    vec![len / 2, len - len / 2]
+                } else {
+                    vec![len]
+                }
+            })
             .collect();
-        let mut end = 0;
-        for len in lengths {
-            end += len;
-            tokens[end as usize - 1] = EOS as u16;
+        let tail = tokens.len() as u64 - lengths.iter().sum::<u64>();
+        if tail > 0 {
+            documents.push(vec![tail as i32]);
         }
-        let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
-        std::fs::write(dir.join(format!("part-{f}.npy")), bytes).unwrap();
+        let sequences: Vec<i32> = documents.iter().flatten().copied().collect();
+        let mut idx = b"MMIDIDX\x00\x00".to_vec();
+        idx.extend(1u64.to_le_bytes());
+        idx.push(8);
+        idx.extend((sequences.len() as u64).to_le_bytes());
+        idx.extend((documents.len() as u64 + 1).to_le_bytes());
+        for l in &sequences {
+            idx.extend(l.to_le_bytes());
+        }
+        let mut pointer = 0i64;
+        for l in &sequences {
+            idx.extend(pointer.to_le_bytes());
+            pointer += i64::from(*l) * 2;
+        }
+        let mut index = 0i64;
+        idx.extend(index.to_le_bytes());
+        for d in &documents {
+            index += d.len() as i64;
+            idx.extend(index.to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("part-{f}.bin")), le_bytes(tokens)).unwrap();
+        std::fs::write(dir.join(format!("part-{f}.idx")), idx).unwrap();
     }
 }
 
@@ -234,4 +293,99 @@ fn bad_token_files_are_errors_naming_the_file_and_byte() {
     assert!(error.contains("--keep-last does not apply"), "{error}");
     let out = seqwarm(&["stream", over.to_str().unwrap(), "--mode", "decompose"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-dtype"));
+}
+
+#[test]
+fn megatron_pairs_give_the_batches_of_the_same_documents_ending_in_eos() {
+    let dir = temp("decompose-megatron");
+    olmo_core_corpus_as_megatron(&dir);
+    let vectors = vectors();
+    let run = &vectors["runs"][0];
+    for rank in 0..2u64 {
+        let lines = stream(&dir, run, rank, &[]);
+        let expected: Vec<&Value> = run["ranks"][rank as usize]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|epoch| epoch.as_array().unwrap())
+            .collect();
+        assert_eq!(lines.len(), expected.len(), "steps on rank {rank}");
+        for (step, (line, want)) in lines.iter().zip(expected).enumerate() {
+            assert_eq!(line["pieces"], want["instances"], "rank {rank} step {step}");
+            assert_eq!(
+                rows_sha256(line),
+                want["rows_sha256"].as_str().unwrap(),
+                "rank {rank} step {step}"
+            );
+        }
+    }
+    // Megatron's `--data-path` names a pair by its prefix.
+    let prefix = dir.join("part-0").display().to_string();
+    let out = seqwarm(&[
+        "stream",
+        &prefix,
+        "--token-dtype",
+        "uint16",
+        "--eos-id",
+        "50256",
+        "--mode",
+        "decompose",
+        "--min",
+        "64",
+        "--max",
+        "2048",
+        "--batch-tokens",
+        "4096",
+        "--max-steps",
+        "1",
+    ]);
+    let text = ok(&out);
+    assert!(text.contains("1 token files"), "{text}");
+    // A `.bin` that is not what its `.idx` says, and the wrong width.
+    let bin = dir.join("part-1.bin");
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, &bytes[..bytes.len() - 2]).unwrap();
+    let out = seqwarm(&[
+        "stream",
+        dir.to_str().unwrap(),
+        "--token-dtype",
+        "uint16",
+        "--eos-id",
+        "50256",
+        "--mode",
+        "decompose",
+        "--min",
+        "64",
+        "--max",
+        "2048",
+        "--batch-tokens",
+        "4096",
+    ]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        error.contains("part-1.idx at byte") && error.contains("does not match its .bin"),
+        "{error}"
+    );
+    let out = seqwarm(&[
+        "stream",
+        &prefix,
+        "--token-dtype",
+        "uint32",
+        "--eos-id",
+        "50256",
+        "--mode",
+        "decompose",
+        "--min",
+        "64",
+        "--max",
+        "2048",
+        "--batch-tokens",
+        "4096",
+    ]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("part-0.idx at byte 17") && error.contains("the run says uint32"),
+        "{error}"
+    );
 }

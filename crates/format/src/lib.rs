@@ -20,12 +20,14 @@ pub mod atomic;
 pub mod checksum;
 mod error;
 pub mod flat;
+mod megatron;
 mod on_error;
 pub mod paths;
 mod raw_tokens;
 mod writer;
 
 pub use error::FormatError;
+pub use megatron::{MEGATRON_INDEX_MAGIC, MegatronIndex, megatron_index};
 pub use on_error::OnError;
 pub use raw_tokens::{RawTokenLayout, TokenDtype, TokenScan, raw_token_layout, scan_tokens};
 pub use writer::{OutputLayout, ShardEncoding, ShardSummary, ShardWriter};

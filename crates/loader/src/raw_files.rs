@@ -1,10 +1,13 @@
-//! Raw token files on the local disk (headerless `uint16`/`uint32` arrays and `.npy` files),
-//! memory-mapped whole: OLMo-core's, Dolma's and nanoGPT's token files read where they lie.
+//! Raw token files on the local disk (headerless `uint16`/`uint32` arrays, `.npy` files and
+//! Megatron-LM's `.bin` + `.idx` pairs), memory-mapped whole: OLMo-core's, Dolma's, nanoGPT's
+//! and Megatron's token files read where they lie.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use seqwarm_format::{FormatError, RawTokenLayout, TokenDtype, raw_token_layout, scan_tokens};
+use seqwarm_format::{
+    FormatError, RawTokenLayout, TokenDtype, megatron_index, raw_token_layout, scan_tokens,
+};
 use seqwarm_stage::PieceIndex;
 
 use crate::error::{LoaderError, Result};
@@ -21,12 +24,23 @@ struct RawFile {
     path: PathBuf,
     bytes: Bytes,
     layout: RawTokenLayout,
+    /// A Megatron `.bin`'s documents, from its `.idx` (`None`: found by the EOS scan).
+    megatron: Option<Megatron>,
+}
+
+#[derive(Debug, Clone)]
+struct Megatron {
+    document_ends: Vec<u64>,
+    /// Megatron's `int32` ids, read as `uint32`: one of 2^31 or more is negative there.
+    signed: bool,
 }
 
 impl RawTokenFiles {
     /// The files at `locations` (files, directories, globs; a directory's files sorted by
-    /// name, hidden files and `.json` sidecars left out) as `dtype` ids. Object-store URLs are
-    /// not read raw yet: they are refused by name.
+    /// name, hidden files and `.json` sidecars left out) as `dtype` ids. A `.bin` with an
+    /// `.idx` beside it is a Megatron pair (its documents come from the index, which must
+    /// match it), and so is a location that names the pair's common prefix, as Megatron's
+    /// `--data-path` does. Object-store URLs are not read raw yet: they are refused by name.
     pub fn open(locations: &[String], dtype: TokenDtype) -> Result<Self> {
         let mut files = Vec::new();
         for location in locations {
@@ -39,17 +53,8 @@ impl RawTokenFiles {
                 });
             }
             let local = location.strip_prefix("file://").unwrap_or(location);
-            for path in seqwarm_format::paths::expand(local, is_token_file)? {
-                let bytes = map_whole(&path).map_err(|source| LoaderError::LocalIo {
-                    file: path.display().to_string(),
-                    source,
-                })?;
-                let layout = raw_token_layout(&path.display().to_string(), &bytes, dtype)?;
-                files.push(RawFile {
-                    path,
-                    bytes,
-                    layout,
-                });
+            for path in expand_location(local)? {
+                files.push(RawFile::open(path, dtype)?);
             }
         }
         if files.is_empty() {
@@ -98,18 +103,35 @@ impl RawTokenFiles {
         let mut index = PieceIndex::new(min, max)?;
         for file in &self.files {
             let tokens = &file.bytes[file.layout.data_offset..];
-            let scan = scan_tokens(tokens, file.layout.dtype, eos_id);
+            let scan = match &file.megatron {
+                None => Some(scan_tokens(tokens, file.layout.dtype, eos_id)),
+                // Boundaries from the index: the ids are scanned only to check them.
+                Some(m) if m.signed || vocab_size.is_some() => {
+                    Some(scan_tokens(tokens, file.layout.dtype, u32::MAX))
+                }
+                Some(_) => None,
+            };
+            let max_id = scan.as_ref().map_or(0, |s| s.max_id);
             if let Some(vocab) = vocab_size
-                && u64::from(scan.max_id) >= vocab
+                && u64::from(max_id) >= vocab
             {
-                return Err(Self::out_of_vocabulary(file, vocab).into());
+                return Err(Self::out_of_range(file, vocab, "outside the vocabulary").into());
             }
-            index.push_file(&scan.document_ends, file.layout.tokens)?;
+            if file.megatron.as_ref().is_some_and(|m| m.signed) && max_id > i32::MAX as u32 {
+                let bound = 1 << 31;
+                return Err(Self::out_of_range(file, bound, "negative as Megatron's int32").into());
+            }
+            let ends = match (&file.megatron, &scan) {
+                (Some(m), _) => &m.document_ends,
+                (None, Some(scan)) => &scan.document_ends,
+                (None, None) => unreachable!("every file without an index is scanned"),
+            };
+            index.push_file(ends, file.layout.tokens)?;
         }
         Ok(index)
     }
 
-    fn out_of_vocabulary(file: &RawFile, vocab: u64) -> FormatError {
+    fn out_of_range(file: &RawFile, vocab: u64, what: &str) -> FormatError {
         let width = file.layout.dtype.width();
         let position = (0..file.layout.tokens)
             .find(|&t| u64::from(Self::token(file, t)) >= vocab)
@@ -118,7 +140,7 @@ impl RawTokenFiles {
             file: file.path.display().to_string(),
             offset: file.layout.data_offset as u64 + position * width as u64,
             reason: format!(
-                "token {} (token {position} of the file) is outside the vocabulary [0, {vocab})",
+                "token {} (token {position} of the file) is {what} [0, {vocab})",
                 Self::token(file, position)
             ),
         }
@@ -153,6 +175,68 @@ impl RawTokenFiles {
             ),
         }
     }
+}
+
+impl RawFile {
+    /// Maps `path` and reads its layout: a Megatron `.bin` when an `.idx` lies beside it (the
+    /// index read and checked against the `.bin` now), else a raw array or `.npy` file.
+    fn open(path: PathBuf, dtype: TokenDtype) -> Result<Self> {
+        let map = |path: &Path| {
+            map_whole(path).map_err(|source| LoaderError::LocalIo {
+                file: path.display().to_string(),
+                source,
+            })
+        };
+        let bytes = map(&path)?;
+        let name = path.display().to_string();
+        let index_path = path.with_extension("idx");
+        let is_bin = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+        if is_bin && index_path.is_file() {
+            let idx = map(&index_path)?;
+            let index = megatron_index(
+                &index_path.display().to_string(),
+                &idx,
+                bytes.len() as u64,
+                Some(dtype),
+            )?;
+            let layout = RawTokenLayout {
+                dtype,
+                data_offset: 0,
+                tokens: index.tokens,
+            };
+            return Ok(Self {
+                path,
+                bytes,
+                layout,
+                megatron: Some(Megatron {
+                    document_ends: index.document_ends,
+                    signed: index.signed,
+                }),
+            });
+        }
+        let layout = raw_token_layout(&name, &bytes, dtype)?;
+        Ok(Self {
+            path,
+            bytes,
+            layout,
+            megatron: None,
+        })
+    }
+}
+
+/// The files of one location: a Megatron prefix (`corpus_text_document` for
+/// `corpus_text_document.bin` + `.idx`, when nothing of that name exists) is its `.bin`;
+/// anything else is listed as a file, directory or glob.
+fn expand_location(location: &str) -> Result<Vec<PathBuf>> {
+    let prefix = Path::new(location);
+    let bin = PathBuf::from(format!("{location}.bin"));
+    let idx = PathBuf::from(format!("{location}.idx"));
+    if !prefix.exists() && bin.is_file() && idx.is_file() {
+        return Ok(vec![bin]);
+    }
+    Ok(seqwarm_format::paths::expand(location, is_token_file)?)
 }
 
 /// A directory's token files: not hidden, not a JSON or index sidecar.
