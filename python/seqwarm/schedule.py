@@ -193,6 +193,51 @@ class Schedule:
         every kind, and allows that one length."""
         return cls(_drop_none(kind="constant", max=max, total=total, unit=unit, shapes=_shapes(shapes)))
 
+    @classmethod
+    def olmo_split(
+        cls,
+        max: int,
+        *,
+        min: Optional[int] = None,
+        warmup_steps: Optional[int] = None,
+        total: Optional[int] = None,
+        shapes: Shapes = None,
+    ) -> "Schedule":
+        """OLMo-core's ``SequenceLengthSchedulerCallback(truncate=False)``: ``min`` (its
+        ``min_sequence_length``, default 128) times a power of two toward ``max`` (the dataset's
+        ``sequence_length``) over ``warmup_steps`` (default 2000); use with ``mode="reshape"``,
+        which splits each row as its ``melt_batch`` does."""
+        return cls(
+            _drop_none(
+                kind="olmo_split", min=min, max=max, warmup_steps=warmup_steps, total=total, shapes=_shapes(shapes)
+            )
+        )
+
+    @classmethod
+    def olmo_truncate(
+        cls,
+        max: int,
+        *,
+        min: Optional[int] = None,
+        warmup_steps: Optional[int] = None,
+        keep_multiple_of: Optional[int] = None,
+        total: Optional[int] = None,
+        shapes: Shapes = None,
+    ) -> "Schedule":
+        """OLMo-core's ``SequenceLengthSchedulerCallback(truncate=True)``: lengths multiples of
+        ``keep_multiple_of`` (default 128); use with ``mode="truncate"``."""
+        return cls(
+            _drop_none(
+                kind="olmo_truncate",
+                min=min,
+                max=max,
+                warmup_steps=warmup_steps,
+                keep_multiple_of=keep_multiple_of,
+                total=total,
+                shapes=_shapes(shapes),
+            )
+        )
+
     def with_shapes(self, shapes: Shapes) -> "Schedule":
         """This schedule with a shape policy (``None`` removes it): at most a few lengths, each
         position's length snapped down to an allowed one, so that a compiled model sees few
@@ -223,8 +268,8 @@ class Schedule:
 
     @property
     def kind(self) -> str:
-        """``linear``, ``composer``, ``fixed_linear``, ``fixed_root``, ``fixed_discrete`` or
-        ``constant``."""
+        """``linear``, ``composer``, ``fixed_linear``, ``fixed_root``, ``fixed_discrete``,
+        ``constant``, ``olmo_split`` or ``olmo_truncate``."""
         return str(self._config["kind"])
 
     @property

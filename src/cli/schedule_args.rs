@@ -20,7 +20,8 @@ pub struct ScheduleArgs {
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub schedule_config: Option<PathBuf>,
-    /// Schedule kind: linear, composer, fixed_linear, fixed_root, fixed_discrete, constant.
+    /// Schedule kind: linear, composer, fixed_linear, fixed_root, fixed_discrete, constant,
+    /// olmo_split, olmo_truncate.
     #[arg(long, value_parser = named::<ScheduleKind>)]
     pub kind: Option<ScheduleKind>,
     /// Progress unit: steps, samples or tokens.
@@ -53,6 +54,12 @@ pub struct ScheduleArgs {
     /// DeepSpeed's max_step list (fixed_discrete), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub max_step: Option<Vec<u64>>,
+    /// OLMo-core's warmup_steps (olmo_split, olmo_truncate).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// OLMo-core's keep_multiple_of (olmo_truncate).
+    #[arg(long)]
+    pub keep_multiple_of: Option<u64>,
     /// At most a few lengths, for compiled training: even:K, powers_of_two, or a comma-separated
     /// list of lengths; each step's length is snapped down to an allowed one.
     #[arg(long, value_name = "POLICY")]

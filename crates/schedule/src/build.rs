@@ -1,9 +1,12 @@
 //! Checking a [`ScheduleConfig`] and building its [`Schedule`]: each kind's fields validated
 //! (with the reason and the value in every error), the curve chosen, warnings collected.
 
-use crate::config::{FixedDiscrete, RampBuilder, Root, ScheduleConfig};
+use crate::config::{
+    FixedDiscrete, OLMO_DEFAULT_KEEP_MULTIPLE_OF, Olmo, RampBuilder, Root, ScheduleConfig,
+};
 use crate::curve::Curve;
 use crate::error::ScheduleError;
+use crate::progress::ProgressUnit;
 use crate::schedule::Schedule;
 use crate::shapes::AllowedLengths;
 use crate::warning::ScheduleWarning;
@@ -70,6 +73,8 @@ impl ScheduleConfig {
                 root_curve(c, degree, &mut warnings)?
             }
             Self::FixedDiscrete(c) => discrete_curve(c)?,
+            Self::OlmoSplit(c) => olmo_curve(c, false)?,
+            Self::OlmoTruncate(c) => olmo_curve(c, true)?,
         };
         let allowed = self
             .shapes()
@@ -175,6 +180,69 @@ fn discrete_curve(c: &FixedDiscrete) -> Result<Curve, ScheduleError> {
         difficulty: difficulty.clone(),
         max_step: max_step.clone(),
     })
+}
+
+/// OLMo-core's callback checks what its `pre_train` means to check (its split-mode condition is
+/// inverted there: it refuses a ratio that is not a power of two in truncate mode, where it
+/// works, and lets it through in split mode, where the batch cannot be split), and refuses a
+/// truncate step that would keep no token.
+fn olmo_curve(c: &Olmo, truncate: bool) -> Result<Curve, ScheduleError> {
+    if c.unit != ProgressUnit::Steps {
+        return Err(invalid(
+            "unit",
+            c.unit,
+            "OLMo-core's sequence-length scheduler counts trainer steps: use unit = \"steps\"",
+        ));
+    }
+    let min = positive("min", c.min)?;
+    if c.max <= min {
+        return Err(invalid(
+            "max",
+            c.max,
+            &format!("must be greater than min ({min}), as OLMo-core requires"),
+        ));
+    }
+    let warmup_steps = positive("warmup_steps", c.warmup_steps)?;
+    let keep = if truncate {
+        Some(positive(
+            "keep_multiple_of",
+            c.keep_multiple_of.unwrap_or(OLMO_DEFAULT_KEEP_MULTIPLE_OF),
+        )?)
+    } else {
+        if let Some(keep) = c.keep_multiple_of {
+            return Err(invalid(
+                "keep_multiple_of",
+                keep,
+                "belongs to olmo_truncate; olmo_split lengths are min times a power of two",
+            ));
+        }
+        if !c.max.is_multiple_of(min) || !(c.max / min).is_power_of_two() {
+            return Err(invalid(
+                "max",
+                c.max,
+                &format!(
+                    "olmo_split needs max = min ({min}) times a power of 2, so that every row splits evenly"
+                ),
+            ));
+        }
+        None
+    };
+    let curve = Curve::Olmo {
+        min,
+        max: c.max,
+        warmup_steps,
+        keep,
+    };
+    if curve.len_at(0) == 0 {
+        return Err(invalid(
+            "keep_multiple_of",
+            keep.unwrap_or(0),
+            &format!(
+                "the first step's length rounds down to 0 (min {min} is below it): OLMo-core would train on empty rows"
+            ),
+        ));
+    }
+    Ok(curve)
 }
 
 fn composer_curve(

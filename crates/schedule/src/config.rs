@@ -22,6 +22,12 @@ pub enum ScheduleKind {
     FixedDiscrete,
     /// Always `max`: the baseline without warmup.
     Constant,
+    /// OLMo-core's `SequenceLengthSchedulerCallback` with `truncate=False`: lengths `min`
+    /// times a power of two, each batch split into more, shorter rows (use with `reshape`).
+    OlmoSplit,
+    /// OLMo-core's `SequenceLengthSchedulerCallback` with `truncate=True`: lengths multiples
+    /// of `keep_multiple_of`, each row truncated (use with `truncate`).
+    OlmoTruncate,
 }
 
 impl ScheduleKind {
@@ -34,17 +40,21 @@ impl ScheduleKind {
             Self::FixedRoot => "fixed_root",
             Self::FixedDiscrete => "fixed_discrete",
             Self::Constant => "constant",
+            Self::OlmoSplit => "olmo_split",
+            Self::OlmoTruncate => "olmo_truncate",
         }
     }
 
     /// Every kind, in documentation order.
-    pub const ALL: [ScheduleKind; 6] = [
+    pub const ALL: [ScheduleKind; 8] = [
         Self::Linear,
         Self::Composer,
         Self::FixedLinear,
         Self::FixedRoot,
         Self::FixedDiscrete,
         Self::Constant,
+        Self::OlmoSplit,
+        Self::OlmoTruncate,
     ];
 }
 
@@ -59,7 +69,8 @@ impl std::str::FromStr for ScheduleKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
-            .find(|k| k.name() == s)
+            // OLMo-core's kinds also by the hyphenated names of its docs.
+            .find(|k| k.name() == s || k.name().replace('_', "-") == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
                 format!(
@@ -119,6 +130,12 @@ pub enum ScheduleConfig {
     FixedDiscrete(FixedDiscrete),
     /// The constant baseline.
     Constant(Constant),
+    /// OLMo-core's sequence-length scheduler, split mode.
+    #[serde(alias = "olmo-split")]
+    OlmoSplit(Olmo),
+    /// OLMo-core's sequence-length scheduler, truncate mode.
+    #[serde(alias = "olmo-truncate")]
+    OlmoTruncate(Olmo),
 }
 
 /// The fields of `linear` and `composer`: from `min` to `max` in steps of `step` over the first
@@ -222,6 +239,65 @@ pub struct Constant {
     pub shapes: Option<ShapePolicy>,
 }
 
+/// The fields of OLMo-core's `SequenceLengthSchedulerCallback` (its names are aliases): from
+/// `min` toward `max` (the dataset's sequence length) over steps 1 to `warmup_steps`, full
+/// length after. Progress is counted in steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Olmo {
+    /// The first length (OLMo-core's `min_sequence_length`, default 128).
+    #[serde(default = "default_olmo_min", alias = "min_sequence_length")]
+    pub min: u64,
+    /// The training sequence length (OLMo-core's dataset `sequence_length`).
+    #[serde(alias = "sequence_length")]
+    pub max: u64,
+    /// Steps of warmup (OLMo-core's `warmup_steps`, default 2000).
+    #[serde(default = "default_olmo_warmup_steps")]
+    pub warmup_steps: u64,
+    /// `olmo_truncate` only: every length a multiple of this (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_multiple_of: Option<u64>,
+    /// Length of training in steps, for reports on a whole run.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// What progress is counted in: steps (the callback counts trainer steps).
+    #[serde(default)]
+    pub unit: ProgressUnit,
+    /// At most a few lengths, for compiled training ([`ShapePolicy`]); off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<ShapePolicy>,
+}
+
+/// OLMo-core's defaults of `SequenceLengthSchedulerCallback`.
+pub const OLMO_DEFAULT_MIN: u64 = 128;
+/// OLMo-core's default `warmup_steps`.
+pub const OLMO_DEFAULT_WARMUP_STEPS: u64 = 2000;
+/// OLMo-core's default `keep_multiple_of`.
+pub const OLMO_DEFAULT_KEEP_MULTIPLE_OF: u64 = 128;
+
+fn default_olmo_min() -> u64 {
+    OLMO_DEFAULT_MIN
+}
+
+fn default_olmo_warmup_steps() -> u64 {
+    OLMO_DEFAULT_WARMUP_STEPS
+}
+
+impl Olmo {
+    /// OLMo-core's callback toward `max` with its defaults (min 128, 2000 warmup steps).
+    pub fn new(max: u64) -> Self {
+        Self {
+            min: OLMO_DEFAULT_MIN,
+            max,
+            warmup_steps: OLMO_DEFAULT_WARMUP_STEPS,
+            keep_multiple_of: None,
+            total: None,
+            unit: ProgressUnit::default(),
+            shapes: None,
+        }
+    }
+}
+
 /// The default schedule: seqwarm's linear ramp from 8 to 1024 in steps of 8 over the first 30%
 /// (the duration of Composer's GPT-2 experiments) of 10 000 steps.
 /// The built-in lengths, span and length of training of every kind ([`ScheduleConfig::default_for`]).
@@ -308,6 +384,13 @@ impl ScheduleConfig {
             ScheduleKind::FixedRoot => Self::fixed_root(min, max, span, 2).with_total(total),
             ScheduleKind::Constant => Self::constant(max).with_total(total),
             ScheduleKind::FixedDiscrete => return None,
+            // OLMo-core's own defaults (min 128, 2000 warmup steps, multiples of 128).
+            ScheduleKind::OlmoSplit => Self::OlmoSplit(Olmo::new(max)).with_total(total),
+            ScheduleKind::OlmoTruncate => Self::OlmoTruncate(Olmo {
+                keep_multiple_of: Some(OLMO_DEFAULT_KEEP_MULTIPLE_OF),
+                ..Olmo::new(max)
+            })
+            .with_total(total),
         })
     }
 
@@ -320,6 +403,8 @@ impl ScheduleConfig {
             Self::FixedRoot(_) => ScheduleKind::FixedRoot,
             Self::FixedDiscrete(_) => ScheduleKind::FixedDiscrete,
             Self::Constant(_) => ScheduleKind::Constant,
+            Self::OlmoSplit(_) => ScheduleKind::OlmoSplit,
+            Self::OlmoTruncate(_) => ScheduleKind::OlmoTruncate,
         }
     }
 
@@ -330,6 +415,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.unit,
             Self::FixedDiscrete(c) => c.unit,
             Self::Constant(c) => c.unit,
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.unit,
         }
     }
 
@@ -340,6 +426,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.total,
             Self::FixedDiscrete(c) => c.total,
             Self::Constant(c) => c.total,
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.total,
         }
     }
 
@@ -350,6 +437,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => Some(c.max),
             Self::FixedDiscrete(c) => c.max,
             Self::Constant(c) => Some(c.max),
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => Some(c.max),
         }
     }
 
@@ -360,6 +448,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.shapes.as_ref(),
             Self::FixedDiscrete(c) => c.shapes.as_ref(),
             Self::Constant(c) => c.shapes.as_ref(),
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.shapes.as_ref(),
         }
     }
 
@@ -370,6 +459,8 @@ impl ScheduleConfig {
             Self::Linear(c) | Self::Composer(c) => c.step,
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.step,
             Self::FixedDiscrete(_) | Self::Constant(_) => DEFAULT_STEP,
+            Self::OlmoSplit(c) => c.min,
+            Self::OlmoTruncate(c) => c.keep_multiple_of.unwrap_or(OLMO_DEFAULT_KEEP_MULTIPLE_OF),
         }
     }
 
@@ -383,6 +474,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.shapes = shapes,
             Self::FixedDiscrete(c) => c.shapes = shapes,
             Self::Constant(c) => c.shapes = shapes,
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.shapes = shapes,
         }
         self
     }
@@ -395,6 +487,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.unit = unit,
             Self::FixedDiscrete(c) => c.unit = unit,
             Self::Constant(c) => c.unit = unit,
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.unit = unit,
         }
         self
     }
@@ -407,6 +500,7 @@ impl ScheduleConfig {
             Self::FixedLinear(c) | Self::FixedRoot(c) => c.total = Some(total),
             Self::FixedDiscrete(c) => c.total = Some(total),
             Self::Constant(c) => c.total = Some(total),
+            Self::OlmoSplit(c) | Self::OlmoTruncate(c) => c.total = Some(total),
         }
         self
     }

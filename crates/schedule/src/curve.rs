@@ -32,6 +32,53 @@ pub(crate) enum Curve {
         difficulty: Vec<u64>,
         max_step: Vec<u64>,
     },
+    /// OLMo-core's `SequenceLengthSchedulerCallback`; `keep` is `Some(keep_multiple_of)` in
+    /// truncate mode, `None` in split mode.
+    Olmo {
+        min: u64,
+        max: u64,
+        warmup_steps: u64,
+        keep: Option<u64>,
+    },
+}
+
+/// Python's `float // float` for positive operands (`float_floor_div`: fmod, then the
+/// quotient of the rest, floored and nudged as CPython does).
+fn python_floor_div(x: f64, y: f64) -> f64 {
+    let rem = x % y;
+    let div = (x - rem) / y;
+    if div == 0.0 {
+        return 0.0;
+    }
+    let floor = div.floor();
+    if div - floor > 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    }
+}
+
+/// OLMo-core's `_get_split_sequence_length` / `_get_truncated_sequence_length` at its 1-based
+/// trainer `step` (the callback returns before either past `warmup_steps`: full length).
+fn olmo_len(min: u64, max: u64, warmup_steps: u64, keep: Option<u64>, step: u64) -> u64 {
+    if step > warmup_steps {
+        return max;
+    }
+    // min + (max - min) * min(step, warmup_steps) / warmup_steps: an int product, then
+    // Python's true division (correctly rounded, as one f64 division of exact operands is
+    // below 2^53), then a float sum.
+    let raw = (max - min) as f64 * step.min(warmup_steps) as f64;
+    let seq_len = min as f64 + raw / warmup_steps as f64;
+    if let Some(keep) = keep {
+        // keep_multiple_of * (seq_len // keep_multiple_of), then int().
+        (keep as f64 * python_floor_div(seq_len, keep as f64)) as u64
+    } else {
+        // n = floor(log(seq_len // min, 2)); min * 2 ** n. Python's math.log(x, 2) is
+        // log(x) / log(2) from the C library, as Rust's ln.
+        let ratio = python_floor_div(seq_len, min as f64);
+        let n = (ratio.ln() / 2f64.ln()).floor();
+        min << (n as u32)
+    }
 }
 
 impl Curve {
@@ -96,6 +143,13 @@ impl Curve {
                 let index = max_step.partition_point(|&m| position > m);
                 difficulty[index]
             }
+            // OLMo-core's trainer counts steps from 1 (it adds one before the callbacks run).
+            Self::Olmo {
+                min,
+                max,
+                warmup_steps,
+                keep,
+            } => olmo_len(min, max, warmup_steps, keep, position.saturating_add(1)),
         }
     }
 
@@ -105,7 +159,8 @@ impl Curve {
             Self::Constant { len } => *len,
             Self::Linear { max, .. }
             | Self::Composer { max, .. }
-            | Self::DeepSpeedRoot { max, .. } => *max,
+            | Self::DeepSpeedRoot { max, .. }
+            | Self::Olmo { max, .. } => *max,
             Self::Discrete { difficulty, .. } => difficulty.last().copied().unwrap_or(1),
         }
     }

@@ -11,6 +11,8 @@
 //! - `fixed_linear`, `fixed_root`, `fixed_discrete`: DeepSpeed's curriculum schedules,
 //!   bit-exact.
 //! - `constant`: the no-warmup baseline.
+//! - `olmo_split`, `olmo_truncate`: OLMo-core's `SequenceLengthSchedulerCallback` (split and
+//!   truncate modes), exact to its code.
 //!
 //! ```
 //! use seqwarm_schedule::ScheduleConfig;
@@ -40,7 +42,8 @@ mod shapes;
 mod warning;
 
 pub use config::{
-    Constant, DEFAULT_STEP, FixedDiscrete, Ramp, RampBuilder, Root, ScheduleConfig, ScheduleKind,
+    Constant, DEFAULT_STEP, FixedDiscrete, OLMO_DEFAULT_KEEP_MULTIPLE_OF, OLMO_DEFAULT_MIN,
+    OLMO_DEFAULT_WARMUP_STEPS, Olmo, Ramp, RampBuilder, Root, ScheduleConfig, ScheduleKind,
 };
 pub use error::ScheduleError;
 pub use progress::{Progress, ProgressUnit};
