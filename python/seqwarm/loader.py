@@ -321,6 +321,8 @@ class Loader:
                     "threads", "mode='decompose' reads mapped files on the iterating thread: threads must be None or 0"
                 )
             self._epochs = int(settings.get("epochs", 1))
+            if self._epochs < 1:
+                raise _config_error("epochs", "mode='decompose' runs whole epochs: epochs must be at least 1")
             # Checked now, with the library's rules, so that a bad setting fails here and not
             # in a DataLoader worker.
             text = to_json(_decompose_settings(settings, schedule, decomposition))

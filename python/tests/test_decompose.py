@@ -169,6 +169,7 @@ def test_the_plan_is_the_bucket_table(token_files: Path, vectors: Dict[str, Any]
         (dict(token_dtype=None), "token_dtype"),
         (dict(curriculum="grow-cubic"), "curriculum"),
         (dict(batch_tokens=3000), "batch_tokens"),
+        (dict(epochs=0), "epochs"),
     ],
 )
 def test_keywords_that_do_not_apply_are_refused(token_files: Path, keywords: Dict[str, Any], field: str) -> None:
