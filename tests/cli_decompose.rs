@@ -319,70 +319,43 @@ fn megatron_pairs_give_the_batches_of_the_same_documents_ending_in_eos() {
             );
         }
     }
+    // A natural-curriculum run of the contract's lengths over `location`, as `dtype` ids.
+    let run = |location: &str, dtype: &str, extra: &[&str]| {
+        let mut args = vec![
+            "stream",
+            location,
+            "--token-dtype",
+            dtype,
+            "--eos-id",
+            "50256",
+            "--mode",
+            "decompose",
+            "--min",
+            "64",
+            "--max",
+            "2048",
+            "--batch-tokens",
+            "4096",
+        ];
+        args.extend(extra);
+        seqwarm(&args)
+    };
     // Megatron's `--data-path` names a pair by its prefix.
     let prefix = dir.join("part-0").display().to_string();
-    let out = seqwarm(&[
-        "stream",
-        &prefix,
-        "--token-dtype",
-        "uint16",
-        "--eos-id",
-        "50256",
-        "--mode",
-        "decompose",
-        "--min",
-        "64",
-        "--max",
-        "2048",
-        "--batch-tokens",
-        "4096",
-        "--max-steps",
-        "1",
-    ]);
-    let text = ok(&out);
+    let text = ok(&run(&prefix, "uint16", &["--max-steps", "1"]));
     assert!(text.contains("1 token files"), "{text}");
     // A `.bin` that is not what its `.idx` says, and the wrong width.
     let bin = dir.join("part-1.bin");
     let bytes = std::fs::read(&bin).unwrap();
     std::fs::write(&bin, &bytes[..bytes.len() - 2]).unwrap();
-    let out = seqwarm(&[
-        "stream",
-        dir.to_str().unwrap(),
-        "--token-dtype",
-        "uint16",
-        "--eos-id",
-        "50256",
-        "--mode",
-        "decompose",
-        "--min",
-        "64",
-        "--max",
-        "2048",
-        "--batch-tokens",
-        "4096",
-    ]);
+    let out = run(dir.to_str().unwrap(), "uint16", &[]);
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         error.contains("part-1.idx at byte") && error.contains("does not match its .bin"),
         "{error}"
     );
-    let out = seqwarm(&[
-        "stream",
-        &prefix,
-        "--token-dtype",
-        "uint32",
-        "--eos-id",
-        "50256",
-        "--mode",
-        "decompose",
-        "--min",
-        "64",
-        "--max",
-        "2048",
-        "--batch-tokens",
-        "4096",
-    ]);
+    let out = run(&prefix, "uint32", &[]);
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(
         error.contains("part-0.idx at byte 17") && error.contains("the run says uint32"),

@@ -2,7 +2,7 @@
 //! `seqwarm.Loader`, one batch per `next`, on the calling thread with the GIL released. It
 //! reads memory-mapped raw token files, so there is nothing to read ahead on other threads.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -30,12 +30,11 @@ fn read_settings(py: Python<'_>, json: &str) -> PyResult<DecomposeSettings> {
 
 impl RawDecomposedLoader {
     fn lock(&self) -> MutexGuard<'_, Option<DecomposedLoader>> {
-        // No panic happens while the lock is held; the loader is sound between batches.
-        self.loader.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::loader::lock(&self.loader)
     }
 
     fn closed_error(py: Python<'_>) -> PyErr {
-        config_error(py, "loader", "the loader is closed".into())
+        crate::loader::closed_error(py)
     }
 }
 

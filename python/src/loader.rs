@@ -52,15 +52,24 @@ pub(crate) fn settings(py: Python<'_>, json: &str) -> PyResult<LoaderConfig> {
     LoaderConfig::from_value(value).map_err(|e| loader_error(py, &e))
 }
 
+/// Locks a loader. A panic cannot happen while the lock is held (no Rust panic crosses into
+/// Python), and a loader is sound between batches: a poisoned lock is still usable.
+pub(crate) fn lock<T>(loader: &Mutex<T>) -> MutexGuard<'_, T> {
+    loader.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The error of a call on a closed loader.
+pub(crate) fn closed_error(py: Python<'_>) -> PyErr {
+    config_error(py, "loader", "the loader is closed".into())
+}
+
 impl RawLoader {
     fn lock(&self) -> MutexGuard<'_, Option<Running>> {
-        // A panic cannot happen while the lock is held (no Rust panic crosses into Python),
-        // and the loader is sound between batches: a poisoned lock is still usable.
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.running)
     }
 
     fn closed_error(py: Python<'_>) -> PyErr {
-        config_error(py, "loader", "the loader is closed".into())
+        closed_error(py)
     }
 }
 
