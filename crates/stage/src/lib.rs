@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chunks;
 mod config;
 mod core;
 mod decompose;
@@ -33,6 +34,7 @@ mod last_batch;
 mod mixture;
 mod mixture_plan;
 mod mode;
+mod numpy_random;
 mod plan;
 mod rest;
 mod rng;
@@ -44,6 +46,7 @@ mod stats;
 #[cfg(feature = "futures")]
 mod stream;
 
+pub use chunks::{BatchSizeSchedule, ChunkConfig, ChunkPosition, ChunkStep, Chunks, DurationUnit};
 pub use config::{DEFAULT_PACK_WINDOW, MAX_STEP_TOKENS, Warmup, WarmupConfig};
 pub use core::{CoreState, ScheduledBatch, WarmupCore};
 pub use decompose::{

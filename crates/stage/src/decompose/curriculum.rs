@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::numpy_random::NumpyRandom;
 use crate::error::{Result, StageError};
+use crate::numpy_random::NumpyRandom;
 
 /// Which curriculum orders the batches of an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,6 @@
 //! ends to a [`PieceIndex`], and reads the token ranges a [`DecomposedStep`] names.
 
 mod curriculum;
-mod numpy_random;
 mod order;
 mod pieces;
 

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::curriculum::Curriculum;
-use super::numpy_random::NumpyRandom;
 use super::pieces::PieceIndex;
 use crate::error::{Result, StageError};
+use crate::numpy_random::NumpyRandom;
 
 /// The settings of a decomposition run (the piece lengths are the index's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

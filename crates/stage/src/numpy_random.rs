@@ -1,5 +1,5 @@
 //! NumPy's `np.random.Generator(np.random.PCG64(seed))`, bit for bit, for the draws OLMo-core's
-//! decomposition curricula make: `integers(low, high)`, `shuffle` and `permutation` of a 1-D
+//! decomposition curricula and its fixed-length loader make: `integers(low, high)`, `shuffle` and `permutation` of a 1-D
 //! array. OLMo-core's batch order is a function of these streams, so matching it batch for
 //! batch means matching NumPy's seeding (`SeedSequence`), its PCG64 (XSL-RR 128/64) and its
 //! bounded draws (Lemire's method, unmasked, with PCG64's buffered 32-bit half-words).
