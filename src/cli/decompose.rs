@@ -2,7 +2,6 @@
 //! batch OLMo-core's `NumpyVSLDataLoader` on the same rank.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -13,7 +12,8 @@ use crate::loader::{
     DecomposedState, TokenDtype,
 };
 
-use super::stream::{Emit, StreamArgs};
+use super::raw_stream::{Reported, info_sink, read_state, stream_batches};
+use super::stream::StreamArgs;
 
 /// Flags of `--mode decompose` (refused with any other mode).
 #[derive(Debug, Clone, Default, Args)]
@@ -91,6 +91,10 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
         ("--keep-last", loader.keep_last.is_some()),
         ("--max-tokens", loader.max_tokens.is_some()),
         ("--source", !loader.sources.is_empty()),
+        ("--seq-len", args.chunk.seq_len.is_some()),
+        // OLMo-core's loader keeps its bucket table from the first batch size: a change would
+        // mix two tables in one epoch.
+        ("--batch-schedule", args.chunk.batch_schedule.is_some()),
     ];
     if let Some((flag, _)) = ignored.iter().find(|(_, given)| *given) {
         bail!(
@@ -129,25 +133,29 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
     Ok((settings, loader.epochs.unwrap_or(1)))
 }
 
-fn batch_json(batch: &DecomposedBatch) -> serde_json::Value {
+fn reported(batch: &DecomposedBatch) -> Reported {
     let len = batch.seq_len as usize;
     let rows: Vec<&[i64]> = batch.input_ids.chunks(len.max(1)).collect();
-    serde_json::json!({
-        "step": batch.step,
-        "epoch": batch.epoch,
-        "epoch_step": batch.epoch_step,
-        "seq_len": batch.seq_len,
-        "rows": batch.pieces.len(),
-        "tokens": batch.input_ids.len(),
-        "pieces": batch.pieces,
-        "fields": {"input_ids": rows},
-    })
-}
-
-fn write_state(path: &Path, state: &DecomposedState) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(state)?;
-    crate::format::atomic::write_atomic(path, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+    Reported {
+        step: batch.step,
+        tokens: batch.input_ids.len() as u64,
+        columns: format!(
+            "{:>5}  {:>7}  {:>12}",
+            batch.epoch,
+            batch.seq_len,
+            format!("{}x{}", batch.pieces.len(), batch.seq_len)
+        ),
+        json: serde_json::json!({
+            "step": batch.step,
+            "epoch": batch.epoch,
+            "epoch_step": batch.epoch_step,
+            "seq_len": batch.seq_len,
+            "rows": batch.pieces.len(),
+            "tokens": batch.input_ids.len(),
+            "pieces": batch.pieces,
+            "fields": {"input_ids": rows},
+        }),
+    }
 }
 
 /// Runs `stream --mode decompose`.
@@ -157,17 +165,10 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let mut loader = DecomposedLoader::open(&args.source.shards, settings, epochs)?;
     let indexed = started.elapsed().as_secs_f64();
     if let Some(path) = &args.state_in {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read state {}", path.display()))?;
-        let state: DecomposedState = serde_json::from_str(&text)
-            .with_context(|| format!("invalid state file {}", path.display()))?;
+        let state: DecomposedState = read_state(path)?;
         loader = loader.with_state(&state)?;
     }
-    let mut info: Box<dyn Write> = match args.emit {
-        Emit::Table => Box::new(std::io::stdout().lock()),
-        Emit::Jsonl => Box::new(std::io::stderr()),
-    };
-    let mut out = std::io::stdout().lock();
+    let mut info = info_sink(args);
     let plan = loader.decomposition();
     let index = plan.index();
     let config = plan.config();
@@ -204,49 +205,16 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
         loader.files().tokens(),
         index.tokens_dropped()
     )?;
-    writeln!(
-        info,
-        "{:>8}  {:>5}  {:>7}  {:>12}  {:>12}",
-        "step", "epoch", "seq_len", "batch shape", "total tokens"
-    )?;
-    let max_steps = args.source.loader.max_steps.unwrap_or(u64::MAX);
-    let mut emitted = 0u64;
-    let mut tokens = 0u64;
-    while emitted < max_steps {
-        let Some(batch) = loader.next() else { break };
-        let batch = batch?;
-        emitted += 1;
-        tokens += batch.input_ids.len() as u64;
-        if args.emit == Emit::Jsonl {
-            serde_json::to_writer(&mut out, &batch_json(&batch))?;
-            out.write_all(b"\n")?;
-        }
-        if emitted == 1 || batch.step % args.print_every.max(1) == 0 {
-            writeln!(
-                info,
-                "{:>8}  {:>5}  {:>7}  {:>12}  {:>12}",
-                batch.step,
-                batch.epoch,
-                batch.seq_len,
-                format!("{}x{}", batch.pieces.len(), batch.seq_len),
-                tokens
-            )?;
-        }
-        if let Some(path) = &args.state_out
-            && (batch.step + 1) % args.state_every.max(1) == 0
-        {
-            write_state(path, &loader.state())?;
-        }
-    }
-    if let Some(path) = &args.state_out {
-        write_state(path, &loader.state())?;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    writeln!(
-        info,
-        "summary: {emitted} batches, {tokens} tokens in {elapsed:.2} s ({:.1} M tokens/s)",
-        tokens as f64 / elapsed.max(1e-9) / 1e6
-    )?;
-    out.flush()?;
-    Ok(())
+    stream_batches(
+        args,
+        &mut info,
+        started,
+        &mut loader,
+        &format!(
+            "{:>5}  {:>7}  {:>12}  {:>12}",
+            "epoch", "seq_len", "batch shape", "total tokens"
+        ),
+        |loader| Some(loader.next()?.map(|b| reported(&b)).map_err(Into::into)),
+        DecomposedLoader::state,
+    )
 }

@@ -122,14 +122,16 @@ pub struct LoaderArgs {
     pub sources: Vec<Value>,
 }
 
-/// `--mode`: one of the warmup stage's modes, or dataset decomposition, which is a plan of its
-/// own rather than a way to shape rows.
+/// `--mode`: one of the warmup stage's modes, or a plan of its own over raw token files
+/// (dataset decomposition, fixed-length chunks) rather than a way to shape rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeFlag {
     /// A mode of the warmup stage (the `mode` key).
     Stage(Mode),
     /// `decompose`: OLMo-core's variable-sequence-length curricula.
     Decompose,
+    /// `chunk`: OLMo-core's fixed-length instances, with its batch-size schedule.
+    Chunk,
 }
 
 impl Serialize for ModeFlag {
@@ -137,17 +139,20 @@ impl Serialize for ModeFlag {
         match self {
             Self::Stage(mode) => mode.serialize(serializer),
             Self::Decompose => serializer.serialize_str("decompose"),
+            Self::Chunk => serializer.serialize_str("chunk"),
         }
     }
 }
 
 fn mode_flag(value: &str) -> Result<ModeFlag, String> {
-    if value == "decompose" {
-        return Ok(ModeFlag::Decompose);
+    match value {
+        "decompose" => return Ok(ModeFlag::Decompose),
+        "chunk" => return Ok(ModeFlag::Chunk),
+        _ => {}
     }
     named::<Mode>(value)
         .map(ModeFlag::Stage)
-        .map_err(|e| format!("{e}, or `decompose`"))
+        .map_err(|e| format!("{e}, `decompose` or `chunk`"))
 }
 
 /// `NAME=WEIGHT:SHARDS` as a `sources` table.

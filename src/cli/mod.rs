@@ -2,6 +2,7 @@
 //! `seqwarm` binary and the Python package's console script both call [`run`].
 
 mod bench;
+mod chunk;
 mod config_file;
 mod decompose;
 mod demo;
@@ -10,6 +11,7 @@ mod loader_args;
 mod output;
 mod plan;
 mod preprocess;
+mod raw_stream;
 mod schedule_args;
 mod states;
 mod stream;

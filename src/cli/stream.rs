@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use super::chunk::ChunkArgs;
 use super::config_file::ConfigFile;
 use super::decompose::DecomposeArgs;
 use super::demo;
@@ -32,7 +33,9 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm stream data/ --state-in state.json       # continue where state.json left off
   seqwarm stream data/ --emit jsonl --max-steps 2 | jq .seq_len
   seqwarm stream olmo-npy/ --token-dtype uint16 --eos-id 50256 --mode decompose \\
-      --curriculum grow-p2 --cycles 4 --min 64 --max 2048 --batch-tokens 4096";
+      --curriculum grow-p2 --cycles 4 --min 64 --max 2048 --batch-tokens 4096
+  seqwarm stream olmo-npy/ --token-dtype uint16 --mode chunk --seq-len 2048 \\
+      --batch-schedule 0:1048576,2000:2097152,6000:4194304";
 
 /// Output of `stream`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +88,8 @@ pub struct StreamArgs {
     pub state_every: u64,
     #[command(flatten)]
     pub decompose: DecomposeArgs,
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
 }
 
 /// Demo corpus layouts.
@@ -292,12 +297,15 @@ fn batch_json(b: &ScheduledBatch) -> serde_json::Value {
 
 pub async fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let source = &args.source;
-    if source.loader.mode == Some(ModeFlag::Decompose) {
-        return super::decompose::run(args);
+    match source.loader.mode {
+        Some(ModeFlag::Decompose) => return super::decompose::run(args),
+        Some(ModeFlag::Chunk) => return super::chunk::run(args),
+        _ => {}
     }
-    if args.decompose.any() {
+    if args.decompose.any() || args.chunk.any() {
         anyhow::bail!(
-            "--token-dtype, --curriculum, --cycles and --balanced belong to --mode decompose"
+            "--token-dtype, --curriculum, --cycles and --balanced belong to --mode decompose, \
+             --seq-len and --batch-schedule to --mode chunk"
         );
     }
     let file = ConfigFile::read(source.config.as_ref())?;

@@ -136,7 +136,7 @@ impl DecomposedLoader {
                 state.settings, self.settings
             ));
         }
-        let files = self.file_list();
+        let files = self.files.names_and_tokens();
         if state.files != files {
             return refuse(format!(
                 "written for other files: {:?}, this run reads {:?}",
@@ -156,25 +156,12 @@ impl DecomposedLoader {
         Ok(self)
     }
 
-    fn file_list(&self) -> Vec<(String, u64)> {
-        (0..self.files.len())
-            .map(|f| {
-                let path = self.files.path(f);
-                let name = path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                );
-                (name, self.files.tokens_of(f))
-            })
-            .collect()
-    }
-
     /// The position of the next batch, for a checkpoint.
     pub fn state(&self) -> DecomposedState {
         DecomposedState {
             format: STATE_FORMAT.into(),
             settings: self.settings.clone(),
-            files: self.file_list(),
+            files: self.files.names_and_tokens(),
             epoch: self.epoch,
             step: self.step,
         }

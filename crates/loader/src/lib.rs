@@ -83,6 +83,7 @@ mod builder;
 mod cache;
 mod catalog;
 mod checksum;
+mod chunked;
 mod config;
 mod decomposed;
 mod error;
@@ -105,6 +106,7 @@ mod stores;
 pub use builder::{LoaderBuilder, count_tokens};
 pub use cache::CacheStats;
 pub use catalog::{Catalog, TokenCount};
+pub use chunked::{ChunkSettings, ChunkedBatch, ChunkedLoader, ChunkedState};
 pub use config::{LoaderConfig, SourceConfig, WeightChangeConfig};
 pub use decomposed::{DecomposeSettings, DecomposedBatch, DecomposedLoader, DecomposedState};
 pub use error::{LoaderError, Result};
@@ -127,6 +129,7 @@ pub use object_store;
 pub use seqwarm_format::TokenDtype;
 pub use seqwarm_schedule::{Progress, ProgressUnit, Schedule, ScheduleConfig, ShapePolicy};
 pub use seqwarm_stage::{
-    BatchSize, Curriculum, DecomposeConfig, Documents, EpochBoundary, EpochConfig, LastBatch, Mode,
-    Origin, ScheduledBatch, SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
+    BatchSize, BatchSizeSchedule, ChunkConfig, ChunkPosition, Curriculum, DecomposeConfig,
+    Documents, DurationUnit, EpochBoundary, EpochConfig, LastBatch, Mode, Origin, ScheduledBatch,
+    SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
 };

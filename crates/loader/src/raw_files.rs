@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use seqwarm_format::{
-    FormatError, RawTokenLayout, TokenDtype, megatron_index, raw_token_layout, scan_tokens,
+    FormatError, RawTokenLayout, TokenDtype, TokenScan, megatron_index, raw_token_layout,
+    scan_tokens,
 };
 use seqwarm_stage::PieceIndex;
 
@@ -102,25 +103,7 @@ impl RawTokenFiles {
     ) -> Result<PieceIndex> {
         let mut index = PieceIndex::new(min, max)?;
         for file in &self.files {
-            let tokens = &file.bytes[file.layout.data_offset..];
-            let scan = match &file.megatron {
-                None => Some(scan_tokens(tokens, file.layout.dtype, eos_id)),
-                // Boundaries from the index: the ids are scanned only to check them.
-                Some(m) if m.signed || vocab_size.is_some() => {
-                    Some(scan_tokens(tokens, file.layout.dtype, u32::MAX))
-                }
-                Some(_) => None,
-            };
-            let max_id = scan.as_ref().map_or(0, |s| s.max_id);
-            if let Some(vocab) = vocab_size
-                && u64::from(max_id) >= vocab
-            {
-                return Err(Self::out_of_range(file, vocab, "outside the vocabulary").into());
-            }
-            if file.megatron.as_ref().is_some_and(|m| m.signed) && max_id > i32::MAX as u32 {
-                let bound = 1 << 31;
-                return Err(Self::out_of_range(file, bound, "negative as Megatron's int32").into());
-            }
+            let scan = Self::checked_scan(file, Some(eos_id), vocab_size)?;
             let ends = match (&file.megatron, &scan) {
                 (Some(m), _) => &m.document_ends,
                 (None, Some(scan)) => &scan.document_ends,
@@ -129,6 +112,61 @@ impl RawTokenFiles {
             index.push_file(ends, file.layout.tokens)?;
         }
         Ok(index)
+    }
+
+    /// Checks every id against `vocab_size` (and Megatron's `int32` ids against 2^31), one
+    /// scan per file that needs it; an error names the file and byte offset.
+    pub fn check_ids(&self, vocab_size: Option<u64>) -> Result<()> {
+        for file in &self.files {
+            Self::checked_scan(file, None, vocab_size)?;
+        }
+        Ok(())
+    }
+
+    /// One file's scan for documents ending in `eos_id` (when given and the file has no index)
+    /// and for ids out of range; `None` when nothing needed reading.
+    fn checked_scan(
+        file: &RawFile,
+        eos_id: Option<u32>,
+        vocab_size: Option<u64>,
+    ) -> Result<Option<TokenScan>> {
+        let tokens = &file.bytes[file.layout.data_offset..];
+        let signed = file.megatron.as_ref().is_some_and(|m| m.signed);
+        let scan = match (eos_id, &file.megatron) {
+            (Some(eos), None) => Some(scan_tokens(tokens, file.layout.dtype, eos)),
+            // Boundaries known (or not wanted): the ids are scanned only to check them.
+            _ if signed || vocab_size.is_some() => {
+                Some(scan_tokens(tokens, file.layout.dtype, u32::MAX))
+            }
+            _ => None,
+        };
+        let max_id = scan.as_ref().map_or(0, |s| s.max_id);
+        if let Some(vocab) = vocab_size
+            && u64::from(max_id) >= vocab
+        {
+            return Err(Self::out_of_range(file, vocab, "outside the vocabulary").into());
+        }
+        if signed && max_id > i32::MAX as u32 {
+            let bound = 1 << 31;
+            return Err(Self::out_of_range(file, bound, "negative as Megatron's int32").into());
+        }
+        Ok(scan)
+    }
+
+    /// Each file's name (not its directory) and token count: what a checkpoint records so that
+    /// it is not resumed over other data.
+    pub fn names_and_tokens(&self) -> Vec<(String, u64)> {
+        self.files
+            .iter()
+            .map(|file| {
+                let path = &file.path;
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                (name, file.layout.tokens)
+            })
+            .collect()
     }
 
     fn out_of_range(file: &RawFile, vocab: u64, what: &str) -> FormatError {

@@ -84,7 +84,7 @@ impl BatchSizeSchedule {
                     "{size} twice in a row: each point must change the size"
                 ));
             }
-            if next.max(size) % next.min(size) != 0 {
+            if !next.max(size).is_multiple_of(next.min(size)) {
                 return refuse(format!(
                     "{size} -> {next}: the batch size can only change by an integer factor"
                 ));
