@@ -27,7 +27,7 @@ class RawLoader:
     ) -> None: ...
     def next(
         self, stride: int = 1, offset: int = 0
-    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int]]]:
+    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int], float]]:
         """The next batch whose step is ``offset`` modulo ``stride``, as ``(fields, step,
         epoch, seq_len, tokens, max_seqlen, cu_seqlens_count)`` (the last two ``None`` unless
         the batch is packed), or ``None`` at the end."""
@@ -42,20 +42,25 @@ class RawLoader:
     @property
     def closed(self) -> bool: ...
 
-class RawDecomposedLoader:
-    """The decomposition driver (``mode="decompose"``) over raw token files."""
+class RawPlanLoader:
+    """The plans over raw token files: ``mode="decompose"`` (dataset decomposition) and
+    ``mode="chunk"`` (fixed-length rows under a batch-size schedule)."""
 
-    def __init__(self, files: List[str], settings_json: str, epochs: int, state_json: Optional[str] = None) -> None: ...
+    def __init__(
+        self, files: List[str], mode: str, settings_json: str, epochs: int, state_json: Optional[str] = None
+    ) -> None: ...
     def next(
         self, stride: int = 1, offset: int = 0
-    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int]]]:
+    ) -> Optional[Tuple[Dict[str, TokenArray], int, int, int, int, Optional[int], Optional[int], float]]:
         """The next batch whose step is ``offset`` modulo ``stride``, shaped as
-        ``RawLoader.next`` gives one (the last two always ``None``), or ``None`` at the end."""
+        ``RawLoader.next`` gives one (no packing fields, then the learning-rate factor), or
+        ``None`` at the end."""
     def next_step(self) -> int: ...
     def state_json(self) -> str: ...
     def steps_per_epoch(self) -> Optional[int]: ...
     def plan_json(self) -> str:
-        """The bucket table: per length the pieces and batches per epoch, and the totals."""
+        """The bucket table: per length the pieces and batches per epoch, and the totals (for
+        ``chunk``: the instances, the length and the batch schedule)."""
     def close(self) -> None: ...
     def abandon(self) -> None: ...
     @property
@@ -68,8 +73,9 @@ def check_settings(settings_json: str, threads: Optional[int] = None, pad_cu_seq
     """Checks settings as the loader would, without reading a shard, with the runtime's
     ``threads`` and ``pad_cu_seqlens``."""
 
-def check_decompose_settings(settings_json: str) -> None:
-    """Checks decomposition settings as the loader would, without reading a file."""
+def check_plan_settings(mode: str, settings_json: str) -> None:
+    """Checks the settings of a plan over raw token files (``"decompose"``, ``"chunk"``) as
+    the loader would, without reading a file."""
 
 def merge_states(states_json: List[str]) -> str:
     """Combines the loader states every rank took at one step into one (elastic resume)."""

@@ -10,7 +10,7 @@ import operator
 import os
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class Batch(dict):  # type: ignore[type-arg]
             and one that changes only with the schedule (a compiled model specialises on it).
         cu_seqlens_count: in the pack modes, the real entries at the front of ``cu_seqlens``
             (the runs + 1); with ``pad_cu_seqlens`` the rest repeat the last real entry.
+        lr_multiplier: the factor to multiply the base learning rate by for this batch:
+            ``sqrt(new / configured)`` batch size under ``mode="chunk"``'s ``batch_schedule``,
+            as OLMo-core's ``BatchSizeSchedulerCallback`` scales it; ``1.0`` otherwise.
 
     The tensors share the loader's memory (no token is copied). Each batch owns its
     elements: editing them in place (``labels[labels == pad] = -100``) changes this batch
@@ -57,6 +60,7 @@ class Batch(dict):  # type: ignore[type-arg]
     epoch: int = -1
     max_seqlen: Optional[int] = None
     cu_seqlens_count: Optional[int] = None
+    lr_multiplier: float = 1.0
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
@@ -66,7 +70,16 @@ class Batch(dict):  # type: ignore[type-arg]
         # Worker processes send batches back pickled: keep the attributes.
         return (
             _rebuild_batch,
-            (dict(self), self.step, self.seq_len, self.tokens, self.epoch, self.max_seqlen, self.cu_seqlens_count),
+            (
+                dict(self),
+                self.step,
+                self.seq_len,
+                self.tokens,
+                self.epoch,
+                self.max_seqlen,
+                self.cu_seqlens_count,
+                self.lr_multiplier,
+            ),
         )
 
 
@@ -78,10 +91,12 @@ def _rebuild_batch(
     epoch: int,
     max_seqlen: Optional[int] = None,
     cu_seqlens_count: Optional[int] = None,
+    lr_multiplier: float = 1.0,
 ) -> Batch:
     batch = Batch(fields)
     batch.step, batch.seq_len, batch.tokens, batch.epoch = step, seq_len, tokens, epoch
     batch.max_seqlen, batch.cu_seqlens_count = max_seqlen, cu_seqlens_count
+    batch.lr_multiplier = lr_multiplier
     return batch
 
 
@@ -142,7 +157,9 @@ class Loader:
         schedule: a :class:`Schedule`, its dict, or a TOML/JSON file.
         mode: ``repack`` (lossless), ``truncate``, ``truncate-keep-eos``, ``reshape``,
             ``pack-greedy`` or ``pack-bestfit``; or ``decompose``: dataset decomposition over
-            raw token files, batch for batch OLMo-core's ``NumpyVSLDataLoader`` (see below).
+            raw token files, batch for batch OLMo-core's ``NumpyVSLDataLoader``; or ``chunk``:
+            raw token files cut into fixed-length rows, batch for batch OLMo-core's
+            ``NumpyFSLDataLoader`` under its batch-size schedule (see below).
         batch_rows: rows per batch, or
         batch_tokens: a token budget per batch (rows = budget / length).
         eos_id: the EOS id appended after every document, if any; not needed on ``seqwarm
@@ -185,6 +202,21 @@ class Loader:
     Every batch has one field, ``input_ids`` (``batch_tokens / seq_len`` rows of ``seq_len``);
     the other keywords do not apply and are refused. :meth:`decomposition` gives the bucket
     table.
+
+    With ``mode="chunk"`` the locations are raw token files too, each cut into back-to-back
+    rows of ``seq_len`` tokens across documents (a file's tail shorter than a row is dropped),
+    shuffled per epoch, as OLMo-core's ``NumpyFSLDataset`` + ``NumpyFSLDataLoader``:
+
+        token_dtype: as above (required); seq_len: the row length (required).
+        batch_tokens: tokens per step on each rank as configured (the batch the learning
+            rate was chosen for; default: the schedule's first size / world_size).
+        batch_schedule: ``[(at, global_batch_tokens), ...]``, OLMo-core's
+            ``BatchSizeSchedulerCallback``: the first at 0, each change an integer factor; an
+            increase by ``r`` waits until the batches taken divide by ``r``. Every batch's
+            ``lr_multiplier`` is the factor its learning rate needs (``sqrt(new / old)`` per
+            change). batch_schedule_unit: what ``at`` counts: ``"steps"`` (default),
+            ``"tokens"`` (all ranks) or ``"epochs"``.
+        seed, rank, world_size, epochs (default 1), vocab_size: as above.
 
     Iterating runs the whole plan (every epoch) once; iterating again continues where it
     stopped (also after :meth:`close`). Row groups are read and decoded ahead on the loader's
@@ -251,6 +283,9 @@ class Loader:
         curriculum: Optional[str] = None,
         cycles: Optional[int] = None,
         balanced: Optional[bool] = None,
+        seq_len: Optional[int] = None,
+        batch_schedule: Optional[Sequence[Tuple[int, int]]] = None,
+        batch_schedule_unit: Optional[str] = None,
     ) -> None:
         if format not in ("torch", "numpy"):
             raise _config_error("format", f"format: expected 'torch' or 'numpy', not {format!r}")
@@ -312,40 +347,45 @@ class Loader:
         )
         settings: Dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         decomposition = dict(token_dtype=token_dtype, curriculum=curriculum, cycles=cycles, balanced=balanced)
+        chunking = dict(seq_len=seq_len, batch_schedule=batch_schedule, batch_schedule_unit=batch_schedule_unit)
         self._epochs = 1
-        if mode == "decompose":
+        if mode in _PLANS:
             if pad_cu_seqlens:
-                raise _config_error("pad_cu_seqlens", "pad_cu_seqlens does not apply to mode='decompose' (no packing)")
+                raise _config_error("pad_cu_seqlens", f"pad_cu_seqlens does not apply to mode={mode!r} (no packing)")
             if threads not in (None, 0):
                 raise _config_error(
-                    "threads", "mode='decompose' reads mapped files on the iterating thread: threads must be None or 0"
+                    "threads", f"mode={mode!r} reads mapped files on the iterating thread: threads must be None or 0"
                 )
             self._epochs = int(settings.get("epochs", 1))
             if self._epochs < 1:
-                raise _config_error("epochs", "mode='decompose' runs whole epochs: epochs must be at least 1")
+                raise _config_error("epochs", f"mode={mode!r} runs whole epochs: epochs must be at least 1")
+            if mode == "decompose":
+                _refuse_given(chunking, "mode='chunk'", mode)
+                table = _decompose_settings(settings, schedule, decomposition)
+            else:
+                _refuse_given({k: v for k, v in decomposition.items() if k != "token_dtype"}, "mode='decompose'", mode)
+                table = _chunk_settings(settings, schedule, token_dtype, chunking)
             # Checked now, with the library's rules, so that a bad setting fails here and not
             # in a DataLoader worker.
-            text = to_json(_decompose_settings(settings, schedule, decomposition))
-            _seqwarm.check_decompose_settings(text)
+            text = to_json(table)
+            _seqwarm.check_plan_settings(mode, text)
         else:
-            given_decomposition = [k for k, v in decomposition.items() if v is not None]
-            if given_decomposition:
-                raise _config_error(
-                    given_decomposition[0],
-                    f"{given_decomposition[0]} belongs to mode='decompose' (the mode is {mode or 'the default'})",
-                )
+            _refuse_given({"token_dtype": token_dtype}, "mode='decompose' and mode='chunk'", mode)
+            _refuse_given(decomposition, "mode='decompose'", mode)
+            _refuse_given(chunking, "mode='chunk'", mode)
             if schedule is not None:
                 settings["schedule"] = schedule_table(schedule)
             # Checked now, with the library's rules, so that a bad setting fails here and not
             # in a DataLoader worker.
             text = to_json(settings)
             _seqwarm.check_settings(text, threads, bool(pad_cu_seqlens))
-        self._decompose = mode == "decompose"
+        # The plan over raw token files ("decompose", "chunk"), or None for the stage's modes.
+        self._plan: Optional[str] = mode if mode in _PLANS else None
         self._settings = json.loads(text)
         self._format = format
         self._threads = threads
         self._pad_cu_seqlens = bool(pad_cu_seqlens)
-        self._raw: Optional[Union[_seqwarm.RawLoader, _seqwarm.RawDecomposedLoader]] = None
+        self._raw: Optional[Union[_seqwarm.RawLoader, _seqwarm.RawPlanLoader]] = None
         self._pid: Optional[int] = None
         self._pending: Optional[str] = None
         # In a DataLoader worker: the step the workers started from, so that worker w takes
@@ -377,21 +417,21 @@ class Loader:
 
     @property
     def _run_settings(self) -> Dict[str, Any]:
-        return self._settings["run"] if self._decompose else self._settings
+        return self._settings["run"] if self._plan else self._settings
 
     def decomposition(self) -> Dict[str, Any]:
         """With ``mode="decompose"``, the plan: per length (``lengths``) its ``pieces`` and
         ``batches`` per epoch, ``steps_per_epoch``, ``documents``, ``tokens``,
         ``tokens_dropped`` (under the minimum or after a file's last EOS) and
         ``tokens_unused_per_epoch``. Maps and scans the files if not yet iterated."""
-        if not self._decompose:
+        if self._plan != "decompose":
             raise _config_error("mode", "decomposition() needs mode='decompose'")
         raw: Any = self._running()
         return json.loads(raw.plan_json())  # type: ignore[no-any-return]
 
     # -- the Rust loader ----------------------------------------------------------------
 
-    def _running(self) -> "Union[_seqwarm.RawLoader, _seqwarm.RawDecomposedLoader]":
+    def _running(self) -> "Union[_seqwarm.RawLoader, _seqwarm.RawPlanLoader]":
         with self._lock:
             if self._raw is not None and self._pid != os.getpid():
                 # Forked (a DataLoader worker, say): the threads stayed in the parent, the
@@ -399,8 +439,10 @@ class Loader:
                 self._pending = self._raw.state_json()
                 self._raw.abandon()
                 self._raw = None
-            if self._raw is None and self._decompose:
-                self._raw = _seqwarm.RawDecomposedLoader(self._shards, json.dumps(self._settings), self._epochs, self._pending)
+            if self._raw is None and self._plan:
+                self._raw = _seqwarm.RawPlanLoader(
+                    self._shards, self._plan, json.dumps(self._settings), self._epochs, self._pending
+                )
                 self._pid = os.getpid()
                 self._pending = None
             if self._raw is None:
@@ -432,13 +474,14 @@ class Loader:
             item = raw.next(workers, turn)
             if item is None:
                 return
-            fields, step, epoch, seq_len, tokens, max_seqlen, cu_seqlens_count = item
+            fields, step, epoch, seq_len, tokens, max_seqlen, cu_seqlens_count, lr_multiplier = item
             if torch_format:
                 batch = Batch({name: from_numpy(asarray(array)) for name, array in fields.items()})
             else:
                 batch = Batch({name: asarray(array) for name, array in fields.items()})
             batch.step, batch.epoch, batch.seq_len, batch.tokens = step, epoch, seq_len, tokens
             batch.max_seqlen, batch.cu_seqlens_count = max_seqlen, cu_seqlens_count
+            batch.lr_multiplier = lr_multiplier
             yield batch
 
     # -- checkpoints --------------------------------------------------------------------
@@ -492,9 +535,11 @@ class Loader:
         ``cache_downloads``, ``cache_bytes_downloaded``, ``cache_refetched``,
         ``cache_evicted``, ``cache_bypassed``); for a mixture (``sources=``), ``sources``:
         each source's counts by name, as :meth:`source_stats` gives them."""
-        if self._decompose:
+        if self._plan:
             raise _config_error(
-                "mode", "stats() counts the stage's tokens; mode='decompose' reports its plan with decomposition()"
+                "mode",
+                f"stats() counts the stage's tokens; mode={self._plan!r} uses every row it reads "
+                "(mode='decompose' reports its plan with decomposition())",
             )
         if self._raw is None:
             return {}
@@ -508,14 +553,14 @@ class Loader:
         """For a mixture (``sources=``), what was drawn from each source so far: ``name``,
         ``documents``, ``tokens``, ``epoch`` (the source's own), ``units_skipped``; ``None``
         otherwise."""
-        if self._raw is None or self._decompose:
+        if self._raw is None or self._plan:
             return None
         text = self._raw.source_stats_json()  # type: ignore[union-attr]
         return None if text is None else json.loads(text)
 
     def skipped(self) -> List[str]:
         """Why each skipped shard or row group was skipped (``on_error="skip"``)."""
-        return [] if self._raw is None or self._decompose else list(self._raw.skipped())  # type: ignore[union-attr]
+        return [] if self._raw is None or self._plan else list(self._raw.skipped())  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Stop the loader's threads (and join them). The position is kept: iterating again
@@ -628,8 +673,79 @@ def _document_defaults() -> None:
 _document_defaults()
 
 
+#: The modes that are plans of their own over raw token files, not the stage's modes.
+_PLANS = ("decompose", "chunk")
+
 #: The keywords mode="decompose" takes (besides its own four); the others are refused.
 _DECOMPOSE_KEYWORDS = {"mode", "batch_tokens", "eos_id", "seed", "rank", "world_size", "epochs", "vocab_size"}
+
+#: The keywords mode="chunk" takes (besides its own); the others are refused.
+_CHUNK_KEYWORDS = _DECOMPOSE_KEYWORDS - {"eos_id"}
+
+
+def _refuse_given(keywords: Mapping[str, Any], owner: str, mode: Optional[str]) -> None:
+    """Refuses the first of ``keywords`` given: they belong to ``owner``, not to ``mode``."""
+    given = [k for k, v in keywords.items() if v is not None]
+    if given:
+        raise _config_error(given[0], f"{given[0]} belongs to {owner} (the mode is {mode or 'the default'})")
+
+
+def _chunk_settings(
+    settings: Mapping[str, Any],
+    schedule: Any,
+    token_dtype: Optional[str],
+    chunking: Mapping[str, Any],
+) -> Dict[str, Any]:
+    """The Rust ``ChunkSettings`` table from the keywords of ``mode="chunk"``."""
+    for key in settings:
+        if key not in _CHUNK_KEYWORDS:
+            raise _config_error(
+                key,
+                f"{key} does not apply to mode='chunk': every row is seq_len tokens cut from the files as they lie "
+                "(see docs/decomposition.md)",
+            )
+    if schedule is not None:
+        raise _config_error("schedule", "mode='chunk' has one length, seq_len, and no schedule of lengths")
+    if token_dtype is None:
+        raise _config_error("token_dtype", "mode='chunk' needs token_dtype ('uint16' or 'uint32')")
+    if chunking.get("seq_len") is None:
+        raise _config_error("seq_len", "mode='chunk' needs seq_len: the length of every row")
+    world_size = int(settings["world_size"])
+    points = chunking.get("batch_schedule")
+    batch_schedule = None
+    if points is not None:
+        try:
+            pairs = [(operator.index(at), operator.index(size)) for at, size in points]
+        except (TypeError, ValueError):
+            raise _config_error(
+                "batch_schedule", f"batch_schedule: expected [(at, global_batch_tokens), ...] of integers, not {points!r}"
+            ) from None
+        unit = chunking.get("batch_schedule_unit") or "steps"
+        if unit not in ("steps", "tokens", "epochs"):
+            raise _config_error(
+                "batch_schedule_unit", f"batch_schedule_unit: expected 'steps', 'tokens' or 'epochs', not {unit!r}"
+            )
+        batch_schedule = {"unit": unit, "points": pairs}
+    elif chunking.get("batch_schedule_unit") is not None:
+        raise _config_error("batch_schedule_unit", "batch_schedule_unit needs batch_schedule")
+    batch_tokens = settings.get("batch_tokens")
+    if batch_tokens is None:
+        if batch_schedule is None or not batch_schedule["points"]:
+            raise _config_error("batch_tokens", "mode='chunk' needs batch_tokens: tokens per step on each rank")
+        # Without a configured batch, the schedule's first one is it (the rate's factor is 1).
+        batch_tokens = batch_schedule["points"][0][1] // max(world_size, 1)
+    return {
+        "token_dtype": token_dtype,
+        "vocab_size": settings.get("vocab_size"),
+        "run": {
+            "seq_len": chunking["seq_len"],
+            "batch_tokens": batch_tokens,
+            "seed": settings.get("seed", 0),
+            "rank": settings["rank"],
+            "world_size": world_size,
+            "batch_schedule": batch_schedule,
+        },
+    }
 
 
 def _decompose_settings(

@@ -5,9 +5,9 @@
 
 mod array;
 mod cli;
-mod decomposed;
 mod errors;
 mod loader;
+mod raw_plan;
 mod schedule;
 
 use pyo3::prelude::*;
@@ -25,11 +25,11 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<array::TokenArray>()?;
     m.add_class::<loader::RawLoader>()?;
-    m.add_class::<decomposed::RawDecomposedLoader>()?;
+    m.add_class::<raw_plan::RawPlanLoader>()?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;
-    m.add_function(wrap_pyfunction!(decomposed::check_decompose_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(raw_plan::check_plan_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::merge_states, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::check_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::plan, m)?)?;

@@ -319,6 +319,8 @@ fn batch_tuple<'py>(
             b.tokens.into_pyobject(py)?.into_any(),
             max_seqlen.into_bound(py),
             count.into_bound(py),
+            // The stage's schedules keep the batch: the learning rate's factor is always 1.
+            1.0f64.into_pyobject(py)?.into_any(),
         ],
     )
 }

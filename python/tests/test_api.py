@@ -24,9 +24,10 @@ def test_every_rust_setting_is_a_keyword_argument() -> None:
     # batch_size is spelled batch_rows / batch_tokens; the schedule is positional.
     expected = (settings - {"batch_size", "schedule"}) | {"batch_rows", "batch_tokens"}
     python_only = {"format", "threads", "state", "pad_cu_seqlens"}
-    # The settings of mode="decompose" (the Rust DecomposeSettings), refused in other modes.
-    decompose_only = {"token_dtype", "curriculum", "cycles", "balanced"}
-    assert keywords - python_only - decompose_only == expected
+    # The settings of mode="decompose" and mode="chunk" (the Rust DecomposeSettings and
+    # ChunkSettings), refused in other modes.
+    plan_only = {"token_dtype", "curriculum", "cycles", "balanced", "seq_len", "batch_schedule", "batch_schedule_unit"}
+    assert keywords - python_only - plan_only == expected
 
 
 def test_every_public_name_has_a_docstring() -> None:

@@ -6,48 +6,17 @@ the keywords that do not apply."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-import numpy as np
 import pytest
 
 import seqwarm
+from conftest import EOS, rows_sha256
 from seqwarm.errors import ConfigError, DataError, StateError
 
 REPO = Path(__file__).resolve().parents[2]
-EOS = 50256
-MASK = (1 << 64) - 1
-
-
-def splitmix64(seed: int):
-    state = seed & MASK
-    while True:
-        state = (state + 0x9E3779B97F4A7C15) & MASK
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        yield z ^ (z >> 31)
-
-
-@pytest.fixture(scope="module")
-def token_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``scripts/olmo-core-vectors``' corpus: 3 raw uint16 files of 400 documents (lengths
-    1 + SplitMix64(2024) % 2500), token p of file f = (p * 40503 + f * 7) % 50000, EOS closing
-    each document, 37 tokens without an EOS at the end of the last file."""
-    directory = tmp_path_factory.mktemp("olmo-core-corpus")
-    rng = splitmix64(2024)
-    for f in range(3):
-        lengths = [1 + next(rng) % 2500 for _ in range(400)]
-        total = sum(lengths) + (37 if f == 2 else 0)
-        tokens = ((np.arange(total, dtype=np.uint64) * 40503 + f * 7) % 50000).astype(np.uint16)
-        tokens[np.cumsum(lengths) - 1] = EOS
-        tokens.tofile(directory / f"part-{f}.npy")
-    return directory
-
-
 @pytest.fixture(scope="module")
 def vectors() -> Dict[str, Any]:
     return json.loads((REPO / "tests" / "conformance" / "olmo_core.json").read_text())
@@ -78,10 +47,6 @@ def loader(directory: Path, run: Dict[str, Any], rank: int, **extra: Any) -> seq
         format="numpy",
         **extra,
     )
-
-
-def rows_sha256(input_ids: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(input_ids, dtype="<u4").tobytes()).hexdigest()
 
 
 def expected_steps(run: Dict[str, Any], rank: int) -> List[Dict[str, Any]]:

@@ -44,11 +44,27 @@ impl std::str::FromStr for DurationUnit {
 
 /// Global batch sizes (tokens, all ranks) and when each applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "ScheduleTable")]
 pub struct BatchSizeSchedule {
     unit: DurationUnit,
     /// `(at, global batch tokens)`, the first at 0, `at` rising.
     points: Vec<(u64, u64)>,
+}
+
+/// A schedule as written in a settings file, checked by [`BatchSizeSchedule::new`] when read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleTable {
+    unit: DurationUnit,
+    points: Vec<(u64, u64)>,
+}
+
+impl TryFrom<ScheduleTable> for BatchSizeSchedule {
+    type Error = StageError;
+
+    fn try_from(table: ScheduleTable) -> Result<Self> {
+        Self::new(table.unit, table.points)
+    }
 }
 
 impl BatchSizeSchedule {
@@ -142,5 +158,15 @@ mod tests {
         assert_eq!(epochs.due_size(0, 0, 2), Some(16));
         assert_eq!("tokens".parse::<DurationUnit>(), Ok(DurationUnit::Tokens));
         assert!("minutes".parse::<DurationUnit>().is_err());
+    }
+
+    #[test]
+    fn a_schedule_read_from_settings_is_checked() {
+        let bad = r#"{"unit": "steps", "points": [[5, 8]]}"#;
+        let error = serde_json::from_str::<BatchSizeSchedule>(bad).unwrap_err();
+        assert!(error.to_string().contains("must start at 0"), "{error}");
+        let good = r#"{"unit": "tokens", "points": [[0, 8], [100, 16]]}"#;
+        let schedule: BatchSizeSchedule = serde_json::from_str(good).unwrap();
+        assert_eq!(schedule.points(), &[(0, 8), (100, 16)]);
     }
 }
