@@ -318,3 +318,89 @@ fn megatron_pairs_give_the_batches_of_the_same_documents_ending_in_eos() {
         "{error}"
     );
 }
+
+#[test]
+fn the_plan_is_olmo_cores_bucket_table() {
+    let dir = temp("decompose-plan");
+    olmo_core_corpus(&dir);
+    let vectors = vectors();
+    for run in vectors["runs"].as_array().unwrap() {
+        if run.get("error").is_some() {
+            continue;
+        }
+        let n = |k: &str| run[k].to_string();
+        let curriculum = run["curriculum"].as_str().unwrap();
+        let mut args = vec![
+            "plan".to_string(),
+            dir.display().to_string(),
+            "--mode".into(),
+            "decompose".into(),
+            "--token-dtype".into(),
+            "uint16".into(),
+            "--eos-id".into(),
+            EOS.to_string(),
+            "--curriculum".into(),
+            curriculum.into(),
+            "--min".into(),
+            n("min"),
+            "--max".into(),
+            n("max"),
+            "--batch-tokens".into(),
+            n("batch_tokens"),
+            "--seed".into(),
+            n("seed"),
+            "--world-size".into(),
+            n("world_size"),
+            "--format".into(),
+            "json".into(),
+            "--no-svg".into(),
+        ];
+        if curriculum != "natural" {
+            args.extend(["--cycles".into(), n("cycles")]);
+            if run["balanced"].as_bool().unwrap() {
+                args.push("--balanced".into());
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plan: Value = serde_json::from_str(&ok(&seqwarm(&args))).unwrap();
+        let table: Vec<Value> = plan["lengths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::json!([l["length"], l["pieces"]]))
+            .collect();
+        assert_eq!(Value::Array(table), run["instances_per_bucket"], "{args:?}");
+        let steps = run["ranks"][0][0].as_array().unwrap().len();
+        assert_eq!(plan["steps_per_epoch"], steps, "{args:?}");
+        let lengths: std::collections::BTreeSet<u64> = run["ranks"][0][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["length"].as_u64().unwrap())
+            .collect();
+        assert_eq!(plan["shapes"], lengths.len(), "{args:?}");
+    }
+    // The SVG of an epoch's lengths is written.
+    let svg = dir.join("plan.svg");
+    let d = dir.to_str().unwrap();
+    let s = svg.to_str().unwrap();
+    let flags = [
+        "--token-dtype",
+        "uint16",
+        "--eos-id",
+        "50256",
+        "--max",
+        "2048",
+    ];
+    let args = [
+        &["plan", d, "--mode", "decompose"][..],
+        &flags,
+        &["--batch-tokens", "4096", "--svg", s],
+    ];
+    ok(&seqwarm(&args.concat()));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // Decomposition flags without the mode are refused, not ignored.
+    let out = seqwarm(&["plan", "--curriculum", "grow-p2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --mode decompose"));
+}

@@ -102,35 +102,71 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
              and rows (see docs/decomposition.md)"
         );
     }
-    let token_dtype = args.decompose.token_dtype.context(
-        "--mode decompose needs --token-dtype uint16 or uint32 (the files carry no width)",
-    )?;
-    let eos_id = loader
-        .eos_id
-        .context("--mode decompose needs --eos-id: the id that ends every document in the files")?;
-    let eos_id = u32::try_from(eos_id).context("--eos-id must be a token id in [0, 2^32)")?;
-    let batch_tokens = loader
-        .batch_tokens
-        .context("--mode decompose needs --batch-tokens: tokens per step on each rank")?;
-    let max = schedule
-        .max
-        .context("--mode decompose needs --max: the longest piece, a power of 2")?;
-    let settings = DecomposeSettings {
-        token_dtype,
-        eos_id,
-        // OLMo-core's default minimum.
-        min: schedule.min.unwrap_or(256),
-        max,
+    let settings = args.decompose.settings(&DecomposeFlags {
+        eos_id: loader.eos_id,
+        min: schedule.min,
+        max: schedule.max,
+        batch_tokens: loader.batch_tokens,
+        seed: loader.seed,
+        rank: loader.rank,
+        world_size: loader.world_size,
         vocab_size: loader.vocab_size,
-        run: DecomposeConfig {
-            curriculum: args.decompose.curriculum()?,
-            batch_tokens: batch_tokens as u64,
-            seed: loader.seed.unwrap_or(0),
-            rank: loader.rank.unwrap_or(0) as u64,
-            world_size: loader.world_size.unwrap_or(1) as u64,
-        },
-    };
+    })?;
     Ok((settings, loader.epochs.unwrap_or(1)))
+}
+
+/// The flags of a decomposition that `stream` and `plan` share with other modes.
+pub struct DecomposeFlags {
+    /// `--eos-id`.
+    pub eos_id: Option<i64>,
+    /// `--min`.
+    pub min: Option<u64>,
+    /// `--max`.
+    pub max: Option<u64>,
+    /// `--batch-tokens`.
+    pub batch_tokens: Option<usize>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--rank`.
+    pub rank: Option<usize>,
+    /// `--world-size`.
+    pub world_size: Option<usize>,
+    /// `--vocab-size`.
+    pub vocab_size: Option<u64>,
+}
+
+impl DecomposeArgs {
+    /// The settings from these flags and the shared ones: every one a decomposition needs.
+    pub fn settings(&self, flags: &DecomposeFlags) -> anyhow::Result<DecomposeSettings> {
+        let token_dtype = self.token_dtype.context(
+            "--mode decompose needs --token-dtype uint16 or uint32 (the files carry no width)",
+        )?;
+        let eos_id = flags.eos_id.context(
+            "--mode decompose needs --eos-id: the id that ends every document in the files",
+        )?;
+        let eos_id = u32::try_from(eos_id).context("--eos-id must be a token id in [0, 2^32)")?;
+        let batch_tokens = flags
+            .batch_tokens
+            .context("--mode decompose needs --batch-tokens: tokens per step on each rank")?;
+        let max = flags
+            .max
+            .context("--mode decompose needs --max: the longest piece, a power of 2")?;
+        Ok(DecomposeSettings {
+            token_dtype,
+            eos_id,
+            // OLMo-core's default minimum.
+            min: flags.min.unwrap_or(256),
+            max,
+            vocab_size: flags.vocab_size,
+            run: DecomposeConfig {
+                curriculum: self.curriculum()?,
+                batch_tokens: batch_tokens as u64,
+                seed: flags.seed.unwrap_or(0),
+                rank: flags.rank.unwrap_or(0) as u64,
+                world_size: flags.world_size.unwrap_or(1) as u64,
+            },
+        })
+    }
 }
 
 fn reported(batch: &DecomposedBatch) -> Reported {

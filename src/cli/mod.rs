@@ -10,6 +10,7 @@ mod flags;
 mod loader_args;
 mod output;
 mod plan;
+mod plan_decompose;
 mod preprocess;
 mod raw_stream;
 mod schedule_args;

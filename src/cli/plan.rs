@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use plotters::prelude::*;
 
+use super::decompose::DecomposeArgs;
 use super::output::note;
 use super::schedule_args::{ScheduleArgs, build_logged};
 
@@ -22,7 +23,9 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm plan --kind composer --min 64 --max 1024 --step 64 --duration 0.3 --total 20000
   seqwarm plan --kind fixed_root --root-degree 2 --total-curriculum-step 5000 --svg root.svg
   seqwarm plan --kind composer --min 64 --max 2048 --duration 0.3 --total 20000 --shapes even:8   # compiled training
-  seqwarm plan --schedule-config schedule.toml --format json";
+  seqwarm plan --schedule-config schedule.toml --format json
+  seqwarm plan olmo-npy/ --mode decompose --token-dtype uint16 --eos-id 50256 \\
+      --curriculum grow-p2 --cycles 4 --min 64 --max 2048 --batch-tokens 4096 --svg grow-p2.svg";
 
 /// Output format of the change-point table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,23 +39,58 @@ pub enum Format {
 /// Arguments of `seqwarm plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Raw token files (with `--mode decompose`): plan a decomposition over them instead of a
+    /// schedule.
+    pub(super) files: Vec<String>,
     #[command(flatten)]
-    schedule: ScheduleArgs,
+    pub(super) schedule: ScheduleArgs,
     /// Where to write the SVG plot.
     #[arg(long, default_value = "seqwarm-plan.svg")]
-    svg: PathBuf,
+    pub(super) svg: PathBuf,
     /// Do not write the SVG plot.
     #[arg(long)]
-    no_svg: bool,
+    pub(super) no_svg: bool,
     /// Table format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    pub(super) format: Format,
     /// Fixed rows per batch, for the tokens-per-step columns.
     #[arg(long, conflicts_with = "batch_tokens")]
-    batch_rows: Option<usize>,
-    /// Token budget per batch (rows = budget / length), for the tokens-per-step columns.
+    pub(super) batch_rows: Option<usize>,
+    /// Token budget per batch (rows = budget / length), for the tokens-per-step columns; with
+    /// `--mode decompose`, tokens per step on each rank.
     #[arg(long)]
-    batch_tokens: Option<usize>,
+    pub(super) batch_tokens: Option<usize>,
+    /// `decompose`: plan a dataset decomposition over the files (the bucket table, steps per
+    /// epoch, tokens dropped, shapes, and a plot of an epoch's lengths).
+    #[arg(long, value_parser = ["decompose"])]
+    pub(super) mode: Option<String>,
+    #[command(flatten)]
+    pub(super) decompose: DecomposeArgs,
+    /// The id that ends every document in the files (`--mode decompose`).
+    #[arg(long)]
+    pub(super) eos_id: Option<i64>,
+    /// The decomposition's seed (`--mode decompose`).
+    #[arg(long)]
+    pub(super) seed: Option<u64>,
+    /// Data-parallel ranks (`--mode decompose`; the table is the same on every rank).
+    #[arg(long)]
+    pub(super) world_size: Option<usize>,
+    /// Ids at or over this are an error (`--mode decompose`).
+    #[arg(long)]
+    pub(super) vocab_size: Option<u64>,
+}
+
+impl PlanArgs {
+    /// Whether anything of a decomposition's plan was given.
+    fn plans_files(&self) -> bool {
+        !self.files.is_empty()
+            || self.mode.is_some()
+            || self.decompose.any()
+            || self.eos_id.is_some()
+            || self.seed.is_some()
+            || self.world_size.is_some()
+            || self.vocab_size.is_some()
+    }
 }
 
 /// One step at `len` under the lossless and cutting modes (truncate, repack and pack emit the
@@ -201,6 +239,9 @@ impl ShapeSummary {
 }
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
+    if args.plans_files() {
+        return super::plan_decompose::run(args);
+    }
     let config = args.schedule.config()?;
     if config.total() == Some(0) {
         anyhow::bail!("--total 0: a plan needs a length of training of at least one step");
@@ -301,8 +342,11 @@ fn table(
     {
         let versus = |x: u64| {
             let change = 100.0 * (x as f64 / baseline.max(1) as f64 - 1.0);
-            if change <= 0.0 {
-                format!("{:.1}% fewer", -change)
+            if x == baseline {
+                "the same".to_string()
+            } else if change < 0.0 {
+                // `abs`, not negation: a change that rounds to zero must not print "-0.0%".
+                format!("{:.1}% fewer", change.abs())
             } else {
                 format!("{change:.1}% more")
             }
