@@ -148,6 +148,9 @@ fn a_resume_continues_byte_for_byte_across_batch_size_changes() {
         let joined: Vec<Value> = first.into_iter().chain(rest).collect();
         assert_eq!(joined, whole, "resume at step {cut}");
     }
+    // The state a whole run leaves at its end resumes to nothing.
+    stream(&args, &["--state-out", &state_arg]);
+    assert!(stream(&args, &["--state-in", &state_arg]).is_empty());
     // A state resumed under another schedule is refused.
     let mut other = args.clone();
     let at = other.iter().position(|a| a == "--batch-schedule").unwrap();
@@ -221,4 +224,13 @@ fn what_olmo_core_cannot_run_is_refused_up_front_with_the_reason() {
         "fewer than one global batch",
     );
     refused(&[], "needs --batch-tokens");
+    // Flags of the stage's modes are refused, not ignored.
+    refused(
+        &["--batch-tokens", "2048", "--no-shuffle-units"],
+        "--no-shuffle-units does not apply",
+    );
+    refused(
+        &["--batch-tokens", "2048", "--warmup-steps", "5"],
+        "--warmup-steps does not apply",
+    );
 }

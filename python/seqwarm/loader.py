@@ -715,6 +715,8 @@ def _chunk_settings(
     batch_schedule = None
     if points is not None:
         try:
+            if any(isinstance(x, (bool, np.bool_)) for point in points for x in point):
+                raise TypeError("a bool is not a step or a size")
             pairs = [(operator.index(at), operator.index(size)) for at, size in points]
         except (TypeError, ValueError):
             raise _config_error(

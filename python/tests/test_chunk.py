@@ -121,6 +121,8 @@ def test_dataloader_workers_yield_the_same_batches(token_files: Path, vectors: D
         (dict(batch_schedule=[(0, 2048), (10, 3072)]), "batch_schedule"),
         (dict(batch_schedule=[(0, 2048)], batch_schedule_unit="minutes"), "batch_schedule_unit"),
         (dict(batch_schedule=[(0, "x")]), "batch_schedule"),
+        (dict(batch_schedule=[(0, 2048), (True, 4096)]), "batch_schedule"),
+        (dict(seq_len=1, batch_tokens=2**62, world_size=4, batch_schedule=None), "batch_tokens"),
         (dict(batch_schedule=None, batch_schedule_unit="steps"), "batch_schedule_unit"),
         (dict(epochs=0), "epochs"),
     ],

@@ -13,7 +13,7 @@ use crate::loader::{
     DurationUnit,
 };
 
-use super::raw_stream::{Reported, info_sink, read_state, stream_batches};
+use super::raw_stream::{Reported, info_sink, read_state, refuse_other_flags, stream_batches};
 use super::stream::StreamArgs;
 
 /// Flags of `--mode chunk` (refused with any other mode).
@@ -62,7 +62,6 @@ impl ChunkArgs {
 fn settings(args: &StreamArgs) -> anyhow::Result<(ChunkSettings, u64)> {
     let source = &args.source;
     let loader = &source.loader;
-    let schedule = &source.schedule;
     let decompose = &args.decompose;
     if source.config.is_some() {
         bail!("--mode chunk takes its settings from flags only, not --config");
@@ -70,27 +69,29 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(ChunkSettings, u64)> {
     if source.shards.is_empty() {
         bail!("--mode chunk reads raw token files: give their files or directories");
     }
-    let ignored = [
-        ("--batch-rows", loader.batch_rows.is_some()),
-        ("--eos-id", loader.eos_id.is_some()),
-        ("--min", schedule.min.is_some()),
-        ("--max", schedule.max.is_some()),
-        ("--kind", schedule.kind.is_some()),
-        ("--total", schedule.total.is_some()),
-        ("--duration", schedule.duration.is_some()),
-        ("--shuffle-buffer", loader.shuffle_buffer.is_some()),
-        ("--keep-last", loader.keep_last.is_some()),
-        ("--max-tokens", loader.max_tokens.is_some()),
-        ("--source", !loader.sources.is_empty()),
+    refuse_other_flags(
+        args,
+        "chunk",
+        &[
+            "batch_tokens",
+            "seed",
+            "rank",
+            "world_size",
+            "epochs",
+            "vocab_size",
+            "max_steps",
+        ],
+        &[],
+        "every row is --seq-len tokens cut from the files as they lie, across documents, \
+         shuffled per epoch (see docs/decomposition.md)",
+    )?;
+    let decompose_only = [
         ("--curriculum", decompose.curriculum.is_some()),
         ("--cycles", decompose.cycles.is_some()),
         ("--balanced", decompose.balanced),
     ];
-    if let Some((flag, _)) = ignored.iter().find(|(_, given)| *given) {
-        bail!(
-            "{flag} does not apply to --mode chunk: every row is --seq-len tokens cut from the \
-             files as they lie, across documents (see docs/decomposition.md)"
-        );
+    if let Some((flag, _)) = decompose_only.iter().find(|(_, given)| *given) {
+        bail!("{flag} belongs to --mode decompose, not --mode chunk");
     }
     let token_dtype = decompose
         .token_dtype

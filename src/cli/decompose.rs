@@ -12,7 +12,7 @@ use crate::loader::{
     DecomposedState, TokenDtype,
 };
 
-use super::raw_stream::{Reported, info_sink, read_state, stream_batches};
+use super::raw_stream::{Reported, info_sink, read_state, refuse_other_flags, stream_batches};
 use super::stream::StreamArgs;
 
 /// Flags of `--mode decompose` (refused with any other mode).
@@ -82,24 +82,31 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
     if source.shards.is_empty() {
         bail!("--mode decompose reads raw token files: give their files or directories");
     }
-    let ignored = [
-        ("--batch-rows", loader.batch_rows.is_some()),
-        ("--kind", schedule.kind.is_some()),
-        ("--total", schedule.total.is_some()),
-        ("--duration", schedule.duration.is_some()),
-        ("--shuffle-buffer", loader.shuffle_buffer.is_some()),
-        ("--keep-last", loader.keep_last.is_some()),
-        ("--max-tokens", loader.max_tokens.is_some()),
-        ("--source", !loader.sources.is_empty()),
-        ("--seq-len", args.chunk.seq_len.is_some()),
+    refuse_other_flags(
+        args,
+        "decompose",
+        &[
+            "eos_id",
+            "batch_tokens",
+            "seed",
+            "rank",
+            "world_size",
+            "epochs",
+            "vocab_size",
+            "max_steps",
+        ],
+        &["min", "max"],
+        "its curriculum fixes every step's length and rows (see docs/decomposition.md)",
+    )?;
+    if args.chunk.seq_len.is_some() {
+        bail!("--seq-len belongs to --mode chunk, not --mode decompose");
+    }
+    if args.chunk.batch_schedule.is_some() {
         // OLMo-core's loader keeps its bucket table from the first batch size: a change would
         // mix two tables in one epoch.
-        ("--batch-schedule", args.chunk.batch_schedule.is_some()),
-    ];
-    if let Some((flag, _)) = ignored.iter().find(|(_, given)| *given) {
         bail!(
-            "{flag} does not apply to --mode decompose: its curriculum fixes every step's length \
-             and rows (see docs/decomposition.md)"
+            "--batch-schedule applies to --mode chunk only: OLMo-core's decomposition loader \
+             keeps the bucket table of its first batch size"
         );
     }
     let settings = args.decompose.settings(&DecomposeFlags {

@@ -23,6 +23,43 @@ pub struct Reported {
     pub json: serde_json::Value,
 }
 
+/// Refuses every loader and schedule flag outside `loader_flags` and `schedule_flags` (named as
+/// their config keys, `batch_tokens`): a plan over raw token files takes only those, and a
+/// flag it would ignore is an error, not a silent no-op.
+pub fn refuse_other_flags(
+    args: &StreamArgs,
+    mode: &str,
+    loader_flags: &[&str],
+    schedule_flags: &[&str],
+    why: &str,
+) -> anyhow::Result<()> {
+    let source = &args.source;
+    let mut given: Vec<String> = super::flags::given(&source.loader)
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key != "mode" && !loader_flags.contains(&key.as_str()))
+        .collect();
+    given.extend(
+        super::flags::given(&source.schedule)
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| !schedule_flags.contains(&key.as_str())),
+    );
+    if !source.loader.sources.is_empty() {
+        given.push("source".into());
+    }
+    if source.schedule.schedule_config.is_some() {
+        given.push("schedule_config".into());
+    }
+    if let Some(key) = given.first() {
+        anyhow::bail!(
+            "--{} does not apply to --mode {mode}: {why}",
+            key.replace('_', "-")
+        );
+    }
+    Ok(())
+}
+
 /// Reads a state file written by `--state-out`.
 pub fn read_state<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)

@@ -41,6 +41,18 @@ impl ChunkConfig {
                 format!("rank {} of {} ranks", self.rank, self.world_size),
             );
         }
+        let (Some(_), Some(row_block)) = (
+            self.batch_tokens.checked_mul(self.world_size),
+            self.seq_len.checked_mul(self.world_size),
+        ) else {
+            return refuse(
+                "batch_tokens",
+                format!(
+                    "{} tokens or rows of {} on each of {} ranks overflow 64 bits",
+                    self.batch_tokens, self.seq_len, self.world_size
+                ),
+            );
+        };
         if self.batch_tokens == 0 || !self.batch_tokens.is_multiple_of(self.seq_len) {
             return refuse(
                 "batch_tokens",
@@ -50,7 +62,6 @@ impl ChunkConfig {
                 ),
             );
         }
-        let row_block = self.seq_len * self.world_size;
         let base = self.global_batch_tokens();
         if let Some(schedule) = &self.batch_schedule {
             if let Some(&(at, size)) = schedule
@@ -89,7 +100,7 @@ impl ChunkConfig {
 }
 
 /// Where a fixed-length run stands: the trainer's and the loader's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkPosition {
     /// The epoch of the next batch (0-based).
@@ -185,13 +196,16 @@ impl Chunks {
                 ),
             });
         }
-        let position = ChunkPosition {
-            epoch: 0,
-            batches_processed: 0,
-            steps: 0,
-            tokens_seen: 0,
-            batch_sizes: vec![config.global_batch_tokens()],
+        let Some(_) = config.seed.checked_add(epochs + 1) else {
+            return Err(StageError::Config {
+                field: "seed",
+                reason: format!(
+                    "seed {} + epoch overflows 64 bits (OLMo-core seeds epoch e with seed + e)",
+                    config.seed
+                ),
+            });
         };
+        let position = Self::start(&config);
         Ok(Self {
             config,
             file_ends,
@@ -202,31 +216,45 @@ impl Chunks {
     }
 
     /// Continues from `position` (from [`Chunks::position`] of a run with these settings).
+    /// The counters are replayed from the start to its step (no token is read, nothing is
+    /// shuffled) and must come out as given: a position these settings could not have reached
+    /// is refused, not followed.
     pub fn with_position(mut self, position: ChunkPosition) -> Result<Self> {
         let refuse = |reason: String| Err(StageError::State { reason });
-        if position.batch_sizes.first() != Some(&self.config.global_batch_tokens()) {
-            return refuse(format!(
-                "its batch sizes {:?} do not start at the configured global batch of {}",
-                position.batch_sizes,
-                self.config.global_batch_tokens()
-            ));
+        let mut replay = Self::start(&self.config);
+        while replay.steps < position.steps && replay.epoch < self.epochs {
+            if self.advance(&mut replay)?.is_some() {
+                replay.batches_processed += 1;
+                replay.steps += 1;
+                replay.tokens_seen += replay.current_batch();
+            }
         }
-        let rows = position.current_batch() / self.config.seq_len;
-        if !position
-            .current_batch()
-            .is_multiple_of(self.config.seq_len * self.config.world_size)
-            || position.batches_processed * rows > self.instances()
-        {
+        // A position is taken after a step, or after the call that found the run over (which
+        // passed the last epoch's end and may have applied a change due there).
+        if replay != position {
+            self.advance(&mut replay)?;
+        }
+        if replay != position {
             return refuse(format!(
-                "batch {} of {} tokens is past the {} instances of an epoch",
-                position.batches_processed,
-                position.current_batch(),
-                self.instances()
+                "{position:?} is not a position these settings reach (at step {} they are at \
+                 {replay:?})",
+                position.steps
             ));
         }
         self.position = position;
         self.order = None;
         Ok(self)
+    }
+
+    /// The position before the first step.
+    fn start(config: &ChunkConfig) -> ChunkPosition {
+        ChunkPosition {
+            epoch: 0,
+            batches_processed: 0,
+            steps: 0,
+            tokens_seen: 0,
+            batch_sizes: vec![config.global_batch_tokens()],
+        }
     }
 
     /// The settings.
@@ -259,11 +287,10 @@ impl Chunks {
     /// OLMo-core's `_maybe_update_batch_size_and_lr`, called before each batch is loaded: the
     /// latest due size wins; a decrease applies at once, an increase by `r` waits until the
     /// batches taken divide by `r` (so no instance is skipped or read twice).
-    fn maybe_change_batch(&mut self) -> Result<()> {
+    fn maybe_change_batch(&self, position: &mut ChunkPosition) -> Result<()> {
         let Some(schedule) = &self.config.batch_schedule else {
             return Ok(());
         };
-        let position = &mut self.position;
         let Some(target) =
             schedule.due_size(position.steps, position.tokens_seen, position.epoch + 1)
         else {
@@ -293,48 +320,61 @@ impl Chunks {
         Ok(())
     }
 
-    /// The next step of this rank, or `None` once every epoch is done.
-    pub fn next_step(&mut self) -> Option<Result<ChunkStep>> {
+    /// Moves `position` to its next batch as OLMo-core's trainer does (the callback, then the
+    /// loader: past an epoch's last whole batch to the next epoch) and gives that batch's
+    /// global size, or `None` once every epoch is done. The caller counts the batch.
+    fn advance(&self, position: &mut ChunkPosition) -> Result<Option<u64>> {
         loop {
-            if self.position.epoch >= self.epochs {
-                return None;
+            if position.epoch >= self.epochs {
+                return Ok(None);
             }
-            if let Err(e) = self.maybe_change_batch() {
-                return Some(Err(e));
-            }
-            let global = self.position.current_batch();
+            self.maybe_change_batch(position)?;
+            let global = position.current_batch();
             let rows = global / self.config.seq_len;
-            if self.position.batches_processed >= self.instances() / rows {
+            if position.batches_processed >= self.instances() / rows.max(1) {
                 // The epoch's whole batches are done: the rest of its order is dropped.
-                self.position.epoch += 1;
-                self.position.batches_processed = 0;
+                position.epoch += 1;
+                position.batches_processed = 0;
                 continue;
             }
-            let epoch = self.position.epoch;
-            if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                self.order = Some((epoch, self.shuffled(epoch)));
-            }
-            let order = &self.order.as_ref().expect("set above").1;
-            let start = (self.position.batches_processed * rows) as usize;
-            let batch = &order[start..start + rows as usize];
-            let step = ChunkStep {
-                step: self.position.steps,
-                epoch,
-                epoch_step: self.position.batches_processed,
-                global_batch_tokens: global,
-                rows: batch
-                    .iter()
-                    .skip(self.config.rank as usize)
-                    .step_by(self.config.world_size as usize)
-                    .copied()
-                    .collect(),
-                lr_multiplier: self.position.lr_multiplier(),
-            };
-            self.position.batches_processed += 1;
-            self.position.steps += 1;
-            self.position.tokens_seen += global;
-            return Some(Ok(step));
+            return Ok(Some(global));
         }
+    }
+
+    /// The next step of this rank, or `None` once every epoch is done.
+    pub fn next_step(&mut self) -> Option<Result<ChunkStep>> {
+        let mut position = std::mem::take(&mut self.position);
+        let advanced = self.advance(&mut position);
+        self.position = position;
+        let global = match advanced {
+            Ok(global) => global?,
+            Err(e) => return Some(Err(e)),
+        };
+        let rows = global / self.config.seq_len;
+        let epoch = self.position.epoch;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.order = Some((epoch, self.shuffled(epoch)));
+        }
+        let order = &self.order.as_ref().expect("set above").1;
+        let start = (self.position.batches_processed * rows) as usize;
+        let batch = &order[start..start + rows as usize];
+        let step = ChunkStep {
+            step: self.position.steps,
+            epoch,
+            epoch_step: self.position.batches_processed,
+            global_batch_tokens: global,
+            rows: batch
+                .iter()
+                .skip(self.config.rank as usize)
+                .step_by(self.config.world_size as usize)
+                .copied()
+                .collect(),
+            lr_multiplier: self.position.lr_multiplier(),
+        };
+        self.position.batches_processed += 1;
+        self.position.steps += 1;
+        self.position.tokens_seen += global;
+        Some(Ok(step))
     }
 
     /// Epoch `epoch`'s (0-based) order: `arange(n)` shuffled by `PCG64(seed + epoch + 1)`.
@@ -426,6 +466,47 @@ mod tests {
                 .collect();
             assert_eq!(rest, whole[cut..], "cut {cut}");
         }
+    }
+
+    #[test]
+    fn a_position_these_settings_cannot_reach_is_refused() {
+        let schedule =
+            BatchSizeSchedule::new(DurationUnit::Steps, vec![(0, 8), (2, 16), (5, 4)]).unwrap();
+        let fresh = || Chunks::new(config(Some(schedule.clone())), &[4 * 23], 2).unwrap();
+        let mut run = fresh();
+        for _ in 0..6 {
+            run.next_step();
+        }
+        let good = run.position().clone();
+        assert!(fresh().with_position(good.clone()).is_ok());
+        let mut zero = good.clone();
+        zero.batch_sizes.push(0);
+        let mut skipped = good.clone();
+        skipped.batches_processed += 1;
+        let mut unscheduled = good.clone();
+        unscheduled.batch_sizes = vec![8, 32];
+        let mut huge = good.clone();
+        huge.batches_processed = u64::MAX / 2;
+        // The position after the call that found the run over resumes too (to nothing).
+        let mut done = fresh();
+        while done.next_step().is_some() {}
+        let mut resumed = fresh().with_position(done.position().clone()).unwrap();
+        assert!(resumed.next_step().is_none());
+        for bad in [zero, skipped, unscheduled, huge] {
+            assert!(fresh().with_position(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_not_wrapped() {
+        let mut big = config(None);
+        big.seq_len = 1;
+        big.batch_tokens = 1 << 62;
+        big.world_size = 4;
+        assert!(big.validate().is_err());
+        let mut seeded = config(None);
+        seeded.seed = u64::MAX - 1;
+        assert!(Chunks::new(seeded, &[100], 2).is_err());
     }
 
     #[test]
