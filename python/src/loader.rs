@@ -156,13 +156,7 @@ impl RawLoader {
         stride: u64,
         offset: u64,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        if stride == 0 || offset >= stride {
-            return Err(config_error(
-                py,
-                "stride",
-                format!("offset {offset} of stride {stride}: need 0 <= offset < stride"),
-            ));
-        }
+        check_stride(py, stride, offset)?;
         loop {
             let polled = py.detach(|| {
                 let mut guard = self.lock();
@@ -323,6 +317,19 @@ fn batch_tuple<'py>(
             1.0f64.into_pyobject(py)?.into_any(),
         ],
     )
+}
+
+/// Refuses a DataLoader worker's `(stride, offset)` that names no step: `next` takes the
+/// steps `offset`, `offset + stride`, ...
+pub(crate) fn check_stride(py: Python<'_>, stride: u64, offset: u64) -> PyResult<()> {
+    if stride == 0 || offset >= stride {
+        return Err(config_error(
+            py,
+            "stride",
+            format!("offset {offset} of stride {stride}: need 0 <= offset < stride"),
+        ));
+    }
+    Ok(())
 }
 
 /// Every loader setting with the library's default, as JSON text: the one home of the

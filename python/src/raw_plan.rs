@@ -188,13 +188,7 @@ impl RawPlanLoader {
         stride: u64,
         offset: u64,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        if stride == 0 || offset >= stride {
-            return Err(config_error(
-                py,
-                "stride",
-                format!("offset {offset} of stride {stride}: need 0 <= offset < stride"),
-            ));
-        }
+        crate::loader::check_stride(py, stride, offset)?;
         let item = py.detach(|| {
             let mut guard = self.lock();
             let loader = guard.as_mut()?;

@@ -63,12 +63,6 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(ChunkSettings, u64)> {
     let source = &args.source;
     let loader = &source.loader;
     let decompose = &args.decompose;
-    if source.config.is_some() {
-        bail!("--mode chunk takes its settings from flags only, not --config");
-    }
-    if source.shards.is_empty() {
-        bail!("--mode chunk reads raw token files: give their files or directories");
-    }
     refuse_other_flags(
         args,
         "chunk",

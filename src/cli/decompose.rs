@@ -76,12 +76,6 @@ fn settings(args: &StreamArgs) -> anyhow::Result<(DecomposeSettings, u64)> {
     let source = &args.source;
     let loader = &source.loader;
     let schedule = &source.schedule;
-    if source.config.is_some() {
-        bail!("--mode decompose takes its settings from flags only, not --config");
-    }
-    if source.shards.is_empty() {
-        bail!("--mode decompose reads raw token files: give their files or directories");
-    }
     refuse_other_flags(
         args,
         "decompose",

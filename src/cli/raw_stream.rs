@@ -23,9 +23,10 @@ pub struct Reported {
     pub json: serde_json::Value,
 }
 
-/// Refuses every loader and schedule flag outside `loader_flags` and `schedule_flags` (named as
-/// their config keys, `batch_tokens`): a plan over raw token files takes only those, and a
-/// flag it would ignore is an error, not a silent no-op.
+/// Refuses a config file, a run without files, and every loader and schedule flag outside
+/// `loader_flags` and `schedule_flags` (named as their config keys, `batch_tokens`): a plan
+/// over raw token files takes only those, and a flag it would ignore is an error, not a silent
+/// no-op.
 pub fn refuse_other_flags(
     args: &StreamArgs,
     mode: &str,
@@ -34,6 +35,12 @@ pub fn refuse_other_flags(
     why: &str,
 ) -> anyhow::Result<()> {
     let source = &args.source;
+    if source.config.is_some() {
+        anyhow::bail!("--mode {mode} takes its settings from flags only, not --config");
+    }
+    if source.shards.is_empty() {
+        anyhow::bail!("--mode {mode} reads raw token files: give their files or directories");
+    }
     let mut given: Vec<String> = super::flags::given(&source.loader)
         .into_iter()
         .map(|(key, _)| key)

@@ -93,23 +93,11 @@ impl ChunkedLoader {
 
     /// Continues from `state` (refused if it was written for other settings or other files).
     pub fn with_state(mut self, state: &ChunkedState) -> Result<Self> {
-        let refuse = |reason: String| Err(LoaderError::State { reason });
-        if state.format != STATE_FORMAT {
-            return refuse(format!("format {:?} is not {STATE_FORMAT:?}", state.format));
-        }
-        if state.settings != self.settings {
-            return refuse(format!(
-                "written for other settings: {:?}, this run has {:?}",
-                state.settings, self.settings
-            ));
-        }
-        let files = self.files.names_and_tokens();
-        if state.files != files {
-            return refuse(format!(
-                "written for other files: {:?}, this run reads {:?}",
-                state.files, files
-            ));
-        }
+        self.files.check_state(
+            (&state.format, STATE_FORMAT),
+            (&state.settings, &self.settings),
+            &state.files,
+        )?;
         self.chunks = self.chunks.with_position(state.position.clone())?;
         Ok(self)
     }

@@ -126,29 +126,19 @@ impl DecomposedLoader {
 
     /// Continues from `state` (refused if it was written for other settings or other files).
     pub fn with_state(mut self, state: &DecomposedState) -> Result<Self> {
-        let refuse = |reason: String| Err(LoaderError::State { reason });
-        if state.format != STATE_FORMAT {
-            return refuse(format!("format {:?} is not {STATE_FORMAT:?}", state.format));
-        }
-        if state.settings != self.settings {
-            return refuse(format!(
-                "written for other settings: {:?}, this run has {:?}",
-                state.settings, self.settings
-            ));
-        }
-        let files = self.files.names_and_tokens();
-        if state.files != files {
-            return refuse(format!(
-                "written for other files: {:?}, this run reads {:?}",
-                state.files, files
-            ));
-        }
+        self.files.check_state(
+            (&state.format, STATE_FORMAT),
+            (&state.settings, &self.settings),
+            &state.files,
+        )?;
         if state.step > self.decomposition.steps_per_epoch() {
-            return refuse(format!(
-                "step {} is past the epoch's {} steps",
-                state.step,
-                self.decomposition.steps_per_epoch()
-            ));
+            return Err(LoaderError::State {
+                reason: format!(
+                    "step {} is past the epoch's {} steps",
+                    state.step,
+                    self.decomposition.steps_per_epoch()
+                ),
+            });
         }
         self.epoch = state.epoch;
         self.step = state.step;

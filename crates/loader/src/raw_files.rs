@@ -153,6 +153,32 @@ impl RawTokenFiles {
         Ok(scan)
     }
 
+    /// Checks a checkpoint's header against this run: its `format`, the settings it was
+    /// written for and the files (names and token counts) it read.
+    pub(crate) fn check_state<S: PartialEq + std::fmt::Debug>(
+        &self,
+        (format, expected_format): (&str, &str),
+        (written_for, settings): (&S, &S),
+        files: &[(String, u64)],
+    ) -> Result<()> {
+        let refuse = |reason: String| Err(LoaderError::State { reason });
+        if format != expected_format {
+            return refuse(format!("format {format:?} is not {expected_format:?}"));
+        }
+        if written_for != settings {
+            return refuse(format!(
+                "written for other settings: {written_for:?}, this run has {settings:?}"
+            ));
+        }
+        let ours = self.names_and_tokens();
+        if files != ours {
+            return refuse(format!(
+                "written for other files: {files:?}, this run reads {ours:?}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Each file's name (not its directory) and token count: what a checkpoint records so that
     /// it is not resumed over other data.
     pub fn names_and_tokens(&self) -> Vec<(String, u64)> {
