@@ -103,6 +103,75 @@ fn workers_split_the_inputs_and_manifests_merge() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("workers 0..2"));
 }
 
+/// In a Slurm job array the worker split comes from the array's variables (an array from 1
+/// included); `--worker`/`--workers` still win; variables that do not add up are refused.
+#[test]
+fn a_slurm_array_task_takes_its_share_of_the_inputs() {
+    let root = temp("slurm");
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input, 5, 4);
+    let args = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "preprocess",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--separator",
+            "\\n\\n\\n",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| (*s).to_string()));
+        args
+    };
+    let in_array = |out: &Path, id: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+            .args(args(out, extra))
+            .env("SLURM_ARRAY_TASK_ID", id)
+            .env("SLURM_ARRAY_TASK_COUNT", "2")
+            .env("SLURM_ARRAY_TASK_MIN", "1")
+            .output()
+            .unwrap()
+    };
+    let flags = root.join("flags");
+    ok(&seqwarm(
+        &args(&flags, &["--worker", "1", "--workers", "2"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    let slurm = root.join("slurm");
+    let out = in_array(&slurm, "2", &[]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(&out);
+    assert!(
+        said.contains("worker 1 of 2 (from SLURM_ARRAY_TASK_ID"),
+        "{said}"
+    );
+    assert_eq!(files_of(&slurm), files_of(&flags));
+    let manifest = "manifest-w00001-of-00002.json";
+    assert_eq!(
+        std::fs::read(slurm.join(manifest)).unwrap(),
+        std::fs::read(flags.join(manifest)).unwrap()
+    );
+    // The flags win over the array.
+    let overridden = root.join("overridden");
+    ok(&in_array(
+        &overridden,
+        "2",
+        &["--worker", "0", "--workers", "1"],
+    ));
+    assert!(overridden.join("manifest.json").exists());
+    let out = in_array(&root.join("bad"), "7", &[]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("SLURM_ARRAY_TASK_ID=7 is not one of the 2 tasks"),
+        "{said}"
+    );
+}
+
 fn jsonl_steps(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::format::{OnError, OutputLayout, ShardEncoding};
 use crate::preprocess::{
-    HuggingFace, InputFormat, Preprocess, Progress, Tokenizer, merge_manifests,
+    HuggingFace, InputFormat, Preprocess, Progress, Tokenizer, array_task, merge_manifests,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,6 +20,7 @@ pub const EXAMPLES: &str = "Examples:
   seqwarm preprocess books/ --separator '\\n\\n\\n' --tokenizer cl100k_base -o shards/
   seqwarm preprocess data.jsonl --tokenizer llama/tokenizer.json -o shards/  # a Hugging Face tokenizer
   seqwarm preprocess 'crawl/*.parquet' --text-column text -o s3-staging/ --worker 3 --workers 16
+  sbatch --array=0-15 --wrap \"seqwarm preprocess 'crawl/*.parquet' -o shards/\"  # worker = array task
   seqwarm merge-manifests shards/ -o shards/manifest.json           # after all workers finished";
 
 /// Arguments of `seqwarm preprocess`. A setting left out keeps the library's default
@@ -96,7 +97,13 @@ pub struct PreprocessArgs {
 /// Appends the library's defaults to the help of the flags that set them.
 pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     let defaults = table(&Preprocess::new(Vec::<String>::new(), ""));
-    annotate(command, &defaults, |_| None)
+    annotate(command, &defaults, |id| match id {
+        "worker" => {
+            Some("the task's place in a Slurm job array (SLURM_ARRAY_TASK_ID), else 0".into())
+        }
+        "workers" => Some("SLURM_ARRAY_TASK_COUNT in a Slurm job array, else 1".into()),
+        _ => None,
+    })
 }
 
 /// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`
@@ -174,6 +181,13 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
     }
     if args.worker.is_some() || args.workers.is_some() {
         run = run.with_worker(args.worker.unwrap_or(0), args.workers.unwrap_or(1));
+    } else if let Some(task) = array_task(|name| std::env::var(name).ok())? {
+        note!(
+            "preprocess: worker {} of {} (from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)",
+            task.worker,
+            task.workers
+        );
+        run = run.with_worker(task.worker, task.workers);
     }
     if let Some(on_error) = args.on_error {
         run = run.with_on_error(on_error);

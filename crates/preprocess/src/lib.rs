@@ -8,7 +8,10 @@
 //!   Hugging Face `tokenizer.json` ([`HuggingFace`]).
 //! - [`input`]: documents from text, JSON Lines and Parquet files, with their places.
 //! - [`Manifest`]: what a worker (or, merged, the whole data set) holds.
-//! - [`Preprocess`]: the resumable run; [`merge_manifests`] joins the workers'.
+//! - [`Preprocess`]: the resumable run over files; [`merge_manifests`] joins the workers'.
+//! - [`array_task`]: the worker split of a Slurm job array.
+//! - [`DocumentWriter`]: the same shards from documents given one at a time (the Python
+//!   package's `ShardWriter`, datatrove and Ray steps).
 //!
 //! See `docs/preprocess.md`.
 
@@ -21,11 +24,15 @@ pub mod input;
 mod manifest;
 mod pretokenize;
 mod run;
+mod slurm;
 mod tokenizer;
+mod writer;
 
 pub use error::{PreprocessError, Result};
 pub use hugging_face::HuggingFace;
 pub use input::{InputFormat, OnError};
 pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
 pub use run::{Preprocess, Progress, Summary};
+pub use slurm::{ArrayTask, array_task};
 pub use tokenizer::Tokenizer;
+pub use writer::DocumentWriter;

@@ -63,6 +63,26 @@ pub struct Position {
     pub document: u64,
 }
 
+impl Position {
+    /// Document `document` of a stream of documents (a [`DocumentWriter`]'s single input).
+    ///
+    /// [`DocumentWriter`]: crate::DocumentWriter
+    pub fn in_stream(document: u64) -> Self {
+        Self { file: 0, document }
+    }
+
+    /// The end of a stream: where [`DocumentWriter::finish`] closes the last shard, as a run
+    /// over one input file does.
+    ///
+    /// [`DocumentWriter::finish`]: crate::DocumentWriter::finish
+    pub fn stream_end() -> Self {
+        Self {
+            file: 1,
+            document: 0,
+        }
+    }
+}
+
 /// One finished shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardEntry {
