@@ -20,6 +20,7 @@ from seqwarm.errors import ConfigError, DataError, SeqwarmError, StateError
 from seqwarm.loader import Batch, Loader, merge_states
 from seqwarm.plan import ChangePoint, Plan, plan
 from seqwarm.schedule import Schedule
+from seqwarm.writer import Manifest, ShardWriter, preprocess, preprocess_files
 
 __all__ = [
     "Batch",
@@ -27,12 +28,16 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Loader",
+    "Manifest",
     "Plan",
     "Schedule",
     "SeqwarmError",
+    "ShardWriter",
     "StateError",
     "__version__",
     "default_settings",
     "merge_states",
     "plan",
+    "preprocess",
+    "preprocess_files",
 ]

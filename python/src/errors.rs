@@ -165,6 +165,21 @@ pub fn config_error(py: Python<'_>, setting: &str, message: String) -> PyErr {
     raise(py, Class::Config, message, field(setting))
 }
 
+/// A preprocessing error: bad input is a `DataError` naming it, a setting (or an output
+/// directory holding another run's shards) a `ConfigError`.
+pub fn preprocess_error(py: Python<'_>, e: &seqwarm::preprocess::PreprocessError) -> PyErr {
+    use seqwarm::preprocess::PreprocessError as E;
+    let (class, place) = match e {
+        E::Config { field: name, .. } => (Class::Config, field(name)),
+        E::Mismatch { path, .. } => (Class::Config, file(path)),
+        E::Input { location, .. } => (Class::Data, file(location)),
+        E::NoInputs { .. } => (Class::Config, field("inputs")),
+        E::Io { path, .. } => (Class::Data, file(path)),
+        _ => (Class::Data, Place::default()),
+    };
+    raise(py, class, e.to_string(), place)
+}
+
 /// A checkpoint that cannot be read.
 pub fn state_error(py: Python<'_>, message: String) -> PyErr {
     raise(py, Class::State, message, Place::default())

@@ -9,6 +9,7 @@ mod errors;
 mod loader;
 mod raw_plan;
 mod schedule;
+mod writer;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,8 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<array::TokenArray>()?;
     m.add_class::<loader::RawLoader>()?;
     m.add_class::<raw_plan::RawPlanLoader>()?;
+    m.add_class::<writer::RawShardWriter>()?;
+    m.add_function(wrap_pyfunction!(writer::preprocess_files, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::format::{OnError, OutputLayout, ShardEncoding};
 use crate::preprocess::{
-    HuggingFace, InputFormat, Preprocess, Progress, Tokenizer, array_task, merge_manifests,
+    InputFormat, Preprocess, Progress, Tokenizer, array_task, merge_manifests,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -109,42 +109,19 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
 /// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`
 /// and `--bos-token`).
 fn tokenizer(args: &PreprocessArgs) -> anyhow::Result<Option<Tokenizer>> {
-    let special = [
-        ("--eos-token", &args.eos_token),
-        ("--bos-token", &args.bos_token),
-    ];
-    let given_special = special
-        .iter()
-        .find(|(_, token)| token.is_some())
-        .map(|(flag, _)| flag);
     let Some(given) = &args.tokenizer else {
-        if let Some(flag) = given_special {
-            anyhow::bail!("{flag} names a token of a tokenizer.json: give --tokenizer PATH");
+        if args.eos_token.is_some() || args.bos_token.is_some() {
+            anyhow::bail!(
+                "--eos-token and --bos-token name tokens of a tokenizer.json: give --tokenizer PATH"
+            );
         }
         return Ok(None);
     };
-    if let Ok(named) = named::<Tokenizer>(given) {
-        if let Some(flag) = given_special {
-            anyhow::bail!("{flag} is for a tokenizer.json; {given} has its own special tokens");
-        }
-        return Ok(Some(named));
-    }
-    let path = std::path::Path::new(given);
-    if !path.is_file() {
-        anyhow::bail!(
-            "--tokenizer {given:?}: neither a built-in tokenizer ({}) nor a tokenizer.json file",
-            Tokenizer::BUILT_IN
-                .iter()
-                .map(Tokenizer::name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(Some(Tokenizer::HuggingFace(HuggingFace::from_file(
-        path,
+    Ok(Some(Tokenizer::resolve(
+        given,
         args.eos_token.as_deref(),
         args.bos_token.as_deref(),
-    )?)))
+    )?))
 }
 
 pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {

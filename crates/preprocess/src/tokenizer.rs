@@ -36,6 +36,45 @@ impl Tokenizer {
         Self::Bytes,
     ];
 
+    /// A built-in tokenizer by name, else the `tokenizer.json` at `given`, with its end-of-text
+    /// and beginning-of-text tokens (`eos_token`, `bos_token`: only for a `tokenizer.json`;
+    /// see [`HuggingFace::from_file`]).
+    pub fn resolve(
+        given: &str,
+        eos_token: Option<&str>,
+        bos_token: Option<&str>,
+    ) -> crate::Result<Self> {
+        let special = [("eos_token", eos_token), ("bos_token", bos_token)]
+            .into_iter()
+            .find_map(|(name, token)| token.map(|_| name));
+        let config = |reason: String| crate::PreprocessError::Config {
+            field: "tokenizer",
+            reason,
+        };
+        if let Some(named) = Self::BUILT_IN.iter().find(|t| t.name() == given) {
+            if let Some(name) = special {
+                return Err(config(format!(
+                    "{name} is for a tokenizer.json; {given} has its own special tokens"
+                )));
+            }
+            return Ok(named.clone());
+        }
+        let path = std::path::Path::new(given);
+        if !path.is_file() {
+            return Err(config(format!(
+                "{given:?}: neither a built-in tokenizer ({}) nor a tokenizer.json file",
+                Self::BUILT_IN
+                    .iter()
+                    .map(Tokenizer::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(Self::HuggingFace(HuggingFace::from_file(
+            path, eos_token, bos_token,
+        )?))
+    }
+
     /// The name on the command line and in manifests (a `tokenizer.json`: its path).
     pub fn name(&self) -> &str {
         match self {
