@@ -20,7 +20,7 @@ from seqwarm.errors import ConfigError, DataError, SeqwarmError, StateError
 from seqwarm.loader import Batch, Loader, merge_states
 from seqwarm.plan import ChangePoint, Plan, plan
 from seqwarm.schedule import Schedule
-from seqwarm.writer import Manifest, ShardWriter, preprocess, preprocess_files
+from seqwarm.writer import Manifest, ShardWriter, merge_manifests, preprocess, preprocess_files
 
 __all__ = [
     "Batch",
@@ -36,6 +36,7 @@ __all__ = [
     "StateError",
     "__version__",
     "default_settings",
+    "merge_manifests",
     "merge_states",
     "plan",
     "preprocess",

@@ -85,6 +85,9 @@ class RawShardWriter:
 def preprocess_files(inputs: List[str], output: str, settings_json: str) -> Tuple[str, str]:
     """``seqwarm preprocess`` over files: the manifest's path and its JSON."""
 
+def merge_manifests(manifests: List[str], output: str) -> Tuple[str, str]:
+    """``seqwarm merge-manifests``: the merged manifest's path and its JSON."""
+
 def default_settings() -> str:
     """Every loader setting with its default, as JSON text."""
 

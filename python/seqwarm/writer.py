@@ -31,8 +31,11 @@ from seqwarm import _seqwarm
 from seqwarm._json import path_text, to_json
 from seqwarm.errors import ConfigError
 
-#: Texts handed to Rust at once: enough that crossing into Rust costs nothing per document.
+#: Texts handed to Rust at once: enough that crossing into Rust costs nothing per document,
+#: little enough that the writer's own batching (about a shard's worth, at most 4 MiB) decides
+#: when shards are finished.
 _BATCH = 1024
+_BATCH_CHARS = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class ShardWriter:
         )
         self._raw = _seqwarm.RawShardWriter(path_text(output, "output"), settings, source)
         self._texts: List[Optional[str]] = []
+        self._chars = 0
         self._manifest: Optional[Manifest] = None
 
     @property
@@ -151,14 +155,14 @@ class ShardWriter:
         """One document's text; ``None`` is a bad document (an error, or counted and skipped
         with ``on_error="skip"``)."""
         self._texts.append(text)
-        if len(self._texts) >= _BATCH:
+        self._chars += len(text) if text else 0
+        if len(self._texts) >= _BATCH or self._chars >= _BATCH_CHARS:
             self._send()
 
     def write_batch(self, texts: Iterable[Optional[str]]) -> None:
         """Documents' texts, in order."""
         self._texts.extend(texts)
-        if len(self._texts) >= _BATCH:
-            self._send()
+        self._send()
 
     def write_ids(self, ids: Sequence[int]) -> None:
         """One document already tokenized: a sequence of ints or a NumPy array."""
@@ -184,7 +188,7 @@ class ShardWriter:
 
     def _send(self) -> None:
         if self._texts:
-            texts, self._texts = self._texts, []
+            texts, self._texts, self._chars = self._texts, [], 0
             self._raw.write_texts(texts)
 
     def close(self) -> Manifest:
@@ -205,7 +209,7 @@ class ShardWriter:
             self.close()
         else:
             # No manifest for a stream that did not end: the finished shards stay for a resume.
-            self._texts = []
+            self._texts, self._chars = [], 0
             self._raw.abandon()
 
 
@@ -270,4 +274,16 @@ def preprocess_files(
         separator=separator,
     )
     path, text = _seqwarm.preprocess_files(paths, path_text(output, "output"), _settings(given))
+    return Manifest._from(path, text)
+
+
+def merge_manifests(
+    manifests: Sequence[Union[str, "os.PathLike[str]"]],
+    output: Union[str, "os.PathLike[str]"],
+) -> Manifest:
+    """``seqwarm merge-manifests``: joins the workers' manifests (files, or directories holding
+    ``manifest-w*-of-*.json``) into ``output``, the one manifest the loader reads. Every worker
+    must be there, with the same settings."""
+    paths = [path_text(p, "manifests") for p in manifests]
+    path, text = _seqwarm.merge_manifests(paths, path_text(output, "output"))
     return Manifest._from(path, text)

@@ -29,6 +29,7 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<raw_plan::RawPlanLoader>()?;
     m.add_class::<writer::RawShardWriter>()?;
     m.add_function(wrap_pyfunction!(writer::preprocess_files, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::merge_manifests, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;

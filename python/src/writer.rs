@@ -243,3 +243,19 @@ pub fn preprocess_files(
         .map_err(|e| crate::errors::state_error(py, e.to_string()))?;
     Ok((summary.manifest_path.display().to_string(), json))
 }
+
+/// `seqwarm merge-manifests`: joins worker manifests (files, or directories holding
+/// `manifest-w*-of-*.json`) into `output`. Returns its path and its JSON.
+#[pyfunction]
+pub fn merge_manifests(
+    py: Python<'_>,
+    manifests: Vec<PathBuf>,
+    output: PathBuf,
+) -> PyResult<(String, String)> {
+    let merged = py
+        .detach(|| seqwarm::preprocess::merge_manifests(&manifests, &output))
+        .map_err(|e| preprocess_error(py, &e))?;
+    let json = serde_json::to_string(&merged)
+        .map_err(|e| crate::errors::state_error(py, e.to_string()))?;
+    Ok((output.display().to_string(), json))
+}

@@ -235,8 +235,14 @@ impl DocumentWriter {
         self.out.skipped_files.push(reason);
     }
 
+    /// Tokenizes once the pending text would keep every thread busy, or is about a shard's
+    /// worth (4 bytes of text per token, at least 64 KiB): with small shards, a crash then
+    /// loses at most about two shards of work, as with large ones it loses at most 8 MiB.
     fn flush_if_full(&mut self) -> Result<()> {
-        if self.pending_bytes >= TOKENIZE_BATCH_BYTES {
+        let shard_bytes = usize::try_from(self.settings.shard_tokens.saturating_mul(4))
+            .unwrap_or(usize::MAX)
+            .max(64 << 10);
+        if self.pending_bytes >= TOKENIZE_BATCH_BYTES.min(shard_bytes) {
             self.flush()?;
         }
         Ok(())
@@ -376,7 +382,8 @@ impl DocumentWriter {
             skips.documents += skipped.documents;
             skips.files.extend(skipped.files);
         }
-        remove_partials(&self.output);
+        // Only this worker's: the others may be writing theirs into the same directory now.
+        remove_partials(&self.output, &sink.shard_name_prefix());
         Ok((entries, skips))
     }
 }
@@ -420,11 +427,13 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// What this worker's shard names start with.
+    fn shard_name_prefix(&self) -> String {
+        format!("{}-w{:05}-", self.prefix, self.settings.worker)
+    }
+
     fn shard_name(&self, index: usize) -> String {
-        format!(
-            "{}-w{:05}-{index:05}.parquet",
-            self.prefix, self.settings.worker
-        )
+        format!("{}{index:05}.parquet", self.shard_name_prefix())
     }
 
     /// Writes tokenized documents, closing each shard at the first document boundary past
@@ -570,10 +579,12 @@ impl Skips {
     }
 }
 
-fn remove_partials(dir: &Path) {
+/// Removes the partial files whose names start with `prefix`.
+fn remove_partials(dir: &Path, prefix: &str) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".partial") {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(prefix) && name.ends_with(".partial") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

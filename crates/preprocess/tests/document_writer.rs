@@ -271,3 +271,21 @@ proptest! {
         prop_assert_eq!(files_of(&dir.join("py")), files_of(&dir.join("cli")));
     }
 }
+
+/// Workers share an output directory: one that starts (or resumes) removes its own stray
+/// partial files, never a shard another worker is writing.
+#[test]
+fn a_worker_removes_only_its_own_partial_files() {
+    let dir = temp("partials");
+    std::fs::create_dir_all(&dir).unwrap();
+    let theirs = dir.join("shard-w00000-00003.parquet.partial");
+    let mine = dir.join("shard-w00001-00000.parquet.partial");
+    std::fs::write(&theirs, b"being written").unwrap();
+    std::fs::write(&mine, b"left by a crash").unwrap();
+    let _writer = settings(Vec::new(), &dir, Tokenizer::Bytes)
+        .with_worker(1, 2)
+        .document_writer("s")
+        .unwrap();
+    assert!(theirs.exists());
+    assert!(!mine.exists());
+}
