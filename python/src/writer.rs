@@ -247,6 +247,7 @@ pub fn preprocess_files(
 /// `seqwarm merge-manifests`: joins worker manifests (files, or directories holding
 /// `manifest-w*-of-*.json`) into `output`. Returns its path and its JSON.
 #[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments as owned values
 pub fn merge_manifests(
     py: Python<'_>,
     manifests: Vec<PathBuf>,
