@@ -163,6 +163,25 @@ fn a_slurm_array_task_takes_its_share_of_the_inputs() {
         &["--worker", "0", "--workers", "1"],
     ));
     assert!(overridden.join("manifest.json").exists());
+    // One input per task (an array that ran before the split was read from it): refused,
+    // not an empty success.
+    let one = std::process::Command::new(env!("CARGO_BIN_EXE_seqwarm"))
+        .args([
+            "preprocess",
+            input.join("part-00.txt").to_str().unwrap(),
+            "-o",
+            root.join("one").to_str().unwrap(),
+        ])
+        .env("SLURM_ARRAY_TASK_ID", "3")
+        .env("SLURM_ARRAY_TASK_COUNT", "8")
+        .output()
+        .unwrap();
+    assert!(!one.status.success());
+    let said = String::from_utf8_lossy(&one.stderr);
+    assert!(
+        said.contains("got none of the inputs") && said.contains("--worker 0 --workers 1"),
+        "{said}"
+    );
     let out = in_array(&root.join("bad"), "7", &[]);
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from seqwarm import _seqwarm
 from seqwarm._json import path_text, to_json
-from seqwarm.errors import ConfigError
+from seqwarm.errors import ConfigError, DataError, StateError
 
 #: Texts handed to Rust at once: enough that crossing into Rust costs nothing per document,
 #: little enough that the writer's own batching (about a shard's worth, at most 4 MiB) decides
@@ -83,14 +83,14 @@ class ShardWriter:
 
     Shards are complete files or absent: a process killed mid-way leaves its finished shards,
     and a new ``ShardWriter`` with the same settings and ``source`` on the same directory keeps
-    them; give it the same documents again and it skips, without tokenizing, those the shards
-    hold (``resume_at`` says how many), so rerunning the same code finishes the job. A ``with``
-    block left by an exception writes no manifest, for the same reason.
+    them; give it the same documents again, in the same order, and it skips without tokenizing
+    those the shards hold (``resume_at`` says how many: only their number is checked), so
+    rerunning the same code finishes the job. A ``with`` block left by an exception writes no
+    manifest, for the same reason. An error stops the writer; later calls raise ``StateError``.
 
     ``source`` names the stream in the manifest and in errors (a path or URL of the data is a
-    good name). Given the documents of a single input file in order, with ``source`` that file's
-    path as ``seqwarm preprocess`` lists it, the shards and the manifest are those of the CLI,
-    byte for byte.
+    good name). Given the documents of a single input file in order, the shards are those of
+    ``seqwarm preprocess`` on that file, byte for byte.
     """
 
     def __init__(
@@ -130,14 +130,18 @@ class ShardWriter:
             )
         )
         self._raw = _seqwarm.RawShardWriter(path_text(output, "output"), settings, source)
+        self._source = source
         self._texts: List[Optional[str]] = []
         self._chars = 0
         self._manifest: Optional[Manifest] = None
+        self._stopped: Optional[str] = None
 
     @property
-    def resume_at(self) -> Optional[int]:
+    def resume_at(self) -> int:
         """Documents at the start of the stream that an earlier run already wrote into finished
-        shards (0 for a new directory); ``None`` when an earlier run wrote the whole stream."""
+        shards (0 for a new directory; all of them when an earlier run finished): given again,
+        they are neither tokenized nor written. The documents must be the same, in the same
+        order: only their number is checked (a stream shorter than this is an error)."""
         return self._raw.resume_at
 
     @property
@@ -151,9 +155,30 @@ class ShardWriter:
         self._send()
         return self._raw.progress[2]
 
+    def _check_open(self) -> None:
+        if self._stopped is not None:
+            raise StateError(f"this ShardWriter {self._stopped}: open a new one on the output directory to continue after its finished shards")
+
+    def _stop(self, why: str) -> None:
+        """An error stops the writer: what it held is dropped, as a crash would, and every later
+        call says so (going on would lose documents without a word)."""
+        self._stopped = why
+        self._texts, self._chars = [], 0
+        self._raw.abandon()
+
+    def _check_text(self, text: Any, index: int) -> None:
+        if text is not None and not isinstance(text, str):
+            self._stop("stopped at a document that is not text")
+            raise TypeError(
+                f"{self._source} document {index + 1}: expected str (or None for a bad document), got "
+                f"{type(text).__name__}; use write_ids for token ids"
+            )
+
     def write(self, text: Optional[str]) -> None:
         """One document's text; ``None`` is a bad document (an error, or counted and skipped
         with ``on_error="skip"``)."""
+        self._check_open()
+        self._check_text(text, self.documents)
         self._texts.append(text)
         self._chars += len(text) if text else 0
         if len(self._texts) >= _BATCH or self._chars >= _BATCH_CHARS:
@@ -161,14 +186,33 @@ class ShardWriter:
 
     def write_batch(self, texts: Iterable[Optional[str]]) -> None:
         """Documents' texts, in order."""
+        self._check_open()
+        first = self.documents
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            self._check_text(text, first + i)
         self._texts.extend(texts)
         self._send()
 
     def write_ids(self, ids: Sequence[int]) -> None:
-        """One document already tokenized: a sequence of ints or a NumPy array."""
+        """One document already tokenized: a sequence of ints or a 1-D NumPy integer array."""
+        self._check_open()
         self._send()
-        tolist = getattr(ids, "tolist", None)
-        self._raw.write_ids(tolist() if callable(tolist) else list(ids))
+        index = self.documents
+        dtype = getattr(ids, "dtype", None)
+        try:
+            if dtype is not None and (dtype.kind not in "iu" or getattr(ids, "ndim", 1) != 1):
+                raise TypeError(f"a {getattr(ids, 'ndim', '?')}-D array of {dtype}; expected 1-D integers")
+            tolist = getattr(ids, "tolist", None)
+            values = tolist() if callable(tolist) else list(ids)
+            self._raw.write_ids(values)
+        except (TypeError, OverflowError) as e:
+            self._stop("stopped at ids that are not token ids")
+            error = DataError(f"{self._source} document {index + 1}: not token ids below the vocabulary size: {e}")
+            raise error from None
+        except Exception as e:
+            self._stop(f"stopped at an error ({e})")
+            raise
 
     def write_table(self, table: Any, column: str = "text") -> None:
         """The strings of ``column`` of a ``pyarrow.Table`` or ``RecordBatch`` (or a batch
@@ -184,21 +228,36 @@ class ShardWriter:
                 error = ConfigError(f"text_column: no column {column!r} (columns: {batch.schema.names})")
                 error.field = "text_column"
                 raise error
+            kind = str(batch.schema.field(column).type)
+            if kind not in ("string", "large_string", "string_view") and not kind.startswith("dictionary<values=string"):
+                error = ConfigError(f"text_column: column {column!r} holds {kind}, not text")
+                error.field = "text_column"
+                raise error
             self.write_batch(batch.column(column).to_pylist())
 
     def _send(self) -> None:
         if self._texts:
             texts, self._texts, self._chars = self._texts, [], 0
-            self._raw.write_texts(texts)
+            try:
+                self._raw.write_texts(texts)
+            except Exception as e:
+                self._stop(f"stopped at an error ({e})")
+                raise
 
     def close(self) -> Manifest:
         """Writes what is left, the last shard and the manifest (``manifest.json`` when this
         is the only worker, and ``manifest-wIIIII-of-NNNNN.json``); returns it. A second call
         returns the same."""
         if self._manifest is None:
+            self._check_open()
             self._send()
-            path, text = self._raw.finish()
+            try:
+                path, text = self._raw.finish()
+            except Exception as e:
+                self._stopped = f"stopped at an error ({e})"
+                raise
             self._manifest = Manifest._from(path, text)
+            self._stopped = "is closed"
         return self._manifest
 
     def __enter__(self) -> "ShardWriter":
@@ -207,10 +266,9 @@ class ShardWriter:
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if kind is None:
             self.close()
-        else:
+        elif self._stopped is None:
             # No manifest for a stream that did not end: the finished shards stay for a resume.
-            self._texts, self._chars = [], 0
-            self._raw.abandon()
+            self._stop("stopped at an exception in its with block")
 
 
 def _is_table(documents: Any) -> bool:
@@ -228,9 +286,21 @@ def preprocess(
 
     ``documents`` is an iterable of ``str`` (one document each) or of token-id sequences
     (lists or NumPy arrays: already tokenized), a ``pyarrow.Table`` / ``RecordBatch`` (or an
-    iterable of record batches) or a Hugging Face ``datasets.Dataset``, whose ``text_column``
-    holds the text. ``settings`` are :class:`ShardWriter`'s, ``source`` included.
+    iterable of them), a pandas ``DataFrame`` or a Hugging Face ``datasets.Dataset``, whose
+    ``text_column`` holds the text. Into a directory an earlier run finished, the same documents
+    change nothing, more are appended after them, and fewer are an error. ``settings`` are :class:`ShardWriter`'s, ``source`` included.
     """
+    if isinstance(documents, (str, bytes, dict)):
+        raise TypeError(
+            f"documents: a {type(documents).__name__} is not a collection of documents; give an iterable of str "
+            "or of token ids, a pyarrow Table, a pandas DataFrame or a datasets.Dataset"
+        )
+    if hasattr(documents, "columns") and hasattr(documents, "iloc"):  # a pandas DataFrame
+        if text_column not in documents.columns:
+            error = ConfigError(f"text_column: no column {text_column!r} (columns: {list(documents.columns)})")
+            error.field = "text_column"
+            raise error
+        documents = documents[text_column].tolist()
     with ShardWriter(output, **settings) as writer:
         if hasattr(documents, "with_format") and hasattr(documents, "column_names"):
             # A datasets.Dataset: its Arrow table, a batch at a time, without Python dicts.
@@ -242,6 +312,9 @@ def preprocess(
             for item in documents:
                 if item is None or isinstance(item, str):
                     writer.write(item)
+                elif isinstance(item, (bytes, bytearray)):
+                    writer._stop("stopped at a document that is not text")
+                    raise TypeError(f"document {writer.documents + 1}: bytes; decode text to str, or give token ids as a list")
                 elif _is_table(item):
                     writer.write_table(item, text_column)
                 else:

@@ -4,9 +4,11 @@
 //! every core (or `threads`).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
-use seqwarm::preprocess::{DocumentWriter, Position, Preprocess, Tokenizer};
+use seqwarm::preprocess::{DocumentWriter, Position, Preprocess, PreprocessError, Tokenizer};
 use serde::Deserialize;
 
 use crate::errors::{config_error, preprocess_error};
@@ -42,8 +44,19 @@ fn build(
     output: PathBuf,
     settings_json: &str,
 ) -> PyResult<Preprocess> {
-    let s: Settings = serde_json::from_str(settings_json)
-        .map_err(|e| config_error(py, "settings", format!("preprocess settings: {e}")))?;
+    let s: Settings = serde_json::from_str(settings_json).map_err(|e| {
+        // Name the setting: the first key that is refused on its own.
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(settings_json).unwrap_or_default();
+        map.into_iter()
+            .find_map(|(key, value)| {
+                let alone = serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
+                serde_json::from_value::<Settings>(alone)
+                    .err()
+                    .map(|e| config_error(py, &key, format!("{key}: {e}")))
+            })
+            .unwrap_or_else(|| config_error(py, "settings", format!("preprocess settings: {e}")))
+    })?;
     let mut run = Preprocess::new(inputs, output);
     match &s.tokenizer {
         Some(given) => {
@@ -99,32 +112,64 @@ fn build(
 }
 
 /// Writes documents given from Python into seqwarm shards (see `seqwarm.ShardWriter`).
+///
+/// Every method takes `&self`: the writer is behind a mutex taken with the GIL released (a
+/// second Python thread waits without the GIL, so neither blocks the other), and the figures
+/// Python reads are atomics, readable while another thread writes.
 #[pyclass(module = "seqwarm._seqwarm")]
 pub struct RawShardWriter {
-    /// `None` once finished. In a mutex because a Python object may be used from any thread
-    /// (one at a time: the GIL is released only while this is locked).
-    writer: std::sync::Mutex<Option<DocumentWriter>>,
+    /// `None` once finished, or stopped by an error.
+    writer: Mutex<Option<DocumentWriter>>,
     /// The next document's index in the stream.
-    next: u64,
+    next: AtomicU64,
+    /// Documents and tokens written, shards finished (kept ones included).
+    documents: AtomicU64,
+    tokens: AtomicU64,
+    shards: AtomicU64,
+    /// Where the kept shards end in the stream.
+    resume_at: u64,
     source: String,
 }
 
+/// Why a call could not use the writer.
+enum Refused {
+    Closed,
+    Failed(PreprocessError),
+}
+
 impl RawShardWriter {
-    /// Runs `f` on the open writer with the GIL released.
+    /// Runs `f` on the open writer with the GIL released; an error leaves the writer closed
+    /// (it has already stopped itself: what it held is gone).
     fn with_writer<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut DocumentWriter) -> seqwarm::preprocess::Result<T> + Send,
     ) -> PyResult<T> {
-        let mut guard = self
-            .writer
-            .lock()
-            .map_err(|_| crate::errors::state_error(py, "this ShardWriter failed".into()))?;
-        let writer = guard
-            .as_mut()
-            .ok_or_else(|| crate::errors::state_error(py, "this ShardWriter is closed".into()))?;
-        py.detach(|| f(writer))
-            .map_err(|e| preprocess_error(py, &e))
+        let result = py.detach(|| {
+            let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let writer = guard.as_mut().ok_or(Refused::Closed)?;
+            match f(writer) {
+                Ok(value) => {
+                    self.documents.store(writer.documents(), Ordering::Relaxed);
+                    self.tokens.store(writer.tokens(), Ordering::Relaxed);
+                    self.shards.store(writer.shards() as u64, Ordering::Relaxed);
+                    Ok(value)
+                }
+                Err(e) => {
+                    guard.take();
+                    Err(Refused::Failed(e))
+                }
+            }
+        });
+        result.map_err(|refused| match refused {
+            Refused::Closed => crate::errors::state_error(
+                py,
+                "this ShardWriter is closed (or stopped at an error): open a new one on the \
+                 output directory to continue after its finished shards"
+                    .into(),
+            ),
+            Refused::Failed(e) => preprocess_error(py, &e),
+        })
     }
 }
 
@@ -138,17 +183,26 @@ impl RawShardWriter {
         let writer = py
             .detach(|| run.document_writer(&source))
             .map_err(|e| preprocess_error(py, &e))?;
+        let resume = writer.resume_at();
         Ok(Self {
-            writer: std::sync::Mutex::new(Some(writer)),
-            next: 0,
+            shards: AtomicU64::new(writer.shards() as u64),
+            writer: Mutex::new(Some(writer)),
+            next: AtomicU64::new(0),
+            documents: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            // A stream's shards end inside it; `stream_end` (a Rust caller's) is past any.
+            resume_at: if resume.file == 0 {
+                resume.document
+            } else {
+                u64::MAX
+            },
             source,
         })
     }
 
     /// Texts, one document each (`None`: a bad document, an error or skipped by `on_error`).
-    fn write_texts(&mut self, py: Python<'_>, texts: Vec<Option<String>>) -> PyResult<()> {
-        let first = self.next;
-        self.next += texts.len() as u64;
+    fn write_texts(&self, py: Python<'_>, texts: Vec<Option<String>>) -> PyResult<()> {
+        let first = self.next.fetch_add(texts.len() as u64, Ordering::Relaxed);
         let source = &self.source;
         self.with_writer(py, |writer| {
             for (i, text) in (first..).zip(texts) {
@@ -167,50 +221,53 @@ impl RawShardWriter {
     }
 
     /// One document already tokenized.
-    fn write_ids(&mut self, py: Python<'_>, ids: Vec<i32>) -> PyResult<()> {
-        let at = Position::in_stream(self.next);
-        self.next += 1;
+    fn write_ids(&self, py: Python<'_>, ids: Vec<i32>) -> PyResult<()> {
+        let at = Position::in_stream(self.next.fetch_add(1, Ordering::Relaxed));
         self.with_writer(py, |writer| writer.write_ids(at, ids))
     }
 
     /// Documents given before this one in the stream, written or not.
     #[getter]
     fn position(&self) -> u64 {
-        self.next
+        self.next.load(Ordering::Relaxed)
     }
 
     /// Where an earlier run's finished shards end in the stream: the documents before it,
-    /// given again, are neither tokenized nor written. `None` when an earlier run finished the
-    /// whole stream.
+    /// given again, are neither tokenized nor written.
     #[getter]
-    fn resume_at(&self) -> Option<u64> {
-        let guard = self.writer.lock().ok()?;
-        let at = guard.as_ref().map(DocumentWriter::resume_at)?;
-        (at < Position::stream_end()).then_some(at.document)
+    fn resume_at(&self) -> u64 {
+        self.resume_at
     }
 
     /// Documents, tokens and shards written so far (shards: kept ones included).
     #[getter]
-    fn progress(&self) -> (u64, u64, usize) {
-        self.writer
-            .lock()
-            .ok()
-            .and_then(|guard| {
-                guard
-                    .as_ref()
-                    .map(|w| (w.documents(), w.tokens(), w.shards()))
-            })
-            .unwrap_or_default()
+    fn progress(&self) -> (u64, u64, u64) {
+        (
+            self.documents.load(Ordering::Relaxed),
+            self.tokens.load(Ordering::Relaxed),
+            self.shards.load(Ordering::Relaxed),
+        )
     }
 
     /// Writes what is left, the last shard and the manifest; returns the manifest's path and
-    /// its JSON.
-    fn finish(&mut self, py: Python<'_>) -> PyResult<(String, String)> {
-        let taken = self.writer.lock().ok().and_then(|mut guard| guard.take());
-        let writer = taken
-            .ok_or_else(|| crate::errors::state_error(py, "this ShardWriter is closed".into()))?;
+    /// its JSON. The stream ends after the documents given: fewer than an earlier run's
+    /// finished shards hold is an error.
+    fn finish(&self, py: Python<'_>) -> PyResult<(String, String)> {
+        let end = Position::in_stream(self.next.load(Ordering::Relaxed));
+        let taken = py.detach(|| {
+            self.writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        });
+        let writer = taken.ok_or_else(|| {
+            crate::errors::state_error(
+                py,
+                "this ShardWriter is closed (or stopped at an error)".into(),
+            )
+        })?;
         let (manifest, path) = py
-            .detach(|| writer.finish(Position::stream_end()))
+            .detach(|| writer.finish(end))
             .map_err(|e| preprocess_error(py, &e))?;
         let json = serde_json::to_string(&manifest)
             .map_err(|e| crate::errors::state_error(py, e.to_string()))?;
@@ -219,10 +276,13 @@ impl RawShardWriter {
 
     /// Drops what was given since the last finished shard, as a crash would: the finished
     /// shards stay, and a writer opened on the same directory continues after them.
-    fn abandon(&mut self) {
-        if let Ok(mut guard) = self.writer.lock() {
-            guard.take();
-        }
+    fn abandon(&self, py: Python<'_>) {
+        py.detach(|| {
+            self.writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        });
     }
 }
 

@@ -20,6 +20,7 @@ def files_of(folder: Path) -> Dict[str, bytes]:
 @pytest.fixture(scope="module")
 def cluster():  # type: ignore[no-untyped-def]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     yield
     ray.shutdown()
 

@@ -45,7 +45,16 @@ def test_a_writer_of_a_files_documents_writes_the_clis_bytes(jsonl: Path, seqwar
             writer.write(text)
     manifest = writer.close()
     assert manifest.documents == 400 and len(manifest.shards) >= 3
-    assert files_of(tmp_path / "py") == files_of(tmp_path / "cli")
+    parquet = lambda d: {k: v for k, v in files_of(d).items() if k.endswith(".parquet")}  # noqa: E731
+    assert parquet(tmp_path / "py") == parquet(tmp_path / "cli")
+    # The manifest lists the same shards; each `end` counts the stream's documents where the
+    # CLI's counts files (the last shard ends at document 400 of the stream, at file 1 there).
+    cli_manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    py_manifest = json.loads((tmp_path / "py" / "manifest.json").read_text())
+    strip = lambda m: [{k: v for k, v in s.items() if k != "end"} for s in m["shards"]]  # noqa: E731
+    assert strip(py_manifest) == strip(cli_manifest)
+    assert py_manifest["settings"] == cli_manifest["settings"]
+    assert py_manifest["shards"][-1]["end"] == {"file": 0, "document": 400}
 
 
 def test_preprocess_takes_tables_batches_and_ids(tmp_path: Path) -> None:
@@ -112,7 +121,7 @@ def test_a_killed_writer_is_finished_by_running_the_same_code_again(tmp_path: Pa
     assert resumed_at > 0
     assert files_of(out) == files_of(tmp_path / "whole")
     # Run again after the end: nothing to do, the same files.
-    assert run(out, kill=False) == "None"
+    assert run(out, kill=False) == str(3000 * 12)
     assert files_of(out) == files_of(tmp_path / "whole")
 
 
@@ -182,3 +191,76 @@ def test_what_the_writer_wrote_streams(tmp_path: Path) -> None:
     assert all(b["input_ids"].shape == (4, 256) for b in batches)
     # One epoch: every token once, in rows of 256 (the last partial row dropped).
     assert 0 <= manifest.tokens - len(batches) * 4 * 256 < 4 * 256 + 1000
+
+
+def test_a_finished_directory_takes_the_same_documents_more_appended_fewer_refused(tmp_path: Path) -> None:
+    first = seqwarm.preprocess(["a b c"] * 10, tmp_path, tokenizer="bytes")
+    again = seqwarm.preprocess(["a b c"] * 10, tmp_path, tokenizer="bytes")
+    assert again == first
+    more = seqwarm.preprocess(["a b c"] * 10 + ["new one"], tmp_path, tokenizer="bytes")
+    assert more.documents == 11 and more.tokens == first.tokens + len("new one") + 1
+    with pytest.raises(seqwarm.ConfigError, match="these inputs end before that"):
+        seqwarm.preprocess(["a b c"] * 5, tmp_path, tokenizer="bytes")
+
+
+def test_an_error_stops_the_writer_and_later_calls_say_so(tmp_path: Path) -> None:
+    writer = seqwarm.ShardWriter(tmp_path / "a", tokenizer="bytes")
+    with pytest.raises(seqwarm.DataError, match="document 2: no text"):
+        writer.write_batch(["a", None, "b"])
+    for call in (lambda: writer.write("c"), lambda: writer.write_ids([1]), writer.close):
+        with pytest.raises(seqwarm.StateError, match="stopped at an error"):
+            call()
+    writer = seqwarm.ShardWriter(tmp_path / "b", tokenizer="bytes")
+    writer.write("good")
+    with pytest.raises(TypeError, match="document 2: expected str"):
+        writer.write(b"x")  # type: ignore[arg-type]
+    with pytest.raises(seqwarm.StateError):
+        writer.close()
+    closed = seqwarm.ShardWriter(tmp_path / "c", tokenizer="bytes")
+    closed.write("one")
+    closed.close()
+    with pytest.raises(seqwarm.StateError, match="is closed"):
+        closed.write("more")
+
+
+def test_ids_that_are_not_token_ids_are_named(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    for i, bad in enumerate([np.array([5, 2**31 + 5]), np.array([1.5]), np.array([[1, 2]]), np.array([True])]):
+        writer = seqwarm.ShardWriter(tmp_path / str(i), source="ids")
+        with pytest.raises(seqwarm.DataError, match="ids document 1: not token ids"):
+            writer.write_ids(bad)
+
+
+def test_other_inputs_are_read_or_refused(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    docs = documents(30)
+    seqwarm.preprocess(pd.DataFrame({"text": docs}), tmp_path / "frame")
+    seqwarm.preprocess(docs, tmp_path / "list")
+    assert files_of(tmp_path / "frame") == files_of(tmp_path / "list")
+    for wrong in ("one string", {"text": docs}):
+        with pytest.raises(TypeError, match="not a collection of documents"):
+            seqwarm.preprocess(wrong, tmp_path / "wrong")
+    with pytest.raises(TypeError, match="bytes"):
+        seqwarm.preprocess([b"hi"], tmp_path / "bytes")
+    with pytest.raises(seqwarm.ConfigError, match="holds int64, not text"):
+        seqwarm.preprocess(pa.table({"text": [1, 2]}), tmp_path / "ints")
+    with pytest.raises(seqwarm.ConfigError) as error:
+        seqwarm.ShardWriter(tmp_path / "layout", layout="bogus")
+    assert error.value.field == "layout" and "unknown variant `bogus`" in str(error.value)
+
+
+def test_progress_reads_while_another_thread_writes(tmp_path: Path) -> None:
+    writer = seqwarm.ShardWriter(tmp_path, threads=1)
+    done = threading.Event()
+    seen = []
+
+    def write() -> None:
+        writer.write_batch(documents(4000) * 4)
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    while not done.is_set():
+        seen.append((writer.documents, writer.resume_at))
+    thread.join()
+    assert seen and writer.close().documents == 16000

@@ -156,15 +156,19 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
     if let Some(prefix) = &args.prefix {
         run = run.with_prefix(prefix);
     }
+    let mut from_array = None;
     if args.worker.is_some() || args.workers.is_some() {
         run = run.with_worker(args.worker.unwrap_or(0), args.workers.unwrap_or(1));
     } else if let Some(task) = array_task(|name| std::env::var(name).ok())? {
         note!(
-            "preprocess: worker {} of {} (from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)",
+            "preprocess: worker {} of {} (from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT): this task \
+             takes 1 input in {}; give --worker 0 --workers 1 if each task has inputs of its own",
             task.worker,
+            task.workers,
             task.workers
         );
         run = run.with_worker(task.worker, task.workers);
+        from_array = Some(task);
     }
     if let Some(on_error) = args.on_error {
         run = run.with_on_error(on_error);
@@ -196,6 +200,18 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
         }
     })?;
     bar.finish_and_clear();
+    if let Some(task) = from_array
+        && summary.files == 0
+    {
+        // An array whose tasks each name their own inputs would otherwise write nothing in
+        // every task but the first, and say so only in a log line.
+        anyhow::bail!(
+            "this Slurm array task (worker {} of {}) got none of the inputs: there are fewer \
+             inputs than tasks. If each task names inputs of its own, give --worker 0 --workers 1",
+            task.worker,
+            task.workers
+        );
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let manifest = &summary.manifest;
     note!(

@@ -243,11 +243,13 @@ impl Preprocess {
     /// A writer of this worker's shards for documents that come from elsewhere (a Python
     /// iterable, a datatrove task, a Ray block): `source` names the stream in the manifest and
     /// in errors, and is part of the settings a resumed run must repeat. Documents are at
-    /// [`Position::in_stream`]; finish at [`Position::stream_end`]. Given the documents of a
-    /// single input file, in order, it writes the shards `run` writes for that file, byte for
-    /// byte (and, with `source` the file's path as `run` lists it, the same manifest).
+    /// [`Position::in_stream`]; finish at `Position::in_stream(n)` after `n` documents (so that
+    /// a later run with more documents appends them, and one with fewer is refused). Given the
+    /// documents of a single input file, in order, it writes the shards `run` writes for that
+    /// file, byte for byte; finished at [`Position::stream_end`] with `source` the file's path
+    /// as `run` lists it (and this builder's reading settings), the same records and manifest.
     ///
-    /// The inputs, input format and separator of this builder are not used.
+    /// The inputs of this builder are not used; its reading settings are recorded only.
     pub fn document_writer(&self, source: &str) -> Result<DocumentWriter> {
         let settings = self.settings(vec![source.to_string()])?;
         DocumentWriter::open(

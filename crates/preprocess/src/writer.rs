@@ -61,6 +61,8 @@ pub struct DocumentWriter {
     /// Tokenized documents not yet written: written while the next batch is tokenized, so
     /// that N threads stay busy as N separate workers would.
     ready: Vec<(Position, Vec<i32>)>,
+    /// An error stopped the writer: what it held is gone, so going on would lose documents.
+    failed: bool,
 }
 
 impl DocumentWriter {
@@ -113,6 +115,7 @@ impl DocumentWriter {
             pending: Vec::new(),
             pending_bytes: 0,
             ready: Vec::new(),
+            failed: false,
         };
         let (shards, skips) = writer.finished_shards()?;
         writer.resume = shards.last().map(|s| s.end).unwrap_or_default();
@@ -160,6 +163,22 @@ impl DocumentWriter {
         self.out.shards.len()
     }
 
+    /// Runs one step; an error stops the writer (the documents it held are gone: going on
+    /// would lose them silently), and every later call says so.
+    fn step<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.failed {
+            return Err(PreprocessError::Config {
+                field: "writer",
+                reason: "an earlier error stopped this writer; open a new one on the output \
+                         directory to continue after its finished shards"
+                    .into(),
+            });
+        }
+        let result = f(self);
+        self.failed = result.is_err();
+        result
+    }
+
     /// Positions must grow: a document given twice, or out of order, would be written twice or
     /// out of place. Returns whether the document is new (not in a kept shard).
     fn advance(&mut self, at: Position) -> Result<bool> {
@@ -191,39 +210,45 @@ impl DocumentWriter {
 
     /// Gives a document's text (tokenized with the settings' tokenizer, then the EOS appended).
     pub fn write_text(&mut self, at: Position, text: String) -> Result<()> {
-        if self.advance(at)? {
-            self.pending_bytes += text.len();
-            self.pending.push((at, Pending::Text(text)));
-            self.flush_if_full()?;
-        }
-        Ok(())
+        self.step(|w| {
+            if w.advance(at)? {
+                w.pending_bytes += text.len();
+                w.pending.push((at, Pending::Text(text)));
+                w.flush_if_full()?;
+            }
+            Ok(())
+        })
     }
 
     /// Gives a document already tokenized: every id must be below the tokenizer's vocabulary
     /// size; the EOS is appended as for text (unless the ids already end with it), so that the
     /// ids of a text give the same shard bytes as the text.
     pub fn write_ids(&mut self, at: Position, ids: Vec<i32>) -> Result<()> {
-        if self.advance(at)? {
-            self.pending_bytes += ids.len() * 4;
-            self.pending.push((at, Pending::Ids(ids)));
-            self.flush_if_full()?;
-        }
-        Ok(())
+        self.step(|w| {
+            if w.advance(at)? {
+                w.pending_bytes += ids.len() * 4;
+                w.pending.push((at, Pending::Ids(ids)));
+                w.flush_if_full()?;
+            }
+            Ok(())
+        })
     }
 
     /// A document that cannot be read: an error naming it and the reason, or (skipping bad
     /// input) counted in the manifest's `skipped_documents`.
     pub fn bad_document(&mut self, at: Position, location: String, reason: String) -> Result<()> {
-        if !self.advance(at)? {
-            return Ok(());
-        }
-        if self.on_error == OnError::Fail {
-            return Err(PreprocessError::Input { location, reason });
-        }
-        tracing::warn!("skipping {location}: {reason}");
-        self.out.skip_log.push((at, None));
-        self.out.skipped_documents += 1;
-        Ok(())
+        self.step(|w| {
+            if !w.advance(at)? {
+                return Ok(());
+            }
+            if w.on_error == OnError::Fail {
+                return Err(PreprocessError::Input { location, reason });
+            }
+            tracing::warn!("skipping {location}: {reason}");
+            w.out.skip_log.push((at, None));
+            w.out.skipped_documents += 1;
+            Ok(())
+        })
     }
 
     /// An input that cannot be read at all (skipping bad input): listed in the manifest's
@@ -289,9 +314,25 @@ impl DocumentWriter {
     }
 
     /// Writes every document given, closes the last shard at `end` (the position after the
-    /// last input), and writes this worker's manifest (and `manifest.json` when it is the only
-    /// worker). Returns the manifest and the worker manifest's path.
+    /// last input: [`Position::in_stream`] of the number of documents given, for a stream), and
+    /// writes this worker's manifest (and `manifest.json` when it is the only worker). Returns
+    /// the manifest and the worker manifest's path. An `end` before the end of the kept shards
+    /// is an error: the inputs stopped short of what an earlier run wrote from them, so they
+    /// are not the same inputs.
     pub fn finish(mut self, end: Position) -> Result<(Manifest, PathBuf)> {
+        self.step(|_| Ok(()))?;
+        if end < self.resume {
+            return Err(PreprocessError::Mismatch {
+                path: self.output.display().to_string(),
+                reason: format!(
+                    "its finished shards hold documents up to input {} document {}, but these \
+                     inputs end before that (input {} document {}): give the documents the run \
+                     that wrote them was given, in the same order, or use another output \
+                     directory",
+                    self.resume.file, self.resume.document, end.file, end.document
+                ),
+            });
+        }
         self.flush()?;
         let sink = Sink {
             output: &self.output,

@@ -159,19 +159,28 @@ fn ids_outside_the_vocabulary_are_refused_with_document_and_offset() {
 #[test]
 fn documents_out_of_order_or_twice_are_refused() {
     let dir = temp("order");
-    let mut writer = settings(Vec::new(), &dir, Tokenizer::Bytes)
-        .document_writer("s")
-        .unwrap();
-    writer
-        .write_text(Position::in_stream(3), "a".into())
-        .unwrap();
     for again in [3, 2] {
+        let mut writer = settings(Vec::new(), &dir.join(again.to_string()), Tokenizer::Bytes)
+            .document_writer("s")
+            .unwrap();
+        writer
+            .write_text(Position::in_stream(3), "a".into())
+            .unwrap();
         let err = writer
             .write_text(Position::in_stream(again), "b".into())
             .unwrap_err();
         assert!(
             matches!(&err, PreprocessError::Input { location, reason }
                 if location == &format!("s document {}", again + 1) && reason.contains("input order")),
+            "{err}"
+        );
+        // The error stopped the writer: going on would lose what it held.
+        let err = writer
+            .write_text(Position::in_stream(9), "c".into())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("an earlier error stopped this writer"),
             "{err}"
         );
     }
@@ -233,6 +242,15 @@ fn a_writer_reopened_after_a_crash_continues() {
         .unwrap();
     assert_eq!(files_of(&out), files_of(&whole));
     assert_eq!(manifest.documents, 80);
+    // Inputs that end before the finished shards do are not the same inputs: refused.
+    let short = settings(Vec::new(), &out, Tokenizer::Bytes)
+        .document_writer("s")
+        .unwrap();
+    let err = short.finish(Position::in_stream(3)).unwrap_err();
+    assert!(
+        err.to_string().contains("these inputs end before that"),
+        "{err}"
+    );
     // Another source name is another run: refused, not mixed.
     let err = settings(Vec::new(), &out, Tokenizer::Bytes)
         .document_writer("other")
