@@ -75,8 +75,10 @@ fn write_shard(
     documents: std::ops::Range<usize>,
 ) -> anyhow::Result<()> {
     // Written under a temporary name, renamed when complete: an interrupted run never leaves
-    // a truncated shard behind.
-    let partial = path.with_extension("parquet.partial");
+    // a truncated shard behind. The name is this process's: two processes that make the demo
+    // at once (tests run in parallel) would otherwise truncate each other's file, and one
+    // rename a shard the other is still writing.
+    let partial = path.with_extension(format!("parquet.partial-{}", std::process::id()));
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut writer = ShardWriter::with_encoding(
