@@ -8,107 +8,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
-use seqwarm::preprocess::{DocumentWriter, Position, Preprocess, PreprocessError, Tokenizer};
-use serde::Deserialize;
+use seqwarm::preprocess::{DocumentWriter, Options, Position, Preprocess, PreprocessError};
 
 use crate::errors::{config_error, preprocess_error};
 
-/// The settings Python gives, by the CLI flags' names; one left out keeps the library's
-/// default.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    tokenizer: Option<String>,
-    eos_token: Option<String>,
-    bos_token: Option<String>,
-    eos: Option<bool>,
-    layout: Option<seqwarm::format::OutputLayout>,
-    encoding: Option<seqwarm::format::ShardEncoding>,
-    shard_tokens: Option<u64>,
-    row_group_tokens: Option<usize>,
-    prefix: Option<String>,
-    worker: Option<usize>,
-    workers: Option<usize>,
-    on_error: Option<seqwarm::format::OnError>,
-    threads: Option<usize>,
-    input_format: Option<seqwarm::preprocess::InputFormat>,
-    text_field: Option<String>,
-    text_column: Option<String>,
-    separator: Option<String>,
-}
-
-/// The run `settings_json` describes, over `inputs` (none for a writer) into `output`.
+/// The run `settings_json` describes (the CLI flags' names, as [`Options`]), over `inputs`
+/// (none for a writer) into `output`.
 fn build(
     py: Python<'_>,
     inputs: Vec<String>,
     output: PathBuf,
     settings_json: &str,
 ) -> PyResult<Preprocess> {
-    let s: Settings = serde_json::from_str(settings_json).map_err(|e| {
+    let options: Options = serde_json::from_str(settings_json).map_err(|e| {
         // Name the setting: the first key that is refused on its own.
         let map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(settings_json).unwrap_or_default();
         map.into_iter()
             .find_map(|(key, value)| {
                 let alone = serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
-                serde_json::from_value::<Settings>(alone)
+                serde_json::from_value::<Options>(alone)
                     .err()
                     .map(|e| config_error(py, &key, format!("{key}: {e}")))
             })
             .unwrap_or_else(|| config_error(py, "settings", format!("preprocess settings: {e}")))
     })?;
-    let mut run = Preprocess::new(inputs, output);
-    match &s.tokenizer {
-        Some(given) => {
-            let tokenizer =
-                Tokenizer::resolve(given, s.eos_token.as_deref(), s.bos_token.as_deref())
-                    .map_err(|e| preprocess_error(py, &e))?;
-            run = run.with_tokenizer(tokenizer);
-        }
-        None if s.eos_token.is_some() || s.bos_token.is_some() => {
-            return Err(config_error(
-                py,
-                "tokenizer",
-                "eos_token and bos_token name tokens of a tokenizer.json: give tokenizer=PATH"
-                    .into(),
-            ));
-        }
-        None => {}
-    }
-    if let Some(eos) = s.eos {
-        run = run.with_eos(eos);
-    }
-    if let Some(layout) = s.layout {
-        run = run.with_layout(layout);
-    }
-    if let Some(encoding) = s.encoding {
-        run = run.with_encoding(encoding);
-    }
-    if let Some(tokens) = s.shard_tokens {
-        run = run.with_shard_tokens(tokens);
-    }
-    if let Some(tokens) = s.row_group_tokens {
-        run = run.with_row_group_tokens(tokens);
-    }
-    if let Some(prefix) = s.prefix {
-        run = run.with_prefix(prefix);
-    }
-    if s.worker.is_some() || s.workers.is_some() {
-        run = run.with_worker(s.worker.unwrap_or(0), s.workers.unwrap_or(1));
-    }
-    if let Some(on_error) = s.on_error {
-        run = run.with_on_error(on_error);
-    }
-    if let Some(format) = s.input_format {
-        run = run.with_input_format(format);
-    }
-    if let Some(field) = s.text_field {
-        run = run.with_text_field(field);
-    }
-    if let Some(column) = s.text_column {
-        run = run.with_text_column(column);
-    }
-    Ok(run.with_separator(s.separator).with_threads(s.threads))
+    options
+        .build(inputs, output)
+        .map_err(|e| preprocess_error(py, &e))
 }
 
 /// Writes documents given from Python into seqwarm shards (see `seqwarm.ShardWriter`).

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::format::{OnError, OutputLayout, ShardEncoding};
-use crate::preprocess::{
-    InputFormat, Preprocess, Progress, Tokenizer, array_task, merge_manifests,
-};
+use crate::preprocess::{InputFormat, Options, Preprocess, Progress, array_task, merge_manifests};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -106,60 +104,31 @@ pub fn annotate_defaults(command: clap::Command) -> clap::Command {
     })
 }
 
-/// `--tokenizer`: a built-in name, else the path of a `tokenizer.json` (with `--eos-token`
-/// and `--bos-token`).
-fn tokenizer(args: &PreprocessArgs) -> anyhow::Result<Option<Tokenizer>> {
-    let Some(given) = &args.tokenizer else {
-        if args.eos_token.is_some() || args.bos_token.is_some() {
-            anyhow::bail!(
-                "--eos-token and --bos-token name tokens of a tokenizer.json: give --tokenizer PATH"
-            );
-        }
-        return Ok(None);
-    };
-    Ok(Some(Tokenizer::resolve(
-        given,
-        args.eos_token.as_deref(),
-        args.bos_token.as_deref(),
-    )?))
-}
-
 pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
-    let mut run = Preprocess::new(args.inputs.iter().cloned(), &args.output)
-        .with_eos(!args.no_eos)
-        .with_separator(args.separator.clone())
-        .with_threads(args.threads);
-    if let Some(tokenizer) = tokenizer(args)? {
-        run = run.with_tokenizer(tokenizer);
-    }
-    if let Some(layout) = args.layout {
-        run = run.with_layout(layout);
-    }
-    if let Some(encoding) = args.encoding {
-        run = run.with_encoding(encoding);
-    }
-    if let Some(tokens) = args.shard_tokens {
-        run = run.with_shard_tokens(tokens);
-    }
-    if let Some(tokens) = args.row_group_tokens {
-        run = run.with_row_group_tokens(tokens);
-    }
-    if let Some(format) = args.input_format {
-        run = run.with_input_format(format);
-    }
-    if let Some(field) = &args.text_field {
-        run = run.with_text_field(field);
-    }
-    if let Some(column) = &args.text_column {
-        run = run.with_text_column(column);
-    }
-    if let Some(prefix) = &args.prefix {
-        run = run.with_prefix(prefix);
-    }
+    let mut options = Options {
+        tokenizer: args.tokenizer.clone(),
+        eos_token: args.eos_token.clone(),
+        bos_token: args.bos_token.clone(),
+        eos: args.no_eos.then_some(false),
+        layout: args.layout,
+        encoding: args.encoding,
+        shard_tokens: args.shard_tokens,
+        row_group_tokens: args.row_group_tokens,
+        prefix: args.prefix.clone(),
+        worker: args.worker,
+        workers: args.workers,
+        on_error: args.on_error,
+        threads: args.threads,
+        input_format: args.input_format,
+        text_field: args.text_field.clone(),
+        text_column: args.text_column.clone(),
+        separator: args.separator.clone(),
+    };
     let mut from_array = None;
-    if args.worker.is_some() || args.workers.is_some() {
-        run = run.with_worker(args.worker.unwrap_or(0), args.workers.unwrap_or(1));
-    } else if let Some(task) = array_task(|name| std::env::var(name).ok())? {
+    if args.worker.is_none()
+        && args.workers.is_none()
+        && let Some(task) = array_task(|name| std::env::var(name).ok())?
+    {
         note!(
             "preprocess: worker {} of {} (from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT): this task \
              takes 1 input in {}; give --worker 0 --workers 1 if each task has inputs of its own",
@@ -167,12 +136,11 @@ pub fn run(args: &PreprocessArgs) -> anyhow::Result<()> {
             task.workers,
             task.workers
         );
-        run = run.with_worker(task.worker, task.workers);
+        options.worker = Some(task.worker);
+        options.workers = Some(task.workers);
         from_array = Some(task);
     }
-    if let Some(on_error) = args.on_error {
-        run = run.with_on_error(on_error);
-    }
+    let run = options.build(args.inputs.iter().cloned(), &args.output)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

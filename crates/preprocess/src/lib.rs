@@ -8,6 +8,7 @@
 //!   Hugging Face `tokenizer.json` ([`HuggingFace`]).
 //! - [`input`]: documents from text, JSON Lines and Parquet files, with their places.
 //! - [`Manifest`]: what a worker (or, merged, the whole data set) holds.
+//! - [`Options`]: a run's settings as flags or Python keywords give them, each optional.
 //! - [`Preprocess`]: the resumable run over files; [`merge_manifests`] joins the workers'.
 //! - [`array_task`]: the worker split of a Slurm job array.
 //! - [`DocumentWriter`]: the same shards from documents given one at a time (the Python
@@ -22,6 +23,7 @@ mod error;
 mod hugging_face;
 pub mod input;
 mod manifest;
+mod options;
 mod pretokenize;
 mod run;
 mod slurm;
@@ -32,6 +34,7 @@ pub use error::{PreprocessError, Result};
 pub use hugging_face::HuggingFace;
 pub use input::{InputFormat, OnError};
 pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
+pub use options::Options;
 pub use run::{Preprocess, Progress, Summary};
 pub use slurm::{ArrayTask, array_task};
 pub use tokenizer::Tokenizer;

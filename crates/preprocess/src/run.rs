@@ -302,17 +302,10 @@ impl Preprocess {
         };
         let todo: Vec<(usize, &PathBuf)> = mine.iter().enumerate().skip(resume.file).collect();
         let mut done_bytes: u64 = mine.iter().take(resume.file).map(size).sum();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads.unwrap_or(0))
-            .build()
-            .map_err(|e| PreprocessError::Config {
-                field: "threads",
-                reason: e.to_string(),
-            })?;
-        // Files are read (and decoded, and parsed) in parallel, a group at a time, and handled
-        // in order.
+        // Files are read (and decoded, and parsed) in parallel on the writer's threads, a group
+        // at a time, and handled in order.
         for group in todo.chunks(FILES_READ_AT_ONCE) {
-            let reads: Vec<Result<Vec<Read>>> = pool.install(|| {
+            let reads: Vec<Result<Vec<Read>>> = writer.pool().install(|| {
                 group
                     .par_iter()
                     .map(|(_, path)| read_file(path, &self.reading))

@@ -141,6 +141,12 @@ impl DocumentWriter {
         self.kept_shards
     }
 
+    /// The threads that tokenize (`threads`, or every core), for a driver's own parallel work
+    /// between batches (reading files).
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+
     /// Documents and tokens in the kept shards.
     pub(crate) fn kept(&self) -> (u64, u64) {
         self.out.shards[..self.kept_shards]
