@@ -6,14 +6,15 @@
     from datatrove.pipeline.readers import JsonlReader
     from seqwarm.datatrove import SeqwarmTokenize, SeqwarmMergeManifests
 
-    tokenize = LocalPipelineExecutor(
-        [JsonlReader("crawl/"), SeqwarmTokenize("shards/", tokenizer="gpt2")],
-        tasks=64, workers=8, logging_dir="logs/tokenize",
-    )
-    merge = LocalPipelineExecutor(
-        [SeqwarmMergeManifests("shards/")], tasks=1, logging_dir="logs/merge", depends=tokenize,
-    )
-    merge.run()  # runs tokenize first; then shards/manifest.json is what seqwarm.Loader reads
+    if __name__ == "__main__":  # the executor's workers import this file
+        tokenize = LocalPipelineExecutor(
+            [JsonlReader("crawl/"), SeqwarmTokenize("shards/", tokenizer="gpt2", threads=1)],
+            tasks=64, workers=8, logging_dir="logs/tokenize",
+        )
+        merge = LocalPipelineExecutor(
+            [SeqwarmMergeManifests("shards/")], tasks=1, logging_dir="logs/merge", depends=tokenize,
+        )
+        merge.run()  # runs tokenize first; then shards/manifest.json is what seqwarm.Loader reads
 
 Task ``rank`` of ``world_size`` writes its documents as seqwarm worker ``rank`` of
 ``world_size`` (shards ``shard-wRRRRR-*.parquet`` and ``manifest-wRRRRR-of-NNNNN.json``). A task
