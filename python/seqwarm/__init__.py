@@ -20,6 +20,7 @@ from seqwarm.errors import ConfigError, DataError, SeqwarmError, StateError
 from seqwarm.loader import Batch, Loader, merge_states
 from seqwarm.plan import ChangePoint, Plan, plan
 from seqwarm.schedule import Schedule
+from seqwarm.shards import read_documents
 from seqwarm.writer import Manifest, ShardWriter, merge_manifests, preprocess, preprocess_files
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "plan",
     "preprocess",
     "preprocess_files",
+    "read_documents",
 ]

@@ -247,3 +247,29 @@ pub fn merge_manifests(
         .map_err(|e| crate::errors::state_error(py, e.to_string()))?;
     Ok((output.display().to_string(), json))
 }
+
+/// Joins finished single-worker runs (directories, or their `manifest.json`), in order, into
+/// one data set in `output`: run `k` becomes worker `k`, its shards named with `prefix`.
+/// Returns the merged manifest's path and its JSON.
+#[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments as owned values
+pub fn join_runs(
+    py: Python<'_>,
+    runs: Vec<PathBuf>,
+    output: PathBuf,
+    prefix: &str,
+) -> PyResult<(String, String)> {
+    let joined = py
+        .detach(|| seqwarm::preprocess::join_runs(&runs, &output, prefix))
+        .map_err(|e| preprocess_error(py, &e))?;
+    let json = serde_json::to_string(&joined)
+        .map_err(|e| crate::errors::state_error(py, e.to_string()))?;
+    Ok((output.join("manifest.json").display().to_string(), json))
+}
+
+/// The document lengths a flat shard's footer holds (its `seqwarm.document_lengths` value):
+/// one list per row group. `None` when the text is not that encoding.
+#[pyfunction]
+pub fn document_lengths(text: &str) -> Option<Vec<Vec<u64>>> {
+    seqwarm_format::flat::decode_document_lengths(text)
+}

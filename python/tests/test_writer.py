@@ -264,3 +264,26 @@ def test_progress_reads_while_another_thread_writes(tmp_path: Path) -> None:
         seen.append((writer.documents, writer.resume_at))
     thread.join()
     assert seen and writer.close().documents == 16000
+
+
+@pytest.mark.parametrize("layout,encoding", [("flat", "uint16"), ("flat", "zstd"), ("rows", "zstd")])
+def test_shards_read_back_as_their_documents(tmp_path: Path, layout: str, encoding: str) -> None:
+    ids = [[(d * 37 + i * 11) % 50_000 for i in range(1 + d % 23)] for d in range(300)]
+    manifest = seqwarm.preprocess(ids, tmp_path, layout=layout, encoding=encoding, eos=False, shard_tokens=700, row_group_tokens=150)
+    assert len(manifest.shards) > 2
+    read = [row for shard in manifest.shards for row in seqwarm.read_documents(tmp_path / shard).column("input_ids").to_pylist()]
+    assert read == ids
+    first = seqwarm.read_documents(tmp_path / manifest.shards[0])
+    assert first.column("document").to_pylist() == list(range(first.num_rows))
+
+
+def test_a_parquet_file_that_is_no_shard_is_named(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "plain.parquet")
+    with pytest.raises(seqwarm.DataError, match="plain.parquet: not a seqwarm shard") as caught:
+        seqwarm.read_documents(tmp_path / "plain.parquet")
+    assert caught.value.file == str(tmp_path / "plain.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(seqwarm.DataError, match="junk.parquet: not readable as Parquet"):
+        seqwarm.read_documents(tmp_path / "junk.parquet")

@@ -465,6 +465,17 @@ fn encode(settings: &Settings, document: Pending) -> std::result::Result<Vec<i32
     Ok(ids)
 }
 
+/// What the shard names of worker `worker` start with.
+fn shard_name_prefix(prefix: &str, worker: usize) -> String {
+    format!("{prefix}-w{worker:05}-")
+}
+
+/// The file name of worker `worker`'s shard `index`: the one home of the shard naming rule
+/// (the join of separately written runs renames their shards by it).
+pub(crate) fn shard_file_name(prefix: &str, worker: usize, index: usize) -> String {
+    format!("{}{index:05}.parquet", shard_name_prefix(prefix, worker))
+}
+
 /// Where shards go and how they are named: the writing half, borrowed while the writer's
 /// pool tokenizes.
 struct Sink<'a> {
@@ -476,11 +487,11 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// What this worker's shard names start with.
     fn shard_name_prefix(&self) -> String {
-        format!("{}-w{:05}-", self.prefix, self.settings.worker)
+        shard_name_prefix(self.prefix, self.settings.worker)
     }
 
     fn shard_name(&self, index: usize) -> String {
-        format!("{}{index:05}.parquet", self.shard_name_prefix())
+        shard_file_name(self.prefix, self.settings.worker, index)
     }
 
     /// Writes tokenized documents, closing each shard at the first document boundary past
