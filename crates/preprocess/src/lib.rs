@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bpe_merge;
 mod digest;
 mod error;
 mod hugging_face;
@@ -25,6 +26,7 @@ pub mod input;
 mod join;
 mod manifest;
 mod options;
+mod piece_cache;
 mod pretokenize;
 mod run;
 mod slurm;

@@ -1,9 +1,14 @@
-//! Tokenizers: the BPE encodings `tiktoken-rs` ships (no download at run time), a byte-level
-//! one, and any Hugging Face `tokenizer.json`.
+//! Tokenizers: the BPE encodings `tiktoken-rs` ships (no download at run time; their ranks,
+//! encoded by seqwarm's own scanners and merge), a byte-level one, and any Hugging Face
+//! `tokenizer.json`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::hugging_face::HuggingFace;
+use std::sync::LazyLock;
+
+use crate::bpe_merge::Ranks;
+use crate::pretokenize::Pattern;
 
 /// A tokenizer: one of the built-in encodings by name, or a Hugging Face `tokenizer.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,21 +120,35 @@ impl Tokenizer {
     /// ordinary text; a `tokenizer.json` encodes as its model does ([`HuggingFace`]). An error
     /// says why a tokenizer refused the text.
     pub fn encode(&self, text: &str) -> Result<Vec<i32>, String> {
-        let bpe = match self {
-            Self::Gpt2 | Self::R50kBase => tiktoken_rs::r50k_base_singleton(),
-            Self::P50kBase => tiktoken_rs::p50k_base_singleton(),
-            Self::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-            Self::O200kBase => tiktoken_rs::o200k_base_singleton(),
+        static R50K: LazyLock<Ranks> =
+            LazyLock::new(|| Ranks::of(tiktoken_rs::r50k_base_singleton(), 50_257));
+        static P50K: LazyLock<Ranks> =
+            LazyLock::new(|| Ranks::of(tiktoken_rs::p50k_base_singleton(), 50_281));
+        static CL100K: LazyLock<Ranks> =
+            LazyLock::new(|| Ranks::of(tiktoken_rs::cl100k_base_singleton(), 100_277));
+        static O200K: LazyLock<Ranks> =
+            LazyLock::new(|| Ranks::of(tiktoken_rs::o200k_base_singleton(), 200_019));
+        let (bpe, ranks, pattern) = match self {
+            Self::Gpt2 | Self::R50kBase => {
+                (tiktoken_rs::r50k_base_singleton(), &*R50K, Pattern::Gpt2)
+            }
+            Self::P50kBase => (tiktoken_rs::p50k_base_singleton(), &*P50K, Pattern::Gpt2),
+            Self::Cl100kBase => (
+                tiktoken_rs::cl100k_base_singleton(),
+                &*CL100K,
+                Pattern::Cl100k,
+            ),
+            Self::O200kBase => (tiktoken_rs::o200k_base_singleton(), &*O200K, Pattern::O200k),
             Self::Bytes => return Ok(text.bytes().map(i32::from).collect()),
             Self::HuggingFace(hf) => return hf.encode(text),
         };
-        let ids = match self {
-            // GPT-2's split pattern: the hand-written scanner and the piece cache.
-            Self::Gpt2 | Self::R50kBase | Self::P50kBase => crate::pretokenize::encode(bpe, text),
-            _ => bpe.encode_ordinary(text),
-        };
-        // Ranks are below the vocabulary size (< 2^31), so the conversion is exact.
-        Ok(ids.into_iter().map(|r| r as i32).collect())
+        // The split pattern scanned by hand, the piece cache and the merge.
+        let ids = crate::pretokenize::encode(bpe, ranks, text, pattern);
+        // Ranks are below the vocabulary size (< 2^31), so the conversion is exact; a byte
+        // without a rank (`u32::MAX`, none in these encodings) is refused.
+        ids.into_iter()
+            .map(|r| i32::try_from(r).map_err(|_| "a byte that is no token of the encoding".into()))
+            .collect()
     }
 }
 
