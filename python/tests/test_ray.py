@@ -78,13 +78,13 @@ def test_a_failed_job_is_finished_by_the_next(cluster, inputs: List[str], tmp_pa
         return batch
 
     def job() -> ShardDatasink:
-        sink = ShardDatasink(out, **SETTINGS)
+        sink = ShardDatasink(out, resume=True, **SETTINGS)
         ray.data.read_json(inputs).repartition(3).map_batches(fail_once, batch_size=50).write_datasink(sink)
         return sink
 
     with pytest.raises(Exception, match="killed mid-way"):
         job()
-    kept = sorted((out / RUNS).glob("*/*.parquet"))
+    kept = sorted((out / RUNS).glob("*/*/*.parquet"))
     assert kept, "the failed job left no finished shards to keep"
     before = {p: p.stat().st_mtime_ns for p in kept}
     sink = job()
@@ -104,3 +104,14 @@ def test_bad_settings_and_a_used_directory_are_refused(cluster, inputs: List[str
     seqwarm.preprocess(["a document"], used)
     with pytest.raises(seqwarm.ConfigError, match="already holds a data set"):
         ray.data.read_json(inputs).write_datasink(ShardDatasink(used))
+    # An empty dataset too (Ray starts no write task, and calls no on_write_start).
+    with pytest.raises(seqwarm.ConfigError, match="already holds a data set"):
+        ray.data.read_json(inputs).filter(lambda row: False).write_datasink(ShardDatasink(used))
+    assert json.loads((used / "manifest.json").read_text())["documents"] == 1
+    # A later job does not resume another job's runs unless asked to.
+    fresh = tmp_path / "fresh"
+    (fresh / RUNS / "resumable" / "task-000000").mkdir(parents=True)
+    seqwarm.preprocess(["stale"] * 50, fresh / RUNS / "resumable" / "task-000000", source="ray write task 0", threads=1)
+    sink = ShardDatasink(fresh, **SETTINGS)
+    ray.data.read_json(inputs).write_datasink(sink)
+    assert sink.manifest is not None and sink.manifest.documents == 1200

@@ -29,7 +29,9 @@ pub fn join_runs(runs: &[PathBuf], output: &Path, prefix: &str) -> Result<Manife
     }
     std::fs::create_dir_all(output).map_err(io_at(output))?;
     let workers = runs.len();
-    let mut joined_manifests = Vec::with_capacity(workers);
+    // Every run read and every name decided before the output is touched, so that a join
+    // that cannot be done changes nothing.
+    let mut parts = Vec::with_capacity(workers);
     let mut joined_shards = std::collections::HashSet::new();
     for (worker, run) in runs.iter().enumerate() {
         let (dir, path) = if run.is_dir() {
@@ -40,7 +42,7 @@ pub fn join_runs(runs: &[PathBuf], output: &Path, prefix: &str) -> Result<Manife
                 run.clone(),
             )
         };
-        let mut manifest = Manifest::read(&path)?;
+        let manifest = Manifest::read(&path)?;
         if manifest.settings.workers != 1 {
             return Err(PreprocessError::Mismatch {
                 path: path.display().to_string(),
@@ -51,22 +53,12 @@ pub fn join_runs(runs: &[PathBuf], output: &Path, prefix: &str) -> Result<Manife
                 ),
             });
         }
-        for (index, shard) in manifest.shards.iter_mut().enumerate() {
-            let from = dir.join(&shard.file);
-            let name = shard_file_name(prefix, worker, index);
-            let to = output.join(&name);
-            link_or_copy(&from, &to, shard.bytes)?;
-            shard.file.clone_from(&name);
-            joined_shards.insert(name);
-        }
-        manifest.settings.worker = worker;
-        manifest.settings.workers = workers;
-        let worker_path = output.join(Manifest::worker_file_name(worker, workers));
-        manifest.write(&worker_path)?;
-        joined_manifests.push(worker_path);
+        joined_shards
+            .extend((0..manifest.shards.len()).map(|index| shard_file_name(prefix, worker, index)));
+        parts.push((dir, manifest));
     }
-    // The loader reads every shard in the directory: one the join did not write would be read
-    // with the data set.
+    // The loader reads every shard in the directory: one the join would not write would be
+    // read with the data set (and one it would write, replaced: only a join's own are).
     for entry in std::fs::read_dir(output).map_err(io_at(output))? {
         let path = entry.map_err(io_at(output))?.path();
         let name = path
@@ -82,6 +74,20 @@ pub fn join_runs(runs: &[PathBuf], output: &Path, prefix: &str) -> Result<Manife
                     .into(),
             });
         }
+    }
+    let mut joined_manifests = Vec::with_capacity(workers);
+    for (worker, (dir, mut manifest)) in parts.into_iter().enumerate() {
+        for (index, shard) in manifest.shards.iter_mut().enumerate() {
+            let from = dir.join(&shard.file);
+            let name = shard_file_name(prefix, worker, index);
+            link_or_copy(&from, &output.join(&name), shard.bytes)?;
+            shard.file = name;
+        }
+        manifest.settings.worker = worker;
+        manifest.settings.workers = workers;
+        let worker_path = output.join(Manifest::worker_file_name(worker, workers));
+        manifest.write(&worker_path)?;
+        joined_manifests.push(worker_path);
     }
     merge_manifests(&joined_manifests, &output.join(RUN_MANIFEST))
 }
