@@ -88,9 +88,12 @@ def preprocess_files(inputs: List[str], output: str, settings_json: str) -> Tupl
 def merge_manifests(manifests: List[str], output: str) -> Tuple[str, str]:
     """``seqwarm merge-manifests``: the merged manifest's path and its JSON."""
 
-def join_runs(runs: List[str], output: str, prefix: str) -> Tuple[str, str]:
-    """Finished single-worker runs joined in order into ``output`` (run k as worker k): the
-    merged manifest's path and its JSON."""
+def join_runs(runs: List[str], output: str, prefix: Optional[str] = None) -> Tuple[str, str]:
+    """Finished single-worker runs joined in order into ``output`` (run k as worker k, shards
+    named with ``prefix``, the runs' default when None): the merged manifest's path and its JSON."""
+
+def shard_files(location: str) -> List[str]:
+    """The ``.parquet`` shards at a local location, in the loader's order."""
 
 def document_lengths(text: str) -> Optional[List[List[int]]]:
     """A flat shard footer's document lengths, one list per row group (None: not that encoding)."""

@@ -76,7 +76,6 @@ class ShardDatasink(Datasink):
         if "://" in self.output:
             raise _config_error("output", f"{self.output!r} is not a local directory; write to a local or mounted one and copy it to the bucket when done")
         self.column = column
-        self.prefix = settings.get("prefix") or "shard"
         self.settings: Dict[str, Any] = dict(settings)
         self.settings.setdefault("threads", 1)
         self.resume = resume
@@ -116,7 +115,7 @@ class ShardDatasink(Datasink):
             run = os.path.join(self.job, "task-000000")
             ShardWriter(run, source="ray write task 0", **self.settings).close()
             runs = [{"run": run}]
-        path, text = _seqwarm.join_runs([r["run"] for r in runs], self.output, self.prefix)
+        path, text = _seqwarm.join_runs([r["run"] for r in runs], self.output, self.settings.get("prefix"))
         self.manifest = Manifest._from(path, text)
         shutil.rmtree(self.job)
         if not os.listdir(os.path.join(self.output, RUNS)):

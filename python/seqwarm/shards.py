@@ -25,19 +25,7 @@ def _bad(path: str, reason: str, row_group: Optional[int] = None) -> DataError:
 def shard_files(location: Union[str, "os.PathLike[str]"]) -> List[str]:
     """The shards at a local ``location`` in the loader's order: a directory's ``.parquet``
     files (not its subdirectories') sorted by name, the files a glob matches, or one file."""
-    import glob
-
-    text = path_text(location, "location")
-    if os.path.isdir(text):
-        names = sorted(n for n in os.listdir(text) if n.lower().endswith(".parquet"))
-        files = [os.path.join(text, n) for n in names if os.path.isfile(os.path.join(text, n))]
-    elif any(c in text for c in "*?["):
-        files = sorted(p for p in glob.glob(text) if os.path.isfile(p))
-    else:
-        files = [text]
-    if not files:
-        raise _bad(text, "no .parquet shards there")
-    return files
+    return _seqwarm.shard_files(path_text(location, "location"))
 
 
 def read_documents(path: Union[str, "os.PathLike[str]"]) -> Any:

@@ -165,6 +165,11 @@ pub fn config_error(py: Python<'_>, setting: &str, message: String) -> PyErr {
     raise(py, Class::Config, message, field(setting))
 }
 
+/// A location or file that holds no readable shards, as a `DataError` naming it.
+pub fn data_error(py: Python<'_>, location: &str, message: String) -> PyErr {
+    raise(py, Class::Data, message, file(location))
+}
+
 /// A preprocessing error: bad input is a `DataError` naming it, a setting (or an output
 /// directory holding another run's shards) a `ConfigError`.
 pub fn preprocess_error(py: Python<'_>, e: &seqwarm::preprocess::PreprocessError) -> PyErr {

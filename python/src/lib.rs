@@ -32,6 +32,7 @@ fn _seqwarm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::merge_manifests, m)?)?;
     m.add_function(wrap_pyfunction!(writer::join_runs, m)?)?;
     m.add_function(wrap_pyfunction!(writer::document_lengths, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::shard_files, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(loader::default_settings, m)?)?;
     m.add_function(wrap_pyfunction!(loader::check_settings, m)?)?;

@@ -249,16 +249,18 @@ pub fn merge_manifests(
 }
 
 /// Joins finished single-worker runs (directories, or their `manifest.json`), in order, into
-/// one data set in `output`: run `k` becomes worker `k`, its shards named with `prefix`.
-/// Returns the merged manifest's path and its JSON.
+/// one data set in `output`: run `k` becomes worker `k`, its shards named with `prefix` (the
+/// runs' default when `None`). Returns the merged manifest's path and its JSON.
 #[pyfunction]
+#[pyo3(signature = (runs, output, prefix=None))]
 #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments as owned values
 pub fn join_runs(
     py: Python<'_>,
     runs: Vec<PathBuf>,
     output: PathBuf,
-    prefix: &str,
+    prefix: Option<&str>,
 ) -> PyResult<(String, String)> {
+    let prefix = prefix.unwrap_or(seqwarm::preprocess::DEFAULT_PREFIX);
     let joined = py
         .detach(|| seqwarm::preprocess::join_runs(&runs, &output, prefix))
         .map_err(|e| preprocess_error(py, &e))?;
@@ -272,4 +274,20 @@ pub fn join_runs(
 #[pyfunction]
 pub fn document_lengths(text: &str) -> Option<Vec<Vec<u64>>> {
     seqwarm_format::flat::decode_document_lengths(text)
+}
+
+/// The `.parquet` shards at a local location, in the loader's order (`seqwarm_format::paths`:
+/// a directory's files sorted by name, not its subdirectories'; a glob's matches; one file).
+#[pyfunction]
+pub fn shard_files(py: Python<'_>, location: &str) -> PyResult<Vec<String>> {
+    let files = seqwarm_format::paths::expand(location, seqwarm_format::paths::is_parquet)
+        .map_err(|e| crate::errors::data_error(py, location, e.to_string()))?;
+    if files.is_empty() {
+        return Err(crate::errors::data_error(
+            py,
+            location,
+            format!("{location}: no .parquet shards there"),
+        ));
+    }
+    Ok(files.iter().map(|f| f.display().to_string()).collect())
 }

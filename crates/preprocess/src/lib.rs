@@ -39,7 +39,7 @@ pub use input::{InputFormat, OnError};
 pub use join::join_runs;
 pub use manifest::{Manifest, Position, Settings, ShardEntry, merge_manifests};
 pub use options::Options;
-pub use run::{Preprocess, Progress, Summary};
+pub use run::{DEFAULT_PREFIX, Preprocess, Progress, Summary};
 pub use slurm::{ArrayTask, array_task};
 pub use tokenizer::Tokenizer;
 pub use writer::DocumentWriter;

@@ -135,20 +135,42 @@ impl Classes {
         if end == text.len() {
             return end;
         }
-        let last = text[..end]
-            .char_indices()
-            .next_back()
-            .map_or(at, |(i, _)| i);
-        if last > at { last } else { end }
+        less_last_char(text, at, end)
     }
 
     /// The end of the run of characters from byte `start` whose kind satisfies `keep`.
     fn run_end(&self, text: &str, start: usize, keep: impl Fn(Kind) -> bool) -> usize {
-        text[start..]
-            .char_indices()
-            .find(|&(_, c)| !keep(self.kind(c)))
-            .map_or(text.len(), |(i, _)| start + i)
+        run_end(text, start, |c| keep(self.kind(c)))
     }
+}
+
+/// The end of the run of characters from byte `start` for which `keep` holds.
+fn run_end(text: &str, start: usize, keep: impl Fn(char) -> bool) -> usize {
+    text[start..]
+        .char_indices()
+        .find(|&(_, c)| !keep(c))
+        .map_or(text.len(), |(i, _)| start + i)
+}
+
+/// The end of at most three characters from byte `at` for which `keep` holds (`\p{N}{1,3}`).
+fn up_to_three(text: &str, at: usize, keep: impl Fn(char) -> bool) -> usize {
+    text[at..]
+        .char_indices()
+        .take(3)
+        .take_while(|&(_, c)| keep(c))
+        .last()
+        .map_or(at, |(i, c)| at + i + c.len_utf8())
+}
+
+/// The end of a whitespace run `at..end` followed by more text, as `\s+(?!\S)` then `\s`
+/// take it: the run less its last character (which then leads the next piece), or the one
+/// character.
+fn less_last_char(text: &str, at: usize, end: usize) -> usize {
+    let last = text[..end]
+        .char_indices()
+        .next_back()
+        .map_or(at, |(i, _)| i);
+    if last > at { last } else { end }
 }
 
 /// The length of the contraction `(?i:[sdmt]|ll|ve|re)` at the start of `after` (the text
@@ -199,14 +221,7 @@ impl Classes {
         }
         // 3. One to three numbers.
         if kind == Kind::Number {
-            let mut end = at;
-            for (i, c) in rest.char_indices().take(3) {
-                if self.kind(c) != Kind::Number {
-                    break;
-                }
-                end = at + i + c.len_utf8();
-            }
-            return end;
+            return up_to_three(text, at, |c| self.kind(c) == Kind::Number);
         }
         // 4. An optional space, a run of neither spaces, letters nor numbers, then newlines.
         let others = match (first, next) {
@@ -230,11 +245,7 @@ impl Classes {
         if let Some(newline) = text[at..end].rfind(is_newline) {
             return at + newline + 1;
         }
-        let last = text[..end]
-            .char_indices()
-            .next_back()
-            .map_or(at, |(i, _)| i);
-        if last > at { last } else { end }
+        less_last_char(text, at, end)
     }
 }
 
@@ -299,10 +310,7 @@ impl Classes {
 
     /// The end of the run from byte `start` of characters whose class satisfies `keep`.
     fn case_run_end(&self, text: &str, start: usize, keep: impl Fn(Case) -> bool) -> usize {
-        text[start..]
-            .char_indices()
-            .find(|&(_, c)| !keep(self.case(c)))
-            .map_or(text.len(), |(i, _)| start + i)
+        run_end(text, start, |c| keep(self.case(c)))
     }
 
     /// Where `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+` (`upper_first`:
@@ -367,14 +375,7 @@ impl Classes {
         }
         // 3. One to three numbers.
         if case == Case::Number {
-            let mut end = at;
-            for (i, c) in rest.char_indices().take(3) {
-                if self.case(c) != Case::Number {
-                    break;
-                }
-                end = at + i + c.len_utf8();
-            }
-            return end;
+            return up_to_three(text, at, |c| self.case(c) == Case::Number);
         }
         // 4. An optional space, a run of neither spaces, letters nor numbers, then newlines
         // and slashes.
@@ -399,11 +400,7 @@ impl Classes {
         if end == text.len() {
             return end;
         }
-        let last = text[..end]
-            .char_indices()
-            .next_back()
-            .map_or(at, |(i, _)| i);
-        if last > at { last } else { end }
+        less_last_char(text, at, end)
     }
 }
 
@@ -609,17 +606,37 @@ mod tests {
 
     #[test]
     fn the_same_pieces_as_the_regex() {
-        let pattern = fancy_regex::Regex::new(
+        same_as_the_regex(
             r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s",
-        )
-        .unwrap();
-        for seed in 1000..1400 {
+            Pattern::Gpt2,
+            None,
+            1000..1400,
+        );
+    }
+
+    /// `pattern` splits like the regex `regex` on generated text, and (given) `tokenizer`'s
+    /// ids are `tiktoken-rs`'s.
+    fn same_as_the_regex(
+        regex: &str,
+        pattern: Pattern,
+        tokenizer: Option<(&Tokenizer, &tiktoken_rs::CoreBPE)>,
+        seeds: std::ops::Range<u64>,
+    ) {
+        let regex = fancy_regex::Regex::new(regex).unwrap();
+        for seed in seeds {
             let text = generated(seed, 1 + seed as usize % 80);
-            let expected: Vec<&str> = pattern
+            let expected: Vec<&str> = regex
                 .find_iter(&text)
                 .map(|m| m.unwrap().as_str())
                 .collect();
-            assert_eq!(split(&text, Pattern::Gpt2), expected, "{text:?}");
+            assert_eq!(split(&text, pattern), expected, "{text:?}");
+            if let Some((tokenizer, bpe)) = tokenizer {
+                assert_eq!(
+                    ids(tokenizer, &text),
+                    bpe.encode_ordinary(&text),
+                    "{text:?}"
+                );
+            }
         }
     }
 
@@ -640,39 +657,23 @@ mod tests {
 
     #[test]
     fn cl100k_the_same_pieces_and_ids_as_the_regex() {
-        let pattern = fancy_regex::Regex::new(CL100K).unwrap();
         let bpe = tiktoken_rs::cl100k_base_singleton();
-        for seed in 0..3000 {
-            let text = generated(seed, 1 + seed as usize % 80);
-            let expected: Vec<&str> = pattern
-                .find_iter(&text)
-                .map(|m| m.unwrap().as_str())
-                .collect();
-            assert_eq!(split(&text, Pattern::Cl100k), expected, "{text:?}");
-            assert_eq!(
-                ids(&Tokenizer::Cl100kBase, &text),
-                bpe.encode_ordinary(&text),
-                "{text:?}"
-            );
-        }
+        same_as_the_regex(
+            CL100K,
+            Pattern::Cl100k,
+            Some((&Tokenizer::Cl100kBase, bpe)),
+            0..3000,
+        );
     }
 
     #[test]
     fn o200k_the_same_pieces_and_ids_as_the_regex() {
-        let pattern = fancy_regex::Regex::new(O200K).unwrap();
         let bpe = tiktoken_rs::o200k_base_singleton();
-        for seed in 0..4000 {
-            let text = generated(seed, 1 + seed as usize % 80);
-            let expected: Vec<&str> = pattern
-                .find_iter(&text)
-                .map(|m| m.unwrap().as_str())
-                .collect();
-            assert_eq!(split(&text, Pattern::O200k), expected, "{text:?}");
-            assert_eq!(
-                ids(&Tokenizer::O200kBase, &text),
-                bpe.encode_ordinary(&text),
-                "{text:?}"
-            );
-        }
+        same_as_the_regex(
+            O200K,
+            Pattern::O200k,
+            Some((&Tokenizer::O200kBase, bpe)),
+            0..4000,
+        );
     }
 }

@@ -13,6 +13,9 @@ use crate::manifest::{Manifest, Position, Settings};
 use crate::tokenizer::Tokenizer;
 use crate::writer::DocumentWriter;
 
+/// The shard file name prefix a run uses unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "shard";
+
 /// A preprocessing run: which inputs, where to, and how. Build it with [`Preprocess::new`] and
 /// the `with_*` setters, then [`Preprocess::run`].
 ///
@@ -107,7 +110,7 @@ impl Preprocess {
             shard_tokens: 64 << 20,
             row_group_tokens: 1 << 20,
             reading: Reading::default(),
-            prefix: "shard".into(),
+            prefix: DEFAULT_PREFIX.into(),
             worker: 0,
             workers: 1,
             on_error: OnError::Fail,
@@ -177,7 +180,7 @@ impl Preprocess {
         self.reading.separator = separator;
         self
     }
-    /// Shard file name prefix.
+    /// Shard file name prefix ([`DEFAULT_PREFIX`] unless set).
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
