@@ -175,6 +175,10 @@ class Loader:
         format: ``"torch"`` (default) or ``"numpy"``.
         max_segments_per_row: in the pack modes, at most this many document segments per row
             (the rest of a full row is padding), so that ``cu_seqlens`` has a small fixed size.
+        pack_fields: in the pack modes, the fields of each batch besides ``input_ids``
+            (default all: ``attention_mask``, ``labels``, ``position_ids``, ``segment_ids``),
+            a list of names or one comma-separated string. Each left out is one write of the
+            batch less; ``cu_seqlens`` comes from ``segment_ids``.
         pad_cu_seqlens: pad ``cu_seqlens`` to a size fixed by the batch's shape
             (``rows x min(max_segments_per_row + 1, seq_len) + 1`` entries) with the batch's
             total token count, i.e. sequences of length zero, so that a compiled model sees one
@@ -250,6 +254,7 @@ class Loader:
         mask_document_boundaries: Optional[bool] = None,
         pack_window: Optional[int] = None,
         max_segments_per_row: Optional[int] = None,
+        pack_fields: Optional[Union[str, Sequence[str]]] = None,
         pad_cu_seqlens: bool = False,
         shuffle_buffer: Optional[int] = None,
         shuffle_seed: Optional[int] = None,
@@ -319,6 +324,7 @@ class Loader:
             mask_document_boundaries=mask_document_boundaries,
             pack_window=pack_window,
             max_segments_per_row=max_segments_per_row,
+            pack_fields=_field_names(pack_fields),
             shuffle_buffer=shuffle_buffer,
             shuffle_seed=shuffle_seed,
             seed=seed,
@@ -681,6 +687,18 @@ _DECOMPOSE_KEYWORDS = {"mode", "batch_tokens", "eos_id", "seed", "rank", "world_
 
 #: The keywords mode="chunk" takes (besides its own); the others are refused.
 _CHUNK_KEYWORDS = _DECOMPOSE_KEYWORDS - {"eos_id"}
+
+
+def _field_names(fields: Optional[Union[str, Sequence[str]]]) -> Optional[List[str]]:
+    """``pack_fields`` as a list of names (one string is comma-separated, as the CLI's flag)."""
+    if fields is None:
+        return None
+    if isinstance(fields, str):
+        return [name.strip() for name in fields.split(",") if name.strip()]
+    names = list(fields)
+    if not all(isinstance(name, str) for name in names):
+        raise _config_error("pack_fields", f"pack_fields: expected field names, not {fields!r}")
+    return names
 
 
 def _refuse_given(keywords: Mapping[str, Any], owner: str, mode: Optional[str]) -> None:

@@ -376,6 +376,15 @@ pub fn check_settings(
             ),
         ));
     }
+    if pad_cu_seqlens && !config.warmup().pack_fields().segment_ids {
+        return Err(config_error(
+            py,
+            "pad_cu_seqlens",
+            "pad_cu_seqlens: cu_seqlens is made from segment_ids, which pack_fields leaves out \
+             (add \"segment_ids\")"
+                .to_string(),
+        ));
+    }
     Ok(())
 }
 

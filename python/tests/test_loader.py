@@ -490,3 +490,36 @@ def test_a_mixture_draws_from_its_sources_by_weight(corpus: dict, tmp_path: Path
     assert seqwarm.Loader(corpus["dir"], linear(), batch_rows=4).source_stats() is None
     with pytest.raises(seqwarm.ConfigError, match="max_steps or max_tokens"):
         list(seqwarm.Loader(None, linear(), batch_rows=4, sources=sources))
+
+
+def test_pack_fields_write_only_the_fields_asked_for(corpus: dict, seqwarm_bin: str, tmp_path: Path) -> None:
+    for mode in ("pack-greedy", "pack-bestfit"):
+        settings = {"schedule": linear(), "mode": mode, "batch_rows": 4, "seed": 3, "keep_last": True}
+        lean_settings = {**settings, "pack_fields": ["input_ids", "segment_ids"]}
+        expected = cli_batches(seqwarm_bin, corpus["dir"], lean_settings, tmp_path)
+        full = list(seqwarm.Loader(corpus["dir"], **kwargs_of(settings)))
+        lean = list(seqwarm.Loader(corpus["dir"], **kwargs_of({**settings, "pack_fields": "input_ids,segment_ids"})))
+        assert len(full) == len(lean) == len(expected) > 10
+        for a, b, want in zip(full, lean, expected):
+            assert set(b.keys()) == {"input_ids", "segment_ids", "cu_seqlens"}, mode
+            for name in b.keys():
+                assert torch.equal(a[name], b[name]), (mode, name, b.step)
+            # Real tokens counted without a mask: padding is not counted.
+            assert a.tokens == b.tokens == want["tokens"] == int(a["attention_mask"].sum())
+            assert fields_of(b) == want["fields"]
+    # Greedy rows without an EOS to append are views of the decoded tokens: editing one batch
+    # in place still changes that batch alone.
+    kwargs = dict(schedule=linear(), mode="pack-greedy", batch_rows=4, pack_fields=["position_ids"])
+    reference = [fields_of(b) for b in seqwarm.Loader(corpus["dir"], **kwargs)]
+    edited = []
+    for batch in seqwarm.Loader(corpus["dir"], **kwargs):
+        edited.append(fields_of(batch))
+        batch["input_ids"].fill_(-7)
+    assert edited == reference
+    with pytest.raises(seqwarm.ConfigError, match="segment_ids") as bad:
+        seqwarm.Loader(corpus["dir"], linear(), mode="pack-greedy", pack_fields=["labels"], pad_cu_seqlens=True)
+    assert bad.value.field == "pad_cu_seqlens"
+    with pytest.raises(seqwarm.ConfigError, match="unknown field `cu_seqlens`") as bad:
+        seqwarm.Loader(corpus["dir"], linear(), mode="pack-greedy", pack_fields=["cu_seqlens"])
+    with pytest.raises(seqwarm.ConfigError, match="does not pack"):
+        seqwarm.Loader(corpus["dir"], linear(), mode="repack", pack_fields=["labels"])

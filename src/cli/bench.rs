@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::format::{OutputLayout, ShardEncoding};
-use crate::loader::{BatchSize, LoaderBuilder, Mode, Prefetch, WarmupConfig, find_shards};
+use crate::loader::{
+    BatchSize, LoaderBuilder, Mode, PackFields, Prefetch, WarmupConfig, find_shards,
+};
 use crate::schedule::ScheduleConfig;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -62,6 +64,10 @@ pub struct BenchArgs {
     /// Maximum sequence length (schedule linear from 64, step 64, over 30% of an epoch).
     #[arg(long, default_value_t = 1024)]
     pub max_len: u64,
+    /// The fields of packed rows in the pack modes, comma-separated (default all; see
+    /// `stream --pack-fields`).
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub pack_fields: Option<Vec<String>>,
     /// Also run a peer implementation on the same shards.
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
@@ -282,10 +288,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 .with_step(64)
                 .config(),
         )?;
+        let pack_fields = match &args.pack_fields {
+            Some(names) => Some(PackFields::from_names(names)?),
+            None => None,
+        };
         for &mode in &modes {
-            let warmup = WarmupConfig::new(schedule.clone())
+            let mut warmup = WarmupConfig::new(schedule.clone())
                 .with_mode(mode)
                 .with_batch_size(BatchSize::Tokens(args.batch_tokens));
+            let mut name = format!("stream {}", mode.name());
+            if let Some(fields) = pack_fields.filter(|_| mode.is_packing()) {
+                warmup = warmup.with_pack_fields(fields);
+                name = format!("{name} ({})", fields.names()[1..].join(","));
+            }
             let loader = LoaderBuilder::new(shards.iter().cloned(), warmup).with_prefetch(
                 if args.threads == Threads::One {
                     Prefetch {
@@ -303,7 +318,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
             let (tokens, seconds, peak) =
                 timed(args.repeat, || runtime.block_on(stream_once(&loader)))?;
-            push(format!("stream {}", mode.name()), tokens, seconds, peak)?;
+            push(name, tokens, seconds, peak)?;
         }
         if let Some(Peer::Python) = args.peer {
             let python = args

@@ -23,6 +23,11 @@ pub struct LoaderArgs {
     /// has a small size fixed by the batch's shape.
     #[arg(long)]
     pub max_segments_per_row: Option<usize>,
+    /// The fields of packed rows, comma-separated (pack modes; default all): input_ids,
+    /// attention_mask, labels, position_ids, segment_ids. Each left out is one write of the
+    /// batch less.
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub pack_fields: Option<Vec<String>>,
     /// Fixed rows per batch.
     #[arg(long, conflicts_with = "batch_tokens")]
     pub batch_rows: Option<usize>,

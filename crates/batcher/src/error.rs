@@ -20,6 +20,14 @@ pub enum BatchError {
         /// The fixed size asked for.
         size: usize,
     },
+    /// A field name that is not one of the fields an operation knows.
+    #[error("unknown field `{field}`; the fields are {known}")]
+    UnknownField {
+        /// The name given.
+        field: String,
+        /// The names known, comma-separated.
+        known: String,
+    },
     /// A field the operation needs is absent.
     #[error("batch has no `{field}` field, which {operation} requires")]
     MissingField {

@@ -16,6 +16,7 @@
 
 mod batch;
 mod error;
+mod pack_fields;
 mod packer;
 mod pad;
 mod repacker;
@@ -26,6 +27,7 @@ mod varlen;
 
 pub use batch::{Batch, Cut, IGNORE_INDEX, fields};
 pub use error::BatchError;
+pub use pack_fields::PackFields;
 pub use packer::{
     DocumentPacker, PackStrategy, PackerCarry, PackerConfig, PackerStats, PieceState,
 };

@@ -4,11 +4,13 @@
 //! implementation, which read best together; the byte-level copies are in `runs.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::ops::Range;
 
 use bytes::Bytes;
 
 use crate::BatchError;
 use crate::batch::{Batch, IGNORE_INDEX, fields};
+use crate::pack_fields::PackFields;
 use crate::pad::PadValues;
 use crate::sink::{Popped, RowSink, Tokens};
 use crate::tensor::{DType, Element, Shape, Tensor, bytes_from_vec};
@@ -44,6 +46,8 @@ pub struct PackerConfig {
     /// `segment_ids` value, so [`Batch::varlen`] can give `cu_seqlens` a small fixed size.
     /// `None` (the default): no limit.
     pub max_segments: Option<usize>,
+    /// The fields written besides `input_ids`. Default: all.
+    pub fields: PackFields,
 }
 
 impl Default for PackerConfig {
@@ -53,6 +57,7 @@ impl Default for PackerConfig {
             mask_document_boundaries: true,
             pad: PadValues::default(),
             max_segments: None,
+            fields: PackFields::ALL,
         }
     }
 }
@@ -80,6 +85,12 @@ impl PackerConfig {
     #[must_use]
     pub fn with_max_segments(mut self, segments: Option<usize>) -> Self {
         self.max_segments = segments.map(|s| s.max(1));
+        self
+    }
+    /// Sets the fields written besides `input_ids` ([`PackerConfig::fields`]).
+    #[must_use]
+    pub fn with_fields(mut self, fields: PackFields) -> Self {
+        self.fields = fields;
         self
     }
     /// Builds the packer.
@@ -234,6 +245,9 @@ struct Piece {
     len: usize,
     /// Whether the document has already been counted as split.
     split: bool,
+    /// The buffer the piece lies in, when it came with one ([`RowSink::push_document_in`]):
+    /// consecutive pieces of one buffer become one view of it instead of a copy.
+    run: Option<Bytes>,
 }
 
 impl Piece {
@@ -242,6 +256,7 @@ impl Piece {
             tokens: self.tokens.slice(..at * size),
             len: at,
             split: true,
+            run: self.run.clone(),
         };
         self.tokens = self.tokens.slice(at * size..);
         self.len -= at;
@@ -255,8 +270,9 @@ impl Piece {
 /// Every row is `len` tokens with fields `input_ids`, `attention_mask`, `labels`,
 /// `position_ids` (restarting at 0 at each segment) and `segment_ids` (1-based index of the
 /// segment within its row, 0 on padding); [`Batch::cu_seqlens`] turns the latter into
-/// FlashAttention-style offsets. Tokens are copied once, from the pushed buffers into the rows.
-/// Its streaming verbs are those of [`RowSink`].
+/// FlashAttention-style offsets; [`PackerConfig::fields`] leaves out the fields not asked for.
+/// Tokens are copied once, from the pushed buffers into the rows, and every field is written in
+/// the same pass. Its streaming verbs are those of [`RowSink`].
 ///
 /// ```
 /// use seqwarm_batcher::{PackStrategy, PackerConfig, RowSink, Tensor, Tokens};
@@ -390,111 +406,8 @@ impl DocumentPacker {
         self.ready_len = len;
     }
 
-    fn emit(&mut self, packed: &[Vec<Piece>], len: usize) -> Result<Batch, BatchError> {
-        match self.dtype.unwrap_or(DType::I64) {
-            DType::I32 => self.emit_typed::<i32>(packed, len),
-            DType::I64 => self.emit_typed::<i64>(packed, len),
-        }
-    }
-
-    fn emit_typed<T: Element>(
-        &mut self,
-        packed: &[Vec<Piece>],
-        len: usize,
-    ) -> Result<Batch, BatchError> {
-        let rows = packed.len();
-        let total = rows * len;
-        let cast = |field: &str, v: i64| {
-            T::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
-                field: field.into(),
-                value: v,
-                dtype: T::DTYPE,
-            })
-        };
-        let pad_id = cast(fields::INPUT_IDS, self.config.pad.input_ids)?;
-        let pad_label = cast(fields::LABELS, self.config.pad.labels)?;
-        let ignore = cast(fields::LABELS, IGNORE_INDEX)?;
-        let (zero, one) = (cast("", 0)?, cast("", 1)?);
-        // Positions and segment numbers are below the row length: check it fits once.
-        cast(fields::POSITION_IDS, i64::try_from(len).unwrap_or(i64::MAX))?;
-        let mut ids: Vec<T> = Vec::with_capacity(total);
-        let mut labels: Vec<T> = Vec::with_capacity(total);
-        let mut mask: Vec<T> = Vec::with_capacity(total);
-        let mut positions: Vec<T> = Vec::with_capacity(total);
-        let mut segments: Vec<T> = Vec::with_capacity(total);
-        let mut real = 0usize;
-        for row in packed {
-            let row_start = ids.len();
-            for (s, piece) in row.iter().enumerate() {
-                let tokens: &[T] = bytemuck::cast_slice(&piece.tokens);
-                let start = ids.len();
-                ids.extend_from_slice(tokens);
-                labels.extend_from_slice(tokens);
-                if self.config.mask_document_boundaries && start > row_start {
-                    labels[start] = ignore;
-                }
-                mask.resize(ids.len(), one);
-                positions.extend((0..piece.len).map(T::from_index));
-                segments.resize(ids.len(), cast(fields::SEGMENT_IDS, s as i64 + 1)?);
-                real += piece.len;
-            }
-            let end = row_start + len;
-            ids.resize(end, pad_id);
-            labels.resize(end, pad_label);
-            mask.resize(end, zero);
-            positions.resize(end, zero);
-            segments.resize(end, zero);
-        }
-        self.stats.rows += rows as u64;
-        self.stats.tokens_out += real as u64;
-        self.stats.padding += (total - real) as u64;
-        let tensor = |v: Vec<T>| Tensor::from_bytes(bytes_from_vec(v), T::DTYPE, rows, len);
-        Batch::new()
-            .with_field(fields::INPUT_IDS, tensor(ids)?)?
-            .with_field(fields::ATTENTION_MASK, tensor(mask)?)?
-            .with_field(fields::LABELS, tensor(labels)?)?
-            .with_field(fields::POSITION_IDS, tensor(positions)?)?
-            .with_field(fields::SEGMENT_IDS, tensor(segments)?)
-    }
-}
-
-/// `tokens` followed by `eos`, in `tokens`' dtype.
-fn append(tokens: &Tensor, eos: i64) -> Result<Tensor, BatchError> {
-    let mut values = tokens.to_vec_i64();
-    values.push(eos);
-    Ok(match tokens.dtype() {
-        DType::I32 => Tensor::vector(
-            values
-                .into_iter()
-                .map(|v| {
-                    i32::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
-                        field: fields::INPUT_IDS.into(),
-                        value: v,
-                        dtype: DType::I32,
-                    })
-                })
-                .collect::<Result<Vec<i32>, _>>()?,
-        ),
-        DType::I64 => Tensor::vector(values),
-    })
-}
-
-impl RowSink for DocumentPacker {
-    type Carry = PackerCarry;
-
-    /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
-    /// given (the document is then copied once, with it). All documents must share one dtype.
-    /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
-    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
-        let tokens = doc.ids;
-        let with_eos;
-        let tokens = match eos {
-            None => tokens,
-            Some(eos) => {
-                with_eos = append(tokens, eos)?;
-                &with_eos
-            }
-        };
+    /// One document's tokens (its EOS already appended), with the buffer they lie in.
+    fn push_piece(&mut self, tokens: &Tensor, run: Option<Bytes>) -> Result<(), BatchError> {
         let document = self.stats.documents;
         let Shape::Vector { len } = tokens.shape() else {
             return Err(BatchError::ShapeMismatch {
@@ -526,9 +439,187 @@ impl RowSink for DocumentPacker {
                 tokens: tokens.buffer().clone(),
                 len,
                 split: false,
+                run,
             });
         }
         Ok(())
+    }
+
+    fn emit(&mut self, packed: &[Vec<Piece>], len: usize) -> Result<Batch, BatchError> {
+        match self.dtype.unwrap_or(DType::I64) {
+            DType::I32 => self.emit_typed::<i32>(packed, len),
+            DType::I64 => self.emit_typed::<i64>(packed, len),
+        }
+    }
+
+    fn emit_typed<T: Element>(
+        &mut self,
+        packed: &[Vec<Piece>],
+        len: usize,
+    ) -> Result<Batch, BatchError> {
+        let rows = packed.len();
+        let total = rows * len;
+        let cast = |field: &str, v: i64| {
+            T::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
+                field: field.into(),
+                value: v,
+                dtype: T::DTYPE,
+            })
+        };
+        let pad_id = cast(fields::INPUT_IDS, self.config.pad.input_ids)?;
+        let pad_label = cast(fields::LABELS, self.config.pad.labels)?;
+        let ignore = cast(fields::LABELS, IGNORE_INDEX)?;
+        let (zero, one) = (cast("", 0)?, cast("", 1)?);
+        // Positions and segment numbers are below the row length: check it fits once.
+        cast(fields::POSITION_IDS, i64::try_from(len).unwrap_or(i64::MAX))?;
+        let want = self.config.fields;
+        let with = |on: bool| if on { total } else { 0 };
+        // Greedy rows of consecutive documents of one buffer are that buffer's slice.
+        let shared = shared_view(packed, total * size_of::<T>());
+        let mut ids: Vec<T> = Vec::with_capacity(if shared.is_some() { 0 } else { total });
+        let mut labels: Vec<T> = Vec::with_capacity(with(want.labels));
+        let mut mask: Vec<T> = Vec::with_capacity(with(want.attention_mask));
+        let mut positions: Vec<T> = Vec::with_capacity(with(want.position_ids));
+        let mut segments: Vec<T> = Vec::with_capacity(with(want.segment_ids));
+        let mut real = 0usize;
+        // One pass: each field is written as its row is, only the fields asked for.
+        for (r, row) in packed.iter().enumerate() {
+            let (row_start, end) = (r * len, (r + 1) * len);
+            let mut at = row_start;
+            for (s, piece) in row.iter().enumerate() {
+                let tokens: &[T] = bytemuck::cast_slice(&piece.tokens);
+                if shared.is_none() {
+                    ids.extend_from_slice(tokens);
+                }
+                if want.labels {
+                    labels.extend_from_slice(tokens);
+                    if self.config.mask_document_boundaries && at > row_start {
+                        labels[at] = ignore;
+                    }
+                }
+                at += piece.len;
+                if want.attention_mask {
+                    mask.resize(at, one);
+                }
+                if want.position_ids {
+                    positions.extend((0..piece.len).map(T::from_index));
+                }
+                if want.segment_ids {
+                    segments.resize(at, cast(fields::SEGMENT_IDS, s as i64 + 1)?);
+                }
+                real += piece.len;
+            }
+            if shared.is_none() {
+                ids.resize(end, pad_id);
+            }
+            if want.labels {
+                labels.resize(end, pad_label);
+            }
+            if want.attention_mask {
+                mask.resize(end, zero);
+            }
+            if want.position_ids {
+                positions.resize(end, zero);
+            }
+            if want.segment_ids {
+                segments.resize(end, zero);
+            }
+        }
+        self.stats.rows += rows as u64;
+        self.stats.tokens_out += real as u64;
+        self.stats.padding += (total - real) as u64;
+        let tensor = |v: Vec<T>| Tensor::from_bytes(bytes_from_vec(v), T::DTYPE, rows, len);
+        let ids = match shared {
+            Some(view) => Tensor::from_bytes(view, T::DTYPE, rows, len)?,
+            None => tensor(ids)?,
+        };
+        let mut batch = Batch::new().with_field(fields::INPUT_IDS, ids)?;
+        for (on, name, values) in [
+            (want.attention_mask, fields::ATTENTION_MASK, mask),
+            (want.labels, fields::LABELS, labels),
+            (want.position_ids, fields::POSITION_IDS, positions),
+            (want.segment_ids, fields::SEGMENT_IDS, segments),
+        ] {
+            if on {
+                batch.insert(name, tensor(values)?)?;
+            }
+        }
+        Ok(batch)
+    }
+}
+
+/// The pieces of `packed`, in row order, as one view of the buffer they lie in, when they are
+/// consecutive in one buffer and fill `bytes` exactly (no padding).
+fn shared_view(packed: &[Vec<Piece>], bytes: usize) -> Option<Bytes> {
+    let mut pieces = packed.iter().flatten();
+    let first = pieces.next()?;
+    let run = first.run.as_ref()?;
+    let base = run.as_ptr() as usize;
+    let start = first.tokens.as_ptr() as usize;
+    let mut end = start + first.tokens.len();
+    for piece in pieces {
+        let same_run = piece
+            .run
+            .as_ref()
+            .is_some_and(|r| r.as_ptr() == run.as_ptr() && r.len() == run.len());
+        if !same_run || piece.tokens.as_ptr() as usize != end {
+            return None;
+        }
+        end += piece.tokens.len();
+    }
+    (end - start == bytes && start >= base && end <= base + run.len())
+        .then(|| run.slice(start - base..end - base))
+}
+
+/// `tokens` followed by `eos`, in `tokens`' dtype.
+fn append(tokens: &Tensor, eos: i64) -> Result<Tensor, BatchError> {
+    let mut values = tokens.to_vec_i64();
+    values.push(eos);
+    Ok(match tokens.dtype() {
+        DType::I32 => Tensor::vector(
+            values
+                .into_iter()
+                .map(|v| {
+                    i32::try_from(v).map_err(|_| BatchError::ValueOutOfRange {
+                        field: fields::INPUT_IDS.into(),
+                        value: v,
+                        dtype: DType::I32,
+                    })
+                })
+                .collect::<Result<Vec<i32>, _>>()?,
+        ),
+        DType::I64 => Tensor::vector(values),
+    })
+}
+
+impl RowSink for DocumentPacker {
+    type Carry = PackerCarry;
+
+    /// Accepts one document: a 1-D token tensor (shared, not copied), followed by `eos` when
+    /// given (the document is then copied once, with it). All documents must share one dtype.
+    /// The packer derives each row's `labels` from its tokens, so `labels` are not used.
+    fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
+        match eos {
+            None => self.push_piece(doc.ids, None),
+            Some(eos) => self.push_piece(&append(doc.ids, eos)?, None),
+        }
+    }
+
+    /// Keeps the run's buffer with the document (no EOS to append: a copy is made then), so
+    /// that greedy rows of consecutive documents are handed out as a view of it.
+    fn push_document_in(
+        &mut self,
+        run: Tokens<'_>,
+        span: Range<usize>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        let ids = match run.ids.slice_rows(span.start, span.end) {
+            Some(ids) if eos.is_none() && matches!(run.ids.shape(), Shape::Vector { .. }) => ids,
+            _ => {
+                return crate::sink::push_slice(self, run, span, eos);
+            }
+        };
+        self.push_piece(&ids, Some(run.ids.buffer().clone()))
     }
 
     /// Whether `rows` rows of `len` can be taken now: greedy, `rows * len` tokens buffered;
@@ -619,6 +710,11 @@ impl RowSink for DocumentPacker {
         self.pending_tokens + self.ready.iter().flatten().map(|p| p.len).sum::<usize>()
     }
 
+    /// The real tokens of every row handed out (what `attention_mask` would count).
+    fn tokens_handed_out(&self) -> Option<u64> {
+        Some(self.stats.tokens_out)
+    }
+
     /// Drops everything buffered; returns how many tokens that was.
     fn clear(&mut self) -> usize {
         let dropped = self.buffered_tokens();
@@ -687,6 +783,7 @@ impl RowSink for DocumentPacker {
                 tokens,
                 len: p.tokens.len(),
                 split: p.split,
+                run: None,
             })
         };
         self.dtype = dtype;

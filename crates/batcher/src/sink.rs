@@ -53,6 +53,19 @@ pub trait RowSink {
     /// followed by the `eos` token when given.
     fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError>;
 
+    /// Takes the document at elements `span` of a 1-D token (and label) buffer that holds
+    /// several, followed by `eos` when given: what [`RowSink::push_document`] of that slice
+    /// does, but a sink that keeps the whole buffer can hand out consecutive documents as one
+    /// view instead of a copy (the greedy packer does).
+    fn push_document_in(
+        &mut self,
+        run: Tokens<'_>,
+        span: Range<usize>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        push_slice(self, run, span, eos)
+    }
+
     /// Takes elements `span` of 1-D token (and label) buffers that hold several whole
     /// documents, without looking at the boundaries between them, when the sink's rows do not
     /// depend on those boundaries. Returns `false`, taking nothing, when they do (the caller then
@@ -100,6 +113,14 @@ pub trait RowSink {
     /// Tokens taken but not yet handed out.
     fn buffered_tokens(&self) -> usize;
 
+    /// The real tokens (padding not counted) of every batch handed out so far, when the sink
+    /// counts them as it builds rows; `None` when a batch's own
+    /// [`Batch::token_count`](crate::Batch::token_count) tells (the default). A packer whose
+    /// rows carry no `attention_mask` must count them: its padding looks like tokens.
+    fn tokens_handed_out(&self) -> Option<u64> {
+        None
+    }
+
     /// Drops everything buffered; returns how many tokens that was.
     fn clear(&mut self) -> usize;
 
@@ -108,4 +129,25 @@ pub trait RowSink {
 
     /// Replaces what is buffered with a [`RowSink::carry`].
     fn restore(&mut self, carry: &Self::Carry) -> Result<(), BatchError>;
+}
+
+/// [`RowSink::push_document_in`] as [`RowSink::push_document`] of the document's slice.
+pub(crate) fn push_slice<S: RowSink + ?Sized>(
+    sink: &mut S,
+    run: Tokens<'_>,
+    span: Range<usize>,
+    eos: Option<i64>,
+) -> Result<(), BatchError> {
+    let slice = |t: &Tensor| {
+        t.slice_rows(span.start, span.end)
+            .ok_or_else(|| BatchError::ShapeMismatch {
+                field: format!("document at {}..{}", span.start, span.end),
+                shape: t.shape().dims(),
+                expected: vec![span.end],
+                operation: "a document's span lies within its run",
+            })
+    };
+    let ids = slice(run.ids)?;
+    let labels = run.labels.map(slice).transpose()?;
+    sink.push_document(Tokens::new(&ids).with_labels(labels.as_ref()), eos)
 }

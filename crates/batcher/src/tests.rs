@@ -465,6 +465,97 @@ proptest! {
         }
         prop_assert_eq!(real_tokens, expected);
     }
+
+    #[test]
+    fn packed_fields_asked_for_are_the_full_packers_and_no_others(
+        docs in proptest::collection::vec(proptest::collection::vec(1i64..1000, 0..40), 1..30),
+        len in 1usize..32,
+        best_fit in any::<bool>(),
+        chosen in proptest::collection::vec(any::<bool>(), 4),
+        wide in any::<bool>(),
+    ) {
+        let strategy = if best_fit { PackStrategy::BestFitDecreasing { window: 4 } } else { PackStrategy::Greedy };
+        let names = ["attention_mask", "labels", "position_ids", "segment_ids"];
+        let asked: Vec<&str> = names.iter().zip(&chosen).filter(|(_, on)| **on).map(|(n, _)| *n).collect();
+        let fields = crate::PackFields::from_names(&asked).unwrap();
+        let build = |fields| PackerConfig::default().with_strategy(strategy).with_fields(fields).build();
+        let (mut full, mut some) = (build(crate::PackFields::ALL), build(fields));
+        let tensor = |d: &Vec<i64>| if wide {
+            Tensor::vector(d.clone())
+        } else {
+            Tensor::vector(d.iter().map(|&t| t as i32).collect::<Vec<i32>>())
+        };
+        let mut pairs = Vec::new();
+        for d in &docs {
+            full.push_document(Tokens::new(&tensor(d)), None).unwrap();
+            some.push_document(Tokens::new(&tensor(d)), None).unwrap();
+            while let (Some(a), Some(b)) = (full.pop(len, 2).unwrap(), some.pop(len, 2).unwrap()) {
+                pairs.push((a, b));
+            }
+        }
+        while let (Some(a), Some(b)) = (full.finish(len, 3).unwrap(), some.finish(len, 3).unwrap()) {
+            pairs.push((a, b));
+        }
+        prop_assert_eq!(full.buffered_tokens(), 0);
+        prop_assert_eq!(some.buffered_tokens(), 0);
+        let mut counted = 0usize;
+        for (a, b) in &pairs {
+            let mut expected = vec!["input_ids"];
+            expected.extend(&asked);
+            prop_assert_eq!(b.names().collect::<Vec<_>>(), expected);
+            for (name, tensor) in b.iter() {
+                prop_assert_eq!(tensor, a.get(name).unwrap());
+            }
+            counted += a.token_count();
+        }
+        // The packer counts real tokens without a mask: what the full batches' masks say.
+        prop_assert_eq!(some.tokens_handed_out(), Some(counted as u64));
+        prop_assert_eq!(full.tokens_handed_out(), Some(counted as u64));
+    }
+
+    #[test]
+    fn documents_pushed_in_their_run_pack_as_pushed_alone_and_share_it(
+        docs in proptest::collection::vec(proptest::collection::vec(1i64..1000, 0..40), 1..30),
+        len in 1usize..32,
+        best_fit in any::<bool>(),
+        eos in proptest::option::of(1i64..5),
+    ) {
+        let strategy = if best_fit { PackStrategy::BestFitDecreasing { window: 4 } } else { PackStrategy::Greedy };
+        let build = || PackerConfig::default().with_strategy(strategy).build();
+        let (mut alone, mut inside) = (build(), build());
+        let flat: Vec<i64> = docs.iter().flatten().copied().collect();
+        let run = Tensor::vector(flat);
+        let mut start = 0;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for d in &docs {
+            alone.push_document(Tokens::new(&Tensor::vector(d.clone())), eos).unwrap();
+            inside.push_document_in(Tokens::new(&run), start..start + d.len(), eos).unwrap();
+            start += d.len();
+            a.extend(alone.pop(len, 2).unwrap());
+            b.extend(inside.pop(len, 2).unwrap());
+        }
+        while let Some(batch) = alone.finish(len, 2).unwrap() {
+            a.push(batch);
+        }
+        while let Some(batch) = inside.finish(len, 2).unwrap() {
+            b.push(batch);
+        }
+        prop_assert_eq!(&a, &b);
+        // Greedy batches without EOS and without padding are views of the run (best fit's
+        // are when its rows happen to keep document order); with an EOS to append, copies.
+        let run_bytes = run.buffer().as_ptr_range();
+        for batch in &b {
+            let view = run_bytes.contains(&batch.input_ids().unwrap().buffer().as_ptr());
+            let full = batch.token_count() == batch.input_ids().unwrap().numel();
+            if eos.is_some() || !full {
+                prop_assert!(!view);
+            } else if !best_fit {
+                prop_assert!(view);
+            }
+        }
+        // A span outside the run is an error, not a panic.
+        prop_assert!(inside.push_document_in(Tokens::new(&run), start..start + 1, None).is_err());
+    }
 }
 
 #[test]

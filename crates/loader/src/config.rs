@@ -2,7 +2,7 @@
 //! default: the home that the builder, the CLI's flags and config files, and the Python
 //! keyword arguments all write into.
 
-use seqwarm_batcher::DType;
+use seqwarm_batcher::{DType, PackFields};
 use seqwarm_stage::{EpochConfig, WarmupConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -388,6 +388,10 @@ impl LoaderConfig {
             // Without a segment limit, as the states before the limit existed.
             if map.get("max_segments_per_row").is_some_and(Value::is_null) {
                 map.remove("max_segments_per_row");
+            }
+            // Every packed field, as the states before the choice existed.
+            if self.warmup.pack_fields() == PackFields::ALL {
+                map.remove("pack_fields");
             }
             // Without a mixture, as the states before mixtures were written (they resume); with
             // one, the sources without their locations (the data identity names the files, so

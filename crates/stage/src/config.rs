@@ -1,6 +1,7 @@
 //! What the warmup stage does: [`WarmupConfig`] (plain settings, serde, with the library's
 //! defaults) and [`Warmup`], the same settings checked against each other.
 
+use seqwarm_batcher::PackFields;
 use seqwarm_schedule::{Schedule, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,7 @@ pub struct WarmupConfig {
     mode: Mode,
     pack_window: usize,
     max_segments_per_row: Option<usize>,
+    pack_fields: PackFields,
     batch_size: BatchSize,
     eos_id: Option<i64>,
     pad_id: i64,
@@ -60,6 +62,7 @@ impl Default for WarmupConfig {
             mode: Mode::default(),
             pack_window: DEFAULT_PACK_WINDOW,
             max_segments_per_row: None,
+            pack_fields: PackFields::ALL,
             batch_size: BatchSize::default(),
             eos_id: None,
             pad_id: 0,
@@ -105,6 +108,13 @@ impl WarmupConfig {
     #[must_use]
     pub fn with_max_segments_per_row(mut self, segments: Option<usize>) -> Self {
         self.max_segments_per_row = segments;
+        self
+    }
+    /// The fields packed rows carry besides `input_ids` (the pack modes; default all):
+    /// each left out is one write of the batch less ([`PackFields`]).
+    #[must_use]
+    pub fn with_pack_fields(mut self, fields: PackFields) -> Self {
+        self.pack_fields = fields;
         self
     }
     /// Sets the batch sizing.
@@ -182,6 +192,10 @@ impl WarmupConfig {
     pub fn pad_id(&self) -> i64 {
         self.pad_id
     }
+    /// The fields packed rows carry besides `input_ids`.
+    pub fn pack_fields(&self) -> PackFields {
+        self.pack_fields
+    }
 
     /// Checks the settings against each other and builds the schedule.
     pub fn build(&self) -> Result<Warmup> {
@@ -224,6 +238,16 @@ impl WarmupConfig {
             return Err(StageError::Config {
                 field: "pack_window",
                 reason: "best-fit window must be >= 1 document".into(),
+            });
+        }
+        if self.pack_fields != PackFields::ALL && !self.mode.is_packing() {
+            return Err(StageError::Config {
+                field: "pack_fields",
+                reason: format!(
+                    "chooses the fields of packed rows; mode {} does not pack (use pack-greedy \
+                     or pack-bestfit)",
+                    self.mode
+                ),
             });
         }
         if let Some(segments) = self.max_segments_per_row {
@@ -328,6 +352,10 @@ impl Warmup {
     /// The most document segments in one packed row, if limited.
     pub fn max_segments_per_row(&self) -> Option<usize> {
         self.config.max_segments_per_row
+    }
+    /// The fields packed rows carry besides `input_ids`.
+    pub fn pack_fields(&self) -> PackFields {
+        self.config.pack_fields
     }
     /// `cu_seqlens` entries of a packed batch at `seq_len` at the most: the fixed size its
     /// metadata is padded to ([`seqwarm_batcher::fixed_cu_seqlens_len`] of the step's shape).

@@ -156,6 +156,8 @@ pub struct WarmupCore<S: RowSink = ModeSink> {
     finished: bool,
     /// The epoch of the last documents pushed: the epoch a batch says it was emitted in.
     epoch: u64,
+    /// The sink's [`RowSink::tokens_handed_out`] when the last batch was emitted.
+    handed_out_before: u64,
 }
 
 impl<S: RowSink> std::fmt::Debug for WarmupCore<S> {
@@ -193,6 +195,7 @@ impl<S: RowSink> WarmupCore<S> {
             stats: Stats::default(),
             finished: false,
             epoch: 0,
+            handed_out_before: 0,
         }
     }
 
@@ -383,7 +386,12 @@ impl<S: RowSink> WarmupCore<S> {
     }
 
     fn emit(&mut self, batch: Batch, seq_len: usize) -> ScheduledBatch {
-        let tokens = batch.token_count() as u64;
+        // A packer counts its rows' real tokens as it writes them: no pass over the mask (and
+        // no mask needed).
+        let tokens = match self.sink.tokens_handed_out() {
+            Some(total) => total - std::mem::replace(&mut self.handed_out_before, total),
+            None => batch.token_count() as u64,
+        };
         self.progress.advance(batch.rows() as u64, tokens);
         self.stats.batches += 1;
         self.stats.tokens_out += tokens;
@@ -498,15 +506,21 @@ impl<S: RowSink> WarmupCore<S> {
     /// Documents `from..to` of `docs` into the shuffle buffer or the sink.
     fn take_documents(&mut self, docs: &Documents, from: usize, to: usize) -> Result<()> {
         for i in from..to {
-            let Some(doc) = docs.range(i, i + 1) else {
+            let Some((start, end)) = docs.span(i) else {
                 continue;
             };
             self.count_taken(docs, i, i + 1);
-            let out = match &mut self.shuffle {
-                Some(shuffle) => shuffle.push(doc),
-                None => Some(doc),
+            let Some(shuffle) = &mut self.shuffle else {
+                // In place in its run: a sink may hand out consecutive documents as a view.
+                let run = Tokens::new(docs.tokens()).with_labels(docs.labels());
+                self.sink
+                    .push_document_in(run, start..end, self.warmup.eos_id())?;
+                continue;
             };
-            if let Some(doc) = out {
+            let Some(doc) = docs.range(i, i + 1) else {
+                continue;
+            };
+            if let Some(doc) = shuffle.push(doc) {
                 self.send_to_sink(&doc)?;
             }
         }

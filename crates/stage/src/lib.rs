@@ -65,6 +65,8 @@ pub use mode::Mode;
 pub use plan::{EpochPlan, PlanState, Reads, UnitInfo};
 pub use rest::RestUnit;
 pub use rng::SplitMix64;
+/// What [`WarmupConfig::with_pack_fields`] takes, from the crate that defines it.
+pub use seqwarm_batcher::PackFields;
 pub use shape::{EpochSteps, StepShape};
 pub use sink::{ModeCarry, ModeSink};
 pub use sizing::BatchSize;

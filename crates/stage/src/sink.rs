@@ -117,6 +117,7 @@ impl ModeSink {
                 .with_mask_document_boundaries(warmup.mask_document_boundaries())
                 .with_pad_values(pad)
                 .with_max_segments(warmup.max_segments_per_row())
+                .with_fields(warmup.pack_fields())
                 .build(),
         )
     }
@@ -137,6 +138,15 @@ impl RowSink for ModeSink {
 
     fn push_document(&mut self, doc: Tokens<'_>, eos: Option<i64>) -> Result<(), BatchError> {
         each!(self, s => s.push_document(doc, eos))
+    }
+
+    fn push_document_in(
+        &mut self,
+        run: Tokens<'_>,
+        span: Range<usize>,
+        eos: Option<i64>,
+    ) -> Result<(), BatchError> {
+        each!(self, s => s.push_document_in(run, span, eos))
     }
 
     fn push_run(&mut self, run: Tokens<'_>, span: Range<usize>) -> Result<bool, BatchError> {
@@ -169,6 +179,10 @@ impl RowSink for ModeSink {
 
     fn clear(&mut self) -> usize {
         each!(self, s => s.clear())
+    }
+
+    fn tokens_handed_out(&self) -> Option<u64> {
+        each!(self, s => s.tokens_handed_out())
     }
 
     fn carry(&self) -> ModeCarry {

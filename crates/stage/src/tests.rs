@@ -1050,6 +1050,46 @@ fn a_segment_limit_bounds_packed_rows_and_their_fixed_cu_seqlens() {
 }
 
 #[test]
+fn packed_rows_without_a_mask_count_the_same_real_tokens() {
+    // Best fit pads its rows and the kept last batch is padded: without `attention_mask` the
+    // padding must still not count as tokens (the packer counts them).
+    let docs = documents(200, 30, 11);
+    let units = Units::new(&docs, 25);
+    for mode in [Mode::PackGreedy, Mode::PackBestfit] {
+        let full = warmup(mode, BatchSize::Tokens(64), Some(9), 0).with_keep_last(true);
+        let fields = crate::PackFields::from_names(["position_ids"]).unwrap();
+        let lean = full.clone().with_pack_fields(fields);
+        let all = drive(
+            &mut plan(&full, EpochConfig::default(), &units),
+            &units,
+            usize::MAX,
+        );
+        let mut p = plan(&lean, EpochConfig::default(), &units);
+        let some = drive(&mut p, &units, usize::MAX).unwrap();
+        let all = all.unwrap();
+        assert_eq!(all.len(), some.len(), "{mode:?}");
+        assert!(
+            all.iter()
+                .any(|b| b.tokens < b.batch.input_ids().unwrap().numel() as u64)
+        );
+        for (a, b) in all.iter().zip(&some) {
+            assert_eq!(a.tokens, b.tokens, "{mode:?} step {}", a.step);
+            assert_eq!(a.batch.get("position_ids"), b.batch.get("position_ids"));
+            assert_eq!(a.batch.input_ids(), b.batch.input_ids());
+            assert!(b.batch.get("attention_mask").is_none());
+        }
+        let stats = p.stats();
+        assert_eq!(stats.tokens_out, all.iter().map(|b| b.tokens).sum::<u64>());
+        assert_eq!(stats.tokens_out + stats.tokens_dropped, stats.tokens_in);
+    }
+    let err = warmup(Mode::Repack, BatchSize::Rows(4), None, 0)
+        .with_pack_fields(crate::PackFields::INPUT_IDS_ONLY)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("pack_fields"), "{err}");
+}
+
+#[test]
 fn the_largest_step_of_a_token_budget_in_composers_cuts_is_at_the_shortest_length() {
     // 64-token budget, lengths 8 to 64: truncate reads 64 / 8 = 8 rows of the maximum length
     // at the start (512 tokens), one row at the end; repack reads whole rows of the length.
