@@ -170,3 +170,37 @@ fn train_without_a_vocabulary_size_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vocab-size"));
 }
+
+#[test]
+fn train_refuses_packed_rows_without_labels() {
+    let root = temp("nolabels");
+    corpus(&root.join("text"), 4);
+    ok(&seqwarm(&[
+        "preprocess",
+        root.join("text").to_str().unwrap(),
+        "-o",
+        root.join("shards").to_str().unwrap(),
+        "--tokenizer",
+        "bytes",
+    ]));
+    let out = seqwarm(&[
+        "train",
+        root.join("shards").to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--vocab-size",
+        "257",
+        "--mode",
+        "pack-greedy",
+        "--pack-fields",
+        "input_ids,segment_ids",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--pack-fields must include labels"),
+        "{stderr}"
+    );
+}

@@ -41,10 +41,12 @@ class Batch(dict):  # type: ignore[type-arg]
         tokens: real (non-padding) tokens in the batch.
         epoch: the epoch being read.
         max_seqlen: in the pack modes, the longest run of ``cu_seqlens`` (what varlen
-            attention kernels take); ``None`` otherwise. ``seq_len`` is a valid bound too,
+            attention kernels take); ``None`` otherwise, and when ``pack_fields`` leaves out
+            ``segment_ids`` (``cu_seqlens`` is made from them). ``seq_len`` is a valid bound too,
             and one that changes only with the schedule (a compiled model specialises on it).
         cu_seqlens_count: in the pack modes, the real entries at the front of ``cu_seqlens``
-            (the runs + 1); with ``pad_cu_seqlens`` the rest repeat the last real entry.
+            (the runs + 1; ``None`` without ``segment_ids``); with ``pad_cu_seqlens`` the rest
+            repeat the last real entry.
         lr_multiplier: the factor to multiply the base learning rate by for this batch:
             ``sqrt(new / configured)`` batch size under ``mode="chunk"``'s ``batch_schedule``,
             as OLMo-core's ``BatchSizeSchedulerCallback`` scales it; ``1.0`` otherwise.

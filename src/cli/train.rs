@@ -250,6 +250,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
     let max_len = schedule.max_len();
     let warmup = config.warmup().build()?;
+    if warmup.mode().is_packing() && !warmup.pack_fields().labels {
+        // Without labels the trainer takes input_ids as its targets: padding and each
+        // document's first token (predicted from the previous document) would be trained on.
+        anyhow::bail!(
+            "--pack-fields must include labels for train: they carry -100 on padding and at \
+             document boundaries, which input_ids alone cannot"
+        );
+    }
     let rows_at_max = warmup
         .shape(usize::try_from(max_len).unwrap_or(usize::MAX))
         .rows_out;

@@ -184,6 +184,8 @@ impl<S: RowSink> WarmupCore<S> {
     pub fn with_sink(warmup: Warmup, sink: S) -> Self {
         let shuffle = (warmup.shuffle_buffer() > 0)
             .then(|| Shuffle::new(warmup.shuffle_buffer(), warmup.shuffle_seed()));
+        // What a sink handed out before it came here is no batch of this core's.
+        let handed_out_before = sink.tokens_handed_out().unwrap_or(0);
         Self {
             warmup,
             progress: Progress::default(),
@@ -195,7 +197,7 @@ impl<S: RowSink> WarmupCore<S> {
             stats: Stats::default(),
             finished: false,
             epoch: 0,
-            handed_out_before: 0,
+            handed_out_before,
         }
     }
 
@@ -388,9 +390,15 @@ impl<S: RowSink> WarmupCore<S> {
     fn emit(&mut self, batch: Batch, seq_len: usize) -> ScheduledBatch {
         // A packer counts its rows' real tokens as it writes them: no pass over the mask (and
         // no mask needed).
-        let tokens = match self.sink.tokens_handed_out() {
-            Some(total) => total - std::mem::replace(&mut self.handed_out_before, total),
-            None => batch.token_count() as u64,
+        // A cut (a mode that cuts rows, over a custom packer sink) leaves fewer than the sink
+        // handed out: the batch counts them then.
+        let handed_out = self
+            .sink
+            .tokens_handed_out()
+            .map(|total| total - std::mem::replace(&mut self.handed_out_before, total));
+        let tokens = match handed_out {
+            Some(tokens) if self.warmup.mode().is_packing() => tokens,
+            _ => batch.token_count() as u64,
         };
         self.progress.advance(batch.rows() as u64, tokens);
         self.stats.batches += 1;

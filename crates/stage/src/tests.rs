@@ -1090,6 +1090,38 @@ fn packed_rows_without_a_mask_count_the_same_real_tokens() {
 }
 
 #[test]
+fn a_packer_sink_under_a_cutting_mode_or_used_before_counts_the_batchs_tokens() {
+    use seqwarm_batcher::{PackerConfig, RowSink, Tokens};
+    let schedule = ScheduleConfig::linear(8, 32, 0.5, 4000);
+    let doc = || Documents::single((0..1000).collect::<Vec<i32>>());
+    // Truncate cuts the packer's 32-token rows to 8: the batch holds 16 tokens, not 64.
+    let truncate = WarmupConfig::new(schedule.clone())
+        .with_mode(Mode::Truncate)
+        .with_batch_size(BatchSize::Rows(2))
+        .build()
+        .unwrap();
+    let mut core = WarmupCore::with_sink(truncate, PackerConfig::default().build());
+    core.push(doc()).unwrap();
+    let batch = core.next_batch().unwrap().unwrap();
+    assert_eq!(batch.tokens, batch.batch.token_count() as u64);
+    assert_eq!(batch.tokens, 16);
+    // A sink that handed out rows before the core took it: those are no batch of the core's.
+    let mut used = PackerConfig::default().build();
+    let ids = Tensor::vector((0..64).collect::<Vec<i32>>());
+    used.push_document(Tokens::new(&ids), None).unwrap();
+    assert!(used.pop(32, 2).unwrap().is_some());
+    let greedy = WarmupConfig::new(schedule)
+        .with_mode(Mode::PackGreedy)
+        .with_batch_size(BatchSize::Rows(2))
+        .build()
+        .unwrap();
+    let mut core = WarmupCore::with_sink(greedy, used);
+    core.push(doc()).unwrap();
+    let batch = core.next_batch().unwrap().unwrap();
+    assert_eq!(batch.tokens, 16);
+}
+
+#[test]
 fn the_largest_step_of_a_token_budget_in_composers_cuts_is_at_the_shortest_length() {
     // 64-token budget, lengths 8 to 64: truncate reads 64 / 8 = 8 rows of the maximum length
     // at the start (512 tokens), one row at the end; repack reads whole rows of the length.
