@@ -147,56 +147,53 @@ fn train_writes_a_run_directory_and_resumes() {
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
 
-#[test]
-fn train_without_a_vocabulary_size_says_so() {
-    let root = temp("novocab");
-    corpus(&root.join("text"), 3);
+/// `seqwarm train` on a small byte-tokenized corpus of its own, for 2 steps on the CPU, with
+/// `extra` flags; the command's output.
+fn train_two_steps(name: &str, seed: u64, extra: &[&str]) -> std::process::Output {
+    let root = temp(name);
+    corpus(&root.join("text"), seed);
+    let shards = root.join("shards");
     ok(&seqwarm(&[
         "preprocess",
         root.join("text").to_str().unwrap(),
         "-o",
-        root.join("shards").to_str().unwrap(),
+        shards.to_str().unwrap(),
         "--tokenizer",
         "bytes",
     ]));
-    let out = seqwarm(&[
+    let mut args = vec![
         "train",
-        root.join("shards").to_str().unwrap(),
+        shards.to_str().unwrap(),
         "--max-steps",
         "2",
         "--device",
         "cpu",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    seqwarm(&args)
+}
+
+#[test]
+fn train_without_a_vocabulary_size_says_so() {
+    let out = train_two_steps("novocab", 3, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vocab-size"));
 }
 
 #[test]
 fn train_refuses_packed_rows_without_labels() {
-    let root = temp("nolabels");
-    corpus(&root.join("text"), 4);
-    ok(&seqwarm(&[
-        "preprocess",
-        root.join("text").to_str().unwrap(),
-        "-o",
-        root.join("shards").to_str().unwrap(),
-        "--tokenizer",
-        "bytes",
-    ]));
-    let out = seqwarm(&[
-        "train",
-        root.join("shards").to_str().unwrap(),
-        "--max-steps",
-        "2",
-        "--device",
-        "cpu",
-        "--vocab-size",
-        "257",
-        "--mode",
-        "pack-greedy",
-        "--pack-fields",
-        "input_ids,segment_ids",
-    ]);
+    let out = train_two_steps(
+        "nolabels",
+        4,
+        &[
+            "--vocab-size",
+            "257",
+            "--mode",
+            "pack-greedy",
+            "--pack-fields",
+            "input_ids,segment_ids",
+        ],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
