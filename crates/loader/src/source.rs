@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use seqwarm_format::paths::{self, is_parquet};
@@ -298,14 +298,15 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
     } else {
         Some(&path)
     };
-    let listed = store
-        .list(prefix)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|source| LoaderError::Io {
-            file: location.into(),
-            source,
-        })?;
+    let listed = if matches!(url.scheme(), "http" | "https") {
+        list_by_levels(&store, prefix, retry, location).await
+    } else {
+        store.list(prefix).try_collect::<Vec<_>>().await
+    }
+    .map_err(|source| LoaderError::Io {
+        file: location.into(),
+        source,
+    })?;
     let manifest_path = prefix.map_or_else(
         || Path::from(MANIFEST_FILE),
         |p| p.clone().join(MANIFEST_FILE),
@@ -337,4 +338,38 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
         })
         .collect();
     Ok((shards, manifest))
+}
+
+/// Directory listings of an HTTP (WebDAV) prefix in flight at once.
+const LISTINGS_IN_FLIGHT: usize = 16;
+
+/// Everything below `prefix`, one directory level per request (`PROPFIND` with `Depth: 1`),
+/// the levels of a directory's subdirectories asked for together. `ObjectStore::list` on an
+/// HTTP store asks for the whole tree at once (`Depth: infinity`), which nginx, Apache
+/// (`DavDepthInfinity Off`, its default) and most WebDAV servers refuse with 403; every
+/// server that lists at all answers `Depth: 1`.
+async fn list_by_levels(
+    store: &Arc<dyn ObjectStore>,
+    prefix: Option<&Path>,
+    retry: RetryPolicy,
+    location: &str,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    let mut found = Vec::new();
+    let mut directories = vec![prefix.cloned()];
+    while !directories.is_empty() {
+        let levels: Vec<_> = futures_util::stream::iter(directories.drain(..))
+            .map(|directory| async move {
+                retry
+                    .run(location, || store.list_with_delimiter(directory.as_ref()))
+                    .await
+            })
+            .buffer_unordered(LISTINGS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for level in levels {
+            found.extend(level.objects);
+            directories.extend(level.common_prefixes.into_iter().map(Some));
+        }
+    }
+    Ok(found)
 }
