@@ -168,6 +168,8 @@ def test_mangled_shards_raise_typed_errors_and_never_panic(corpus: dict, tmp_pat
         {"batch_tokens": 2**63},
         {"prefetch_concurrency": 0},
         {"prefetch_queue": 10**9},
+        {"remote_prefetch_bytes": 0},
+        {"remote_prefetch_bytes": 2**70},
         {"io_threads": 0},
         {"world_size": 0},
         {"rank": 5, "world_size": 2},

@@ -68,9 +68,14 @@ pub struct LoaderArgs {
     /// Decoded row groups waiting for the consumer.
     #[arg(long)]
     pub prefetch_queue: Option<usize>,
-    /// Row groups fetched at once from an object store (each request waits a round trip).
+    /// Row groups fetched at once from an object store at the most (each request waits a
+    /// round trip).
     #[arg(long)]
     pub remote_prefetch_concurrency: Option<usize>,
+    /// Bytes of row groups read ahead from an object store at the most (fetched and not yet
+    /// handed over): how many are in flight follows from their sizes.
+    #[arg(long)]
+    pub remote_prefetch_bytes: Option<u64>,
     /// Epochs (0 = until another limit).
     #[arg(long)]
     pub epochs: Option<u64>,

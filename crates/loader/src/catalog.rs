@@ -234,12 +234,33 @@ impl Catalog {
         }
     }
 
-    /// The shard files, in catalog order.
     /// Whether any shard is on an object store (reads then wait a round trip each).
     pub(crate) fn has_remote_shards(&self) -> bool {
         self.shards.iter().any(|s| s.file.local_path().is_none())
     }
 
+    /// The bytes a read of `unit` fetches, about: its compressed size when its shard's footer
+    /// was read, else the shard's size over its row groups (a manifest gives their number).
+    /// What the read-ahead's byte window on object stores counts (`prefetch.rs`).
+    pub(crate) fn unit_bytes(&self, unit: usize) -> u64 {
+        let Some(unit) = self.units.get(unit) else {
+            return 0;
+        };
+        let Some(shard) = self.shards.get(unit.shard) else {
+            return 0;
+        };
+        match shard.footer.get() {
+            Some(Ok(footer)) => footer
+                .metadata
+                .metadata()
+                .row_groups()
+                .get(unit.row_group)
+                .map_or(0, |g| u64::try_from(g.compressed_size()).unwrap_or(0)),
+            _ => shard.file.size / (shard.promised.len().max(1) as u64),
+        }
+    }
+
+    /// The shard files, in catalog order.
     pub(crate) fn files(&self) -> impl Iterator<Item = &ShardFile> {
         self.shards.iter().map(|s| &s.file)
     }

@@ -132,12 +132,16 @@ impl Default for LoaderConfig {
 /// Row groups read ahead (in flight, and waiting) at the most: far more than any machine's
 /// memory holds at about 4 MiB each, so a larger value is a mistake, not a setting.
 pub(crate) const MAX_PREFETCH: usize = 4096;
+/// The object-store read-ahead's byte budget: at least 1 MiB (below that it would hold fewer
+/// than two small row groups' worth), at most 1 TiB (more is a unit mistake, not a setting).
+const MIN_REMOTE_PREFETCH_BYTES: u64 = 1 << 20;
+const MAX_REMOTE_PREFETCH_BYTES: u64 = 1 << 40;
 /// Threads of the I/O runtime at the most.
 pub(crate) const MAX_IO_THREADS: usize = 1024;
 
 /// Keys that change the batches a loader emits are in a checkpoint's fingerprint; these do
 /// not (limits, reading ahead, retries, checks), so a resumed run may change them.
-const NOT_IN_FINGERPRINT: [&str; 13] = [
+const NOT_IN_FINGERPRINT: [&str; 14] = [
     "epochs",
     "max_steps",
     "max_tokens",
@@ -145,6 +149,7 @@ const NOT_IN_FINGERPRINT: [&str; 13] = [
     "prefetch_concurrency",
     "prefetch_queue",
     "remote_prefetch_concurrency",
+    "remote_prefetch_bytes",
     "retry",
     "io_threads",
     "verify_checksums",
@@ -349,6 +354,18 @@ impl LoaderConfig {
             ),
             ("io_threads", self.io_threads, MAX_IO_THREADS),
         ];
+        if !(MIN_REMOTE_PREFETCH_BYTES..=MAX_REMOTE_PREFETCH_BYTES)
+            .contains(&self.prefetch.remote_bytes)
+        {
+            return Err(invalid(
+                "remote_prefetch_bytes",
+                format!(
+                    "{} is not in {MIN_REMOTE_PREFETCH_BYTES}..={MAX_REMOTE_PREFETCH_BYTES} \
+                     (1 MiB to 1 TiB)",
+                    self.prefetch.remote_bytes
+                ),
+            ));
+        }
         for (field, value, most) in ranges {
             if !(1..=most).contains(&value) {
                 return Err(invalid(field, format!("{value} is not in 1..={most}")));
@@ -486,8 +503,30 @@ mod tests {
     }
 
     #[test]
+    fn the_remote_read_ahead_is_bounded_in_bytes() {
+        assert_eq!(LoaderConfig::default().prefetch().remote_bytes, 64 << 20);
+        for bytes in [0u64, (1 << 20) - 1, (1 << 40) + 1] {
+            let config =
+                LoaderConfig::from_value(json!({ "remote_prefetch_bytes": bytes })).unwrap();
+            let err = config.check().unwrap_err().to_string();
+            assert!(
+                err.contains("remote_prefetch_bytes") && err.contains(&bytes.to_string()),
+                "{err}"
+            );
+        }
+        for bytes in [1u64 << 20, 1 << 40] {
+            let config =
+                LoaderConfig::from_value(json!({ "remote_prefetch_bytes": bytes })).unwrap();
+            config.check().unwrap();
+        }
+    }
+
+    #[test]
     fn the_fingerprint_leaves_out_what_a_resume_may_change() {
-        let a = LoaderConfig::from_value(json!({"max_steps": 5, "prefetch_queue": 9})).unwrap();
+        let a = LoaderConfig::from_value(
+            json!({"max_steps": 5, "prefetch_queue": 9, "remote_prefetch_bytes": 1 << 30}),
+        )
+        .unwrap();
         let b = LoaderConfig::default();
         assert_eq!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
         let c = LoaderConfig::from_value(json!({"seed": 5})).unwrap();

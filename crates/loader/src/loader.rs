@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use futures_util::ready;
 use futures_util::stream::FusedStream;
-use seqwarm_stage::{Action, Plan, ScheduledBatch, Stats, Warmup};
+use seqwarm_stage::{Action, Plan, Reads, ScheduledBatch, Stats, Warmup};
 
 use seqwarm_format::OnError;
 
@@ -46,12 +46,49 @@ struct SourceReader {
     prefetcher: Option<Prefetcher>,
     /// A `uint16` row group taken from the queue and not yet all handed to the plan.
     narrow: Option<NarrowRun>,
+    /// The reads the prefetcher goes on with after the current ones (the plan's
+    /// [`Plan::upcoming_reads`]), until the plan asks for them.
+    queued: Option<Reads>,
+    /// Whether the current reads' [`Item::End`] was taken from the queue.
+    ended: bool,
+    /// Items still in the queue from reads the plan left before their end (an epoch that
+    /// stopped mid-reads), up to and with their `End`: dropped, as a new prefetcher would.
+    discarding: bool,
 }
 
 impl SourceReader {
     fn stop(&mut self) {
         self.prefetcher = None;
         self.narrow = None;
+        self.queued = None;
+    }
+
+    /// Starts `reads`: with the prefetcher already reading them when they are the reads it
+    /// was told come next, else with a new one. Then tells it what follows them, if the plan
+    /// knows.
+    fn start(
+        &mut self,
+        reads: Reads,
+        upcoming: Option<Reads>,
+        make: impl FnOnce(Reads) -> Prefetcher,
+    ) {
+        // New reads (a new epoch's): the rest of a `uint16` row group of the last one goes
+        // with its other queued row groups (ranks stop an epoch at the same batch,
+        // mid-row-group; docs/loader.md). Not taken in, it is not counted.
+        self.narrow = None;
+        match self.prefetcher.as_ref() {
+            Some(_) if self.queued.as_ref() == Some(&reads) => self.discarding = !self.ended,
+            _ => {
+                self.prefetcher = Some(make(reads));
+                self.discarding = false;
+            }
+        }
+        self.ended = false;
+        self.queued = None;
+        if let (Some(prefetcher), Some(next)) = (self.prefetcher.as_ref(), upcoming) {
+            prefetcher.then_read(next.clone());
+            self.queued = Some(next);
+        }
     }
 }
 
@@ -83,6 +120,9 @@ impl Loader {
                     catalog,
                     prefetcher: None,
                     narrow: None,
+                    queued: None,
+                    ended: false,
+                    discarding: false,
                 })
                 .collect(),
             read,
@@ -197,17 +237,15 @@ impl Stream for Loader {
                 Action::Read { source, reads } => {
                     let (read, prefetch, policy) = (this.read.clone(), this.prefetch, this.policy);
                     let count = this.sources.len();
+                    let upcoming = this.plan.upcoming_reads(source);
                     this.sources
                         .get_mut(source)
                         .ok_or_else(|| unknown_source(source, count))
                         .map(|s| {
-                            // New reads (a new epoch's): the rest of a `uint16` row group of the
-                            // last one goes with its other queued row groups (ranks stop an epoch
-                            // at the same batch, mid-row-group; docs/loader.md). Not taken in, it
-                            // is not counted.
-                            s.narrow = None;
-                            s.prefetcher =
-                                Some(spawn(Arc::clone(&s.catalog), reads, read, prefetch, policy));
+                            let catalog = Arc::clone(&s.catalog);
+                            s.start(reads, upcoming, |reads| {
+                                spawn(catalog, reads, read, prefetch, policy)
+                            });
                         })
                 }
                 Action::Await { source } => match this.poll_source(source, cx) {
@@ -247,7 +285,21 @@ impl Loader {
                 reason: format!("the plan awaited source {source} before asking for its reads"),
             }));
         };
-        Poll::Ready(match ready!(prefetcher.rx.poll_recv(cx)) {
+        let item = ready!(prefetcher.rx.poll_recv(cx));
+        if reader.discarding {
+            return Poll::Ready(match item {
+                Some(Ok(Item::End)) => {
+                    reader.discarding = false;
+                    Ok(())
+                }
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                None => Err(LoaderError::ReaderStopped {
+                    reason: format!("source {source}'s queue closed before the end of its reads"),
+                }),
+            });
+        }
+        Poll::Ready(match item {
             Some(Ok(Item::Documents(documents))) => {
                 plan.push(source, documents).map_err(Into::into)
             }
@@ -259,7 +311,10 @@ impl Loader {
                 .push_skipped(source, position, reason)
                 .map_err(Into::into),
             Some(Ok(Item::End)) => {
-                reader.prefetcher = None;
+                reader.ended = true;
+                if reader.queued.is_none() {
+                    reader.prefetcher = None;
+                }
                 plan.end_of_reads(source).map_err(Into::into)
             }
             Some(Err(e)) => Err(e),

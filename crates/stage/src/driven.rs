@@ -64,6 +64,15 @@ pub trait Plan: std::fmt::Debug + Send {
     /// `source`'s current reads have ended: every unit was pushed or skipped.
     fn end_of_reads(&mut self, source: usize) -> Result<()>;
 
+    /// The reads `source` will be asked for once its current ones end, when the plan can tell
+    /// now (the next epoch's, say), so that a driver reads across the boundary instead of
+    /// starting afresh there. Only a hint: a driver compares it with the next
+    /// [`Action::Read`] and reads that. `None` (the default) when the plan cannot tell.
+    fn upcoming_reads(&self, source: usize) -> Option<Reads> {
+        let _ = source;
+        None
+    }
+
     /// The core (schedule progress, next shape, stats).
     fn core(&self) -> &WarmupCore<ModeSink>;
 

@@ -450,6 +450,26 @@ impl<S: RowSink> EpochPlan<S> {
         }
     }
 
+    /// What this rank reads in the next epoch, when its current reads end (not when they
+    /// cycle) and another epoch follows: its order is drawn from (seed, epoch) alone, and an
+    /// epoch after the current one starts at its beginning.
+    pub fn upcoming_reads(&self) -> Option<Reads> {
+        let next = self.epoch + 1;
+        if self.cycles()
+            || self.stopped
+            || (self.config.epochs() > 0 && next >= self.config.epochs())
+        {
+            return None;
+        }
+        let order: Vec<usize> = Self::epoch_order(&self.units, &self.config, next);
+        Some(Reads {
+            epoch: next,
+            order: order.into(),
+            start: 0,
+            cycle: false,
+        })
+    }
+
     fn cycles(&self) -> bool {
         self.config.world_size() > 1
     }
@@ -982,6 +1002,12 @@ impl Plan for EpochPlan<ModeSink> {
     fn end_of_reads(&mut self, source: usize) -> Result<()> {
         one_source(source)?;
         EpochPlan::end_of_reads(self)
+    }
+
+    fn upcoming_reads(&self, source: usize) -> Option<Reads> {
+        (source == 0)
+            .then(|| EpochPlan::upcoming_reads(self))
+            .flatten()
     }
 
     fn core(&self) -> &WarmupCore<ModeSink> {

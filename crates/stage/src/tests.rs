@@ -64,6 +64,10 @@ struct Driver<'a> {
     reads: Option<crate::Reads>,
     /// The next position in the reads, and which of its two runs.
     next: (u64, usize),
+    /// What the plan said, with each reads, would come next ([`EpochPlan::upcoming_reads`]).
+    hints: Vec<Option<crate::Reads>>,
+    /// Every reads asked for, in order.
+    asked: Vec<crate::Reads>,
 }
 
 impl<'a> Driver<'a> {
@@ -72,6 +76,8 @@ impl<'a> Driver<'a> {
             units,
             reads: None,
             next: (0, 0),
+            hints: Vec::new(),
+            asked: Vec::new(),
         }
     }
 
@@ -87,6 +93,8 @@ impl<'a> Driver<'a> {
                 Action::Emit(batch) => out.push(batch),
                 Action::Read { reads: r, .. } => {
                     self.next = (r.start, 0);
+                    self.asked.push(r.clone());
+                    self.hints.push(plan.upcoming_reads());
                     self.reads = Some(r);
                 }
                 Action::Await { .. } => self.read_next(plan)?,
@@ -207,6 +215,63 @@ fn every_token_of_every_epoch_arrives_in_order_when_nothing_is_shuffled() {
     assert!(stats.is_balanced(), "{stats:?}");
     assert_eq!((stats.tokens_dropped, stats.tokens_buffered), (0, 0));
     assert_eq!(batches.last().unwrap().epoch, 1);
+}
+
+#[test]
+fn the_upcoming_reads_are_the_next_epochs_reads_when_the_plan_can_tell() {
+    let docs = documents(300, 50, 9);
+    let units = Units::new(&docs, 7);
+    for mode in modes() {
+        let config = warmup(mode, BatchSize::Tokens(256), Some(7), 4);
+        for (world, epochs) in [(1, 1), (1, 3), (1, 0), (2, 3)] {
+            let epochs_config = |rank| {
+                EpochConfig::default()
+                    .with_seed(5)
+                    .with_epochs(epochs)
+                    .with_rank(rank, world)
+            };
+            let mut p = plan(&config, epochs_config(0), &units);
+            let mut driver = Driver::new(&units);
+            // With no epoch limit: four epochs' worth.
+            let emitted = driver.run(&mut p, 600).unwrap();
+            assert!(
+                !emitted.is_empty(),
+                "{mode}, {world} ranks, {epochs} epochs"
+            );
+            let asked = driver.asked.len();
+            assert!(epochs == 1 || asked > 1, "{mode}: {asked} reads");
+            for (i, hint) in driver.hints.iter().enumerate() {
+                match (world, driver.asked.get(i + 1)) {
+                    // A rank among several reads round and round: no end to read past.
+                    (2, _) => assert_eq!(hint, &None, "{mode}: several ranks"),
+                    (_, Some(next)) => assert_eq!(hint.as_ref(), Some(next), "{mode}: reads {i}"),
+                    // The last epoch's reads: nothing follows, unless the run was cut short.
+                    (_, None) if epochs > 0 => assert_eq!(hint, &None, "{mode}: the last epoch"),
+                    (_, None) => {}
+                }
+            }
+            // Resumed half-way: the hint is the reads that follow, the next epoch's from
+            // their start.
+            if world == 1 && epochs == 3 {
+                let half = emitted.len() / 2;
+                let mut p = plan(&config, epochs_config(0), &units);
+                drive(&mut p, &units, half).unwrap();
+                let state = roundtrip(&p.state());
+                let mut resumed = resume(&config, epochs_config(0), &units, &state).unwrap();
+                let mut driver = Driver::new(&units);
+                let more = driver.run(&mut resumed, 600).unwrap();
+                assert_eq!(half + more.len(), emitted.len(), "{mode}");
+                for (i, hint) in driver.hints.iter().enumerate() {
+                    assert_eq!(
+                        hint.as_ref(),
+                        driver.asked.get(i + 1),
+                        "{mode}: resumed, {i}"
+                    );
+                }
+                assert!(driver.asked.iter().skip(1).all(|r| r.start == 0));
+            }
+        }
+    }
 }
 
 #[test]
