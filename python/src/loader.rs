@@ -163,9 +163,21 @@ impl RawLoader {
                 let Some(Running { runtime, loader }) = guard.as_mut() else {
                     return Polled::Closed;
                 };
-                runtime
-                    .block_on(async { tokio::time::timeout(WAKE, loader.next()).await })
-                    .map_or(Polled::Waiting, Polled::Item)
+                let item =
+                    runtime.block_on(async { tokio::time::timeout(WAKE, loader.next()).await });
+                // Composer's cut copies (`v[:, :seq_len].contiguous()`), so a truncated batch
+                // is dense there; the stage's is a view with the full rows' stride. Made dense
+                // here, without the GIL, for the batches handed out.
+                item.map_or(Polled::Waiting, |item| {
+                    Polled::Item(item.map(|batch| {
+                        batch.map(|mut b| {
+                            if b.step % stride == offset {
+                                b.batch = b.batch.contiguous();
+                            }
+                            b
+                        })
+                    }))
+                })
             });
             match polled {
                 // Raises KeyboardInterrupt (or whatever a handler raises) on Ctrl-C. The

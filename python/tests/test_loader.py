@@ -84,13 +84,15 @@ def test_tokens_are_not_copied(corpus: dict) -> None:
     assert torch.equal(tensor, copy)
 
 
-def test_truncated_batches_are_strided_views(corpus: dict) -> None:
-    # Truncate cuts columns off rows read at the maximum length: a view with the original row
-    # stride, no copy.
-    batch = next(iter(seqwarm.Loader(corpus["dir"], linear(), mode="truncate", batch_rows=4)))
-    ids = batch["input_ids"]
-    assert ids.shape == (4, 16)
-    assert ids.stride() == (128, 1)
+def test_truncated_batches_are_dense_as_composers_are(corpus: dict) -> None:
+    # Composer's cut is `v[:, :seq_len].contiguous()`; the stage's a view with the full rows'
+    # stride (128 here), made dense before it is handed over.
+    batches = list(seqwarm.Loader(corpus["dir"], linear(), mode="truncate", batch_rows=4))
+    assert batches[0]["input_ids"].shape == (4, 16)
+    cut = [b for b in batches if b.seq_len < 128]
+    assert cut and all(t.is_contiguous() for b in batches for t in b.values())
+    for b in seqwarm.Loader(corpus["dir"], linear(), mode="truncate", batch_rows=4, format="numpy"):
+        assert all(a.flags.c_contiguous for a in b.values())
 
 
 def test_editing_a_batch_in_place_changes_that_batch_alone(corpus: dict) -> None:
