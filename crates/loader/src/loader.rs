@@ -51,9 +51,6 @@ struct SourceReader {
     queued: Option<Reads>,
     /// Whether the current reads' [`Item::End`] was taken from the queue.
     ended: bool,
-    /// Items still in the queue from reads the plan left before their end (an epoch that
-    /// stopped mid-reads), up to and with their `End`: dropped, as a new prefetcher would.
-    discarding: bool,
 }
 
 impl SourceReader {
@@ -63,9 +60,10 @@ impl SourceReader {
         self.queued = None;
     }
 
-    /// Starts `reads`: with the prefetcher already reading them when they are the reads it
-    /// was told come next, else with a new one. Then tells it what follows them, if the plan
-    /// knows.
+    /// Starts `reads`: with the prefetcher already reading them when the reads before them
+    /// ended and they are the ones it was told come next, else with a new one (reads left
+    /// before their end, as ranks stop an epoch, drop what is queued, as before). Then tells
+    /// it what follows them, if the plan knows.
     fn start(
         &mut self,
         reads: Reads,
@@ -77,11 +75,8 @@ impl SourceReader {
         // mid-row-group; docs/loader.md). Not taken in, it is not counted.
         self.narrow = None;
         match self.prefetcher.as_ref() {
-            Some(_) if self.queued.as_ref() == Some(&reads) => self.discarding = !self.ended,
-            _ => {
-                self.prefetcher = Some(make(reads));
-                self.discarding = false;
-            }
+            Some(_) if self.ended && self.queued.as_ref() == Some(&reads) => {}
+            _ => self.prefetcher = Some(make(reads)),
         }
         self.ended = false;
         self.queued = None;
@@ -122,7 +117,6 @@ impl Loader {
                     narrow: None,
                     queued: None,
                     ended: false,
-                    discarding: false,
                 })
                 .collect(),
             read,
@@ -286,19 +280,6 @@ impl Loader {
             }));
         };
         let item = ready!(prefetcher.rx.poll_recv(cx));
-        if reader.discarding {
-            return Poll::Ready(match item {
-                Some(Ok(Item::End)) => {
-                    reader.discarding = false;
-                    Ok(())
-                }
-                Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(e),
-                None => Err(LoaderError::ReaderStopped {
-                    reason: format!("source {source}'s queue closed before the end of its reads"),
-                }),
-            });
-        }
         Poll::Ready(match item {
             Some(Ok(Item::Documents(documents))) => {
                 plan.push(source, documents).map_err(Into::into)

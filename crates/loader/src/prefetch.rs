@@ -32,8 +32,9 @@ pub struct Prefetch {
     #[serde(rename = "remote_prefetch_concurrency")]
     pub remote_concurrency: usize,
     /// Bytes of row groups read ahead from an object store at the most: fetched or being
-    /// fetched and not yet handed over. How many row groups are in flight follows from their
-    /// sizes (at least two, at most `remote_concurrency`).
+    /// fetched and not yet put in the queue (where up to `queue` decoded ones wait besides),
+    /// counted by their size on the store. How many row groups are in flight follows from
+    /// their sizes (at least two, at most `remote_concurrency`).
     #[serde(rename = "remote_prefetch_bytes")]
     pub remote_bytes: u64,
 }

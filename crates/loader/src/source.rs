@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{ListResult, ObjectMeta, ObjectStore, ObjectStoreExt};
 use seqwarm_format::paths::{self, is_parquet};
 use tokio::runtime::Handle;
 use url::Url;
@@ -299,14 +299,17 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
         Some(&path)
     };
     let listed = if matches!(url.scheme(), "http" | "https") {
-        list_by_levels(&store, prefix, retry, location).await
+        list_by_levels(&store, prefix, location).await?
     } else {
-        store.list(prefix).try_collect::<Vec<_>>().await
-    }
-    .map_err(|source| LoaderError::Io {
-        file: location.into(),
-        source,
-    })?;
+        store
+            .list(prefix)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|source| LoaderError::Io {
+                file: location.into(),
+                source,
+            })?
+    };
     let manifest_path = prefix.map_or_else(
         || Path::from(MANIFEST_FILE),
         |p| p.clone().join(MANIFEST_FILE),
@@ -342,34 +345,138 @@ async fn list_url(location: &str, retry: RetryPolicy, stores: &Stores) -> Result
 
 /// Directory listings of an HTTP (WebDAV) prefix in flight at once.
 const LISTINGS_IN_FLIGHT: usize = 16;
+/// Levels below the listed prefix at the most: deeper is a loop (a server that follows a
+/// symbolic link to a directory above lists it again and again), not a data set.
+const MAX_LISTING_DEPTH: usize = 32;
+/// Directories listed at the most, for the same reason (two links to `.` double them per level).
+const MAX_LISTED_DIRECTORIES: usize = 10_000;
 
 /// Everything below `prefix`, one directory level per request (`PROPFIND` with `Depth: 1`),
 /// the levels of a directory's subdirectories asked for together. `ObjectStore::list` on an
 /// HTTP store asks for the whole tree at once (`Depth: infinity`), which nginx, Apache
 /// (`DavDepthInfinity Off`, its default) and most WebDAV servers refuse with 403; every
-/// server that lists at all answers `Depth: 1`.
+/// server that lists at all answers `Depth: 1`. A subdirectory is followed only when it is
+/// strictly below the one listed and not listed before; a tree deeper than
+/// [`MAX_LISTING_DEPTH`] or wider than [`MAX_LISTED_DIRECTORIES`] is refused as a loop. Like
+/// `ObjectStore::list`, a level is asked for once (the client's own retries aside): a server
+/// that does not answer `PROPFIND` is said so at once.
 async fn list_by_levels(
     store: &Arc<dyn ObjectStore>,
     prefix: Option<&Path>,
-    retry: RetryPolicy,
     location: &str,
-) -> object_store::Result<Vec<ObjectMeta>> {
+) -> Result<Vec<ObjectMeta>> {
+    let io = |source| LoaderError::Io {
+        file: location.into(),
+        source,
+    };
     let mut found = Vec::new();
+    let mut listed = std::collections::HashSet::new();
+    // Each directory's entries, relative to it: a directory that lists the same as one above
+    // it is that directory again.
+    let mut signatures = std::collections::HashMap::new();
     let mut directories = vec![prefix.cloned()];
+    let mut depth = 0;
     while !directories.is_empty() {
+        if depth > MAX_LISTING_DEPTH || listed.len() > MAX_LISTED_DIRECTORIES {
+            let deepest = directories[0].as_ref().map_or("", Path::as_ref).to_owned();
+            return Err(LoaderError::Config {
+                field: "shards",
+                reason: format!(
+                    "listing {location} went {depth} levels and {} directories deep (at \
+                     /{deepest}): a loop, such as a symbolic link to a directory above it \
+                     that the server follows; name the shards or a directory without one",
+                    listed.len()
+                ),
+            });
+        }
+        listed.extend(directories.iter().cloned());
         let levels: Vec<_> = futures_util::stream::iter(directories.drain(..))
             .map(|directory| async move {
-                retry
-                    .run(location, || store.list_with_delimiter(directory.as_ref()))
-                    .await
+                let level = store.list_with_delimiter(directory.as_ref()).await;
+                level.map(|level| (directory, level))
             })
             .buffer_unordered(LISTINGS_IN_FLIGHT)
             .try_collect()
-            .await?;
-        for level in levels {
+            .await
+            .map_err(io)?;
+        for (directory, level) in levels {
+            let signature = listing_signature(directory.as_ref(), &level);
+            if let Some(above) = ancestors(directory.as_ref())
+                .find(|above| signatures.get(above) == Some(&signature))
+            {
+                return Err(LoaderError::Config {
+                    field: "shards",
+                    reason: format!(
+                        "listing {location}: /{} lists the same entries as /{} above it, a loop \
+                         (a symbolic link to a directory above it that the server follows); \
+                         name the shards or a directory without one",
+                        directory.as_ref().map_or("", Path::as_ref),
+                        above.as_ref().map_or("", Path::as_ref)
+                    ),
+                });
+            }
+            signatures.insert(directory.clone(), signature);
             found.extend(level.objects);
-            directories.extend(level.common_prefixes.into_iter().map(Some));
+            let parts = directory.as_ref().map_or(0, |d| d.parts().count());
+            directories.extend(
+                level
+                    .common_prefixes
+                    .into_iter()
+                    .filter(|sub| {
+                        sub.parts().count() == parts + 1
+                            && directory.as_ref().is_none_or(|d| sub.prefix_matches(d))
+                    })
+                    .map(Some)
+                    .filter(|sub| !listed.contains(sub)),
+            );
         }
+        directories.sort();
+        directories.dedup();
+        depth += 1;
     }
     Ok(found)
+}
+
+/// A directory's entries relative to it (names, sizes and versions of its objects; names of its
+/// subdirectories), sorted.
+fn listing_signature(directory: Option<&Path>, level: &ListResult) -> Vec<(String, u64, String)> {
+    let skip = directory.map_or(0, |d| d.parts().count());
+    let relative = |path: &Path| {
+        path.parts()
+            .skip(skip)
+            .map(|p| p.as_ref().to_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut entries: Vec<(String, u64, String)> = level
+        .objects
+        .iter()
+        .map(|m| {
+            let version = m
+                .e_tag
+                .clone()
+                .unwrap_or_else(|| m.last_modified.to_rfc3339());
+            (relative(&m.location), m.size, version)
+        })
+        .chain(
+            level
+                .common_prefixes
+                .iter()
+                .map(|p| (relative(p), 0, String::from("/"))),
+        )
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// The directories above `directory`, nearest first, down to the root (`None`).
+fn ancestors(directory: Option<&Path>) -> impl Iterator<Item = Option<Path>> {
+    let parts: Vec<String> = directory.map_or_else(Vec::new, |d| {
+        d.parts().map(|p| p.as_ref().to_owned()).collect()
+    });
+    // The parts as they are encoded in the path: parsed, not encoded again.
+    (0..parts.len()).rev().filter_map(move |n| match n {
+        0 => Some(None),
+        n => Path::parse(parts[..n].join("/")).ok().map(Some),
+    })
 }

@@ -27,7 +27,15 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGQUIT: the master stops its workers too (SIGKILL would leave them listening).
+        let stopped = Command::new("kill")
+            .arg("-QUIT")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -162,5 +170,22 @@ async fn http_directories_are_listed_one_level_at_a_time_as_nginx_allows() {
         .map(|&t| i64::from(t))
         .collect();
     common::assert_same_tokens(&got, &two, "one file");
+
+    // A symbolic link to a directory above, which nginx follows: refused as a loop at once,
+    // naming it, instead of listing forever.
+    std::os::unix::fs::symlink(".", root.join("shards/a/x")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("shards/a/b/y")).unwrap();
+    let location = format!("http://127.0.0.1:{}/shards/", nginx.port);
+    let started = Instant::now();
+    let err = LoaderBuilder::new([location], warmup())
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a loop") && err.contains("/shards/a/x"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
     println!("http: nginx directories listed with Depth: 1 walks");
 }
