@@ -231,7 +231,14 @@ impl Stream for Loader {
                 Action::Read { source, reads } => {
                     let (read, prefetch, policy) = (this.read.clone(), this.prefetch, this.policy);
                     let count = this.sources.len();
-                    let upcoming = this.plan.upcoming_reads(source);
+                    // Not with a shard cache: its later epochs read local copies, with no round
+                    // trip to hide, and reading the next epoch's shards while this one's are
+                    // still in use would fill a size-limited cache with pinned entries, so that
+                    // reads bypass it instead of evicting (tests/object_store_s3.rs).
+                    let upcoming = match this.read.cache {
+                        Some(_) => None,
+                        None => this.plan.upcoming_reads(source),
+                    };
                     this.sources
                         .get_mut(source)
                         .ok_or_else(|| unknown_source(source, count))
@@ -279,8 +286,7 @@ impl Loader {
                 reason: format!("the plan awaited source {source} before asking for its reads"),
             }));
         };
-        let item = ready!(prefetcher.rx.poll_recv(cx));
-        Poll::Ready(match item {
+        Poll::Ready(match ready!(prefetcher.rx.poll_recv(cx)) {
             Some(Ok(Item::Documents(documents))) => {
                 plan.push(source, documents).map_err(Into::into)
             }
