@@ -356,7 +356,7 @@ const MAX_LISTED_DIRECTORIES: usize = 10_000;
 /// HTTP store asks for the whole tree at once (`Depth: infinity`), which nginx, Apache
 /// (`DavDepthInfinity Off`, its default) and most WebDAV servers refuse with 403; every
 /// server that lists at all answers `Depth: 1`. A subdirectory is followed only when it is
-/// strictly below the one listed and not listed before; a tree deeper than
+/// one level below the one listed (so each is listed once, from its parent); a tree deeper than
 /// [`MAX_LISTING_DEPTH`] or wider than [`MAX_LISTED_DIRECTORIES`] is refused as a loop. Like
 /// `ObjectStore::list`, a level is asked for once (the client's own retries aside): a server
 /// that does not answer `PROPFIND` is said so at once.
@@ -370,26 +370,25 @@ async fn list_by_levels(
         source,
     };
     let mut found = Vec::new();
-    let mut listed = std::collections::HashSet::new();
+    let mut listed = 0;
     // Each directory's entries, relative to it: a directory that lists the same as one above
     // it is that directory again.
     let mut signatures = std::collections::HashMap::new();
     let mut directories = vec![prefix.cloned()];
     let mut depth = 0;
     while !directories.is_empty() {
-        if depth > MAX_LISTING_DEPTH || listed.len() > MAX_LISTED_DIRECTORIES {
+        if depth > MAX_LISTING_DEPTH || listed > MAX_LISTED_DIRECTORIES {
             let deepest = directories[0].as_ref().map_or("", Path::as_ref).to_owned();
             return Err(LoaderError::Config {
                 field: "shards",
                 reason: format!(
-                    "listing {location} went {depth} levels and {} directories deep (at \
+                    "listing {location} went {depth} levels and {listed} directories deep (at \
                      /{deepest}): a loop, such as a symbolic link to a directory above it \
-                     that the server follows; name the shards or a directory without one",
-                    listed.len()
+                     that the server follows; name the shards or a directory without one"
                 ),
             });
         }
-        listed.extend(directories.iter().cloned());
+        listed += directories.len();
         let levels: Vec<_> = futures_util::stream::iter(directories.drain(..))
             .map(|directory| async move {
                 let level = store.list_with_delimiter(directory.as_ref()).await;
@@ -426,12 +425,9 @@ async fn list_by_levels(
                         sub.parts().count() == parts + 1
                             && directory.as_ref().is_none_or(|d| sub.prefix_matches(d))
                     })
-                    .map(Some)
-                    .filter(|sub| !listed.contains(sub)),
+                    .map(Some),
             );
         }
-        directories.sort();
-        directories.dedup();
         depth += 1;
     }
     Ok(found)

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,15 +87,12 @@ fn start_nginx(binary: &Path, scratch: &Path, root: &Path) -> Nginx {
 
 /// The status code nginx answers a bare `PROPFIND` of `path` with this `Depth`.
 fn propfind_status(port: u16, path: &str, depth: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "PROPFIND {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nDepth: {depth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.split_whitespace().nth(1).unwrap_or("").to_owned()
+    let host = format!("127.0.0.1:{port}");
+    common::bare_http_request(&host, "PROPFIND", path, &format!("Depth: {depth}\r\n"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn warmup() -> WarmupConfig {

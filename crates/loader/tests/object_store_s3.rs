@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -30,14 +28,7 @@ fn endpoint() -> Option<String> {
 /// Creates a bucket with a bare HTTP request (moto accepts unsigned requests).
 fn create_bucket(endpoint: &str, bucket: &str) {
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = common::bare_http_request(host, "PUT", &format!("/{bucket}"), "");
     assert!(
         response.starts_with("HTTP/1.1 200"),
         "bucket creation failed: {response}"

@@ -177,3 +177,18 @@ pub fn real_tokens(batch: &seqwarm_batcher::Batch) -> Vec<i64> {
         None => ids,
     }
 }
+
+/// Sends `method path` with `headers` (each ending in CRLF) and no body to the HTTP server at
+/// `host` (`127.0.0.1:PORT`) on a fresh connection; the whole response.
+pub fn bare_http_request(host: &str, method: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
