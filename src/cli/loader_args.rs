@@ -73,7 +73,7 @@ pub struct LoaderArgs {
     #[arg(long)]
     pub remote_prefetch_concurrency: Option<usize>,
     /// Bytes of row groups read ahead from an object store at the most (fetched and not yet
-    /// handed over): how many are in flight follows from their sizes.
+    /// queued for the stage): how many are in flight follows from their sizes.
     #[arg(long)]
     pub remote_prefetch_bytes: Option<u64>,
     /// Epochs (0 = until another limit).
