@@ -12,7 +12,7 @@ use seqwarm_batcher::Tensor;
 use seqwarm_loader::{
     Loader, LoaderBuilder, LoaderConfig, LoaderError, LoaderState, ScheduledBatch, Warmup,
 };
-use seqwarm_stage::StageError;
+use seqwarm_stage::{KeptSteps, StageError};
 use tokio::runtime::Runtime;
 
 use crate::array::TokenArray;
@@ -147,8 +147,10 @@ impl RawLoader {
     }
 
     /// The next batch whose step is `offset` modulo `stride` (every batch by default), as
-    /// `(fields, step, epoch, seq_len, tokens)`, or `None` at the end. The batches skipped
-    /// are made (the stream's state depends on them) but never reach Python.
+    /// `(fields, step, epoch, seq_len, tokens)`, or `None` at the end. The steps skipped are
+    /// scheduled and counted (the stream's state depends on them) but never reach Python; in
+    /// the row modes their tokens are dropped by count, not copied
+    /// (`Loader::set_kept_steps`).
     #[pyo3(signature = (stride = 1, offset = 0))]
     fn next<'py>(
         &self,
@@ -163,6 +165,7 @@ impl RawLoader {
                 let Some(Running { runtime, loader }) = guard.as_mut() else {
                     return Polled::Closed;
                 };
+                loader.set_kept_steps(KeptSteps::new(stride, offset));
                 let item =
                     runtime.block_on(async { tokio::time::timeout(WAKE, loader.next()).await });
                 // Composer's cut copies (`v[:, :seq_len].contiguous()`), so a truncated batch

@@ -109,3 +109,29 @@ def test_stateful_dataloader_resumes_exactly(corpus: dict, workers: int) -> None
     resumed = loader()
     resumed.load_state_dict(state)
     assert taken + [fields_of(b) for b in resumed] == reference
+
+
+@pytest.fixture(scope="module")
+def uint16_shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Flat ``uint16`` shards (the default of ``seqwarm preprocess``) of varied documents, a
+    few row groups each: the input a worker hands over as placeholders where only other
+    workers' steps take it."""
+    out = tmp_path_factory.mktemp("uint16")
+    rng = np.random.default_rng(5)
+    with seqwarm.ShardWriter(out, tokenizer="bytes", shard_tokens=40_000, row_group_tokens=9_000) as writer:
+        for i in range(600):
+            writer.write_ids(rng.integers(1, 250, size=int(rng.integers(1, 300))).tolist())
+    return str(out)
+
+
+@pytest.mark.parametrize("mode", ["repack", "truncate", "reshape", "pack-greedy"])
+def test_workers_on_uint16_shards_give_the_batches_of_one_process(uint16_shards: str, mode: str) -> None:
+    # Each worker drops the other workers' steps by count and never widens the tokens only
+    # they take (Loader::set_kept_steps): what it hands over must not change.
+    def loader() -> seqwarm.Loader:
+        return seqwarm.Loader(uint16_shards, linear(), mode=mode, batch_rows=4, seed=3, epochs=2, threads=0)
+
+    reference = [(b.step, fields_of(b)) for b in loader()]
+    assert len(reference) > 30
+    for workers in (2, 3):
+        assert run(loader(), workers) == reference, f"{workers} workers"

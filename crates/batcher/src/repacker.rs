@@ -515,6 +515,21 @@ impl RowSink for Repacker {
             .map(|()| true)
     }
 
+    /// Drops `tokens` from the front of the queue when that many are carried: rows are cut
+    /// wherever they fall, so what a batch takes is known by its count alone.
+    fn skip(&mut self, tokens: usize) -> Result<bool, BatchError> {
+        if tokens > self.carried {
+            return Ok(false);
+        }
+        self.take(tokens);
+        self.tokens_out += tokens as u64;
+        Ok(true)
+    }
+
+    fn skips_by_count(&self) -> bool {
+        true
+    }
+
     /// Whether `rows` rows of `len` can be taken now.
     fn can_pop(&self, len: usize, rows: usize) -> bool {
         self.carried >= rows.saturating_mul(len)

@@ -100,6 +100,22 @@ pub trait RowSink {
             .map(Some)
     }
 
+    /// Drops the next `tokens` buffered tokens as handed out, without building the rows they
+    /// would make: a step that nobody takes (a DataLoader worker's step that another worker
+    /// hands over). Returns `false`, taking nothing, when fewer are buffered or when the sink
+    /// cannot tell its next rows by count alone (a packer's rows depend on the documents): the
+    /// caller then pops the batch and drops it.
+    fn skip(&mut self, tokens: usize) -> Result<bool, BatchError> {
+        let _ = tokens;
+        Ok(false)
+    }
+
+    /// Whether [`RowSink::skip`] drops any count it holds (so the input that only skipped
+    /// steps take need not be read).
+    fn skips_by_count(&self) -> bool {
+        false
+    }
+
     /// The input has ended: no more documents will be pushed, so a sink that waits for more
     /// before it packs (best fit waits for a whole window) packs what it has. Pops that follow
     /// hand out every full batch there is; [`RowSink::finish`] the partial rest. A push after

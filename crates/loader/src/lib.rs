@@ -130,6 +130,6 @@ pub use seqwarm_format::TokenDtype;
 pub use seqwarm_schedule::{Progress, ProgressUnit, Schedule, ScheduleConfig, ShapePolicy};
 pub use seqwarm_stage::{
     BatchSize, BatchSizeSchedule, ChunkConfig, ChunkPosition, Curriculum, DecomposeConfig,
-    Documents, DurationUnit, EpochBoundary, EpochConfig, LastBatch, Mode, Origin, PackFields,
-    ScheduledBatch, SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
+    Documents, DurationUnit, EpochBoundary, EpochConfig, KeptSteps, LastBatch, Mode, Origin,
+    PackFields, ScheduledBatch, SourceStats, Stats, StepShape, Warmup, WarmupConfig, WarmupCore,
 };

@@ -9,14 +9,14 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use futures_util::ready;
 use futures_util::stream::FusedStream;
-use seqwarm_stage::{Action, Plan, Reads, ScheduledBatch, Stats, Warmup};
+use seqwarm_stage::{Action, InputHint, KeptSteps, Plan, Reads, ScheduledBatch, Stats, Warmup};
 
 use seqwarm_format::OnError;
 
 use crate::catalog::Catalog;
 use crate::config::LoaderConfig;
 use crate::error::{LoaderError, Result};
-use crate::narrow::NarrowRun;
+use crate::narrow::{NarrowRun, Take};
 use crate::prefetch::{Item, Prefetch, Prefetcher, spawn};
 use crate::read::ReadSettings;
 use crate::runtime::IoRuntime;
@@ -38,6 +38,8 @@ pub struct Loader {
     _io: IoRuntime,
     identity: Identity,
     finished: bool,
+    /// The steps handed out ([`Loader::set_kept_steps`]); `None`: all.
+    kept: Option<KeptSteps>,
 }
 
 /// One source's shards and the reads in flight for it.
@@ -125,6 +127,25 @@ impl Loader {
             _io: io,
             identity,
             finished: false,
+            kept: None,
+        }
+    }
+
+    /// Hands out only `kept`'s steps (`None`, the default: every step), for processes that
+    /// share one stream: PyTorch DataLoader worker `w` of `N` takes steps `w, w + N, ...`.
+    /// The other steps are still scheduled and counted, so the batches handed out are those
+    /// of the whole stream; in the row modes (`repack`, `truncate`, `truncate-keep-eos`,
+    /// `reshape`, no shuffle buffer) their tokens are dropped by count, never copied, and a
+    /// `uint16` row group's tokens that only they take are never widened.
+    ///
+    /// Set it before the first batch. [`Loader::state`] is a checkpoint of the whole stream
+    /// only at a handed-out batch's boundary (between batches, the tokens of a skipped step
+    /// may be buffered as placeholders): take checkpoints where all steps are handed out.
+    pub fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
+        let kept = kept.filter(|k| !k.is_all());
+        if kept != self.kept {
+            self.kept = kept;
+            self.plan.set_kept_steps(kept);
         }
     }
 
@@ -222,7 +243,12 @@ impl Stream for Loader {
                 Err(e) => return this.fail(e),
             };
             let step = match action {
-                Action::Emit(batch) => return Poll::Ready(Some(Ok(batch))),
+                Action::Emit(batch) => {
+                    if this.kept.is_none_or(|k| k.contains(batch.step)) {
+                        return Poll::Ready(Some(Ok(batch)));
+                    }
+                    Ok(())
+                }
                 Action::Finished => {
                     this.finished = true;
                     this.sources.iter_mut().for_each(SourceReader::stop);
@@ -272,7 +298,15 @@ impl Loader {
         };
         let plan = &mut self.plan;
         if let Some(narrow) = reader.narrow.as_mut() {
-            match narrow.next_documents() {
+            let take = match plan.input_hint(source, narrow.next_origin()) {
+                None => Take::Chunk,
+                Some(InputHint::Kept { tokens }) => Take::AtLeast(tokens),
+                Some(InputHint::Skipped { tokens }) => Take::Placeholders {
+                    tokens,
+                    eos: plan.core().warmup().eos_id().is_some(),
+                },
+            };
+            match narrow.next_documents(take) {
                 Some(Ok(documents)) => {
                     return Poll::Ready(plan.push(source, documents).map_err(Into::into));
                 }

@@ -70,35 +70,85 @@ impl NarrowRun {
         self.offsets.len() - 1
     }
 
-    /// The next chunk of whole documents, widened (at least [`CHUNK_TOKENS`] tokens unless
-    /// fewer are left); `None` once every document was handed out.
-    pub(crate) fn next_documents(&mut self) -> Option<Result<Documents>> {
+    /// Where the next document comes from.
+    pub(crate) fn next_origin(&self) -> Origin {
+        Origin {
+            first_document: self.origin.first_document + self.next as u64,
+            ..self.origin
+        }
+    }
+
+    /// The next documents, as `take` says: widened, or placeholders of the same lengths
+    /// (never widened, never read: steps nobody takes consume them); `None` once every
+    /// document was handed out.
+    pub(crate) fn next_documents(&mut self, take: Take) -> Option<Result<Documents>> {
         let first = self.next;
         if first >= self.len() {
             return None;
         }
         let start = self.offsets[first];
-        let goal = start.saturating_add(CHUNK_TOKENS);
-        let end = self
-            .offsets
-            .partition_point(|&o| o < goal)
-            .clamp(first + 1, self.len());
+        let placeholders = match take {
+            Take::Placeholders { tokens, eos } => {
+                // The whole documents within `tokens`, each one's EOS counted when appended.
+                let fits = |j: usize| self.offsets[j] - start + if eos { j - first } else { 0 };
+                let end = (first..=self.len())
+                    .take_while(|&j| fits(j) <= tokens)
+                    .last()
+                    .unwrap_or(first);
+                (end > first).then_some(end)
+            }
+            _ => None,
+        };
+        let end = placeholders.unwrap_or_else(|| {
+            let wanted = match take {
+                Take::Chunk => CHUNK_TOKENS,
+                Take::AtLeast(tokens) => tokens.clamp(1, CHUNK_TOKENS),
+                // Its first document does not fit: that one alone, widened.
+                Take::Placeholders { .. } => 1,
+            };
+            let goal = start.saturating_add(wanted);
+            self.offsets
+                .partition_point(|&o| o < goal)
+                .clamp(first + 1, self.len())
+        });
+        let origin = self.next_origin();
         self.next = end;
         let stop = self.offsets[end];
-        let origin = Origin {
-            first_document: self.origin.first_document + first as u64,
-            ..self.origin
-        };
         let offsets = self.offsets[first..=end]
             .iter()
             .map(|o| o - start)
             .collect();
+        if placeholders.is_some() {
+            return Some(
+                Documents::placeholders(self.dtype, offsets)
+                    .map(|d| d.with_origin(origin))
+                    .map_err(LoaderError::from),
+            );
+        }
         Some(
             widen_uint16(&self.values[start * 2..stop * 2], self.dtype)
                 .map_err(LoaderError::from)
                 .and_then(|tokens| Ok(Documents::new(tokens, offsets)?.with_origin(origin))),
         )
     }
+}
+
+/// How many of a [`NarrowRun`]'s next documents to hand over, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// About [`CHUNK_TOKENS`] tokens of whole documents, widened.
+    Chunk,
+    /// Whole documents holding at least this many tokens (at most a chunk's), widened: a
+    /// kept step's rest, when the steps after it may be skipped ones.
+    AtLeast(usize),
+    /// The whole documents within `tokens` (each one's EOS counted when `eos`), as
+    /// placeholders; the first document alone, widened, when it does not fit.
+    Placeholders {
+        /// Tokens the skipped step still takes.
+        tokens: usize,
+        /// Whether the stage appends an EOS to each document.
+        eos: bool,
+    },
 }
 
 /// Little-endian `uint16` tokens widened to `dtype`, at about the speed of a copy of the wider
@@ -145,7 +195,7 @@ mod tests {
     use seqwarm_batcher::DType;
     use seqwarm_stage::Origin;
 
-    use super::{CHUNK_TOKENS, NarrowRun};
+    use super::{CHUNK_TOKENS, NarrowRun, Take};
 
     fn values(tokens: &[u16]) -> Bytes {
         Bytes::from(
@@ -178,7 +228,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut firsts = Vec::new();
         let mut counts = Vec::new();
-        while let Some(docs) = run.next_documents() {
+        while let Some(docs) = run.next_documents(Take::Chunk) {
             let docs = docs.unwrap();
             assert_eq!(docs.origin().epoch, 2);
             assert_eq!(docs.origin().unit, 7);
@@ -193,7 +243,7 @@ mod tests {
         const { assert!(CHUNK_TOKENS > 160_020 && CHUNK_TOKENS < 280_020) };
         let expected: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         assert_eq!(seen, expected);
-        assert!(run.next_documents().is_none());
+        assert!(run.next_documents(Take::Chunk).is_none());
     }
 
     #[test]
@@ -205,7 +255,7 @@ mod tests {
         let unaligned = Bytes::from(padded).slice(1..);
         for source in [bytes, unaligned] {
             let mut run = NarrowRun::new(source, vec![0, 1, 4], DType::I32).unwrap();
-            let docs = run.next_documents().unwrap().unwrap();
+            let docs = run.next_documents(Take::Chunk).unwrap().unwrap();
             assert_eq!(docs.tokens().to_vec_i64(), [0, 1, 65_535, 256]);
             assert_eq!(docs.len(), 2);
         }
@@ -217,9 +267,36 @@ mod tests {
         let expected: Vec<i64> = long.iter().map(|&t| i64::from(t)).collect();
         for dtype in [DType::I32, DType::I64] {
             let mut run = NarrowRun::new(unaligned.clone(), vec![0, 10_001], dtype).unwrap();
-            let docs = run.next_documents().unwrap().unwrap();
+            let docs = run.next_documents(Take::Chunk).unwrap().unwrap();
             assert_eq!(docs.tokens().to_vec_i64(), expected, "{dtype}");
         }
+    }
+
+    #[test]
+    fn placeholders_hold_the_whole_documents_that_fit() {
+        // Documents of 5, 3, 4 and 6 tokens.
+        let tokens: Vec<u16> = (1..=18).collect();
+        let offsets = vec![0, 5, 8, 12, 18];
+        let mut run = NarrowRun::new(values(&tokens), offsets, DType::I32).unwrap();
+        // 9 tokens with an EOS after each: 5 + 1 fits, 5 + 1 + 3 + 1 does not.
+        let take = |tokens, eos| Take::Placeholders { tokens, eos };
+        let docs = run.next_documents(take(9, true)).unwrap().unwrap();
+        assert!(docs.is_placeholder());
+        assert_eq!((docs.len(), docs.token_count()), (1, 5));
+        // Without EOS both 3 and 4 fit in 7; the placeholders are zeros, never the tokens.
+        let docs = run.next_documents(take(7, false)).unwrap().unwrap();
+        assert_eq!((docs.len(), docs.origin().first_document), (2, 1));
+        assert_eq!(docs.tokens().to_vec_i64(), [0; 7]);
+        // A first document longer than what is left is widened alone.
+        let docs = run.next_documents(take(5, false)).unwrap().unwrap();
+        assert!(!docs.is_placeholder());
+        assert_eq!(docs.tokens().to_vec_i64(), (13..=18).collect::<Vec<i64>>());
+        assert!(run.next_documents(take(100, false)).is_none());
+        // At least 6 tokens: two documents (5 + 3), widened.
+        let offsets = vec![0, 5, 8, 12, 18];
+        let mut run = NarrowRun::new(values(&tokens), offsets, DType::I32).unwrap();
+        let docs = run.next_documents(Take::AtLeast(6)).unwrap().unwrap();
+        assert_eq!(docs.tokens().to_vec_i64(), (1..=8).collect::<Vec<i64>>());
     }
 
     #[test]

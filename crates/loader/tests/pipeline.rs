@@ -384,3 +384,79 @@ async fn long_uint16_row_groups_read_and_resume_like_int32() {
         }
     }
 }
+
+/// A DataLoader worker's share (`Loader::set_kept_steps`): the steps `offset, offset +
+/// stride, ...` of the whole stream, byte for byte, though the other steps' tokens are
+/// dropped by count and the `uint16` documents only they take are never widened. Over long
+/// row groups, two epochs, one rank and two, with and without EOS and a shuffle buffer (which
+/// turns placeholders off), and a pack mode (whose other steps are built and dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_steps_are_the_whole_streams_steps() {
+    use seqwarm_format::{OutputLayout, ShardEncoding, ShardWriter};
+    use seqwarm_loader::KeptSteps;
+    let docs = common::documents(5_000, 120, 11);
+    let dir = common::temp_dir("kept-steps");
+    let file = std::fs::File::create(dir.join("long.parquet")).unwrap();
+    let mut writer = ShardWriter::with_encoding(
+        file,
+        OutputLayout::Flat,
+        200_000,
+        ShardEncoding::Uint16,
+        "long",
+    )
+    .unwrap();
+    for d in &docs {
+        writer.write_document(d).unwrap();
+    }
+    writer.finish().unwrap();
+    let build = |mode: Mode, shuffle: usize, eos: Option<i64>, world: usize| {
+        let schedule = ScheduleConfig::linear(64, 512, 0.5, 400).build().unwrap();
+        let warmup = WarmupConfig::new(schedule)
+            .with_mode(mode)
+            .with_batch_size(BatchSize::Rows(8))
+            .with_keep_last(true)
+            .with_eos_id(eos)
+            .with_shuffle_buffer(shuffle, 5);
+        LoaderBuilder::new([dir.display().to_string()], warmup)
+            .with_seed(3)
+            .with_epochs(Some(2))
+            .with_rank(world - 1, world)
+    };
+    for (mode, shuffle, eos) in [
+        (Mode::Repack, 0, None),
+        (Mode::Repack, 0, Some(7)),
+        (Mode::Truncate, 0, None),
+        (Mode::TruncateKeepEos, 0, Some(7)),
+        (Mode::Reshape, 0, None),
+        (Mode::Repack, 16, None),
+        (Mode::PackGreedy, 0, Some(7)),
+    ] {
+        for world in [1, 2] {
+            let mut all = build(mode, shuffle, eos, world).build().await.unwrap();
+            let whole = drain(&mut all, None).await;
+            assert!(whole.len() > 40, "{mode:?}: only {} batches", whole.len());
+            let hashes = common::hash_batches(&whole);
+            for (stride, offset) in [(2, 1), (3, 0), (8, 5)] {
+                let mut loader = build(mode, shuffle, eos, world).build().await.unwrap();
+                loader.set_kept_steps(KeptSteps::new(stride, offset));
+                let share = drain(&mut loader, None).await;
+                let steps: Vec<u64> = share.iter().map(|b| b.step).collect();
+                let expected: Vec<u64> = (0..whole.len() as u64)
+                    .filter(|s| s % stride == offset)
+                    .collect();
+                let what = format!(
+                    "{mode:?} shuffle {shuffle} eos {eos:?} world {world}, steps {offset} mod {stride}"
+                );
+                assert_eq!(steps, expected, "{what}");
+                let kept: Vec<String> = hashes
+                    .iter()
+                    .enumerate()
+                    .filter(|(s, _)| *s as u64 % stride == offset)
+                    .map(|(_, h)| h.clone())
+                    .collect();
+                assert_eq!(common::hash_batches(&share), kept, "{what}");
+                assert_eq!(loader.stats(), all.stats(), "{what}");
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Warmup;
 use crate::documents::{Documents, Origin};
 use crate::error::{Result, StageError};
+use crate::kept_steps::{InputHint, KeptSteps};
 use crate::last_batch::LastBatch;
 use crate::mode::Mode;
 use crate::shape::StepShape;
@@ -158,6 +159,11 @@ pub struct WarmupCore<S: RowSink = ModeSink> {
     epoch: u64,
     /// The sink's [`RowSink::tokens_handed_out`] when the last batch was emitted.
     handed_out_before: u64,
+    /// The steps handed over; the others are counted, not built (`None`: all).
+    kept: Option<KeptSteps>,
+    /// Whether [`Documents::placeholders`] were taken in since the last skipped step: no kept
+    /// batch may be built until a skipped one has taken them.
+    placeholders: bool,
 }
 
 impl<S: RowSink> std::fmt::Debug for WarmupCore<S> {
@@ -198,7 +204,48 @@ impl<S: RowSink> WarmupCore<S> {
             finished: false,
             epoch: 0,
             handed_out_before,
+            kept: None,
+            placeholders: false,
         }
+    }
+
+    /// Hands over only `kept`'s steps (`None`: all of them, the default). Each other step is
+    /// still emitted, in order and with its step number, counted and scheduled as always, but
+    /// in the row modes without its fields (an empty [`Batch`]): its tokens are dropped by
+    /// count ([`RowSink::skip`]), never copied. The batches of kept steps are unchanged.
+    pub fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
+        self.kept = kept.filter(|k| !k.is_all());
+    }
+
+    /// Whether `step` is handed over.
+    fn keeps(&self, step: u64) -> bool {
+        self.kept.is_none_or(|k| k.contains(step))
+    }
+
+    /// With [`WarmupCore::set_kept_steps`]: what the next input is for, where input can be
+    /// dropped by count (the row modes, no shuffle buffer, a sink that skips); `None`
+    /// otherwise. Counts what the current step still takes beyond what is buffered (the
+    /// unread rest of the current run included).
+    pub fn input_hint(&self) -> Option<InputHint> {
+        self.kept?;
+        if self.finished
+            || self.shuffle.is_some()
+            || self.warmup.mode().is_packing()
+            || !self.sink.skips_by_count()
+        {
+            return None;
+        }
+        let (documents, unread) = self.unread_in_run();
+        let buffered = (self.sink.buffered_tokens() as u64)
+            .saturating_add(unread)
+            .saturating_add(eos_tokens(&self.warmup, documents as usize));
+        let wanted = self.next_shape().tokens_in().saturating_sub(buffered);
+        let tokens = usize::try_from(wanted).unwrap_or(usize::MAX);
+        Some(if self.keeps(self.step) {
+            InputHint::Kept { tokens }
+        } else {
+            InputHint::Skipped { tokens }
+        })
     }
 
     /// The settings.
@@ -258,6 +305,9 @@ impl<S: RowSink> WarmupCore<S> {
     /// Takes a run of documents. Any documents left in the previous run are taken into the
     /// stage first, so nothing is lost.
     pub fn push(&mut self, documents: Documents) -> Result<()> {
+        if documents.is_placeholder() {
+            self.check_placeholders(&documents)?;
+        }
         if let Some(previous) = self.current.take() {
             let cursor = std::mem::take(&mut self.cursor);
             self.take_documents(&previous, cursor, previous.len())?;
@@ -268,6 +318,40 @@ impl<S: RowSink> WarmupCore<S> {
         Ok(())
     }
 
+    /// Placeholders fit where only the current, skipped step takes them: all of them go into
+    /// its rows (whole documents within what it still takes), none into a kept step's.
+    fn check_placeholders(&mut self, documents: &Documents) -> Result<()> {
+        let tokens = documents.token_count() as u64 + eos_tokens(&self.warmup, documents.len());
+        match self.input_hint() {
+            Some(InputHint::Skipped { tokens: wanted }) if tokens <= wanted as u64 => {
+                self.placeholders = true;
+                Ok(())
+            }
+            hint => Err(StageError::Documents {
+                reason: format!(
+                    "{tokens} placeholder tokens pushed at step {} where {hint:?}: only a \
+                     skipped step's input may be placeholders",
+                    self.step
+                ),
+            }),
+        }
+    }
+
+    /// Refuses to build a kept step's batch while placeholders are buffered (a driver bug:
+    /// zeros would be handed over as tokens).
+    fn refuse_placeholders(&self) -> Result<()> {
+        if self.placeholders && self.keeps(self.step) {
+            return Err(StageError::Documents {
+                reason: format!(
+                    "placeholder tokens would reach kept step {}: only a skipped step's input \
+                     may be placeholders",
+                    self.step
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The next full batch, or `None` when more input is needed.
     pub fn next_batch(&mut self) -> Result<Option<ScheduledBatch>> {
         if self.finished {
@@ -275,6 +359,10 @@ impl<S: RowSink> WarmupCore<S> {
         }
         let shape = self.next_shape();
         loop {
+            if let Some(skipped) = self.try_skip(&shape)? {
+                return Ok(Some(skipped));
+            }
+            self.refuse_placeholders()?;
             if let Some(batch) = self.try_pop(&shape)? {
                 return Ok(Some(self.emit(batch, shape.seq_len)));
             }
@@ -296,6 +384,7 @@ impl<S: RowSink> WarmupCore<S> {
             return Ok(Some(batch));
         }
         let shape = self.next_shape();
+        self.refuse_placeholders()?;
         let last = match self.warmup.last_batch() {
             LastBatch::Drop => None,
             LastBatch::Padded => {
@@ -346,6 +435,7 @@ impl<S: RowSink> WarmupCore<S> {
     /// unread rest of the current run, counting it all as dropped; the stage then continues
     /// with the next run pushed. An epoch plan does this where every rank ends an epoch.
     pub fn drop_buffered(&mut self) {
+        self.placeholders = false;
         let mut dropped = self.sink.clear() as u64;
         if let Some(shuffle) = &mut self.shuffle {
             dropped += shuffle.tokens() as u64 + eos_tokens(&self.warmup, shuffle.len());
@@ -403,7 +493,15 @@ impl<S: RowSink> WarmupCore<S> {
         self.progress.advance(batch.rows() as u64, tokens);
         self.stats.batches += 1;
         self.stats.tokens_out += tokens;
+        self.next_step(seq_len, batch, tokens)
+    }
+
+    fn next_step(&mut self, seq_len: usize, batch: Batch, tokens: u64) -> ScheduledBatch {
         let step = self.step;
+        if !self.keeps(step) {
+            // A skipped step takes every placeholder (they were pushed within what it took).
+            self.placeholders = false;
+        }
         self.step += 1;
         ScheduledBatch {
             step,
@@ -413,6 +511,35 @@ impl<S: RowSink> WarmupCore<S> {
             tokens,
             progress: self.progress,
         }
+    }
+
+    /// A step that is not kept, its tokens dropped by count when the sink has them all:
+    /// emitted without fields, counted as the batch it would have been (a full row-mode
+    /// batch: `rows_out x seq_len` tokens out, the rest of what it took cut).
+    fn try_skip(&mut self, shape: &StepShape) -> Result<Option<ScheduledBatch>> {
+        if self.keeps(self.step)
+            || self.warmup.mode().is_packing()
+            || !self.sink.can_pop(shape.row_len_in, shape.rows_in)
+        {
+            return Ok(None);
+        }
+        let taken = usize::try_from(shape.tokens_in()).unwrap_or(usize::MAX);
+        if !self.sink.skip(taken)? {
+            return Ok(None);
+        }
+        let tokens = shape.tokens_out();
+        self.stats.tokens_cut += shape.tokens_in() - tokens;
+        self.progress.advance(shape.rows_out as u64, tokens);
+        self.stats.batches += 1;
+        self.stats.tokens_out += tokens;
+        if let Some(total) = self.sink.tokens_handed_out() {
+            self.handed_out_before = total;
+        }
+        Ok(Some(self.next_step(
+            shape.seq_len,
+            Batch::default(),
+            tokens,
+        )))
     }
 
     fn cut(&mut self, batch: &Batch, len: usize, cut: seqwarm_batcher::Cut) -> Result<Batch> {
@@ -604,6 +731,7 @@ impl<S: RowSink> WarmupCore<S> {
         };
         self.finished = state.finished;
         self.epoch = state.epoch;
+        self.placeholders = false;
         self.sink
             .restore(&state.carry)
             .map_err(|e| StageError::State {

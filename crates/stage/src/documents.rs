@@ -1,8 +1,9 @@
 //! [`Documents`]: a run of whole documents, the unit that flows from a reader into the stage.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use seqwarm_batcher::{Element, Tensor};
+use bytes::Bytes;
+use seqwarm_batcher::{DType, Element, Tensor};
 
 use crate::error::{Result, StageError};
 
@@ -28,6 +29,27 @@ pub struct Documents {
     labels: Option<Tensor>,
     offsets: Arc<[usize]>,
     origin: Origin,
+    /// Whether the tokens are [`Documents::placeholders`]' zeros, not the documents' own.
+    placeholder: bool,
+}
+
+/// Zeros shared by every placeholder (a slice of one buffer, grown when a longer one is asked
+/// for): placeholders are never read, so they cost no memory per run and no writes.
+static ZEROS: Mutex<Option<Bytes>> = Mutex::new(None);
+
+fn zeros(len: usize) -> Bytes {
+    let mut shared = ZEROS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match shared.as_ref() {
+        Some(zeros) if zeros.len() >= len => zeros.slice(..len),
+        _ => {
+            let grown = Bytes::from(vec![0u8; len.next_power_of_two()]);
+            let out = grown.slice(..len);
+            *shared = Some(grown);
+            out
+        }
+    }
 }
 
 impl Documents {
@@ -68,7 +90,31 @@ impl Documents {
             labels: None,
             offsets: offsets.into(),
             origin: Origin::default(),
+            placeholder: false,
         })
+    }
+
+    /// Documents of these lengths (`n + 1` offsets from 0) whose tokens were not read: zeros
+    /// in their place, shared and never written. For input that only a step nobody takes
+    /// consumes ([`crate::InputHint::Skipped`]): the core takes them only to count them
+    /// through such a step, and refuses to build a kept batch while any are buffered.
+    pub fn placeholders(dtype: DType, offsets: Vec<usize>) -> Result<Self> {
+        let tokens = offsets.last().copied().unwrap_or(0);
+        let bytes = tokens
+            .checked_mul(dtype.size())
+            .ok_or_else(|| StageError::Documents {
+                reason: format!("{tokens} placeholder tokens overflow"),
+            })?;
+        let tensor = Tensor::vector_from_bytes(zeros(bytes), dtype)?;
+        Ok(Self {
+            placeholder: true,
+            ..Self::new(tensor, offsets)?
+        })
+    }
+
+    /// Whether these are [`Documents::placeholders`].
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder
     }
 
     /// One document.
@@ -79,6 +125,7 @@ impl Documents {
             labels: None,
             offsets: vec![0, n].into(),
             origin: Origin::default(),
+            placeholder: false,
         }
     }
 
@@ -159,6 +206,7 @@ impl Documents {
                 first_document: self.origin.first_document + first as u64,
                 ..self.origin
             },
+            placeholder: self.placeholder,
         }
     }
 
@@ -177,6 +225,7 @@ impl Documents {
                 first_document: self.origin.first_document + i as u64,
                 ..self.origin
             },
+            placeholder: self.placeholder,
         })
     }
 

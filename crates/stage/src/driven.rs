@@ -7,8 +7,9 @@
 //! [`MixturePlan`]: crate::MixturePlan
 
 use crate::core::{ScheduledBatch, WarmupCore};
-use crate::documents::Documents;
+use crate::documents::{Documents, Origin};
 use crate::error::Result;
+use crate::kept_steps::{InputHint, KeptSteps};
 use crate::mixture_plan::{MixturePlanState, SourceStats};
 use crate::plan::{PlanState, Reads};
 use crate::sink::ModeSink;
@@ -70,6 +71,21 @@ pub trait Plan: std::fmt::Debug + Send {
     /// [`Action::Read`] and reads that. `None` (the default) when the plan cannot tell.
     fn upcoming_reads(&self, source: usize) -> Option<Reads> {
         let _ = source;
+        None
+    }
+
+    /// Hands over only `kept`'s steps: the others are still emitted, in order, but without
+    /// fields where the mode drops them by count ([`WarmupCore::set_kept_steps`]). The
+    /// default ignores it (every batch is built; a driver drops the others).
+    fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
+        let _ = kept;
+    }
+
+    /// Under [`Plan::set_kept_steps`]: what `source`'s next documents (`next`, their origin)
+    /// are for, when they go straight to the core ([`WarmupCore::input_hint`]); `None` (the
+    /// default) when the plan may hold them back or reorder them, so they must be real.
+    fn input_hint(&self, source: usize, next: Origin) -> Option<InputHint> {
+        let _ = (source, next);
         None
     }
 

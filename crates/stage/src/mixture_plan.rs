@@ -24,6 +24,7 @@ use crate::documents::Documents;
 use crate::driven::{Action, Plan, PlanCheckpoint};
 use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
+use crate::kept_steps::KeptSteps;
 use crate::mixture::{Mixture, MixtureState};
 use crate::plan::{Reads, UnitInfo};
 use crate::rng::SplitMix64;
@@ -453,6 +454,12 @@ impl Plan for MixturePlan {
             s.reads_ended = true;
         }
         Ok(())
+    }
+
+    /// Skipped steps are dropped by count here too; the input hint stays `None` (the
+    /// default): documents wait in per-source queues before the mixture draws them.
+    fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
+        self.core.set_kept_steps(kept);
     }
 
     fn core(&self) -> &WarmupCore<ModeSink> {

@@ -48,10 +48,11 @@ use seqwarm_batcher::RowSink;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{CoreState, ScheduledBatch, WarmupCore};
-use crate::documents::Documents;
+use crate::documents::{Documents, Origin};
 use crate::driven::{Action, Plan, PlanCheckpoint};
 use crate::epochs::EpochConfig;
 use crate::error::{Result, StageError};
+use crate::kept_steps::{InputHint, KeptSteps};
 use crate::rest::RestUnit;
 use crate::rng::SplitMix64;
 use crate::sink::ModeSink;
@@ -1008,6 +1009,22 @@ impl Plan for EpochPlan<ModeSink> {
         (source == 0)
             .then(|| EpochPlan::upcoming_reads(self))
             .flatten()
+    }
+
+    fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
+        self.core.set_kept_steps(kept);
+    }
+
+    /// Only for documents of this epoch's own order that go to the core as they come: a
+    /// rank's repeated units wait until the stage needs them (`push`), when the step may be
+    /// a kept one.
+    fn input_hint(&self, source: usize, next: Origin) -> Option<InputHint> {
+        let direct = source == 0
+            && next.epoch == self.epoch
+            && next.unit < self.order.len() as u64
+            && self.repeat.is_none()
+            && !self.share_ended;
+        direct.then(|| self.core.input_hint()).flatten()
     }
 
     fn core(&self) -> &WarmupCore<ModeSink> {

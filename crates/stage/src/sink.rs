@@ -153,6 +153,14 @@ impl RowSink for ModeSink {
         each!(self, s => s.push_run(run, span))
     }
 
+    fn skip(&mut self, tokens: usize) -> Result<bool, BatchError> {
+        each!(self, s => s.skip(tokens))
+    }
+
+    fn skips_by_count(&self) -> bool {
+        each!(self, s => s.skips_by_count())
+    }
+
     fn can_pop(&self, len: usize, rows: usize) -> bool {
         each!(self, s => s.can_pop(len, rows))
     }

@@ -1541,3 +1541,187 @@ fn what_old_ranks_held_is_spread_over_the_new_ranks() {
         );
     }
 }
+
+/// Drives a plan as the loader does under kept steps: each unit's documents go in as the
+/// plan's input hint says (placeholders for what only a skipped step takes, a kept step's rest
+/// widened, else half a unit at a time).
+struct HintDriver<'a> {
+    units: &'a Units,
+    reads: Option<crate::Reads>,
+    position: u64,
+    document: usize,
+    /// Runs pushed as placeholders.
+    placeholders: usize,
+}
+
+impl<'a> HintDriver<'a> {
+    fn new(units: &'a Units) -> Self {
+        Self {
+            units,
+            reads: None,
+            position: 0,
+            document: 0,
+            placeholders: 0,
+        }
+    }
+
+    fn run(&mut self, plan: &mut EpochPlan) -> Result<Vec<ScheduledBatch>, StageError> {
+        let mut out = Vec::new();
+        loop {
+            match plan.next_action()? {
+                Action::Emit(batch) => out.push(batch),
+                Action::Read { reads, .. } => {
+                    (self.position, self.document) = (reads.start, 0);
+                    self.reads = Some(reads);
+                }
+                Action::Await { .. } => self.read_next(plan)?,
+                Action::Finished => return Ok(out),
+            }
+        }
+    }
+
+    fn read_next(&mut self, plan: &mut EpochPlan) -> Result<(), StageError> {
+        use crate::{InputHint, Plan};
+        let Some(r) = &self.reads else {
+            panic!("awaiting before any reads");
+        };
+        let Some(unit) = r.unit_at(self.position) else {
+            return plan.end_of_reads();
+        };
+        let docs = &self.units.units[unit][self.document..];
+        if docs.is_empty() {
+            (self.position, self.document) = (self.position + 1, 0);
+            return Ok(());
+        }
+        let origin = Origin {
+            epoch: r.epoch,
+            unit: self.position,
+            first_document: self.document as u64,
+        };
+        let eos = usize::from(plan.core().warmup().eos_id().is_some());
+        // Documents 0..n hold tokens(n) tokens, each EOS counted.
+        let tokens = |n: usize| docs[..n].iter().map(|d| d.len() + eos).sum::<usize>();
+        let (n, placeholder) = match Plan::input_hint(plan, 0, origin) {
+            Some(InputHint::Skipped { tokens: wanted }) => {
+                let fit = (0..=docs.len())
+                    .take_while(|&n| tokens(n) <= wanted)
+                    .last()
+                    .unwrap_or(0);
+                if fit > 0 { (fit, true) } else { (1, false) }
+            }
+            Some(InputHint::Kept { tokens: wanted }) => {
+                let n = (1..=docs.len())
+                    .find(|&n| tokens(n) >= wanted)
+                    .unwrap_or(docs.len());
+                (n, false)
+            }
+            None => (docs.len().div_ceil(2), false),
+        };
+        self.document += n;
+        let documents = if placeholder {
+            self.placeholders += 1;
+            let offsets = (0..=n).map(|k| tokens(k) - k * eos).collect();
+            Documents::placeholders(seqwarm_batcher::DType::I32, offsets)?
+        } else {
+            run(&docs[..n], origin)
+        };
+        plan.push(documents.with_origin(origin))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Under kept steps every step is still emitted, in order, with the same counts; the kept
+    /// ones are the batches of the whole stream, although the input that only skipped steps
+    /// take went in as placeholders and their tokens were dropped by count.
+    #[test]
+    fn kept_steps_hand_out_the_whole_streams_batches(
+        mode in any_mode(),
+        count in 1usize..60,
+        max_doc in 1usize..80,
+        seed in any::<u64>(),
+        rows in 1usize..5,
+        tokens in any::<bool>(),
+        eos in proptest::option::of(0i64..5),
+        shuffle in prop_oneof![Just(0usize), 1usize..6],
+        keep_last in any::<bool>(),
+        world in 1usize..3,
+        stride in 1u64..5,
+        offset in 0u64..4,
+    ) {
+        prop_assume!(offset < stride);
+        let docs = documents(count, max_doc, seed);
+        let units = Units::new(&docs, 4);
+        prop_assume!(units.units.len() >= world);
+        let sizing = if tokens { BatchSize::Tokens(rows * 64) } else { BatchSize::Rows(rows) };
+        let config = warmup(mode, sizing, eos, shuffle).with_keep_last(keep_last);
+        let epochs = EpochConfig::default().with_rank(world - 1, world).with_epochs(2);
+        let make = || {
+            let core = WarmupCore::new(config.build().unwrap());
+            EpochPlan::new(units.info(), epochs.clone(), core)
+        };
+        let Ok(mut whole) = make() else { return Ok(()) };
+        let all = drive(&mut whole, &units, usize::MAX).unwrap();
+        let mut kept_plan = make().unwrap();
+        let kept = crate::KeptSteps::new(stride, offset).unwrap();
+        crate::Plan::set_kept_steps(&mut kept_plan, Some(kept));
+        let mut driver = HintDriver::new(&units);
+        let emitted = driver.run(&mut kept_plan).unwrap();
+        let steps = |b: &[ScheduledBatch]| b.iter().map(|b| (b.step, b.seq_len, b.tokens)).collect::<Vec<_>>();
+        prop_assert_eq!(steps(&emitted), steps(&all));
+        let only_kept = |b: &[ScheduledBatch]| fingerprint(&b.iter().filter(|b| kept.contains(b.step)).cloned().collect::<Vec<_>>());
+        prop_assert_eq!(only_kept(&emitted), only_kept(&all));
+        prop_assert_eq!(kept_plan.stats(), whole.stats());
+        if stride == 1 || mode.is_packing() || shuffle > 0 {
+            prop_assert_eq!(driver.placeholders, 0);
+        }
+    }
+}
+
+/// Repack over many short documents, every second step kept: placeholders do go in, and a
+/// skipped step's batch has no fields.
+#[test]
+fn skipped_steps_take_placeholders_and_build_nothing() {
+    let docs = documents(400, 30, 7);
+    let units = Units::new(&docs, 50);
+    let config = warmup(Mode::Repack, BatchSize::Rows(4), None, 0);
+    let core = WarmupCore::new(config.build().unwrap());
+    let mut plan = EpochPlan::new(units.info(), EpochConfig::default(), core).unwrap();
+    crate::Plan::set_kept_steps(&mut plan, crate::KeptSteps::new(2, 1));
+    let mut driver = HintDriver::new(&units);
+    let batches = driver.run(&mut plan).unwrap();
+    assert!(
+        driver.placeholders > 10,
+        "{} placeholder runs",
+        driver.placeholders
+    );
+    assert!(
+        batches
+            .iter()
+            .filter(|b| b.step % 2 == 0)
+            .all(|b| b.batch.is_empty())
+    );
+    assert!(
+        batches
+            .iter()
+            .filter(|b| b.step % 2 == 1)
+            .all(|b| !b.batch.is_empty())
+    );
+}
+
+/// Placeholders where a kept step would read them are refused, not handed over as zeros.
+#[test]
+fn placeholders_for_a_kept_step_are_refused() {
+    let config = warmup(Mode::Repack, BatchSize::Rows(2), None, 0);
+    let mut core = WarmupCore::new(config.build().unwrap());
+    let placeholders = || Documents::placeholders(seqwarm_batcher::DType::I32, vec![0, 5, 9]);
+    // No kept steps set: every step is kept.
+    let err = core.push(placeholders().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("placeholder"), "{err}");
+    core.set_kept_steps(crate::KeptSteps::new(2, 0));
+    let err = core.push(placeholders().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("placeholder"), "{err}");
+    core.set_kept_steps(crate::KeptSteps::new(2, 1));
+    core.push(placeholders().unwrap()).unwrap();
+}
