@@ -211,6 +211,10 @@ impl Loader {
 
     /// A checkpoint at the current batch boundary.
     pub fn state(&self) -> LoaderState {
+        debug_assert!(
+            !self.plan.core().holds_placeholders(),
+            "placeholders are only buffered inside a poll"
+        );
         LoaderState::new(&self.identity, self.plan.checkpoint())
     }
 
@@ -298,13 +302,15 @@ impl Loader {
         };
         let plan = &mut self.plan;
         if let Some(narrow) = reader.narrow.as_mut() {
+            let eos = plan.core().warmup().eos_id().is_some();
             let take = match plan.input_hint(source, narrow.next_origin()) {
-                None => Take::Chunk,
                 Some(InputHint::Kept { tokens }) => Take::AtLeast(tokens),
-                Some(InputHint::Skipped { tokens }) => Take::Placeholders {
-                    tokens,
-                    eos: plan.core().warmup().eos_id().is_some(),
-                },
+                // Placeholders only when this run completes the step: then it takes them before
+                // the loader waits for anything, and a checkpoint never holds their zeros.
+                Some(InputHint::Skipped { tokens }) if narrow.holds(tokens, eos) => {
+                    Take::Placeholders { tokens, eos }
+                }
+                _ => Take::Chunk,
             };
             match narrow.next_documents(take) {
                 Some(Ok(documents)) => {

@@ -70,6 +70,14 @@ impl NarrowRun {
         self.offsets.len() - 1
     }
 
+    /// Whether the documents not handed out yet hold at least `tokens` tokens (each one's EOS
+    /// counted when `eos`).
+    pub(crate) fn holds(&self, tokens: usize, eos: bool) -> bool {
+        let left = self.offsets[self.len()] - self.offsets[self.next];
+        let eos = if eos { self.len() - self.next } else { 0 };
+        left + eos >= tokens
+    }
+
     /// Where the next document comes from.
     pub(crate) fn next_origin(&self) -> Origin {
         Origin {

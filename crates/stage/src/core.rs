@@ -217,6 +217,13 @@ impl<S: RowSink> WarmupCore<S> {
         self.kept = kept.filter(|k| !k.is_all());
     }
 
+    /// Whether placeholders are buffered: the current, skipped step has not taken them yet,
+    /// so a checkpoint now would carry their zeros as tokens (a driver pushes them only when
+    /// it can complete the step without waiting; [`InputHint::Skipped`]).
+    pub fn holds_placeholders(&self) -> bool {
+        self.placeholders
+    }
+
     /// Whether `step` is handed over.
     fn keeps(&self, step: u64) -> bool {
         self.kept.is_none_or(|k| k.contains(step))

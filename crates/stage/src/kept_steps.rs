@@ -40,7 +40,11 @@ impl KeptSteps {
 pub enum InputHint {
     /// The current step is not kept and still takes this many tokens of input (each
     /// document's EOS counted, when one is appended): whole documents within it may be
-    /// pushed as placeholders, since only this skipped step takes them.
+    /// pushed as placeholders, since only this skipped step takes them; but only when the
+    /// documents that complete the step are at hand too, so that they go in before the driver
+    /// waits for anything. A checkpoint ([`crate::WarmupCore::state`]) taken while
+    /// placeholders are buffered ([`crate::WarmupCore::holds_placeholders`]) would carry their
+    /// zeros as tokens.
     Skipped {
         /// Tokens the step still takes.
         tokens: usize,

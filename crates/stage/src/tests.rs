@@ -1543,8 +1543,8 @@ fn what_old_ranks_held_is_spread_over_the_new_ranks() {
 }
 
 /// Drives a plan as the loader does under kept steps: each unit's documents go in as the
-/// plan's input hint says (placeholders for what only a skipped step takes, a kept step's rest
-/// widened, else half a unit at a time).
+/// plan's input hint says (placeholders for what only a skipped step takes, when the unit
+/// completes that step; a kept step's rest widened; else half a unit at a time).
 struct HintDriver<'a> {
     units: &'a Units,
     reads: Option<crate::Reads>,
@@ -1586,10 +1586,20 @@ impl<'a> HintDriver<'a> {
             panic!("awaiting before any reads");
         };
         let Some(unit) = r.unit_at(self.position) else {
+            assert!(
+                !plan.core().holds_placeholders(),
+                "placeholders at the end of reads"
+            );
             return plan.end_of_reads();
         };
         let docs = &self.units.units[unit][self.document..];
         if docs.is_empty() {
+            // Where the loader would wait for the next row group: a checkpoint here must hold
+            // no placeholders.
+            assert!(
+                !plan.core().holds_placeholders(),
+                "placeholders across a wait"
+            );
             (self.position, self.document) = (self.position + 1, 0);
             return Ok(());
         }
@@ -1602,7 +1612,8 @@ impl<'a> HintDriver<'a> {
         // Documents 0..n hold tokens(n) tokens, each EOS counted.
         let tokens = |n: usize| docs[..n].iter().map(|d| d.len() + eos).sum::<usize>();
         let (n, placeholder) = match Plan::input_hint(plan, 0, origin) {
-            Some(InputHint::Skipped { tokens: wanted }) => {
+            // As the loader: placeholders only when this unit's rest completes the step.
+            Some(InputHint::Skipped { tokens: wanted }) if tokens(docs.len()) >= wanted => {
                 let fit = (0..=docs.len())
                     .take_while(|&n| tokens(n) <= wanted)
                     .last()
@@ -1615,7 +1626,7 @@ impl<'a> HintDriver<'a> {
                     .unwrap_or(docs.len());
                 (n, false)
             }
-            None => (docs.len().div_ceil(2), false),
+            _ => (docs.len().div_ceil(2), false),
         };
         self.document += n;
         let documents = if placeholder {
