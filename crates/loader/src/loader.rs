@@ -138,9 +138,9 @@ impl Loader {
     /// `reshape`, no shuffle buffer) their tokens are dropped by count, never copied, and a
     /// `uint16` row group's tokens that only they take are never widened.
     ///
-    /// Set it before the first batch. [`Loader::state`] is a checkpoint of the whole stream
-    /// only at a handed-out batch's boundary (between batches, the tokens of a skipped step
-    /// may be buffered as placeholders): take checkpoints where all steps are handed out.
+    /// Set it before the first batch. [`Loader::state`] stays a checkpoint of the whole
+    /// stream: placeholders go in only when the row group at hand completes the skipped step,
+    /// so the stage has taken them before the loader waits for anything.
     pub fn set_kept_steps(&mut self, kept: Option<KeptSteps>) {
         let kept = kept.filter(|k| !k.is_all());
         if kept != self.kept {

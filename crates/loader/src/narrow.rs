@@ -73,9 +73,14 @@ impl NarrowRun {
     /// Whether the documents not handed out yet hold at least `tokens` tokens (each one's EOS
     /// counted when `eos`).
     pub(crate) fn holds(&self, tokens: usize, eos: bool) -> bool {
-        let left = self.offsets[self.len()] - self.offsets[self.next];
-        let eos = if eos { self.len() - self.next } else { 0 };
-        left + eos >= tokens
+        self.stream_tokens(self.next, self.len(), eos) >= tokens
+    }
+
+    /// The tokens documents `first..end` put into the stage: their own, and an EOS each when
+    /// `eos`.
+    fn stream_tokens(&self, first: usize, end: usize, eos: bool) -> usize {
+        let appended = if eos { end - first } else { 0 };
+        self.offsets[end] - self.offsets[first] + appended
     }
 
     /// Where the next document comes from.
@@ -98,9 +103,8 @@ impl NarrowRun {
         let placeholders = match take {
             Take::Placeholders { tokens, eos } => {
                 // The whole documents within `tokens`, each one's EOS counted when appended.
-                let fits = |j: usize| self.offsets[j] - start + if eos { j - first } else { 0 };
                 let end = (first..=self.len())
-                    .take_while(|&j| fits(j) <= tokens)
+                    .take_while(|&j| self.stream_tokens(first, j, eos) <= tokens)
                     .last()
                     .unwrap_or(first);
                 (end > first).then_some(end)
